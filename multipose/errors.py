@@ -1,0 +1,22 @@
+"""Exceptions for bad user input.
+
+Every error a user can cause (a bad config value, an unreadable mesh, a corrupt checkpoint) raises a
+subclass of :class:`UserInputError` whose message names what is wrong and how to fix it. Entry points
+turn it into one ``error: ...`` line on stderr and a non-zero exit (see :mod:`multipose.cli`).
+"""
+
+
+class UserInputError(Exception):
+    """Bad input from the user; the message is shown as is, without a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(UserInputError):
+    """An invalid configuration file or ``--set`` override (exit code 2)."""
+
+    exit_code = 2
+
+
+class MeshError(UserInputError):
+    """A CAD model file that cannot be used (missing, empty, not a triangle mesh, non-finite)."""

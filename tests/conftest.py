@@ -1,0 +1,41 @@
+"""Shared fixtures: devices to test on, the repository root, the optional real T-LESS CAD model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The development CAD model lives beside the repository (../shared/cad); a user's clone lacks it.
+SHARED_CAD = REPO_ROOT.parent / "shared" / "cad"
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Every test that takes ``device`` runs on the CPU, and on CUDA too when a GPU is present."""
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture
+def python() -> str:
+    """The interpreter running the tests, for subprocess tests of the entry scripts."""
+    return sys.executable
+
+
+@pytest.fixture
+def tless_obj10() -> Path:
+    """T-LESS object 10 (OBJ, 11,918 faces) from ../shared/cad; skips when absent."""
+    path = SHARED_CAD / "obj_10.obj"
+    if not path.is_file():
+        pytest.skip(f"T-LESS CAD model not available at {path}")
+    return path
