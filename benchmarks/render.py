@@ -1,0 +1,129 @@
+"""Benchmark the loss renderer: ms per 64x64 depth map, forward and backward, full vs decimated mesh,
+PyTorch3D's backward vs the torch depth path, and the depth error the decimation introduces.
+
+    python benchmarks/render.py                       # T-LESS obj_10 from ../shared/cad if present
+    python benchmarks/render.py --mesh data/cad-files/tless_like_2fold.ply --faces 800
+
+Poses: uniform random rotations, the object at T = auto (bounding sphere fills 60% of a 60-degree
+view, the template's settings), batch 16. Times are medians over ``--repeats`` runs after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from multipose.geometry import distance_for_fill, matrix_to_rotation_6d, random_rotations, rotation_6d_to_matrix  # noqa: E402
+from multipose.mesh import load_mesh, simplify_mesh  # noqa: E402
+from multipose.render import LossView, MeshRenderer, RenderSettings, mesh_difference  # noqa: E402
+
+DEFAULT_MESH = REPO.parent / "shared" / "cad" / "obj_10.obj"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_view(view: LossView, R: torch.Tensor, backward: bool, repeats: int) -> float:
+    """Median ms per image of one forward (and backward) pass over the batch ``R``."""
+    device = R.device
+    weights = torch.rand(R.shape[0], view.image_size, view.image_size, device=device)
+    samples = []
+    for i in range(repeats + 1):
+        six = matrix_to_rotation_6d(R).clone().requires_grad_(backward)
+        _sync(device)
+        start = time.perf_counter()
+        with torch.set_grad_enabled(backward):
+            depth = view(rotation_6d_to_matrix(six)).depth
+            if backward:
+                (depth * weights).sum().backward()
+        _sync(device)
+        if i:  # the first run warms up
+            samples.append((time.perf_counter() - start) * 1000.0 / R.shape[0])
+    return statistics.median(samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mesh", type=Path, default=DEFAULT_MESH)
+    parser.add_argument("--faces", type=int, default=800, help="decimated face count (config LOSS_MESH_FACES)")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--error-views", type=int, default=128, help="rotations for the decimation error")
+    parser.add_argument("--error-faces", type=int, nargs="*", default=[300, 800, 1500, 3000],
+                        help="face counts whose decimation error is reported (besides --faces)")
+    parser.add_argument("--fov", type=float, default=60.0)
+    parser.add_argument("--fill", type=float, default=0.6)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if not args.mesh.is_file():
+        parser.error(f"mesh not found: {args.mesh} (pass --mesh data/cad-files/tless_like_2fold.ply)")
+    device = torch.device(args.device)
+
+    full = load_mesh(args.mesh)
+    start = time.perf_counter()
+    simple = simplify_mesh(full, args.faces)
+    decimation_s = time.perf_counter() - start
+    t = (0.0, 0.0, distance_for_fill(full.radius, args.fov, args.fill))
+    R = random_rotations(args.batch, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def view(mesh, path):
+        return LossView(MeshRenderer(mesh, RenderSettings(depth_gradient=path)), t, args.fov, args.size).to(device)
+
+    rows = []
+    for label, mesh in (("full", full), ("decimated", simple)):
+        for path in ("pytorch3d", "torch"):
+            v = view(mesh, path)
+            with torch.no_grad():
+                coverage = float(v(R).mask.mean())
+            rows.append(
+                {
+                    "mesh": label,
+                    "faces": mesh.num_faces,
+                    "depth_gradient": path,
+                    "forward_ms": time_view(v, R, backward=False, repeats=args.repeats),
+                    "forward_backward_ms": time_view(v, R, backward=True, repeats=args.repeats),
+                    "covered_pixels": coverage,
+                }
+            )
+    R_err = random_rotations(args.error_views, generator=torch.Generator().manual_seed(1)).to(device)
+    full_view = view(full, "torch")
+    differences = {}
+    for faces in sorted({args.faces, *args.error_faces}):
+        mesh = simple if faces == args.faces else simplify_mesh(full, faces)
+        differences[mesh.num_faces] = mesh_difference(full_view, view(mesh, "torch"), R_err)
+
+    print(f"mesh {args.mesh.name}: {full.num_faces} faces -> {simple.num_faces} (decimation {decimation_s:.2f} s)")
+    print(f"device {device}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+          f"torch {torch.__version__}; batch {args.batch}, {args.size}x{args.size}, T = {t[2]:.1f} mm, FOV {args.fov}")
+    print("| mesh | faces | depth gradient | forward ms/img | forward+backward ms/img | backward ms/img |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['mesh']} | {r['faces']} | {r['depth_gradient']} | {r['forward_ms']:.1f} | "
+              f"{r['forward_backward_ms']:.1f} | {r['forward_backward_ms'] - r['forward_ms']:.1f} |")
+    print(f"\ndecimation error against the full mesh over {args.error_views} random views (pixels covered in both):")
+    print("| faces | mean abs depth error mm | p95 mm | silhouette IoU |")
+    print("|---|---|---|---|")
+    for faces, d in differences.items():
+        print(f"| {faces} | {d.mean_abs_depth_mm:.3f} | {d.p95_abs_depth_mm:.3f} | {d.silhouette_iou:.4f} |")
+    if args.json:
+        report = {"rows": rows, "difference": {k: v.__dict__ for k, v in differences.items()}, "T": t, "device": str(device)}
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""Rendering a mesh with PyTorch3D in our (OpenCV / BOP) camera convention.
+
+This is the only module that knows PyTorch3D's camera convention: poses ``R (B, 3, 3)``,
+``t (B, 3)`` and intrinsics ``K (B, 3, 3)`` are OpenCV model-to-camera (``x_cam = R x + t``, image y
+down, pixel centres at integer coordinates) and are converted with
+:func:`pytorch3d.utils.cameras_from_opencv_projection`. That function treats a pixel's *corner* as
+its integer coordinate (a principal point ``c`` lands at ``c - 0.5`` in OpenCV terms), so we pass
+``cx + 0.5, cy + 0.5``; a test pins that a vertex projected with ``cv2.projectPoints`` lands on the
+rendered silhouette at the same pixel.
+
+Depth maps hold the camera-space z of the visible surface in mm (0 = background). Two ways to get
+depth gradients (``RenderSettings.depth_gradient``):
+
+- ``"pytorch3d"``: PyTorch3D's ``zbuf`` and its own rasterizer backward. On CPU this backward is
+  single-threaded at ~40 us per covered pixel and dominates a training step.
+- ``"torch"``: rasterize without gradients (only ``pix_to_face`` is kept), then recompute each
+  covered pixel's depth in torch from the projected vertices of its visible face: screen-space
+  barycentrics of the pixel centre from edge functions, then perspective-correct depth
+  ``z = 1 / sum_i(b_i / z_i)``. Because the barycentrics are recomputed from the projected
+  vertices, the gradient keeps the term where the surface slides under a pixel, and it matches
+  PyTorch3D's backward (tested). Visibility (which face a pixel sees) is piecewise constant in
+  both paths.
+
+``"auto"`` uses ``"torch"`` on CPU (measured: ``benchmarks/render.py``) and ``"pytorch3d"`` on CUDA.
+Soft depth (``shader="soft-depth"``) always uses PyTorch3D's ``SoftDepthShader``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from pytorch3d.renderer import (
+    BlendParams,
+    DirectionalLights,
+    HardPhongShader,
+    Materials,
+    MeshRasterizer,
+    RasterizationSettings,
+    TexturesVertex,
+)
+from pytorch3d.renderer.mesh.rasterizer import Fragments
+from pytorch3d.renderer.mesh.shader import SoftDepthShader
+from pytorch3d.structures import Meshes
+from pytorch3d.utils import cameras_from_opencv_projection
+from torch import nn
+
+from multipose.geometry import intrinsics_from_fov
+from multipose.mesh import Mesh
+
+SHADERS = ("hard-depth", "soft-depth")
+DEPTH_GRADIENTS = ("auto", "torch", "pytorch3d")
+
+__all__ = [
+    "DEPTH_GRADIENTS",
+    "SHADERS",
+    "LossView",
+    "MeshDifference",
+    "MeshRenderer",
+    "RenderSettings",
+    "Rendering",
+    "mesh_difference",
+]
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How depth maps are rendered.
+
+    Attributes:
+        shader: ``"hard-depth"`` (z-buffer of the nearest face) or ``"soft-depth"`` (PyTorch3D's
+            SoftDepthShader: a sigmoid-weighted blend of the ``faces_per_pixel`` nearest faces).
+        faces_per_pixel: faces kept per pixel by the rasterizer (>1 only matters for soft depth,
+            which needs about 10: with fewer, faces in front that do not cover the pixel but lie
+            within the blur radius crowd out the covering one).
+        depth_gradient: ``"auto"``, ``"torch"`` or ``"pytorch3d"`` (see the module docstring).
+        sigma: soft rasterization width (NDC units squared) for the soft shader; the blur radius
+            is derived from it as in SoftRas (probability 1e-4 at the edge of the blur).
+    """
+
+    shader: Literal["hard-depth", "soft-depth"] = "hard-depth"
+    faces_per_pixel: int = 1
+    depth_gradient: Literal["auto", "torch", "pytorch3d"] = "auto"
+    sigma: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.shader not in SHADERS:
+            raise ValueError(f"unknown shader {self.shader!r}; expected one of {SHADERS}")
+        if self.depth_gradient not in DEPTH_GRADIENTS:
+            raise ValueError(
+                f"unknown depth_gradient {self.depth_gradient!r}; expected one of {DEPTH_GRADIENTS}"
+            )
+        if self.faces_per_pixel < 1:
+            raise ValueError(f"faces_per_pixel must be >= 1, got {self.faces_per_pixel}")
+
+    def resolved_gradient(self, device: torch.device) -> str:
+        """The depth-gradient path used on ``device`` (``auto`` resolved)."""
+        if self.shader == "soft-depth":
+            return "pytorch3d"
+        if self.depth_gradient != "auto":
+            return self.depth_gradient
+        return "torch" if device.type == "cpu" else "pytorch3d"
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """A rendered batch.
+
+    Attributes:
+        depth: ``(B, H, W)`` camera-space z in mm of the visible surface; 0 where nothing is seen.
+        mask: ``(B, H, W)`` silhouette: hard ``{0, 1}`` float (no gradient), or soft coverage in
+            ``[0, 1]`` (differentiable) for the soft shader.
+        rgb: ``(B, 3, H, W)`` Phong-shaded colour in ``[0, 1]`` on black, or None when not asked.
+    """
+
+    depth: torch.Tensor
+    mask: torch.Tensor
+    rgb: torch.Tensor | None = None
+
+
+class MeshRenderer(nn.Module):
+    """Renders one mesh for any batch of poses, on the device of its buffers (``.to(device)``).
+
+    Args:
+        mesh: the model, vertices in mm in the model frame.
+        settings: shader and depth-gradient choices.
+    """
+
+    def __init__(self, mesh: Mesh, settings: RenderSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or RenderSettings()
+        self.name = mesh.name
+        self.register_buffer("verts", mesh.vertices.float().contiguous(), persistent=False)
+        self.register_buffer("faces", mesh.faces.long().contiguous(), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.verts.device
+
+    def forward(
+        self, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor, image_size: int | tuple[int, int]
+    ) -> Rendering:
+        """Depth and silhouette: ``R (B,3,3), t (B,3), K (B,3,3) or (3,3)`` -> :class:`Rendering`
+        with ``depth, mask (B, H, W)``; ``image_size`` is ``S`` or ``(H, W)``."""
+        R, t, K, size = self._check(R, t, K, image_size)
+        path = self.settings.resolved_gradient(self.device)
+        soft = self.settings.shader == "soft-depth"
+        needs_graph = torch.is_grad_enabled() and (R.requires_grad or t.requires_grad)
+        if path == "torch" and not soft:
+            with torch.no_grad():
+                fragments, _, _ = self._rasterize(R, t, K, size, faces_per_pixel=1)
+            p2f = fragments.pix_to_face[..., 0]
+            mask = (p2f >= 0).to(R.dtype)
+            depth = self._depth_from_faces(p2f, R, t, K) if needs_graph else self._zbuf(fragments)
+            return Rendering(depth=depth, mask=mask)
+        fragments, meshes, cameras = self._rasterize(
+            R, t, K, size, faces_per_pixel=self.settings.faces_per_pixel, soft=soft
+        )
+        if soft:
+            shader = SoftDepthShader(
+                device=self.device, cameras=cameras, blend_params=BlendParams(sigma=self.settings.sigma)
+            )
+            depth = shader(fragments, meshes, zfar=0.0)[..., 0]
+            prob = torch.sigmoid(-fragments.dists / self.settings.sigma) * (fragments.pix_to_face >= 0)
+            mask = 1.0 - torch.prod(1.0 - prob, dim=-1)
+            return Rendering(depth=depth, mask=mask)
+        mask = (fragments.pix_to_face[..., 0] >= 0).to(R.dtype)
+        return Rendering(depth=self._zbuf(fragments), mask=mask)
+
+    def render_rgb(
+        self,
+        R: torch.Tensor,
+        t: torch.Tensor,
+        K: torch.Tensor,
+        image_size: int | tuple[int, int],
+        light_dir: torch.Tensor | None = None,
+        color: tuple[float, float, float] = (0.75, 0.75, 0.75),
+        ambient: float = 0.35,
+        diffuse: float = 0.6,
+        specular: float = 0.25,
+        shininess: float = 30.0,
+    ) -> Rendering:
+        """Phong-shaded RGB of a uniformly coloured surface on black, plus depth and mask.
+
+        ``light_dir (B, 3)`` (or ``(3,)``) is the direction *towards* the light in camera
+        coordinates (OpenCV: ``[0, 0, -1]`` is a headlight at the camera, the default); one
+        directional light per sample. Returns ``rgb (B, 3, H, W)`` in ``[0, 1]``.
+        """
+        R, t, K, size = self._check(R, t, K, image_size)
+        B = R.shape[0]
+        if light_dir is None:
+            light_dir = torch.tensor([0.0, 0.0, -1.0], device=R.device, dtype=R.dtype)
+        light_dir = light_dir.to(R).expand(B, 3)
+        light_dir = light_dir / light_dir.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        # PyTorch3D's world frame is our model frame: a camera-frame direction d is R^T d there.
+        light_model = (R.transpose(1, 2) @ light_dir[:, :, None])[..., 0]
+        fragments, meshes, cameras = self._rasterize(R, t, K, size, faces_per_pixel=1)
+        rgb_vertex = torch.tensor(color, device=R.device, dtype=R.dtype).expand_as(self.verts)
+        meshes.textures = TexturesVertex(verts_features=rgb_vertex[None].expand(B, -1, -1))
+        lights = DirectionalLights(
+            device=R.device,
+            direction=light_model,
+            ambient_color=((ambient,) * 3,),
+            diffuse_color=((diffuse,) * 3,),
+            specular_color=((specular,) * 3,),
+        )
+        materials = Materials(device=R.device, shininess=shininess)
+        shader = HardPhongShader(
+            device=R.device,
+            cameras=cameras,
+            lights=lights,
+            materials=materials,
+            blend_params=BlendParams(background_color=(0.0, 0.0, 0.0)),
+        )
+        rgba = shader(fragments, meshes)
+        rgb = rgba[..., :3].clamp(0.0, 1.0).permute(0, 3, 1, 2).contiguous()
+        mask = (fragments.pix_to_face[..., 0] >= 0).to(R.dtype)
+        return Rendering(depth=self._zbuf(fragments), mask=mask, rgb=rgb)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _check(self, R, t, K, image_size):
+        if R.ndim != 3 or R.shape[1:] != (3, 3):
+            raise ValueError(f"R must be (B, 3, 3), got {tuple(R.shape)}")
+        B = R.shape[0]
+        if t.shape != (B, 3):
+            raise ValueError(f"t must be (B, 3) = ({B}, 3), got {tuple(t.shape)}")
+        if K.shape == (3, 3):
+            K = K.expand(B, 3, 3)
+        if K.shape != (B, 3, 3):
+            raise ValueError(f"K must be (3, 3) or (B, 3, 3), got {tuple(K.shape)}")
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"image_size must be S or (H, W), got {image_size}")
+        dev = self.device
+        return R.to(dev), t.to(dev), K.to(dev, R.dtype), (int(size[0]), int(size[1]))
+
+    def _rasterize(self, R, t, K, size, faces_per_pixel: int, soft: bool = False):
+        """Fragments ``(B, H, W, faces_per_pixel)`` plus the Meshes and cameras used."""
+        B = R.shape[0]
+        K_p3d = K.clone()
+        K_p3d[:, :2, 2] += 0.5  # PyTorch3D: integer = pixel corner; ours: integer = pixel centre
+        hw = torch.tensor(size, device=R.device, dtype=R.dtype).expand(B, 2)
+        cameras = cameras_from_opencv_projection(R=R, tvec=t, camera_matrix=K_p3d, image_size=hw)
+        meshes = Meshes(verts=self.verts[None].expand(B, -1, -1), faces=self.faces[None].expand(B, -1, -1))
+        blur = 0.0
+        if soft:
+            blur = math.log(1.0 / 1e-4 - 1.0) * self.settings.sigma
+        raster = RasterizationSettings(
+            image_size=size,
+            blur_radius=blur,
+            faces_per_pixel=faces_per_pixel,
+            bin_size=None if R.device.type == "cuda" else 0,
+            perspective_correct=True,
+            cull_backfaces=False,
+        )
+        fragments = MeshRasterizer(cameras=cameras, raster_settings=raster)(meshes)
+        return fragments, meshes, cameras
+
+    @staticmethod
+    def _zbuf(fragments: Fragments) -> torch.Tensor:
+        z = fragments.zbuf[..., 0]
+        return torch.where(fragments.pix_to_face[..., 0] >= 0, z, torch.zeros_like(z))
+
+    def _depth_from_faces(
+        self, p2f: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor
+    ) -> torch.Tensor:
+        """Differentiable depth of the visible face at every covered pixel.
+
+        ``p2f (B, H, W)`` packed face index (-1 background). Returns ``(B, H, W)``.
+        """
+        B, H, W = p2f.shape
+        V, F = self.verts.shape[0], self.faces.shape[0]
+        cam = self.verts[None] @ R.transpose(1, 2) + t[:, None, :]  # (B, V, 3)
+        z = cam[..., 2]
+        uv = (cam @ K.transpose(1, 2))[..., :2] / z[..., None]  # (B, V, 2), integer = pixel centre
+        b, i, j = torch.nonzero(p2f >= 0, as_tuple=True)
+        face = self.faces[p2f[b, i, j] - b * F]  # (P, 3) vertex ids
+        tri_uv = uv[b[:, None], face]  # (P, 3, 2)
+        tri_z = z[b[:, None], face]  # (P, 3)
+        px = torch.stack([j, i], dim=-1).to(uv.dtype)  # (P, 2) pixel centre (u = column, v = row)
+
+        def edge(a, c, p):  # twice the signed area of (a, c, p)
+            return (c[..., 0] - a[..., 0]) * (p[..., 1] - a[..., 1]) - (c[..., 1] - a[..., 1]) * (
+                p[..., 0] - a[..., 0]
+            )
+
+        v0, v1, v2 = tri_uv[:, 0], tri_uv[:, 1], tri_uv[:, 2]
+        area = edge(v0, v1, v2)
+        area = torch.where(area.abs() < 1e-12, torch.full_like(area, 1e-12), area)
+        bary = torch.stack([edge(v1, v2, px), edge(v2, v0, px), edge(v0, v1, px)], dim=-1) / area[:, None]
+        depth_px = 1.0 / (bary / tri_z).sum(-1)
+        depth = torch.zeros(B, H, W, device=R.device, dtype=R.dtype)
+        return depth.index_put((b, i, j), depth_px)
+
+
+class LossView(nn.Module):
+    """The loss camera: the object at a fixed translation ``t`` seen by a square pinhole camera of
+    vertical field of view ``fov_deg`` with ``image_size`` pixels (config ``[Rendering] T, FOV,
+    IMAGE_SIZE``). ``forward(R (B,3,3)) -> Rendering`` with ``depth, mask (B, S, S)``."""
+
+    def __init__(
+        self, renderer: MeshRenderer, t: tuple[float, float, float], fov_deg: float, image_size: int
+    ) -> None:
+        super().__init__()
+        self.renderer = renderer
+        self.image_size = int(image_size)
+        self.fov_deg = float(fov_deg)
+        self.register_buffer("t", torch.tensor(t, dtype=torch.float32), persistent=False)
+        self.register_buffer("K", intrinsics_from_fov(fov_deg, image_size), persistent=False)
+
+    def forward(self, R: torch.Tensor) -> Rendering:
+        B = R.shape[0]
+        return self.renderer(R, self.t.expand(B, 3), self.K, self.image_size)
+
+
+@dataclass(frozen=True)
+class MeshDifference:
+    """How much a simplified mesh's depth maps differ from the full mesh's (same poses).
+
+    Attributes:
+        mean_abs_depth_mm: mean ``|depth_full - depth_simplified|`` over pixels covered in both.
+        p95_abs_depth_mm: its 95th percentile.
+        silhouette_iou: mean over views of ``|M_full & M_simple| / |M_full | M_simple|``.
+        num_views: number of poses compared.
+    """
+
+    mean_abs_depth_mm: float
+    p95_abs_depth_mm: float
+    silhouette_iou: float
+    num_views: int
+
+
+@torch.no_grad()
+def mesh_difference(
+    full: LossView, simplified: LossView, R: torch.Tensor, batch_size: int = 32
+) -> MeshDifference:
+    """Compare two loss views (same camera, different meshes) over rotations ``R (N, 3, 3)``."""
+    errors, ious = [], []
+    for start in range(0, R.shape[0], batch_size):
+        Rb = R[start : start + batch_size]
+        a, b = full(Rb), simplified(Rb)
+        both = (a.mask > 0) & (b.mask > 0)
+        either = (a.mask > 0) | (b.mask > 0)
+        errors.append((a.depth - b.depth).abs()[both].cpu())
+        ious.append((both.sum((1, 2)) / either.sum((1, 2)).clamp_min(1)).cpu())
+    err = torch.cat(errors)
+    return MeshDifference(
+        mean_abs_depth_mm=float(err.mean()) if err.numel() else float("nan"),
+        p95_abs_depth_mm=float(np.percentile(err.numpy(), 95)) if err.numel() else float("nan"),
+        silhouette_iou=float(torch.cat(ious).mean()),
+        num_views=int(R.shape[0]),
+    )
