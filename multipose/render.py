@@ -27,6 +27,7 @@ Soft depth (``shader="soft-depth"``) always uses PyTorch3D's ``SoftDepthShader``
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -48,8 +49,11 @@ from pytorch3d.structures import Meshes
 from pytorch3d.utils import cameras_from_opencv_projection
 from torch import nn
 
-from multipose.geometry import intrinsics_from_fov
-from multipose.mesh import Mesh
+from multipose.config import Config
+from multipose.geometry import distance_for_fill, intrinsics_from_fov
+from multipose.mesh import Mesh, load_loss_mesh
+
+logger = logging.getLogger(__name__)
 
 SHADERS = ("hard-depth", "soft-depth")
 DEPTH_GRADIENTS = ("auto", "torch", "pytorch3d")
@@ -62,6 +66,8 @@ __all__ = [
     "MeshRenderer",
     "RenderSettings",
     "Rendering",
+    "loss_translation",
+    "loss_view_from_config",
     "mesh_difference",
 ]
 
@@ -132,6 +138,12 @@ class MeshRenderer(nn.Module):
     def __init__(self, mesh: Mesh, settings: RenderSettings | None = None) -> None:
         super().__init__()
         self.settings = settings or RenderSettings()
+        if self.settings.shader == "soft-depth" and self.settings.faces_per_pixel < 8:
+            logger.warning(
+                "soft-depth with FACES_PER_PIXEL = %d: faces near a pixel can crowd out the one covering "
+                "it, giving wrong depth; use [Rendering] FACES_PER_PIXEL: 10",
+                self.settings.faces_per_pixel,
+            )
         self.name = mesh.name
         self.register_buffer("verts", mesh.vertices.float().contiguous(), persistent=False)
         self.register_buffer("faces", mesh.faces.long().contiguous(), persistent=False)
@@ -354,3 +366,30 @@ def mesh_difference(
         silhouette_iou=float(torch.cat(ious).mean()),
         num_views=int(R.shape[0]),
     )
+
+
+def loss_translation(cfg: Config, radius: float) -> tuple[float, float, float]:
+    """``[Rendering] T`` in mm, or with ``T: auto`` ``[0, 0, d]`` where a model of bounding
+    ``radius`` fills ``T_FILL`` of the loss view (:func:`multipose.geometry.distance_for_fill`)."""
+    r = cfg.Rendering
+    if r.T is not None:
+        return tuple(float(x) for x in r.T)
+    return (0.0, 0.0, distance_for_fill(radius, r.FOV, r.T_FILL))
+
+
+def loss_view_from_config(cfg: Config, device: torch.device) -> LossView:
+    """The loss renderer of a config: ``MODEL_PATH_LOSS`` decimated to ``LOSS_MESH_FACES`` (cached
+    in ``CACHE_DIR``), ``SHADER``, ``FACES_PER_PIXEL``, ``DEPTH_GRADIENT``, at ``T`` with ``FOV``
+    and ``IMAGE_SIZE``, on ``device``."""
+    r = cfg.Rendering
+    mesh = load_loss_mesh(
+        cfg.Dataset.MODEL_PATH_LOSS[0],
+        target_faces=r.LOSS_MESH_FACES,
+        cache_dir=cfg.Dataset.CACHE_DIR,
+        normalize=r.NORMALIZE_VERTICES,
+    )
+    settings = RenderSettings(
+        shader=r.SHADER, faces_per_pixel=r.FACES_PER_PIXEL, depth_gradient=r.DEPTH_GRADIENT
+    )
+    view = LossView(MeshRenderer(mesh, settings), loss_translation(cfg, mesh.radius), r.FOV, r.IMAGE_SIZE)
+    return view.to(device)

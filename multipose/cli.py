@@ -1,0 +1,108 @@
+"""Shared plumbing of the thin entry scripts (``train.py``, ``plot_loss_landscape.py``, ...).
+
+Every script follows the same pattern::
+
+    def main(args: argparse.Namespace, cfg: Config) -> int | None:
+        ...                                   # the work; returns an exit code or None (= 0)
+
+    if __name__ == "__main__":
+        parser = make_parser(__doc__)         # positional CFG, repeatable --set SECTION.KEY=VALUE
+        sys.exit(run(main, parser))
+
+:func:`run` configures logging once, loads and validates the config *before* ``main`` runs (so a bad
+file never creates an output folder), and turns a :class:`~multipose.errors.UserInputError` into one
+``error: <message>`` line on stderr and its exit code (2 for config errors), without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from tqdm import tqdm
+
+from multipose.config import Config, load_config
+from multipose.errors import UserInputError
+
+__all__ = ["make_parser", "run", "setup_logging"]
+
+#: Exit code after Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _TqdmHandler(logging.Handler):
+    """Log to stderr through ``tqdm.write`` so that log lines do not break progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Send INFO and above to stderr in a short format; calling it again changes nothing."""
+    root = logging.getLogger()
+    if any(isinstance(h, _TqdmHandler) for h in root.handlers):
+        return
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT, datefmt="%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def make_parser(description: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the positional config file ``CFG`` and repeatable ``--set``."""
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Check a config file without running anything: python -m multipose.config CFG",
+    )
+    parser.add_argument(
+        "config", metavar="CFG", help="experiment config file (INI), e.g. experiment_template.cfg"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, parsed with the key's type (repeatable), "
+        "e.g. --set Training.NUM_ITER=5",
+    )
+    return parser
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def run(
+    main: Callable[[argparse.Namespace, Config], int | None],
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Parse ``argv``, set up logging, load the config, call ``main(args, cfg)``; return the exit code.
+
+    ``UserInputError`` (config errors included) -> one ``error: ...`` line on stderr and
+    ``exc.exit_code``; Ctrl-C -> 130. Other exceptions are bugs and propagate with their traceback.
+    """
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already reported
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    setup_logging()
+    try:
+        cfg = load_config(args.config, args.overrides)
+        result = main(args, cfg)
+    except UserInputError as exc:
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0 if result is None else int(result)

@@ -1,0 +1,1147 @@
+"""The experiment configuration: one table (:data:`SCHEMA`) owns every key's type, default and meaning.
+
+Files are INI, read with :mod:`configparser` like the original research code, so existing
+``experiment_template.cfg`` files run unchanged::
+
+    [Training]
+    NUM_ITER: 201
+    LEARNING_RATE: 1e-3
+
+Reading rules:
+
+- section and key names match case-insensitively; keys are stored upper-case, as the originals write them;
+- ``KEY: value`` or ``KEY = value``; a value may continue on indented lines (joined, then JSON-parsed
+  where the key takes a list); full-line ``#`` / ``;`` comments; a key set twice is an error;
+- an empty value means "unset" only for keys marked optional; every other key must hold a valid value;
+- a key missing from the file takes its default (every key has one, so old files stay valid);
+- an unknown section or key is an error that suggests the closest known name: a typo never silently
+  falls back to a default. Keys the original used that multipose does not need are accepted with a warning;
+- nothing is ``eval``-ed; lists are ``json.loads``-ed.
+
+Every error is a :class:`multipose.errors.ConfigError` with a one-line message::
+
+    exp.cfg: [Training] NUM_ITER = 'ten': expected an int >= 1
+    exp.cfg: [Training] NUM_ITR: unknown key; did you mean NUM_ITER?
+
+Overrides (``SECTION.KEY=VALUE``, e.g. ``--set Training.NUM_ITER=5`` on the command line) replace file
+values before parsing, so each is parsed with its key's type and its errors name the ``--set`` argument.
+
+Usage::
+
+    cfg = load_config("experiment.cfg", overrides=["Training.NUM_ITER=5"])
+    cfg.Training.NUM_ITER        # 5, also cfg["Training"]["NUM_ITER"]
+    cfg.Rendering.T              # None (auto) or (x, y, z) in mm
+    num_hypotheses(cfg)          # K
+    loss_parameters(cfg)         # LossParameters(depth_max, pose_max, gamma)
+
+Check a file from the shell (prints the resolved configuration, every key, or one ``error:`` line)::
+
+    python -m multipose.config experiment.cfg --set Training.NUM_ITER=5
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import json
+import logging
+import math
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from multipose.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_DEPTH_MAX",
+    "DEPRECATED",
+    "SCHEMA",
+    "SECTIONS",
+    "Config",
+    "Key",
+    "LossParameters",
+    "Section",
+    "ViewSampling",
+    "default_config",
+    "load_config",
+    "load_config_text",
+    "loss_parameters",
+    "num_hypotheses",
+    "resolve_device",
+    "schema_markdown",
+    "view_sampling",
+    "write_resolved_config",
+]
+
+#: ``[Loss_parameters] DEPTH_MAX`` when neither it nor ``[Training] LOSS_PARAMS`` sets it (mm).
+DEFAULT_DEPTH_MAX = 30.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Value types: parse INI text to a Python value and format it back (format -> parse is the identity).
+# --------------------------------------------------------------------------------------------------
+
+
+class _Invalid(ValueError):
+    """Raised by a value type's ``parse``; ``detail`` (optional) says what exactly is wrong."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ValueType(Protocol):
+    """What every value type provides."""
+
+    @property
+    def summary(self) -> str:
+        """Short description for the reference table, e.g. ``int >= 1``."""
+        ...
+
+    @property
+    def expected(self) -> str:
+        """The phrase after "expected" in an error, e.g. ``an int >= 1``."""
+        ...
+
+    def parse(self, text: str) -> Any:
+        """Parse stripped INI text; raise :class:`_Invalid` when it is not valid."""
+        ...
+
+    def format(self, value: Any) -> str:
+        """Write ``value`` as INI text that :meth:`parse` reads back to an equal value."""
+        ...
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = ": the list closes before its last line" if exc.msg == "Extra data" else ""
+        raise _Invalid(
+            f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} of the value{hint}"
+        ) from None
+
+
+def _finite_number(x: Any) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise _Invalid(f"{json.dumps(x)} is not a finite number")
+    return float(x)
+
+
+def _triple(x: Any) -> tuple[float, float, float]:
+    if not isinstance(x, list) or len(x) != 3:
+        raise _Invalid(f"{json.dumps(x)} is not a list of 3 numbers")
+    a, b, c = (_finite_number(v) for v in x)
+    return (a, b, c)
+
+
+def _freeze(x: Any) -> Any:
+    """JSON value -> immutable value (lists become tuples)."""
+    if isinstance(x, list):
+        return tuple(_freeze(v) for v in x)
+    if isinstance(x, dict):
+        raise _Invalid("JSON objects are not allowed here")
+    return x
+
+
+@dataclass(frozen=True)
+class IntType:
+    min: int | None = None
+    max: int | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"int in [{self.min}, {self.max}]"
+        if self.min is not None:
+            return f"int >= {self.min}"
+        return "int"
+
+    @property
+    def expected(self) -> str:
+        return "an " + self.summary
+
+    def parse(self, text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise _Invalid() from None
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise _Invalid()
+        return value
+
+    def format(self, value: int) -> str:
+        return str(value)
+
+
+@dataclass(frozen=True)
+class FloatType:
+    min: float | None = None
+    max: float | None = None
+    min_inclusive: bool = True
+    max_inclusive: bool = True
+
+    @property
+    def summary(self) -> str:
+        lo, hi = self.min, self.max
+        if lo is not None and hi is not None:
+            left = "[" if self.min_inclusive else "("
+            right = "]" if self.max_inclusive else ")"
+            return f"float in {left}{_num(lo)}, {_num(hi)}{right}"
+        if lo is not None:
+            return f"float {'>=' if self.min_inclusive else '>'} {_num(lo)}"
+        if hi is not None:
+            return f"float {'<=' if self.max_inclusive else '<'} {_num(hi)}"
+        return "float"
+
+    @property
+    def expected(self) -> str:
+        return "a " + self.summary
+
+    def parse(self, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise _Invalid() from None
+        if not math.isfinite(value):
+            raise _Invalid("not a finite number")
+        lo, hi = self.min, self.max
+        if lo is not None and (value < lo or (value == lo and not self.min_inclusive)):
+            raise _Invalid()
+        if hi is not None and (value > hi or (value == hi and not self.max_inclusive)):
+            raise _Invalid()
+        return value
+
+    def format(self, value: float) -> str:
+        return repr(value)
+
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+@dataclass(frozen=True)
+class BoolType:
+    summary: str = "bool (true/false, yes/no, on/off, 1/0)"
+    expected: str = "a bool: true/false, yes/no, on/off or 1/0"
+
+    def parse(self, text: str) -> bool:
+        low = text.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise _Invalid()
+
+    def format(self, value: bool) -> str:
+        return "true" if value else "false"
+
+
+@dataclass(frozen=True)
+class ChoiceType:
+    choices: tuple[str, ...]
+
+    @property
+    def summary(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
+    @property
+    def expected(self) -> str:
+        return self.summary
+
+    def parse(self, text: str) -> str:
+        low = text.lower()
+        if low not in self.choices:
+            raise _Invalid()
+        return low
+
+    def format(self, value: str) -> str:
+        return value
+
+
+@dataclass(frozen=True)
+class PathType:
+    """A file or folder path, stored as the string written (relative to the working directory)."""
+
+    summary: str = "path"
+    expected: str = "a path"
+
+    def parse(self, text: str) -> str:
+        if not text:
+            raise _Invalid()
+        return text
+
+    def format(self, value: str) -> str:
+        return value
+
+
+@dataclass(frozen=True)
+class PathListType:
+    """A path or a JSON list of paths, stored as a tuple of strings.
+
+    ``max_len=1`` for the CAD model paths: multipose trains one object per run. Empty strings in a list
+    are dropped (the originals wrote ``[""]`` for "none"); an empty result is ``None`` where
+    ``allow_empty``, else an error.
+    """
+
+    max_len: int | None = None
+    allow_empty: bool = False
+
+    @property
+    def summary(self) -> str:
+        return "path, or JSON list of one path" if self.max_len == 1 else "path, or JSON list of paths"
+
+    @property
+    def expected(self) -> str:
+        if self.max_len == 1:
+            return 'a path or a JSON list of one path, e.g. ["./data/obj_10.ply"]'
+        return 'a path or a JSON list of paths, e.g. ["./data/a.p", "./data/b.p"]'
+
+    def parse(self, text: str) -> tuple[str, ...] | None:
+        if text.startswith("["):
+            items = _json(text)
+            if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
+                raise _Invalid("the list must hold strings")
+            paths = tuple(p.strip() for p in items if p.strip())
+        else:
+            paths = (text,) if text else ()
+        if self.max_len is not None and len(paths) > self.max_len:
+            raise _Invalid(f"got {len(paths)} paths; multipose trains one object per run")
+        if not paths and not self.allow_empty:
+            raise _Invalid()
+        return paths or None
+
+    def format(self, value: tuple[str, ...]) -> str:
+        if len(value) == 1 and not value[0].startswith("["):
+            return value[0]
+        return json.dumps(list(value))
+
+
+@dataclass(frozen=True)
+class EncoderWeightsType:
+    summary: str = "auto, or a .npy / .pt / .pth path"
+    expected: str = "auto, or a path to a .npy (original AAE weights) or .pt/.pth file"
+
+    def parse(self, text: str) -> str:
+        if text.lower() == "auto":
+            return "auto"
+        if not text.lower().endswith((".npy", ".pt", ".pth")):
+            raise _Invalid()
+        return text
+
+    def format(self, value: str) -> str:
+        return value
+
+
+@dataclass(frozen=True)
+class BackgroundType:
+    summary: str = "folder, or procedural"
+    expected: str = "a folder of JPEG/PNG images, or procedural (or empty)"
+
+    def parse(self, text: str) -> str:
+        return "procedural" if text.lower() in ("", "procedural") else text
+
+    def format(self, value: str) -> str:
+        return value
+
+
+@dataclass(frozen=True)
+class TranslationType:
+    """``auto`` -> None; ``[x, y, z]`` or ``[[x, y, z]]`` (one triple per model path) -> (x, y, z)."""
+
+    summary: str = "auto, or JSON [x, y, z] / [[x, y, z]] in mm, z > 0"
+    expected: str = "auto, or [x, y, z] or [[x, y, z]] in mm with z > 0"
+
+    def parse(self, text: str) -> tuple[float, float, float] | None:
+        if text.lower() == "auto":
+            return None
+        if not text.startswith("["):
+            raise _Invalid()
+        value = _json(text)
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            if len(value) != 1:
+                raise _Invalid(
+                    f"got {len(value)} triples; one per MODEL_PATH_DATA entry, and multipose trains "
+                    "one object per run"
+                )
+            value = value[0]
+        t = _triple(value)
+        if t[2] <= 0:
+            raise _Invalid("z must be > 0: the object must be in front of the camera")
+        return t
+
+    def format(self, value: tuple[float, float, float] | None) -> str:
+        return "auto" if value is None else json.dumps(list(value))
+
+
+@dataclass(frozen=True)
+class ViewsType:
+    """K as an int, or the original's JSON list whose *length* is K (its values are ignored)."""
+
+    summary: str = "int >= 1, or non-empty JSON list (its length is K)"
+    expected: str = "an int >= 1 or a non-empty JSON list whose length is the number of hypotheses K"
+
+    def parse(self, text: str) -> int | tuple[Any, ...]:
+        if not text.startswith("["):
+            try:
+                k = int(text)
+            except ValueError:
+                raise _Invalid() from None
+            if k < 1:
+                raise _Invalid()
+            return k
+        value = _json(text)
+        if not isinstance(value, list) or not value:
+            raise _Invalid("the list is empty")
+        return _freeze(value)
+
+    def format(self, value: int | tuple[Any, ...]) -> str:
+        return str(value) if isinstance(value, int) else json.dumps(value)
+
+
+@dataclass(frozen=True)
+class EulerListType:
+    summary: str = "JSON list of [x, y, z] Euler angles (degrees)"
+    expected: str = "a non-empty JSON list of [x, y, z] Euler angles in degrees, e.g. [[0, 0, 0], [90, 0, 0]]"
+
+    def parse(self, text: str) -> tuple[tuple[float, float, float], ...]:
+        value = _json(text)
+        if not isinstance(value, list) or not value:
+            raise _Invalid()
+        return tuple(_triple(v) for v in value)
+
+    def format(self, value: tuple[tuple[float, float, float], ...]) -> str:
+        return json.dumps([list(v) for v in value])
+
+
+_VIEW_SAMPLING_BASES = ("sundermeyer-random", "sphere")
+_VIEW_SAMPLING_FILES = (".npy", ".p", ".pkl", ".pickle")
+_VIEW_SAMPLING_SUFFIXES = ("-hard", "-reuse")
+
+
+@dataclass(frozen=True)
+class ViewSampling:
+    """``[Training] VIEW_SAMPLING`` split into its parts.
+
+    ``base``: ``sundermeyer-random``, ``sphere``, or a path to a file of rotations
+    (``.npy``/``.p``/``.pkl``/``.pickle``); ``hard``: the ``-hard`` suffix; ``reuse``: the ``-reuse`` suffix.
+    """
+
+    base: str
+    hard: bool = False
+    reuse: bool = False
+
+
+def _parse_view_sampling(text: str) -> ViewSampling:
+    base, found = text, set()
+    while True:
+        suffix = next((s for s in _VIEW_SAMPLING_SUFFIXES if base.lower().endswith(s)), None)
+        if suffix is None or suffix in found:
+            break
+        found.add(suffix)
+        base = base[: -len(suffix)]
+    if base.lower() in _VIEW_SAMPLING_BASES:
+        base = base.lower()
+    elif not base.lower().endswith(_VIEW_SAMPLING_FILES) or Path(base).name.lower() in _VIEW_SAMPLING_FILES:
+        raise _Invalid()
+    return ViewSampling(base, hard="-hard" in found, reuse="-reuse" in found)
+
+
+@dataclass(frozen=True)
+class ViewSamplingType:
+    summary: str = (
+        "sundermeyer-random, sphere, or a .npy/.p/.pkl/.pickle path; optional suffixes -hard, -reuse"
+    )
+    expected: str = (
+        "sundermeyer-random, sphere or a path to a .npy/.p/.pkl/.pickle file of rotations, "
+        "optionally followed by -hard and/or -reuse (e.g. sundermeyer-random-hard)"
+    )
+
+    def parse(self, text: str) -> str:
+        vs = _parse_view_sampling(text)
+        return vs.base + ("-hard" if vs.hard else "") + ("-reuse" if vs.reuse else "")
+
+    def format(self, value: str) -> str:
+        return value
+
+
+# --------------------------------------------------------------------------------------------------
+# The schema
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One INI key: where it lives, its type, its default (as INI text) and what it means."""
+
+    section: str
+    name: str
+    type: ValueType
+    default: str
+    meaning: str
+    optional: bool = False  # an empty value means "unset" (None)
+
+    @property
+    def expected(self) -> str:
+        return self.type.expected + (", or empty (unset)" if self.optional else "")
+
+    def parse(self, text: str) -> Any:
+        """Parse INI text (raises :class:`_Invalid`)."""
+        text = text.strip()
+        if self.optional and not text:
+            return None
+        return self.type.parse(text)
+
+    def format(self, value: Any) -> str:
+        return "" if value is None and self.optional else self.type.format(value)
+
+
+_INT_GE1 = IntType(min=1)
+_FLOAT_GT0 = FloatType(min=0.0, min_inclusive=False)
+
+#: Every key multipose reads, in the order written by :meth:`Config.to_ini`.
+SCHEMA: tuple[Key, ...] = (
+    # [Dataset]
+    Key("Dataset", "MODEL_PATH_DATA", PathListType(max_len=1), "./data/cad-files/tless_like_2fold.ply",
+        "CAD model (PLY/OBJ, mm) rendered for the training images."),
+    Key("Dataset", "MODEL_PATH_LOSS", PathListType(max_len=1, allow_empty=True), "",
+        "CAD model rendered by the loss (decimated to LOSS_MESH_FACES); empty: same as MODEL_PATH_DATA.",
+        optional=True),
+    Key("Dataset", "VALID_DATA_PATH", PathListType(allow_empty=True), "",
+        "Validation set file(s) (original pickle format); empty: a generated validation set.",
+        optional=True),
+    Key("Dataset", "ENCODER_WEIGHTS", EncoderWeightsType(), "auto",
+        "Frozen encoder weights: .npy (original AAE weights dict), .pt, or auto."),
+    Key("Dataset", "BACKGROUND_IMAGES", BackgroundType(), "procedural",
+        "Folder of JPEG/PNG background images, or procedural (empty means procedural)."),
+    Key("Dataset", "CACHE_DIR", PathType(), "./cache",
+        "Where decimated meshes and rendered view caches are stored."),
+    # [Rendering]
+    Key("Rendering", "SHADER", ChoiceType(("hard-depth", "soft-depth")), "hard-depth",
+        "Depth shader of the loss renderer."),
+    Key("Rendering", "FACES_PER_PIXEL", _INT_GE1, "1", "Faces kept per pixel by the rasterizer."),
+    Key("Rendering", "NORMALIZE_VERTICES", BoolType(), "false",
+        "Centre the model on its bounding-box centre and scale it to a 100 mm bounding radius."),
+    Key("Rendering", "IMAGE_SIZE", IntType(min=8), "64",
+        "Side of the loss renderer's square depth maps (pixels)."),
+    Key("Rendering", "T", TranslationType(), "auto",
+        "Object translation for the loss renders (mm); auto: from T_FILL, FOV and the model's size."),
+    Key("Rendering", "T_FILL", FloatType(min=0.0, max=1.0, min_inclusive=False), "0.6",
+        "With T auto, the fraction of the loss view's width the model's bounding sphere fills."),
+    Key("Rendering", "FOV", FloatType(min=0.0, max=180.0, min_inclusive=False, max_inclusive=False), "60.0",
+        "Vertical field of view of the loss camera (degrees)."),
+    Key("Rendering", "VIEWS", ViewsType(), "1",
+        "Number of pose hypotheses K: an int, or a list whose length is K (the original's form)."),
+    Key("Rendering", "LOSS_MESH_FACES", IntType(min=0), "800",
+        "Face count of the decimated loss mesh (0 = full mesh)."),
+    Key("Rendering", "LOSS_VIEWPOINTS", EulerListType(), "[[0, 0, 0]]",
+        "Viewpoint rotations (Euler, degrees) of the multi-view loss; the depth term is averaged over them."),
+    Key("Rendering", "DEPTH_GRADIENT", ChoiceType(("auto", "torch", "pytorch3d")), "auto",
+        "Depth gradients: torch (recomputed from pix_to_face), pytorch3d (its backward), auto (per device)."),
+    # [Training]
+    Key("Training", "NUM_ITER", _INT_GE1, "100", "Number of epochs."),
+    Key("Training", "NUM_SAMPLES", _INT_GE1, "1000", "Training samples per epoch."),
+    Key("Training", "BATCH_SIZE", _INT_GE1, "32", "Training batch size."),
+    Key("Training", "LEARNING_RATE", _FLOAT_GT0, "1e-3", "Adam learning rate (unless LOW/HIGH are set)."),
+    Key("Training", "LEARNING_RATE_LOW", _FLOAT_GT0, "",
+        "With LEARNING_RATE_HIGH: cyclic learning rate between LOW and HIGH.", optional=True),
+    Key("Training", "LEARNING_RATE_HIGH", _FLOAT_GT0, "",
+        "With LEARNING_RATE_LOW: cyclic learning rate between LOW and HIGH.", optional=True),
+    Key("Training", "LOSS", ChoiceType(("vsd-union", "vsd-union-var-gamma")), "vsd-union",
+        "Multi-pose loss: gamma = 1/K (vsd-union) or gamma from GAMMA / LOSS_PARAMS (var-gamma)."),
+    Key("Training", "LOSS_PARAMS", _FLOAT_GT0, "",
+        "Original form: depth clamp in mm for vsd-union, gamma for vsd-union-var-gamma.", optional=True),
+    Key("Training", "VIEW_SAMPLING", ViewSamplingType(), "sundermeyer-random",
+        "How training rotations are drawn: Sundermeyer's random, sphere points or a rotation file."),
+    Key("Training", "OUTPUT_PATH", PathType(), "./output/default",
+        "Run folder: config, checkpoints, metrics, images."),
+    Key("Training", "RANDOM_SEED", IntType(min=0, max=2**32 - 1), "10", "Seed for torch, NumPy and Python."),
+    Key("Training", "POSE_REPRESENTATION", ChoiceType(("6d-pose", "quat")), "6d-pose",
+        "Rotation parametrisation of the pose head's output."),
+    Key("Training", "SAVE_IMAGES", BoolType(), "true", "Save example input and depth images while training."),
+    Key("Training", "EARLY_STOPPING", BoolType(), "false",
+        "Stop when the validation loss has not improved for STOPPING_WINDOW epochs."),
+    Key("Training", "STOPPING_WINDOW", _INT_GE1, "10", "Early-stopping patience (epochs)."),
+    Key("Training", "STOPPING_TIME_LIMIT", FloatType(min=0.0), "10.0",
+        "Stop training after this many hours (0 = no limit)."),
+    Key("Training", "MAX_REL_OFFSET", FloatType(min=0.0, max=1.0, max_inclusive=False), "0.2",
+        "Random crop offset relative to the object's bounding box."),
+    Key("Training", "AUGMENT_IMGS", BoolType(), "true", "Augment the training images."),
+    Key("Training", "DEVICE", ChoiceType(("auto", "cpu", "cuda")), "auto",
+        "Device: auto uses CUDA when available, else the CPU."),
+    # [Loss_parameters]
+    Key("Loss_parameters", "DEPTH_MAX", _FLOAT_GT0, "",
+        f"Depth error clamp d_max (mm); empty: LOSS_PARAMS for vsd-union, else {_num(DEFAULT_DEPTH_MAX)}.",
+        optional=True),
+    Key("Loss_parameters", "POSE_MAX", _FLOAT_GT0, "40.0",
+        "Angle (degrees) beyond which two hypotheses no longer pay the diversity penalty."),
+    Key("Loss_parameters", "GAMMA", FloatType(min=0.0), "",
+        "Confidence weight gamma; empty: 1/K (vsd-union) or LOSS_PARAMS (vsd-union-var-gamma).",
+        optional=True),
+    # [Evaluation]
+    Key("Evaluation", "BATCH_SIZE", _INT_GE1, "50", "Evaluation batch size."),
+    Key("Evaluation", "SAVE_IMAGES", BoolType(), "true", "Save evaluation images."),
+    Key("Evaluation", "TEST_DATA_PATH", PathType(), "",
+        "Test set file (original pickle format) or BOP folder.", optional=True),
+    # [Sampling]
+    Key("Sampling", "NUM_SAMPLES", _INT_GE1, "2000", "Points on the sphere for the loss landscape."),
+    Key("Sampling", "REFERENCE_NUM", IntType(min=0), "500",
+        "Index of the reference pose (modulo the number of samples)."),
+    Key("Sampling", "INPLANE_STEPS", _INT_GE1, "1", "In-plane rotations per sphere point."),
+    Key("Sampling", "BATCH_SIZE", _INT_GE1, "64", "Batch size of the landscape renders."),
+)
+
+#: Section names, in file order.
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(k.section for k in SCHEMA))
+
+_KEYS: Mapping[tuple[str, str], Key] = MappingProxyType({(k.section, k.name): k for k in SCHEMA})
+_SECTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {s: tuple(k.name for k in SCHEMA if k.section == s) for s in SECTIONS}
+)
+
+#: Keys of the original repository that multipose accepts and ignores (with a warning).
+DEPRECATED: Mapping[tuple[str, str], str] = MappingProxyType({
+    ("Dataset", "TRAIN_DATA_PATH"): "training images are rendered on the fly",
+    ("Training", "WEIGHT_INIT_NAME"): "the pose head uses PyTorch's default initialisation",
+})
+
+
+# --------------------------------------------------------------------------------------------------
+# The Config object
+# --------------------------------------------------------------------------------------------------
+
+
+def _suggest(word: str, candidates: Sequence[str]) -> str | None:
+    lower = {c.lower(): c for c in candidates}
+    close = difflib.get_close_matches(word.lower(), list(lower), n=1, cutoff=0.6)
+    return lower[close[0]] if close else None
+
+
+class Section(Mapping[str, Any]):
+    """The values of one INI section: ``section.KEY`` or ``section["KEY"]``; read-only."""
+
+    __slots__ = ("_name", "_values")
+
+    def __init__(self, name: str, values: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_values", dict(values))
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _missing(self, key: str) -> str:
+        hint = _suggest(key, list(self._values))
+        return f"[{self._name}] has no key {key}" + (f"; did you mean {hint}?" if hint else "")
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._values[key.upper()]
+        except (KeyError, AttributeError):
+            raise KeyError(self._missing(str(key))) from None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(self._missing(name)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a Config is immutable; use overrides (--set SECTION.KEY=VALUE) instead")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("a Config is immutable")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Section, (self._name, self._values))
+
+    def __repr__(self) -> str:
+        return f"Section({self._name!r}, {self._values!r})"
+
+
+class Config(Mapping[str, Section]):
+    """A validated, immutable configuration: ``cfg.Training.NUM_ITER`` or ``cfg["Training"]["NUM_ITER"]``.
+
+    Holds every key of :data:`SCHEMA` (missing keys at their defaults). Build one with
+    :func:`load_config`, :func:`load_config_text` or :func:`default_config`. Two configs are equal when
+    all their values are (where they were read from does not matter).
+    """
+
+    __slots__ = ("_sections", "_source", "_label", "_origins")
+
+    def __init__(
+        self,
+        values: Mapping[str, Mapping[str, Any]],
+        source: Path | None = None,
+        label: str = "<defaults>",
+        origins: Mapping[tuple[str, str], tuple[str, str]] | None = None,
+    ) -> None:
+        """Internal: use the loaders. ``origins`` maps (section, key) -> (where set, raw text)."""
+        object.__setattr__(self, "_sections", {s: Section(s, v) for s, v in values.items()})
+        object.__setattr__(self, "_source", source)
+        object.__setattr__(self, "_label", label)
+        object.__setattr__(self, "_origins", MappingProxyType(dict(origins or {})))
+
+    @property
+    def source(self) -> Path | None:
+        """The file this config was read from (None for defaults or text)."""
+        return self._source
+
+    def origin(self, section: str, key: str) -> str:
+        """Where a value was set: the ``--set`` argument, else the file (or ``<defaults>``)."""
+        return self._origins.get((section, key), (self._label, ""))[0]
+
+    def _shown(self, section: str, key: str) -> str:
+        """The value as the user wrote it (for error messages), else its formatted value."""
+        raw = self._origins.get((section, key))
+        return _one_line(raw[1]) if raw else _KEYS[section, key].format(self._sections[section][key])
+
+    def __getitem__(self, section: str) -> Section:
+        try:
+            return self._sections[_canonical_section(section) or section]
+        except (KeyError, AttributeError):
+            hint = _suggest(str(section), SECTIONS)
+            raise KeyError(
+                f"no section [{section}]" + (f"; did you mean [{hint}]?" if hint else "")
+            ) from None
+
+    def __getattr__(self, name: str) -> Section:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._sections[name]
+        except KeyError:
+            hint = _suggest(name, SECTIONS)
+            raise AttributeError(
+                f"no section [{name}]" + (f"; did you mean [{hint}]?" if hint else "")
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a Config is immutable; use overrides (--set SECTION.KEY=VALUE) instead")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("a Config is immutable")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sections)
+
+    def __len__(self) -> int:
+        return len(self._sections)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Config, (self.to_dict(), self._source, self._label, dict(self._origins)))
+
+    def __repr__(self) -> str:
+        return f"Config(source={self._label!r}, {self.to_dict()!r})"
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """``{section: {KEY: value}}`` of plain Python values (tuples, str, int, float, bool, None)."""
+        return {s: dict(sec) for s, sec in self._sections.items()}
+
+    def to_ini(self) -> str:
+        """Every key of the schema with its resolved value; :func:`load_config_text` reads it back equal."""
+        lines = [
+            "# multipose configuration, fully resolved (every key, defaults included).",
+            f"# Read from: {self._label}. Reference: multipose/config.py (SCHEMA).",
+        ]
+        for section in SECTIONS:
+            lines += ["", f"[{section}]"]
+            for name in _SECTION_KEYS[section]:
+                key = _KEYS[section, name]
+                text = key.format(self._sections[section][name])
+                lines.append(f"# {key.meaning}")
+                lines.append(f"{name}: {text}" if text else f"{name}:")
+        return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
+
+
+def _one_line(text: str, limit: int = 100) -> str:
+    text = re.sub(r"\s*\n\s*", " ", text.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _bad_value(where: str, key: Key, text: str, detail: str = "") -> ConfigError:
+    msg = f"{where}: [{key.section}] {key.name} = '{_one_line(text)}': expected {key.expected}"
+    return ConfigError(msg + (f" ({detail})" if detail else ""))
+
+
+def _canonical_section(name: str) -> str | None:
+    low = name.strip().lower()
+    return next((s for s in SECTIONS if s.lower() == low), None)
+
+
+def _unknown_section(where: str, name: str) -> ConfigError:
+    hint = _suggest(name, SECTIONS)
+    tail = f"did you mean [{hint}]?" if hint else "known sections: " + ", ".join(f"[{s}]" for s in SECTIONS)
+    return ConfigError(f"{where}: [{name}]: unknown section; {tail}")
+
+
+def _unknown_key(where: str, section: str, name: str) -> ConfigError:
+    elsewhere = [k.section for k in SCHEMA if k.name == name]
+    close_here = _suggest(name, _SECTION_KEYS[section])
+    if close_here:
+        tail = f"did you mean {close_here}?"
+    elif elsewhere:
+        tail = f"did you mean [{elsewhere[0]}] {name}?"
+    else:
+        anywhere = _suggest(name, [k.name for k in SCHEMA])
+        if anywhere:
+            sec = next(k.section for k in SCHEMA if k.name == anywhere)
+            tail = f"did you mean [{sec}] {anywhere}?"
+        else:
+            tail = f"known keys in [{section}]: " + ", ".join(_SECTION_KEYS[section])
+    return ConfigError(f"{where}: [{section}] {name}: unknown key; {tail}")
+
+
+def _lookup(where: str, section: str, name: str, notes: list[str]) -> tuple[str, str] | None:
+    """(canonical section, KEY) of a known key; None for a deprecated one (noted in ``notes``)."""
+    canonical = _canonical_section(section)
+    if canonical is None:
+        raise _unknown_section(where, section.strip())
+    key = name.strip().upper()
+    if (canonical, key) in DEPRECATED:
+        notes.append(
+            f"{where}: [{canonical}] {key} is not used by multipose ({DEPRECATED[canonical, key]}); remove it"
+        )
+        return None
+    if (canonical, key) not in _KEYS:
+        raise _unknown_key(where, canonical, key)
+    return canonical, key
+
+
+class _IniParser(configparser.ConfigParser):
+    """Strict, no interpolation, keys upper-cased, and no magic ``[DEFAULT]`` section."""
+
+    def __init__(self) -> None:
+        super().__init__(interpolation=None, strict=True, default_section="\x00no-default-section")
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr.upper()
+
+
+def _read_ini(text: str, where: str, notes: list[str]) -> dict[tuple[str, str], str]:
+    """INI text -> {(canonical section, KEY): raw value}; syntax, unknown and duplicate names raise.
+
+    Deprecated keys are left out and noted in ``notes`` (logged once the whole config is valid).
+    """
+    parser = _IniParser()
+    try:
+        parser.read_string(text, source=where)
+    except configparser.DuplicateOptionError as exc:
+        raise ConfigError(
+            f"{where}:{exc.lineno}: [{exc.section}] {exc.option}: duplicate key; "
+            "set each key once per section"
+        ) from None
+    except configparser.DuplicateSectionError as exc:
+        raise ConfigError(
+            f"{where}:{exc.lineno}: [{exc.section}]: duplicate section; write each section once"
+        ) from None
+    except configparser.MissingSectionHeaderError as exc:
+        raise ConfigError(
+            f"{where}:{exc.lineno}: '{_one_line(exc.line)}': a value before any [Section] header; "
+            "expected a section header such as [Training] first"
+        ) from None
+    except configparser.ParsingError as exc:
+        lineno, line = exc.errors[0]
+        raise ConfigError(
+            f"{where}:{lineno}: {_one_line(str(line))}: cannot parse this line; "
+            "expected 'KEY: value', '[Section]' or a '#' comment (continuation lines are indented)"
+        ) from None
+    except configparser.Error as exc:
+        raise ConfigError(f"{where}: {_one_line(str(exc), 300)}") from None
+
+    raw: dict[tuple[str, str], str] = {}
+    seen: dict[str, str] = {}
+    for section in parser.sections():
+        canonical = _canonical_section(section)
+        if canonical is None:
+            raise _unknown_section(where, section)
+        if canonical in seen:
+            raise ConfigError(
+                f"{where}: [{section}]: duplicate section (also written [{seen[canonical]}]); "
+                "write each section once"
+            )
+        seen[canonical] = section
+        for name, value in parser.items(section, raw=True):
+            found = _lookup(where, canonical, name, notes)
+            if found is not None:
+                raw[found] = value
+    return raw
+
+
+def _apply_override(
+    override: str,
+    raw: dict[tuple[str, str], str],
+    origins: dict[tuple[str, str], tuple[str, str]],
+    notes: list[str],
+) -> None:
+    where = f"--set {override}"
+    lhs, eq, value = override.partition("=")
+    section, dot, name = lhs.partition(".")
+    if not eq or not dot or not section.strip() or not name.strip():
+        raise ConfigError(
+            f"--set '{_one_line(override)}': expected SECTION.KEY=VALUE, e.g. --set Training.NUM_ITER=10"
+        )
+    found = _lookup(where, section, name, notes)
+    if found is not None:
+        raw[found] = value
+        origins[found] = (where, value)
+
+
+def _build(
+    raw: Mapping[tuple[str, str], str],
+    source: Path | None,
+    label: str,
+    origins: Mapping[tuple[str, str], tuple[str, str]],
+) -> Config:
+    values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    full_origins = dict(origins)
+    for key in SCHEMA:
+        where = origins.get((key.section, key.name), (label, ""))[0]
+        text = raw.get((key.section, key.name), key.default)
+        if (key.section, key.name) in raw and (key.section, key.name) not in full_origins:
+            full_origins[key.section, key.name] = (label, text)
+        try:
+            values[key.section][key.name] = key.parse(text)
+        except _Invalid as exc:
+            raise _bad_value(where, key, text, exc.detail) from None
+    # MODEL_PATH_LOSS defaults to the training model.
+    if values["Dataset"]["MODEL_PATH_LOSS"] is None:
+        values["Dataset"]["MODEL_PATH_LOSS"] = values["Dataset"]["MODEL_PATH_DATA"]
+    cfg = Config(values, source, label, full_origins)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    """Checks that involve several keys, so a bad file fails before any work."""
+    low, high = cfg.Training.LEARNING_RATE_LOW, cfg.Training.LEARNING_RATE_HIGH
+    if (low is None) != (high is None):
+        have, missing = ("LEARNING_RATE_LOW", "LEARNING_RATE_HIGH") if high is None else (
+            "LEARNING_RATE_HIGH", "LEARNING_RATE_LOW")
+        raise ConfigError(
+            f"{cfg.origin('Training', have)}: [Training] {have} = '{cfg._shown('Training', have)}': "
+            f"expected [Training] {missing} to be set too (a cyclic learning rate runs between LOW and "
+            "HIGH), or neither"
+        )
+    if low is not None and high is not None and low >= high:
+        raise ConfigError(
+            f"{cfg.origin('Training', 'LEARNING_RATE_LOW')}: [Training] LEARNING_RATE_LOW = "
+            f"'{cfg._shown('Training', 'LEARNING_RATE_LOW')}': expected less than [Training] "
+            f"LEARNING_RATE_HIGH = '{cfg._shown('Training', 'LEARNING_RATE_HIGH')}'"
+        )
+    loss_parameters(cfg)
+    if cfg.Training.DEVICE == "cuda":
+        resolve_device(cfg)
+
+
+def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Config:
+    """Read, validate and resolve an INI config file, then apply ``SECTION.KEY=VALUE`` overrides.
+
+    Raises :class:`~multipose.errors.ConfigError` (one-line message naming file, section, key and value)
+    for an unreadable file, INI syntax, unknown names, bad values or inconsistent keys.
+    """
+    label = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{label}: is a folder, expected a config file (INI)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read config file ({exc.strerror or exc})") from None
+    return load_config_text(text, source=Path(path), overrides=overrides, label=label)
+
+
+def load_config_text(
+    text: str,
+    source: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    label: str | None = None,
+) -> Config:
+    """Like :func:`load_config` for INI text (e.g. the config stored in a checkpoint)."""
+    if isinstance(overrides, str):
+        raise TypeError("overrides must be a sequence of 'SECTION.KEY=VALUE' strings, not one string")
+    where = label or (os.fspath(source) if source is not None else "<string>")
+    notes: list[str] = []
+    raw = _read_ini(text, where, notes)
+    origins: dict[tuple[str, str], tuple[str, str]] = {}
+    for override in overrides:
+        _apply_override(override, raw, origins, notes)
+    cfg = _build(raw, Path(source) if source is not None else None, where, origins)
+    for note in notes:  # only now: a bad file gets its one error line, not warnings first
+        logger.warning("%s", note)
+    return cfg
+
+
+def default_config() -> Config:
+    """Every key at its default."""
+    return _build({}, None, "<defaults>", {})
+
+
+def write_resolved_config(cfg: Config, out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``out_dir/config.cfg`` (every key, resolved) atomically; returns its path."""
+    from multipose.checkpoint import atomic_write_text  # lazy: checkpoint imports torch
+
+    return atomic_write_text(Path(out_dir) / "config.cfg", cfg.to_ini())
+
+
+# --------------------------------------------------------------------------------------------------
+# Derived values
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossParameters:
+    """Constants of the multi-pose loss.
+
+    ``depth_max``: depth-error clamp d_max (mm); ``pose_max``: angle (degrees) beyond which two
+    hypotheses pay no diversity penalty; ``gamma``: weight of the confidence-independent term.
+    """
+
+    depth_max: float
+    pose_max: float
+    gamma: float
+
+
+def num_hypotheses(cfg: Config) -> int:
+    """K, the number of pose hypotheses: ``[Rendering] VIEWS`` as an int, or the length of its list."""
+    views = cfg.Rendering.VIEWS
+    return views if isinstance(views, int) else len(views)
+
+
+def _same_or_error(cfg: Config, a: tuple[str, str], b: tuple[str, str], what: str) -> None:
+    va, vb = cfg[a[0]][a[1]], cfg[b[0]][b[1]]
+    if va is not None and vb is not None and va != vb:
+        raise ConfigError(
+            f"{cfg.origin(*a)}: [{a[0]}] {a[1]} = '{cfg._shown(*a)}': expected the same value as "
+            f"[{b[0]}] {b[1]} = '{cfg._shown(*b)}' (both set {what} for LOSS {cfg.Training.LOSS}); "
+            "remove one"
+        )
+
+
+def loss_parameters(cfg: Config) -> LossParameters:
+    """The loss constants, from ``[Loss_parameters]`` or the original's ``[Training] LOSS_PARAMS``.
+
+    ``vsd-union``: depth_max = DEPTH_MAX or LOSS_PARAMS or 30; gamma = GAMMA or 1/K.
+    ``vsd-union-var-gamma``: gamma = GAMMA or LOSS_PARAMS (one is required); depth_max = DEPTH_MAX or 30.
+    LOSS_PARAMS and the key it stands for may both be set only to the same value.
+    """
+    tr, lp = cfg.Training, cfg.Loss_parameters
+    if tr.LOSS == "vsd-union":
+        _same_or_error(cfg, ("Training", "LOSS_PARAMS"), ("Loss_parameters", "DEPTH_MAX"),
+                       "the depth clamp d_max in mm")
+        depth_max = next(v for v in (lp.DEPTH_MAX, tr.LOSS_PARAMS, DEFAULT_DEPTH_MAX) if v is not None)
+        gamma = lp.GAMMA if lp.GAMMA is not None else 1.0 / num_hypotheses(cfg)
+    else:
+        _same_or_error(cfg, ("Training", "LOSS_PARAMS"), ("Loss_parameters", "GAMMA"), "gamma")
+        gamma = lp.GAMMA if lp.GAMMA is not None else tr.LOSS_PARAMS
+        if gamma is None:
+            raise ConfigError(
+                f"{cfg.origin('Training', 'LOSS')}: [Training] LOSS = '{cfg._shown('Training', 'LOSS')}': "
+                "expected [Loss_parameters] GAMMA (or the original's [Training] LOSS_PARAMS) to be set: "
+                "this loss takes gamma from the config"
+            )
+        depth_max = lp.DEPTH_MAX if lp.DEPTH_MAX is not None else DEFAULT_DEPTH_MAX
+    return LossParameters(depth_max=float(depth_max), pose_max=float(lp.POSE_MAX), gamma=float(gamma))
+
+
+def view_sampling(cfg: Config) -> ViewSampling:
+    """``[Training] VIEW_SAMPLING`` split into base and ``-hard`` / ``-reuse`` flags."""
+    return _parse_view_sampling(cfg.Training.VIEW_SAMPLING)
+
+
+def resolve_device(cfg: Config) -> torch.device:
+    """``[Training] DEVICE`` as a :class:`torch.device`; ``auto`` picks CUDA when available.
+
+    ``cuda`` without a usable GPU is a :class:`~multipose.errors.ConfigError`, not a crash later.
+    """
+    import torch  # lazy: checking a config file should not pay for importing torch
+
+    name = cfg.Training.DEVICE
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"{cfg.origin('Training', 'DEVICE')}: [Training] DEVICE = '{cfg._shown('Training', 'DEVICE')}': "
+            "expected auto or cpu: PyTorch sees no CUDA GPU on this machine "
+            "(DEVICE: auto uses one when present)"
+        )
+    return torch.device(name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Documentation
+# --------------------------------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def schema_markdown() -> str:
+    """A Markdown reference table of every key (generated from :data:`SCHEMA`)."""
+    rows = [
+        "| Section | Key | Type / allowed values | Default | Meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for key in SCHEMA:
+        kind = key.type.summary + (", or empty" if key.optional else "")
+        default = f"`{key.default}`" if key.default else "*(empty)*"
+        rows.append(
+            f"| {key.section} | `{key.name}` | {_md(kind)} | {_md(default)} | {_md(key.meaning)} |"
+        )
+    ignored = ", ".join(f"`[{s}] {k}`" for s, k in DEPRECATED)
+    rows += [
+        "",
+        f"Accepted for compatibility with the original repository and ignored (with a warning): {ignored}.",
+        "Relative paths are relative to the working directory.",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    from multipose import cli  # lazy: cli imports this module
+
+    parser = cli.make_parser(
+        "Validate a multipose config file and print it fully resolved (every key, defaults included)."
+    )
+    parser.prog = "python -m multipose.config"
+
+    def show(args: Any, cfg: Config) -> None:
+        sys.stdout.write(cfg.to_ini())
+
+    return cli.run(show, parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

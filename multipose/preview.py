@@ -1,0 +1,149 @@
+"""Check an experiment's object and loss camera before training: what the loss renderer sees.
+
+For a config this loads the data mesh and the decimated loss mesh, places them at ``T`` in the loss
+camera, and reports
+
+- the depth error the decimation introduces (mean and 95th percentile of ``|depth_full -
+  depth_loss|`` over pixels covered by both, silhouette IoU) over random rotations;
+- the loss renderer's cost per depth map (forward, forward + backward) on the configured device;
+- a figure ``preview.png``: for a few rotations, the Phong-shaded data mesh, its depth, the loss
+  mesh's depth and their absolute difference.
+
+Outputs go to ``<OUTPUT_PATH>/preview/`` (``preview.png``, ``preview.json``, ``config.cfg``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from multipose.checkpoint import atomic_write_text
+from multipose.config import Config, write_resolved_config
+from multipose.geometry import matrix_to_rotation_6d, random_rotations, rotation_6d_to_matrix
+from multipose.mesh import load_mesh
+from multipose.render import LossView, MeshDifference, MeshRenderer, loss_view_from_config, mesh_difference
+from multipose.visualize import image_grid, save_figure
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PreviewReport", "run_preview"]
+
+
+@dataclass(frozen=True)
+class PreviewReport:
+    """What :func:`run_preview` measured (also written to ``preview.json``)."""
+
+    data_mesh: str
+    data_faces: int
+    loss_faces: int
+    radius_mm: float
+    T: tuple[float, float, float]
+    fov_deg: float
+    image_size: int
+    device: str
+    depth_gradient: str
+    difference: MeshDifference
+    forward_ms_per_image: float
+    forward_backward_ms_per_image: float
+    covered_fraction: float
+
+
+def _time_loss_view(view: LossView, R: torch.Tensor) -> tuple[float, float]:
+    """ms per image for a forward pass and for forward + backward through the 6D parameters."""
+    sync = torch.cuda.synchronize if R.device.type == "cuda" else (lambda: None)
+    forward = float("inf")
+    for _ in range(2):  # the first pass warms up; keep the faster
+        start = time.perf_counter()
+        with torch.no_grad():
+            view(R)
+        sync()
+        forward = min(forward, (time.perf_counter() - start) * 1000.0 / R.shape[0])
+    six = matrix_to_rotation_6d(R).clone().requires_grad_(True)
+    start = time.perf_counter()
+    view(rotation_6d_to_matrix(six)).depth.sum().backward()
+    sync()
+    both = (time.perf_counter() - start) * 1000.0 / R.shape[0]
+    return forward, both
+
+
+def run_preview(cfg: Config, device: torch.device, num_views: int = 6, num_error_views: int = 64) -> PreviewReport:
+    """Render the configured object with the loss camera, write the preview files, return the report."""
+    loss_view = loss_view_from_config(cfg, device)
+    data_mesh = load_mesh(cfg.Dataset.MODEL_PATH_DATA[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
+    full_view = LossView(
+        MeshRenderer(data_mesh, loss_view.renderer.settings),
+        tuple(loss_view.t.tolist()),
+        loss_view.fov_deg,
+        loss_view.image_size,
+    ).to(device)
+    generator = torch.Generator().manual_seed(cfg.Training.RANDOM_SEED)
+    R_err = random_rotations(num_error_views, generator=generator).to(device)
+    difference = mesh_difference(full_view, loss_view, R_err)
+    forward_ms, both_ms = _time_loss_view(loss_view, R_err[:16])
+
+    R = R_err[:num_views]
+    light = torch.randn(num_views, 3, generator=generator).to(device)
+    light[:, 2] = -light[:, 2].abs() - 0.5  # from the camera's side
+    with torch.no_grad():
+        shaded = full_view.renderer.render_rgb(R, full_view.t.expand(num_views, 3), full_view.K, full_view.image_size, light_dir=light)
+        loss = loss_view(R)
+    rows = []
+    for i in range(num_views):
+        d_full, d_loss = shaded.depth[i].cpu().numpy(), loss.depth[i].cpu().numpy()
+        diff = np.where((d_full > 0) | (d_loss > 0), np.abs(d_full - d_loss) + 1e-6, 0.0)
+        rows.append([shaded.rgb[i].permute(1, 2, 0).cpu().numpy(), d_full, d_loss, diff])
+    out_dir = Path(cfg.Training.OUTPUT_PATH) / "preview"
+    fig = image_grid(
+        rows,
+        column_titles=[
+            f"data mesh\n{data_mesh.num_faces} faces",
+            "depth (mm)\ndata mesh",
+            f"depth (mm), loss mesh\n{loss_view.renderer.faces.shape[0]} faces",
+            "|difference|\n(mm)",
+        ],
+        cmaps=[None, "viridis", "viridis", "magma"],
+    )
+    report = PreviewReport(
+        data_mesh=str(cfg.Dataset.MODEL_PATH_DATA[0]),
+        data_faces=data_mesh.num_faces,
+        loss_faces=int(loss_view.renderer.faces.shape[0]),
+        radius_mm=data_mesh.radius,
+        T=tuple(float(x) for x in loss_view.t.tolist()),
+        fov_deg=loss_view.fov_deg,
+        image_size=loss_view.image_size,
+        device=str(device),
+        depth_gradient=loss_view.renderer.settings.resolved_gradient(device),
+        difference=difference,
+        forward_ms_per_image=forward_ms,
+        forward_backward_ms_per_image=both_ms,
+        covered_fraction=float(loss.mask.mean()),
+    )
+    save_figure(fig, out_dir / "preview.png")
+    atomic_write_text(out_dir / "preview.json", json.dumps(asdict(report), indent=2) + "\n")
+    write_resolved_config(cfg, out_dir)
+    logger.info(
+        "%s: %d faces (loss mesh %d), radius %.1f mm, T = %s mm, %s",
+        report.data_mesh, report.data_faces, report.loss_faces, report.radius_mm,
+        [round(x, 1) for x in report.T], device,
+    )
+    logger.info(
+        "decimation error over %d views: mean %.3f mm, p95 %.3f mm, silhouette IoU %.4f",
+        difference.num_views, difference.mean_abs_depth_mm, difference.p95_abs_depth_mm, difference.silhouette_iou,
+    )
+    logger.info(
+        "loss renderer %dx%d (%s gradient): %.1f ms/image forward, %.1f ms/image forward+backward",
+        report.image_size, report.image_size, report.depth_gradient, forward_ms, both_ms,
+    )
+    if report.covered_fraction < 0.02:
+        logger.warning(
+            "the object covers only %.1f%% of the loss view: lower [Rendering] T (or use T: auto)",
+            100 * report.covered_fraction,
+        )
+    logger.info("wrote %s", out_dir)
+    return report

@@ -1,0 +1,108 @@
+"""The user-facing contract: entry scripts, the template config and the README stay true to the code."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from multipose.config import load_config, num_hypotheses, schema_markdown
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(python: str, *args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([python, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def _tiny(tmp_path: Path) -> list[str]:
+    return [
+        "--set", f"Training.OUTPUT_PATH={tmp_path / 'out'}",
+        "--set", f"Dataset.CACHE_DIR={tmp_path / 'cache'}",
+        "--set", "Rendering.IMAGE_SIZE=32",
+        "--set", "Training.DEVICE=cpu",
+    ]
+
+
+def test_template_config_loads_with_its_documented_values():
+    cfg = load_config(REPO_ROOT / "experiment_template.cfg")
+    assert num_hypotheses(cfg) == 4
+    assert Path(cfg.Dataset.MODEL_PATH_DATA[0]).name == "tless_like_2fold.ply"
+    assert (REPO_ROOT / cfg.Dataset.MODEL_PATH_DATA[0]).is_file()
+
+
+def test_preview_runs_on_the_template_and_writes_its_outputs(python, tmp_path):
+    result = _run(python, "preview.py", "experiment_template.cfg", *_tiny(tmp_path), "--views", "2")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out" / "preview"
+    report = json.loads((out / "preview.json").read_text())
+    assert report["loss_faces"] == 800 and report["data_faces"] == 3744
+    assert report["difference"]["silhouette_iou"] > 0.98
+    assert report["difference"]["mean_abs_depth_mm"] < 0.5
+    assert report["image_size"] == 32 and report["depth_gradient"] == "torch"
+    with Image.open(out / "preview.png") as image:
+        image.verify()
+    resolved = load_config(out / "config.cfg")
+    assert resolved.Rendering.IMAGE_SIZE == 32
+    assert list((tmp_path / "cache" / "meshes").glob("*.npz"))
+
+
+def test_bad_config_value_is_one_error_line_exit_2_and_no_output(python, tmp_path):
+    result = _run(python, "preview.py", "experiment_template.cfg", *_tiny(tmp_path), "--set", "Training.NUM_ITER=many")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "NUM_ITER" in lines[0] and "many" in lines[0]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_missing_mesh_is_one_error_line_and_no_output(python, tmp_path):
+    missing = tmp_path / "nowhere" / "obj_99.ply"
+    result = _run(
+        python, "preview.py", "experiment_template.cfg", *_tiny(tmp_path),
+        "--set", f"Dataset.MODEL_PATH_DATA={missing}", "--set", f"Dataset.MODEL_PATH_LOSS={missing}",
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error:") and "obj_99.ply" in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_device_cuda_without_a_gpu_is_a_config_error(python, tmp_path):
+    result = _run(python, "preview.py", "experiment_template.cfg", *_tiny(tmp_path), "--set", "Training.DEVICE=cuda")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error:") and "DEVICE" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _readme() -> str:
+    return (REPO_ROOT / "README.md").read_text()
+
+
+def test_readme_configuration_reference_is_generated_from_the_schema():
+    match = re.search(r"<!-- config-reference -->\n(.*?)\n<!-- /config-reference -->", _readme(), re.S)
+    assert match, "README.md lost its config-reference markers"
+    assert match.group(1).strip() == schema_markdown().strip()
+
+
+@pytest.mark.parametrize("marker", ["main-command", "test-command"])
+def test_readme_setup_commands_name_existing_files_and_scripts(marker, python):
+    """The two set-up commands install from files that exist and run scripts whose --help works."""
+    match = re.search(rf"<!-- {marker} -->\n```bash\n(.*?)\n```\n<!-- /{marker} -->", _readme(), re.S)
+    assert match, f"README.md lost its {marker} block"
+    command = match.group(1)
+    for requirement in re.findall(r"-r (\S+)", command):
+        assert (REPO_ROOT / requirement).is_file(), requirement
+    for script in re.findall(r"python (\S+\.py)", command):
+        assert _run(python, script, "--help").returncode == 0, script
+    if marker == "main-command":
+        config = re.findall(r"(\S+\.cfg)", command)
+        assert config and (REPO_ROOT / config[0]).is_file()
