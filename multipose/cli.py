@@ -26,7 +26,7 @@ from tqdm import tqdm
 from multipose.config import Config, load_config
 from multipose.errors import UserInputError
 
-__all__ = ["make_parser", "run", "setup_logging"]
+__all__ = ["make_parser", "run", "run_without_config", "setup_logging"]
 
 #: Exit code after Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -91,14 +91,22 @@ def run(
     ``UserInputError`` (config errors included) -> one ``error: ...`` line on stderr and
     ``exc.exit_code``; Ctrl-C -> 130. Other exceptions are bugs and propagate with their traceback.
     """
+    return run_without_config(lambda args: main(args, load_config(args.config, args.overrides)), parser, argv)
+
+
+def run_without_config(
+    main: Callable[[argparse.Namespace], int | None],
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """:func:`run` for scripts that take no config file (e.g. ``show_loss_landscape.py OUTPUT_DIR``)."""
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has already reported
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     setup_logging()
     try:
-        cfg = load_config(args.config, args.overrides)
-        result = main(args, cfg)
+        result = main(args)
     except UserInputError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code

@@ -136,10 +136,21 @@ def deserno_sphere_points(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sphere_point_rotations(spherical: np.ndarray) -> torch.Tensor:
-    """Object rotations for sphere points the way the original landscape tool made them:
-    ``Rotation.from_euler('yz', [theta, phi])`` (extrinsic, radians). ``(M, 2) -> (M, 3, 3)``."""
+    """Object rotations for sphere points exactly as the original landscape tool posed the object:
+    ``(M, 2) [theta, phi] -> (M, 3, 3)``.
+
+    The original passed ``M = Rotation.from_euler('yz', [theta, phi]).as_matrix()`` to PyTorch3D as
+    its (row-vector, world-to-view) ``R``; in our OpenCV model-to-camera convention that pose is
+    ``R = diag(-1, -1, 1) @ M^T = Rz(180) Ry(-theta) Rz(-phi)``: the model first turns by ``-phi``
+    about its own z axis, then tilts by ``theta``. So ``theta`` is the angle between the model's z
+    axis and the viewing direction, and poses on one latitude circle differ only by a rotation about
+    the model z axis -- the circle of symmetry of a body of revolution about z. The camera sits at
+    ``-d * p`` in model coordinates, ``p`` the point's unit vector.
+    """
     spherical = np.asarray(spherical, dtype=np.float64).reshape(-1, 2)
-    return torch.from_numpy(Rotation.from_euler("yz", spherical).as_matrix()).float()
+    M = Rotation.from_euler("yz", spherical).as_matrix()
+    flip = np.diag([-1.0, -1.0, 1.0])
+    return torch.from_numpy(flip @ M.transpose(0, 2, 1)).float()
 
 
 def camera_rotation_from_sphere_point(

@@ -87,12 +87,23 @@ def test_deserno_points_are_nearly_equal_area():
         deserno_sphere_points(0)
 
 
-def test_sphere_point_rotations_follow_the_original_yz_euler():
-    spherical, _ = deserno_sphere_points(50)
-    R = sphere_point_rotations(spherical)
-    expected = Rotation.from_euler("yz", spherical).as_matrix()
-    np.testing.assert_allclose(R.numpy(), expected, atol=1e-6)
-    torch.testing.assert_close(sphere_point_rotations(np.zeros((1, 2)))[0], torch.eye(3))
+def test_sphere_point_rotations_pose_the_object_as_the_original_landscape():
+    """The original rendered Rotation.from_euler('yz', [theta, phi]) as PyTorch3D's R; ours is the same
+    pose in OpenCV terms: the viewing direction in the model frame is the point, and points on one
+    latitude circle differ only by a turn about the model z axis."""
+    spherical, cartesian = deserno_sphere_points(50)
+    R = sphere_point_rotations(spherical).double()
+    M = torch.from_numpy(Rotation.from_euler("yz", spherical).as_matrix())
+    torch.testing.assert_close(R, torch.diag(torch.tensor([-1.0, -1.0, 1.0], dtype=torch.float64)) @ M.transpose(1, 2), atol=1e-6, rtol=0)
+    assert _is_rotation(R)
+    # camera centre in model coordinates, for t = [0, 0, 1]: c = -R^T t = -p
+    centre = -(R.transpose(1, 2) @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(centre, -torch.from_numpy(cartesian), atol=1e-6, rtol=0)
+    # same theta, different phi: R2 = R1 @ Rz(phi1 - phi2) (a turn about the model z axis)
+    same_band = np.nonzero(np.isclose(spherical[:, 0], spherical[10, 0]))[0]
+    a, b = same_band[0], same_band[1]
+    turn = rotation_about_axis([0, 0, 1], float(np.degrees(spherical[a, 1] - spherical[b, 1]))).double()
+    torch.testing.assert_close(R[b], R[a] @ turn, atol=1e-6, rtol=0)
 
 
 def test_camera_rotation_looks_at_the_origin_with_model_up_up():

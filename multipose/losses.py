@@ -1,0 +1,179 @@
+"""The multi-pose loss (``vsd-union`` and ``vsd-union-var-gamma``), computed with rendered depth.
+
+For a sample with ground-truth rotation ``R*``, hypotheses ``R_1..R_K`` and softmax confidences
+``c_1..c_K``, depth maps ``D*`` and ``D_k`` are rendered by the loss camera (:class:`LossView`: the
+decimated loss mesh at the fixed translation ``T``). Then, per hypothesis:
+
+- union mask ``U_k = (D* > 0) OR (D_k > 0)``;
+- per-pixel error ``e_k = min(|D* - D_k|, d_max) / d_max``;
+- depth term ``l_k = sum(e_k * U_k) / sum(U_k)`` (0 when the union is empty: both renders agree);
+- weighted term ``l'_k = (c_k * l_k + gamma * l_k) / 2``;
+
+and over pairs ``i < j`` of hypotheses, with ``theta_ij`` their geodesic angle in degrees, the
+diversity term ``p_ij = 1 - min(theta_ij, pose_max) / pose_max``, averaged over pairs (0 for K = 1).
+The sample loss is ``sum_k l'_k + mean_ij p_ij``; the batch loss is the mean over samples.
+
+The two loss names of the original differ only in where ``d_max`` and ``gamma`` come from
+(:func:`multipose.config.loss_parameters`), so both are this one function with parameters.
+
+Multi-view: with viewpoint rotations ``V_1..V_m`` (config ``LOSS_VIEWPOINTS``, Euler degrees), ``R*``
+and ``R_k`` are rendered as ``V_v @ R`` for every viewpoint (the object seen from another side by
+the same camera) and the depth term ``l_k`` is averaged over viewpoints. Two poses that render the
+same depth from every viewpoint -- symmetric poses -- get the same loss: no symmetry labels needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import torch
+from torch import nn
+
+from multipose.config import Config, LossParameters, loss_parameters
+from multipose.geometry import euler_views, geodesic_angle_deg
+from multipose.render import LossView, loss_view_from_config
+
+__all__ = [
+    "LossTerms",
+    "MultiPoseLoss",
+    "depth_term",
+    "diversity_term",
+    "multi_pose_loss",
+    "render_viewpoints",
+]
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """Everything :func:`multi_pose_loss` computed, for logging and hard-sample mining.
+
+    Attributes:
+        loss: ``()`` batch mean of ``per_sample`` (what to backpropagate).
+        per_sample: ``(B,)`` sample losses ``sum_k l'_k + diversity``.
+        depth: ``(B, K)`` depth terms ``l_k`` (averaged over viewpoints), in ``[0, 1]``.
+        weighted: ``(B, K)`` ``l'_k = (c_k + gamma) * l_k / 2``.
+        diversity: ``(B,)`` mean over hypothesis pairs of ``p_ij`` (0 for K = 1).
+        rendered: ``(B, K, V, S, S)`` the hypotheses' depth maps (mm) per viewpoint.
+    """
+
+    loss: torch.Tensor
+    per_sample: torch.Tensor
+    depth: torch.Tensor
+    weighted: torch.Tensor
+    diversity: torch.Tensor
+    rendered: torch.Tensor
+
+
+def depth_term(depth_gt: torch.Tensor, depth: torch.Tensor, depth_max: float) -> torch.Tensor:
+    """``l = sum(min(|D* - D|, d_max) / d_max * U) / sum(U)`` over ``U = (D* > 0) | (D > 0)``.
+
+    ``(*, H, W), (*, H, W) -> (*)``; depth 0 means background; an empty union gives 0.
+    """
+    union = ((depth_gt > 0) | (depth > 0)).to(depth.dtype)
+    error = (depth_gt - depth).abs().clamp(max=depth_max) / depth_max
+    area = union.sum(dim=(-1, -2))
+    return (error * union).sum(dim=(-1, -2)) / area.clamp_min(1.0)
+
+
+def diversity_term(R: torch.Tensor, pose_max: float) -> torch.Tensor:
+    """Mean over pairs ``i < j`` of ``1 - min(theta_ij, pose_max) / pose_max``: ``(B, K, 3, 3) -> (B,)``.
+
+    ``theta_ij`` is the geodesic angle between hypotheses in degrees; 1 for identical hypotheses,
+    0 for hypotheses at least ``pose_max`` apart, 0 when K = 1.
+    """
+    B, K = R.shape[:2]
+    if K == 1:
+        return R.new_zeros(B)
+    i, j = (torch.tensor(idx, device=R.device) for idx in zip(*combinations(range(K), 2)))
+    theta = geodesic_angle_deg(R[:, i], R[:, j])  # (B, P)
+    return (1.0 - theta.clamp(max=pose_max) / pose_max).mean(dim=1)
+
+
+def render_viewpoints(view: LossView, R: torch.Tensor, viewpoints: torch.Tensor) -> torch.Tensor:
+    """Depth of every rotation seen from every viewpoint, in one render call:
+    ``R (N, 3, 3), viewpoints (V, 3, 3) -> (N, V, S, S)`` (pose ``viewpoints[v] @ R[n]``)."""
+    N, V, S = R.shape[0], viewpoints.shape[0], view.image_size
+    return view((viewpoints[None] @ R[:, None]).reshape(-1, 3, 3)).depth.reshape(N, V, S, S)
+
+
+def multi_pose_loss(
+    view: LossView,
+    R_gt: torch.Tensor,
+    R_hyp: torch.Tensor,
+    confidence: torch.Tensor,
+    params: LossParameters,
+    viewpoints: torch.Tensor | None = None,
+    depth_gt: torch.Tensor | None = None,
+) -> LossTerms:
+    """The multi-pose loss of a batch (see the module docstring).
+
+    Args:
+        view: the loss camera and mesh.
+        R_gt: ``(B, 3, 3)`` ground-truth rotations (no gradient is needed through them).
+        R_hyp: ``(B, K, 3, 3)`` hypotheses.
+        confidence: ``(B, K)`` softmax confidences.
+        params: ``depth_max`` (mm), ``pose_max`` (degrees), ``gamma``.
+        viewpoints: ``(V, 3, 3)`` viewpoint rotations; None = identity only.
+        depth_gt: optional ``(B, V, S, S)`` ground-truth depth already rendered for these viewpoints.
+
+    Returns:
+        :class:`LossTerms`.
+    """
+    B, K = R_hyp.shape[:2]
+    if R_gt.shape != (B, 3, 3) or R_hyp.shape != (B, K, 3, 3) or confidence.shape != (B, K):
+        raise ValueError(
+            f"expected R_gt (B,3,3), R_hyp (B,K,3,3), confidence (B,K); got {tuple(R_gt.shape)}, "
+            f"{tuple(R_hyp.shape)}, {tuple(confidence.shape)}"
+        )
+    if viewpoints is None:
+        viewpoints = torch.eye(3, device=R_hyp.device, dtype=R_hyp.dtype)[None]
+    viewpoints = viewpoints.to(R_hyp)
+    if depth_gt is None:
+        with torch.no_grad():
+            depth_gt = render_viewpoints(view, R_gt, viewpoints)
+    depth = render_viewpoints(view, R_hyp.reshape(B * K, 3, 3), viewpoints)
+    depth = depth.reshape(B, K, *depth.shape[1:])
+    l = depth_term(depth_gt[:, None], depth, params.depth_max).mean(dim=2)  # (B, K)
+    weighted = (confidence * l + params.gamma * l) / 2.0
+    diversity = diversity_term(R_hyp, params.pose_max)
+    per_sample = weighted.sum(dim=1) + diversity
+    return LossTerms(
+        loss=per_sample.mean(), per_sample=per_sample, depth=l, weighted=weighted, diversity=diversity, rendered=depth
+    )
+
+
+class MultiPoseLoss(nn.Module):
+    """:func:`multi_pose_loss` bound to a loss view, its parameters and viewpoints.
+
+    ``forward(R_gt (B,3,3), R_hyp (B,K,3,3), confidence (B,K)) -> LossTerms``.
+    """
+
+    def __init__(self, view: LossView, params: LossParameters, viewpoints: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.view = view
+        self.params = params
+        if viewpoints is None:
+            viewpoints = torch.eye(3)[None]
+        self.register_buffer("viewpoints", viewpoints.float(), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg: Config, device: torch.device) -> MultiPoseLoss:
+        """The loss of a config: loss view (``[Rendering]``), ``loss_parameters(cfg)`` and
+        ``[Rendering] LOSS_VIEWPOINTS``, on ``device``."""
+        view = loss_view_from_config(cfg, device)
+        return cls(view, loss_parameters(cfg), euler_views(cfg.Rendering.LOSS_VIEWPOINTS)).to(device)
+
+    def render_gt(self, R_gt: torch.Tensor) -> torch.Tensor:
+        """Ground-truth depth for every viewpoint without gradient: ``(B,3,3) -> (B, V, S, S)``."""
+        with torch.no_grad():
+            return render_viewpoints(self.view, R_gt, self.viewpoints)
+
+    def forward(
+        self,
+        R_gt: torch.Tensor,
+        R_hyp: torch.Tensor,
+        confidence: torch.Tensor,
+        depth_gt: torch.Tensor | None = None,
+    ) -> LossTerms:
+        return multi_pose_loss(self.view, R_gt, R_hyp, confidence, self.params, self.viewpoints, depth_gt)

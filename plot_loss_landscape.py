@@ -1,0 +1,30 @@
+"""Compute a loss landscape: the multi-pose loss of poses all over the sphere against one reference.
+
+    python plot_loss_landscape.py experiment_template.cfg
+    python plot_loss_landscape.py my.cfg --set Sampling.NUM_SAMPLES=500 --set Sampling.INPLANE_STEPS=8
+
+Uses the training config: [Sampling] NUM_SAMPLES points on the sphere (equal area), REFERENCE_NUM
+(the reference pose's index), INPLANE_STEPS, BATCH_SIZE; the loss mesh, camera, loss parameters and
+viewpoints of [Rendering] / [Loss_parameters]. Writes points.npy, losses.npy, rotations.npy and
+landscape.json (and depths.npy with SAVE_IMAGES) to [Training] OUTPUT_PATH; then run
+show_loss_landscape.py OUTPUT_PATH to draw it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from multipose.cli import make_parser, run
+from multipose.config import Config, resolve_device
+
+
+def main(args: argparse.Namespace, cfg: Config) -> int:
+    from multipose.landscape import run_landscape  # heavy imports after the config is known to be valid
+
+    run_landscape(cfg, resolve_device(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, make_parser(__doc__)))

@@ -1,0 +1,151 @@
+"""The multi-pose loss: formula, edge cases, symmetry without labels, gradients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from multipose.config import LossParameters, default_config, load_config
+from multipose.geometry import (
+    euler_views,
+    matrix_to_rotation_6d,
+    random_rotations,
+    rotation_6d_to_matrix,
+    rotation_about_axis,
+)
+from multipose.losses import MultiPoseLoss, depth_term, diversity_term, multi_pose_loss
+from multipose.mesh import load_mesh, simplify_mesh
+from multipose.render import LossView, MeshRenderer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PARAMS = LossParameters(depth_max=30.0, pose_max=40.0, gamma=0.25)
+
+
+def _view(name: str, faces: int = 600, size: int = 48) -> LossView:
+    mesh = simplify_mesh(load_mesh(REPO_ROOT / "data" / "cad-files" / name), faces)
+    return LossView(MeshRenderer(mesh), t=(0.0, 0.0, 140.0), fov_deg=60.0, image_size=size)
+
+
+@pytest.fixture(scope="module")
+def twofold() -> LossView:
+    return _view("tless_like_2fold.ply")
+
+
+@pytest.fixture(scope="module")
+def revolution() -> LossView:
+    return _view("tless_like_revolution.ply", faces=3360)  # full mesh: exact rotational symmetry
+
+
+def test_depth_term_by_hand():
+    gt = torch.tensor([[0.0, 100.0], [100.0, 0.0]])
+    pred = torch.tensor([[0.0, 110.0], [0.0, 0.0]])
+    # union = 2 pixels: errors min(10, 30)/30 and min(100, 30)/30
+    assert depth_term(gt, pred, 30.0).item() == pytest.approx((10 / 30 + 1.0) / 2)
+    empty = torch.zeros(2, 2)
+    value = depth_term(empty, empty.clone().requires_grad_(True), 30.0)
+    assert value.item() == 0.0 and torch.isfinite(value)
+
+
+def test_diversity_term_is_1_for_identical_and_0_beyond_pose_max():
+    R = rotation_about_axis([0.3, -0.2, 0.9], torch.tensor([0.0, 0.0, 20.0, 40.0, 75.0]))
+    same = torch.stack([R[0], R[1]])[None]
+    assert diversity_term(same, 40.0).item() == pytest.approx(1.0)
+    assert diversity_term(torch.stack([R[0], R[2]])[None], 40.0).item() == pytest.approx(0.5, abs=1e-4)
+    assert diversity_term(torch.stack([R[0], R[3]])[None], 40.0).item() == pytest.approx(0.0, abs=1e-4)
+    assert diversity_term(torch.stack([R[0], R[4]])[None], 40.0).item() == 0.0
+    # mean over the 3 pairs of 3 hypotheses: (1 + 0 + 0) / 3
+    assert diversity_term(torch.stack([R[0], R[1], R[4]])[None], 40.0).item() == pytest.approx(1 / 3, abs=1e-4)
+    assert diversity_term(R[None, :1], 40.0).item() == 0.0
+
+
+def test_loss_is_zero_for_the_ground_truth_with_one_hypothesis(twofold):
+    R = random_rotations(3, generator=torch.Generator().manual_seed(0))
+    terms = multi_pose_loss(twofold, R, R[:, None], torch.ones(3, 1), PARAMS)
+    assert torch.equal(terms.per_sample, torch.zeros(3))
+    assert terms.loss.item() == 0.0
+
+
+def test_loss_combines_confidence_gamma_and_diversity_as_defined(twofold):
+    gen = torch.Generator().manual_seed(1)
+    R_gt = random_rotations(2, generator=gen)
+    R_hyp = random_rotations(6, generator=gen).reshape(2, 3, 3, 3)
+    conf = torch.softmax(torch.randn(2, 3, generator=gen), dim=1)
+    terms = multi_pose_loss(twofold, R_gt, R_hyp, conf, PARAMS)
+    gt = twofold(R_gt).depth
+    l = torch.stack([depth_term(gt, twofold(R_hyp[:, k]).depth, 30.0) for k in range(3)], dim=1)
+    torch.testing.assert_close(terms.depth, l)
+    expected = ((conf * l + 0.25 * l) / 2).sum(1) + diversity_term(R_hyp, 40.0)
+    torch.testing.assert_close(terms.per_sample, expected)
+    torch.testing.assert_close(terms.loss, expected.mean())
+    assert (terms.depth > 0.05).all()  # random poses really differ
+
+
+def test_symmetric_poses_get_zero_loss_without_labels(twofold, revolution):
+    R = random_rotations(4, generator=torch.Generator().manual_seed(2))
+    ones = torch.ones(4, 1)
+    half_turn = rotation_about_axis([0, 0, 1], 180.0)
+    quarter_turn = rotation_about_axis([0, 0, 1], 90.0)
+    # the model's symmetry is about its own z axis: R_sym = R @ Rz
+    sym = multi_pose_loss(twofold, R, (R @ half_turn)[:, None], ones, PARAMS).depth
+    off = multi_pose_loss(twofold, R, (R @ quarter_turn)[:, None], ones, PARAMS).depth
+    assert sym.max() < 0.005 and off.min() > 0.02
+    any_angle = rotation_about_axis([0, 0, 1], 37.0)
+    rev = multi_pose_loss(revolution, R, (R @ any_angle)[:, None], ones, PARAMS).depth
+    tilted = multi_pose_loss(revolution, R, (R @ rotation_about_axis([1, 0, 0], 37.0))[:, None], ones, PARAMS).depth
+    assert rev.max() < 0.005 and tilted.min() > 0.02
+
+
+def test_viewpoints_average_the_depth_term(twofold):
+    gen = torch.Generator().manual_seed(3)
+    R_gt, R_hyp = random_rotations(2, generator=gen), random_rotations(2, generator=gen)[:, None]
+    views = euler_views([[0, 0, 0], [90, 0, 0]])
+    both = multi_pose_loss(twofold, R_gt, R_hyp, torch.ones(2, 1), PARAMS, viewpoints=views).depth
+    single = [multi_pose_loss(twofold, v @ R_gt, (v @ R_hyp[:, 0])[:, None], torch.ones(2, 1), PARAMS).depth for v in views]
+    torch.testing.assert_close(both, (single[0] + single[1]) / 2)
+    assert not torch.allclose(single[0], single[1])
+
+
+def test_gradients_reach_hypotheses_and_confidences_and_descend(twofold):
+    """A few Adam steps on the 6D parameters of one hypothesis, from 25 degrees off, cut the loss."""
+    R_gt = random_rotations(2, generator=torch.Generator().manual_seed(4))
+    start = rotation_about_axis([1.0, 1.0, 0.0], 25.0) @ R_gt
+    six = matrix_to_rotation_6d(start).clone().requires_grad_(True)
+    logits = torch.zeros(2, 1, requires_grad=True)
+    terms = multi_pose_loss(twofold, R_gt, rotation_6d_to_matrix(six)[:, None], torch.softmax(logits, 1), PARAMS)
+    terms.loss.backward()
+    assert torch.isfinite(six.grad).all() and six.grad.abs().sum() > 0
+    first = terms.loss.item()
+    optimizer = torch.optim.Adam([six], lr=0.02)
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = multi_pose_loss(twofold, R_gt, rotation_6d_to_matrix(six)[:, None], torch.ones(2, 1), PARAMS).loss
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5 * first
+
+
+def test_loss_from_config_uses_its_parameters_and_viewpoints(tmp_path):
+    cfg = load_config(
+        REPO_ROOT / "experiment_template.cfg",
+        [f"Dataset.CACHE_DIR={tmp_path}", "Rendering.IMAGE_SIZE=32", "Rendering.LOSS_VIEWPOINTS=[[0,0,0],[0,90,0]]",
+         "Training.DEVICE=cpu"],
+    )
+    loss = MultiPoseLoss.from_config(cfg, torch.device("cpu"))
+    assert loss.params == LossParameters(depth_max=30.0, pose_max=40.0, gamma=0.25)  # gamma = 1/K, K = 4
+    assert loss.viewpoints.shape == (2, 3, 3) and loss.view.image_size == 32
+    R = random_rotations(2, generator=torch.Generator().manual_seed(5))
+    depth_gt = loss.render_gt(R)
+    assert depth_gt.shape == (2, 2, 32, 32)
+    a = loss(R, R[:, None].expand(2, 4, 3, 3), torch.full((2, 4), 0.25))
+    b = loss(R, R[:, None].expand(2, 4, 3, 3), torch.full((2, 4), 0.25), depth_gt=depth_gt)
+    assert a.depth.abs().max() == 0 and torch.allclose(a.diversity, torch.ones(2))  # identical hypotheses
+    torch.testing.assert_close(a.per_sample, b.per_sample)
+    assert default_config().Training.LOSS == "vsd-union"
+
+
+def test_bad_shapes_are_rejected(twofold):
+    R = torch.eye(3)[None]
+    with pytest.raises(ValueError, match="expected R_gt"):
+        multi_pose_loss(twofold, R, R, torch.ones(1, 1), PARAMS)
