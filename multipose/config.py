@@ -428,6 +428,95 @@ class EulerListType:
         return json.dumps([list(v) for v in value])
 
 
+@dataclass(frozen=True)
+class IntrinsicsType:
+    """Pinhole intrinsics: a JSON list of 9 numbers (row-major) or a 3x3 nested list, stored as a
+    tuple of 9 floats; fx, fy > 0 and the last row ``[0, 0, 1]``."""
+
+    summary: str = "JSON 3x3 matrix (9 numbers, row-major), fx, fy > 0, last row [0, 0, 1]"
+    expected: str = (
+        "a JSON list of 9 numbers [fx, 0, cx, 0, fy, cy, 0, 0, 1] (or a 3x3 nested list) with "
+        "fx, fy > 0 and last row [0, 0, 1]"
+    )
+
+    def parse(self, text: str) -> tuple[float, ...]:
+        value = _json(text)
+        if isinstance(value, list) and len(value) == 3 and all(isinstance(r, list) for r in value):
+            value = [x for row in value for x in row] if all(len(r) == 3 for r in value) else None
+        if not isinstance(value, list) or len(value) != 9:
+            raise _Invalid("need 9 numbers")
+        k = tuple(_finite_number(v) for v in value)
+        if k[0] <= 0 or k[4] <= 0:
+            raise _Invalid("the focal lengths fx, fy must be > 0")
+        if k[6:] != (0.0, 0.0, 1.0):
+            raise _Invalid("the last row must be [0, 0, 1]")
+        return k
+
+    def format(self, value: tuple[float, ...]) -> str:
+        return json.dumps(list(value))
+
+
+@dataclass(frozen=True)
+class FloatRangeType:
+    """A JSON pair ``[low, high]`` of floats with ``low <= high``, inside ``[min, max]`` when given."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"JSON [low, high], {_num(self.min)} <= low <= high <= {_num(self.max)}"
+        if self.min is not None:
+            return f"JSON [low, high], {_num(self.min)} <= low <= high"
+        return "JSON [low, high], low <= high"
+
+    @property
+    def expected(self) -> str:
+        return "a " + self.summary.replace("JSON [low, high],", "JSON list [low, high] with")
+
+    def parse(self, text: str) -> tuple[float, float]:
+        value = _json(text)
+        if not isinstance(value, list) or len(value) != 2:
+            raise _Invalid("need two numbers")
+        low, high = (_finite_number(v) for v in value)
+        if low > high:
+            raise _Invalid("low is above high")
+        if (self.min is not None and low < self.min) or (self.max is not None and high > self.max):
+            raise _Invalid()
+        return (low, high)
+
+    def format(self, value: tuple[float, float]) -> str:
+        return json.dumps(list(value))
+
+
+@dataclass(frozen=True)
+class IntListType:
+    """A JSON list of exactly ``length`` ints >= ``min``, stored as a tuple."""
+
+    length: int
+    min: int = 1
+
+    @property
+    def summary(self) -> str:
+        return f"JSON list of {self.length} ints >= {self.min}"
+
+    @property
+    def expected(self) -> str:
+        return f"a JSON list of {self.length} ints >= {self.min}"
+
+    def parse(self, text: str) -> tuple[int, ...]:
+        value = _json(text)
+        if not isinstance(value, list) or len(value) != self.length:
+            raise _Invalid(f"need {self.length} numbers")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < self.min for v in value):
+            raise _Invalid()
+        return tuple(value)
+
+    def format(self, value: tuple[int, ...]) -> str:
+        return json.dumps(list(value))
+
+
 _VIEW_SAMPLING_BASES = ("sundermeyer-random", "sphere")
 _VIEW_SAMPLING_FILES = (".npy", ".p", ".pkl", ".pickle")
 _VIEW_SAMPLING_SUFFIXES = ("-hard", "-reuse")
@@ -512,6 +601,7 @@ class Key:
 
 _INT_GE1 = IntType(min=1)
 _FLOAT_GT0 = FloatType(min=0.0, min_inclusive=False)
+_PROB = FloatType(min=0.0, max=1.0)
 
 #: Every key multipose reads, in the order written by :meth:`Config.to_ini`.
 SCHEMA: tuple[Key, ...] = (
@@ -522,7 +612,7 @@ SCHEMA: tuple[Key, ...] = (
         "CAD model rendered by the loss (decimated to LOSS_MESH_FACES); empty: same as MODEL_PATH_DATA.",
         optional=True),
     Key("Dataset", "VALID_DATA_PATH", PathListType(allow_empty=True), "",
-        "Validation set file(s) (original pickle format); empty: a generated validation set.",
+        "Validation set file(s): original pickle or generate_dataset.py .npz; empty: generated into the run folder.",
         optional=True),
     Key("Dataset", "ENCODER_WEIGHTS", EncoderWeightsType(), "auto",
         "Frozen encoder weights: .npy (original AAE weights dict), .pt, or auto."),
@@ -530,6 +620,21 @@ SCHEMA: tuple[Key, ...] = (
         "Folder of JPEG/PNG background images, or procedural (empty means procedural)."),
     Key("Dataset", "CACHE_DIR", PathType(), "./cache",
         "Where decimated meshes and rendered view caches are stored."),
+    Key("Dataset", "CROP_SIZE", IntType(min=8), "128",
+        "Side of the synthetic training crops (pixels): the encoder's input size."),
+    Key("Dataset", "K", IntrinsicsType(), "[1075.65, 0, 360, 0, 1073.9, 270, 0, 0, 1]",
+        "Base camera intrinsics (OpenCV) of the training renders; crops are cut from its image plane."),
+    Key("Dataset", "RADIUS", _FLOAT_GT0, "700.0",
+        "Camera distance (mm) of the training renders: the object sits at t = [0, 0, RADIUS]."),
+    Key("Dataset", "PAD_FACTOR", FloatType(min=1.0), "1.2",
+        "Side of the square crop window relative to the larger side of the object's 2D box."),
+    Key("Dataset", "NOOF_TRAINING_IMGS", IntType(min=0), "10000",
+        "Clean views rendered once into the view cache (the training pool); 0: render every batch."),
+    Key("Dataset", "NOOF_BG_IMGS", _INT_GE1, "15000", "Most background images loaded from BACKGROUND_IMAGES."),
+    Key("Dataset", "NOOF_VALID_IMGS", _INT_GE1, "256",
+        "Size of the validation set generated when VALID_DATA_PATH is empty."),
+    Key("Dataset", "VIEW_SEED", IntType(min=0, max=2**32 - 1), "0",
+        "Seed of the view cache's poses, crop offsets and lights (runs with any RANDOM_SEED share it)."),
     # [Rendering]
     Key("Rendering", "SHADER", ChoiceType(("hard-depth", "soft-depth")), "hard-depth",
         "Depth shader of the loss renderer."),
@@ -567,6 +672,10 @@ SCHEMA: tuple[Key, ...] = (
         "Original form: depth clamp in mm for vsd-union, gamma for vsd-union-var-gamma.", optional=True),
     Key("Training", "VIEW_SAMPLING", ViewSamplingType(), "sundermeyer-random",
         "How training rotations are drawn: Sundermeyer's random, sphere points or a rotation file."),
+    Key("Training", "HARD_MINING_RATIO", FloatType(min=0.0, max=1.0), "0.2",
+        "With -hard sampling: the worst fraction of each batch (by loss) kept for re-use."),
+    Key("Training", "HARD_SAMPLE_RATIO", FloatType(min=0.0, max=1.0), "0.3",
+        "With -hard sampling: probability that a sample is a kept hard one (while any are left)."),
     Key("Training", "OUTPUT_PATH", PathType(), "./output/default",
         "Run folder: config, checkpoints, metrics, images."),
     Key("Training", "RANDOM_SEED", IntType(min=0, max=2**32 - 1), "10", "Seed for torch, NumPy and Python."),
@@ -583,6 +692,44 @@ SCHEMA: tuple[Key, ...] = (
     Key("Training", "AUGMENT_IMGS", BoolType(), "true", "Augment the training images."),
     Key("Training", "DEVICE", ChoiceType(("auto", "cpu", "cuda")), "auto",
         "Device: auto uses CUDA when available, else the CPU."),
+    # [Augmentation] (the AAE's imgaug set, applied in this order; each op on a sample with its PROB)
+    Key("Augmentation", "AFFINE_PROB", _PROB, "0.5", "Probability of a random zoom about the crop centre."),
+    Key("Augmentation", "AFFINE_SCALE", FloatRangeType(min=0.1), "[1.0, 1.2]", "Zoom factor range."),
+    Key("Augmentation", "DROPOUT_PROB", _PROB, "0.2",
+        "Probability of coarse dropout: cells of a coarse grid set to black."),
+    Key("Augmentation", "DROPOUT_RATE", FloatRangeType(min=0.0, max=1.0), "[0.2, 0.2]",
+        "Fraction of the grid cells dropped."),
+    Key("Augmentation", "DROPOUT_SIZE", FloatType(min=0.0, max=1.0, min_inclusive=False), "0.05",
+        "Dropout grid resolution relative to the crop (imgaug size_percent; 0.05: 6x6 cells at 128 px)."),
+    Key("Augmentation", "CUTOUT_PROB", _PROB, "0.4",
+        "Probability of a cut-out: one square filled with a random grey, colour or white."),
+    Key("Augmentation", "CUTOUT_SIZE", FloatRangeType(min=0.0, max=1.0), "[0.2, 0.2]",
+        "Side of the cut-out square relative to the crop."),
+    Key("Augmentation", "BLUR_PROB", _PROB, "0.5", "Probability of a Gaussian blur."),
+    Key("Augmentation", "BLUR_SIGMA", FloatRangeType(min=0.0), "[0.0, 1.2]", "Blur sigma range (pixels)."),
+    Key("Augmentation", "ADD_PROB", _PROB, "0.5",
+        "Probability of adding a brightness offset (per channel for 30% of those samples)."),
+    Key("Augmentation", "ADD_RANGE", FloatRangeType(min=-1.0, max=1.0), "[-0.098, 0.098]",
+        "Brightness offset range (intensities in [0, 1]; the AAE's +-25 of 255)."),
+    Key("Augmentation", "INVERT_PROB", _PROB, "0.3",
+        "Probability of colour inversion (then each channel is inverted with probability 0.2)."),
+    Key("Augmentation", "MULTIPLY_PROB", _PROB, "0.5",
+        "Probability of each of two brightness multiplications (the first per channel half the time)."),
+    Key("Augmentation", "MULTIPLY_RANGE", FloatRangeType(min=0.0), "[0.6, 1.4]", "Brightness factor range."),
+    Key("Augmentation", "CONTRAST_PROB", _PROB, "0.5",
+        "Probability of a contrast change about mid-grey (per channel for 30% of those samples)."),
+    Key("Augmentation", "CONTRAST_RANGE", FloatRangeType(min=0.0), "[0.5, 2.2]", "Contrast factor range."),
+    # [Encoder] (architecture presets and their numbers: multipose/models/encoder.py)
+    Key("Encoder", "ARCH", ChoiceType(("auto", "aae", "small")), "auto",
+        "Encoder: aae (original, 128 px), small (CPU preset, 64 px); auto: a .pt's own, aae for .npy, else small."),
+    Key("Encoder", "CHANNELS", IntListType(length=4), "",
+        "Channels of the 4 stride-2 convolutions; empty: ARCH's (aae [128, 256, 512, 512], small [32, 64, 128, 128]).",
+        optional=True),
+    Key("Encoder", "LATENT_SIZE", _INT_GE1, "", "Size of the encoder's code; empty: ARCH's (128).", optional=True),
+    Key("Encoder", "BATCH_NORMALIZATION", BoolType(), "",
+        "Batch norm after each convolution's ReLU; empty: ARCH's (true).", optional=True),
+    Key("Encoder", "BOOTSTRAP_RATIO", _INT_GE1, "4",
+        "Pretraining loss: squared error averaged over the worst 1/BOOTSTRAP_RATIO of each image (1: plain MSE)."),
     # [Loss_parameters]
     Key("Loss_parameters", "DEPTH_MAX", _FLOAT_GT0, "",
         f"Depth error clamp d_max (mm); empty: LOSS_PARAMS for vsd-union, else {_num(DEFAULT_DEPTH_MAX)}.",

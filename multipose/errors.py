@@ -20,3 +20,8 @@ class ConfigError(UserInputError):
 
 class MeshError(UserInputError):
     """A CAD model file that cannot be used (missing, empty, not a triangle mesh, non-finite)."""
+
+
+class DataError(UserInputError):
+    """A data file or folder that cannot be used: a background folder without readable images, a
+    rotation file or dataset file (pickle / ``.npz``) that is missing, corrupt or of the wrong shape."""

@@ -110,7 +110,8 @@ def deserno_sphere_points(n: int) -> tuple[np.ndarray, np.ndarray]:
     points at ``phi = 2 pi k / M_phi``. Every point covers an area of about ``4 pi / n``.
 
     Returns ``spherical (M, 2)`` as ``[theta, phi]`` in radians (polar angle from +z, azimuth) and
-    ``cartesian (M, 3)`` unit vectors, with ``M <= n`` (M is close to n; 1,992 for n = 2,000).
+    ``cartesian (M, 3)`` unit vectors; M is close to n but not equal (1,992 for n = 2,000, 2,565
+    for n = 2,562).
     """
     if n < 1:
         raise ValueError(f"need at least one point on the sphere, got n={n}")

@@ -71,7 +71,8 @@ def expected_values(**changes: dict) -> dict:
 def test_schema_is_consistent():
     names = [(k.section, k.name) for k in SCHEMA]
     assert len(names) == len(set(names))
-    assert SECTIONS == ("Dataset", "Rendering", "Training", "Loss_parameters", "Evaluation", "Sampling")
+    assert SECTIONS == (
+        "Dataset", "Rendering", "Training", "Augmentation", "Encoder", "Loss_parameters", "Evaluation", "Sampling")
     for key in SCHEMA:
         assert key.name == key.name.upper() and key.meaning and "\n" not in key.meaning
         value = key.parse(key.default)  # every default is valid for its own key

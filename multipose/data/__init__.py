@@ -1,0 +1,53 @@
+"""Synthetic training data: AAE-style crops of the CAD model on backgrounds, augmented, batched.
+
+Modules (imports point down only: config, geometry, checkpoint, mesh, render):
+
+- :mod:`~multipose.data.sampling` -- training rotations (``VIEW_SAMPLING``), hard-sample mining;
+- :mod:`~multipose.data.crops` -- crop windows and rendering directly into the crop;
+- :mod:`~multipose.data.cache` -- the on-disk cache of clean rendered views;
+- :mod:`~multipose.data.backgrounds` -- image-folder and procedural backgrounds;
+- :mod:`~multipose.data.augment` -- the AAE's augmentation, batched with kornia;
+- :mod:`~multipose.data.datasets` -- training batches, generated and file validation sets;
+- :mod:`~multipose.data.io` -- dataset files (our ``.npz``, the original's pickles), rotation files.
+
+Typical use::
+
+    train = training_data_from_config(cfg, device)      # renders the view cache on first use
+    for batch in train:                                 # one epoch
+        batch["image"], batch["R"]                      # (B, 3, S, S) in [0, 1], (B, 3, 3)
+    valid = validation_data_from_config(cfg, device)    # SampleSet
+"""
+
+from multipose.data.augment import AugmentSettings, Augmenter
+from multipose.data.cache import ViewCache, build_view_cache, view_cache_from_config
+from multipose.data.crops import ViewRenderer, Views, ViewSettings, view_settings
+from multipose.data.datasets import (
+    TrainingData,
+    generate_samples,
+    training_data_from_config,
+    validation_data_from_config,
+)
+from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
+from multipose.data.sampling import PoseSampler, pose_sampler_from_config
+
+__all__ = [
+    "AugmentSettings",
+    "Augmenter",
+    "PoseSampler",
+    "SampleSet",
+    "TrainingData",
+    "ViewCache",
+    "ViewRenderer",
+    "ViewSettings",
+    "Views",
+    "build_view_cache",
+    "generate_samples",
+    "load_sample_files",
+    "load_samples",
+    "pose_sampler_from_config",
+    "save_samples",
+    "training_data_from_config",
+    "validation_data_from_config",
+    "view_cache_from_config",
+    "view_settings",
+]

@@ -1,0 +1,254 @@
+"""The view cache: clean training views rendered once per (mesh content, settings), reused after.
+
+Rendering is the expensive part of the synthetic data (PyTorch3D's CPU rasterizer costs ~pixels x
+faces); compositing and augmenting are cheap. So, as the AAE did with its ``NOOF_TRAINING_IMGS``
+pre-rendered views, a pool of ``[Dataset] NOOF_TRAINING_IMGS`` clean views (object on black, with
+mask, depth, pose and crop intrinsics) is rendered once, with a progress bar, and stored as
+``CACHE_DIR/views/<mesh>-<S>px-<N>-<key>.npz``. Every later epoch and run with the same settings
+loads it; backgrounds and augmentation are applied on the fly.
+
+The key is a sha256 over the mesh file's *content*, every setting that changes the renders
+(:class:`multipose.data.crops.ViewSettings`, ``NORMALIZE_VERTICES``, the base of ``VIEW_SAMPLING``
+and a rotation file's content, ``NOOF_TRAINING_IMGS``, ``VIEW_SEED``) and :data:`CACHE_VERSION`, so
+editing the mesh or a setting renders a new cache and deleting ``CACHE_DIR/views`` is always safe.
+Writes are atomic; a corrupt or mismatching file is logged and rebuilt.
+
+File arrays: ``rgb`` uint8 ``[N, 3, S, S]``, ``mask`` bit-packed ``[N, S, ceil(S/8)]``, ``depth``
+float16 ``[N, S, S]`` holding ``z - RADIUS`` in mm on the object (0 elsewhere; float16 keeps
+~0.1 mm at the object's size), ``R``, ``t``, ``K`` float32, ``key`` and ``settings`` (JSON).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from multipose.checkpoint import atomic_open
+from multipose.config import Config, ViewSampling, view_sampling
+from multipose.data.crops import ViewRenderer, Views, ViewSettings, view_settings
+from multipose.data.io import load_rotations
+from multipose.data.sampling import base_rotations, make_generator
+from multipose.mesh import file_sha256, load_mesh
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CACHE_VERSION", "ViewCache", "build_view_cache", "render_views", "view_cache_from_config",
+           "view_cache_key"]
+
+#: Bump when the rendering code changes what a cached view holds.
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class ViewCache:
+    """A pool of clean views in memory (on one device).
+
+    Attributes:
+        views: the :class:`~multipose.data.crops.Views` of all ``N`` entries; ``views.depth`` is
+            float32 mm.
+        key: the cache key (hex sha256).
+        path: the file it was loaded from or written to (None when not stored).
+    """
+
+    views: Views
+    key: str
+    path: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    @property
+    def R(self) -> torch.Tensor:
+        """``(N, 3, 3)`` rotations of the pool."""
+        return self.views.R
+
+    def take(self, index: torch.Tensor) -> Views:
+        """Views at ``index (n,)`` (pool positions)."""
+        return self.views.take(index)
+
+    def to(self, device: torch.device | str) -> ViewCache:
+        return ViewCache(self.views.to(device), self.key, self.path)
+
+
+def render_views(
+    renderer: ViewRenderer,
+    R: torch.Tensor,
+    generator: torch.Generator,
+    batch_size: int = 32,
+    progress: bool = True,
+    desc: str = "rendering views",
+) -> Views:
+    """Render crops of ``R (N, 3, 3)`` in batches with a tqdm bar; :class:`Views` on the renderer's
+    device. Offsets and lights come from ``generator`` in batch order (reproducible)."""
+    parts = []
+    with tqdm(total=R.shape[0], desc=desc, unit="view", disable=not progress, leave=False) as bar:
+        for start in range(0, R.shape[0], batch_size):
+            parts.append(renderer.render(R[start : start + batch_size], generator))
+            bar.update(parts[-1].R.shape[0])
+    return Views.cat(parts)
+
+
+def view_cache_key(
+    mesh_sha256: str,
+    settings: ViewSettings,
+    normalize: bool,
+    sampling_base: str,
+    sampling_file_sha256: str | None,
+    num_views: int,
+    seed: int,
+) -> tuple[str, dict[str, Any]]:
+    """(hex sha256 key, the JSON-able dict it hashes) of a view cache."""
+    described = {
+        "version": CACHE_VERSION,
+        "mesh_sha256": mesh_sha256,
+        "normalize": bool(normalize),
+        "view": settings.as_dict(),
+        "sampling": sampling_file_sha256 if sampling_file_sha256 else sampling_base,
+        "num_views": int(num_views),
+        "seed": int(seed),
+    }
+    text = json.dumps(described, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest(), described
+
+
+def _encode(views: Views, distance: float) -> dict[str, np.ndarray]:
+    mask = views.mask.cpu().numpy()
+    depth = torch.where(views.mask, views.depth - distance, torch.zeros_like(views.depth))
+    return {
+        "rgb": views.rgb.cpu().numpy(),
+        "mask": np.packbits(mask, axis=-1),
+        "depth": depth.cpu().numpy().astype(np.float16),
+        "R": views.R.cpu().numpy().astype(np.float32),
+        "t": views.t.cpu().numpy().astype(np.float32),
+        "K": views.K.cpu().numpy().astype(np.float32),
+    }
+
+
+def _read(path: Path, key: str, size: int, num: int, distance: float) -> Views | None:
+    """The cached views, or None (logged) when the file is absent, corrupt or of other settings."""
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
+            if str(npz["key"]) != key:
+                raise ValueError("its key does not match the settings")
+            rgb = np.asarray(npz["rgb"])
+            mask = np.unpackbits(np.asarray(npz["mask"]), axis=-1, count=size).astype(bool)
+            depth_rel = np.asarray(npz["depth"]).astype(np.float32)
+            R, t, K = (np.asarray(npz[k]).astype(np.float32) for k in ("R", "t", "K"))
+        n = rgb.shape[0]
+        shapes = {
+            "rgb": (rgb.shape, (n, 3, size, size)), "mask": (mask.shape, (n, size, size)),
+            "depth": (depth_rel.shape, (n, size, size)), "R": (R.shape, (n, 3, 3)),
+            "t": (t.shape, (n, 3)), "K": (K.shape, (n, 3, 3)),
+        }
+        for name, (got, want) in shapes.items():
+            if tuple(got) != want:
+                raise ValueError(f"{name} has shape {tuple(got)}, expected {want}")
+        if rgb.dtype != np.uint8 or n == 0 or n > num:
+            raise ValueError(f"rgb is {rgb.dtype} with {n} views")
+        if not (np.isfinite(depth_rel).all() and np.isfinite(R).all() and np.isfinite(K).all()):
+            raise ValueError("non-finite values")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        logger.warning("view cache %s is unusable (%s); rendering it again", path, str(exc)[:200])
+        return None
+    mask_t = torch.from_numpy(mask)
+    depth = torch.where(mask_t, torch.from_numpy(depth_rel) + distance, torch.zeros(()))
+    return Views(rgb=torch.from_numpy(rgb), mask=mask_t, depth=depth, R=torch.from_numpy(R),
+                 t=torch.from_numpy(t), K=torch.from_numpy(K))
+
+
+def build_view_cache(
+    mesh_path: str | os.PathLike,
+    settings: ViewSettings,
+    num_views: int,
+    cache_dir: str | os.PathLike,
+    *,
+    normalize: bool = False,
+    sampling: str = "sundermeyer-random",
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    batch_size: int = 32,
+    progress: bool = True,
+) -> ViewCache:
+    """Load the view cache of these settings, or render and store it.
+
+    Args:
+        mesh_path: the data mesh (PLY/OBJ, mm), rendered at full resolution.
+        settings: crop geometry (:func:`multipose.data.crops.view_settings`).
+        num_views: pool size (a rotation file with fewer rotations gives all of them).
+        cache_dir: ``[Dataset] CACHE_DIR``; the file goes to ``cache_dir/views/``.
+        normalize: ``[Rendering] NORMALIZE_VERTICES``.
+        sampling: the base of ``VIEW_SAMPLING`` (``sundermeyer-random``, ``sphere`` or a rotation
+            file path); suffixes are ignored here (they act when drawing from the pool).
+        seed: ``[Dataset] VIEW_SEED`` (poses, offsets, lights).
+        device: where to render and where the returned cache lives.
+        batch_size: views rendered per rasterizer call.
+        progress: show a tqdm bar while rendering.
+
+    Returns:
+        :class:`ViewCache` on ``device``.
+    """
+    mesh_path = Path(mesh_path)
+    mesh = load_mesh(mesh_path, normalize=normalize)  # validates the file (MeshError) before hashing
+    spec = ViewSampling(sampling)
+    file_sha = None
+    file_rotations = None
+    if sampling not in ("sundermeyer-random", "sphere"):
+        file_rotations = load_rotations(sampling)
+        file_sha = file_sha256(sampling)
+    key, described = view_cache_key(
+        file_sha256(mesh_path), settings, normalize, sampling, file_sha, num_views, seed
+    )
+    path = Path(cache_dir) / "views" / f"{mesh_path.stem}-{settings.size}px-{num_views}-{key[:16]}.npz"
+    cached = _read(path, key, settings.size, num_views, settings.distance)
+    if cached is not None:
+        logger.info("view cache: %d views of %s (cache hit: %s)", len(cached), mesh_path.name, path)
+        return ViewCache(cached.to(device), key, path)
+
+    generator = make_generator(seed, "view-cache")
+    R = base_rotations(spec, num_views, generator, file_rotations=file_rotations)
+    renderer = ViewRenderer(mesh, settings, device)
+    start = time.perf_counter()
+    views = render_views(renderer, R, generator, batch_size=batch_size, progress=progress,
+                         desc=f"rendering view cache ({mesh_path.name})")
+    seconds = time.perf_counter() - start
+    with atomic_open(path) as f:
+        np.savez(f, key=np.array(key), settings=np.array(json.dumps(described)),
+                 **_encode(views, settings.distance))
+    logger.info(
+        "view cache: rendered %d views of %s (%d faces, %d px) in %.1f s (%.1f views/s); wrote %s",
+        len(views), mesh_path.name, mesh.num_faces, settings.size, seconds, len(views) / max(seconds, 1e-9), path,
+    )
+    # Serve what the file holds (float16 depth), so a fresh cache and a loaded one are identical.
+    stored = _read(path, key, settings.size, num_views, settings.distance)
+    return ViewCache((stored if stored is not None else views).to(device), key, path)
+
+
+def view_cache_from_config(cfg: Config, device: torch.device | str = "cpu", progress: bool = True) -> ViewCache:
+    """The view cache of a config (``NOOF_TRAINING_IMGS`` views of ``MODEL_PATH_DATA``)."""
+    d = cfg.Dataset
+    if d.NOOF_TRAINING_IMGS < 1:
+        raise ValueError("NOOF_TRAINING_IMGS is 0: views are rendered per batch, there is no cache")
+    return build_view_cache(
+        d.MODEL_PATH_DATA[0],
+        view_settings(cfg),
+        d.NOOF_TRAINING_IMGS,
+        d.CACHE_DIR,
+        normalize=cfg.Rendering.NORMALIZE_VERTICES,
+        sampling=view_sampling(cfg).base,
+        seed=d.VIEW_SEED,
+        device=device,
+        progress=progress,
+    )

@@ -1,0 +1,291 @@
+"""Training batches and validation sets of synthetic images.
+
+Training (:class:`TrainingData`): each epoch yields ``[Training] NUM_SAMPLES`` samples in batches of
+``BATCH_SIZE``, as dicts (tensors on the device)::
+
+    image  (B, 3, S, S) float32 RGB in [0, 1]   object on a background, augmented
+    R      (B, 3, 3)    float32                 ground-truth rotation, OpenCV model-to-camera
+    t      (B, 3)       float32                 translation (mm), [0, 0, RADIUS]
+    K      (B, 3, 3)    float32                 the crop's intrinsics (of the clean render)
+    mask   (B, S, S)    bool                    object silhouette before augmentation
+    index  (B,)         int64                   position in the sampling pool (the view cache), -1 if fresh
+
+Views come from the view cache (:mod:`multipose.data.cache`) when ``[Dataset] NOOF_TRAINING_IMGS``
+> 0 (drawn from it by the :class:`~multipose.data.sampling.PoseSampler`), else they are rendered
+per batch. Then each is composited on a background and augmented, all batched on the device.
+With ``-hard`` sampling, report the per-sample losses with :meth:`TrainingData.update`.
+
+Validation (:func:`validation_data_from_config`): the files of ``[Dataset] VALID_DATA_PATH``
+(original pickles or our ``.npz``), or, when it is empty, ``NOOF_VALID_IMGS`` samples generated
+once with a fixed seed (own poses, held-out backgrounds, own augmentation draws) and cached as
+``<OUTPUT_PATH>/validation.npz``.
+
+Random streams: every stream has its own generator, seeded from the config seed and a purpose
+name (:func:`multipose.data.sampling.derive_seed`), so e.g. training and validation never share
+draws and a batch is the same on CPU and GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from multipose.config import Config, ViewSampling, view_sampling
+from multipose.data.augment import Augmenter, augment_settings
+from multipose.data.backgrounds import BackgroundSource, backgrounds_from_config
+from multipose.data.cache import ViewCache, render_views, view_cache_from_config
+from multipose.data.crops import ViewRenderer, Views, view_settings
+from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
+from multipose.data.sampling import PoseSampler, derive_seed, make_generator, pose_sampler_from_config
+from multipose.errors import DataError
+from multipose.mesh import file_sha256, load_mesh
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "VALIDATION_FILE",
+    "VALIDATION_SEED",
+    "TrainingData",
+    "composite",
+    "generate_samples",
+    "training_data_from_config",
+    "validation_data_from_config",
+]
+
+#: Seed of generated validation sets (fixed: every run of a config validates on the same images).
+VALIDATION_SEED = 0
+#: File name of the generated validation set in the run folder.
+VALIDATION_FILE = "validation.npz"
+#: Samples rendered and augmented per step by :func:`generate_samples`.
+_GENERATE_CHUNK = 32
+
+
+def composite(views: Views, backgrounds: torch.Tensor) -> torch.Tensor:
+    """The rendered object over backgrounds: ``(B, 3, S, S)`` float in [0, 1]."""
+    rgb = views.rgb.float() / 255.0
+    return torch.where(views.mask[:, None], rgb, backgrounds.to(rgb))
+
+
+class TrainingData:
+    """Synthetic training batches; iterate once per epoch (see the module docstring).
+
+    Args:
+        sampler: draws the rotations (from ``cache.R`` when there is a cache).
+        backgrounds: background source.
+        augmenter: or None for no augmentation (``AUGMENT_IMGS: false``).
+        batch_size, num_samples: per epoch ``num_samples`` samples, the last batch may be smaller.
+        generator: CPU generator for backgrounds, augmentation and (without cache) crop offsets/lights.
+        device: where batches are made.
+        cache: the view cache, or None to render views per batch with ``renderer``.
+        renderer: the view renderer (needed without cache).
+    """
+
+    def __init__(
+        self,
+        *,
+        sampler: PoseSampler,
+        backgrounds: BackgroundSource,
+        augmenter: Augmenter | None,
+        batch_size: int,
+        num_samples: int,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+        cache: ViewCache | None = None,
+        renderer: ViewRenderer | None = None,
+    ) -> None:
+        if cache is None and renderer is None:
+            raise ValueError("TrainingData needs a view cache or a view renderer")
+        if cache is not None and (sampler.pool is None or sampler.pool.shape[0] != len(cache)):
+            raise ValueError("with a view cache the sampler must draw from the cache's rotations (pool=cache.R)")
+        if batch_size < 1 or num_samples < 1:
+            raise ValueError(f"batch_size and num_samples must be >= 1, got {batch_size}, {num_samples}")
+        self.sampler = sampler
+        self.backgrounds = backgrounds
+        self.augmenter = augmenter
+        self.batch_size = int(batch_size)
+        self.num_samples = int(num_samples)
+        self.generator = generator
+        self.device = torch.device(device)
+        self.cache = cache.to(self.device) if cache is not None else None
+        self.renderer = renderer
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        """One epoch of batches."""
+        for start in range(0, self.num_samples, self.batch_size):
+            yield self.batch(min(self.batch_size, self.num_samples - start))
+
+    def batch(self, n: int | None = None) -> dict[str, torch.Tensor]:
+        """One batch of ``n`` (default ``batch_size``) samples; see the module docstring for its keys."""
+        n = self.batch_size if n is None else int(n)
+        draw = self.sampler.sample(n)
+        if self.cache is not None:
+            views = self.cache.take(draw.index)
+        else:
+            views = self.renderer.render(draw.R, self.generator).to(self.device)
+        image = composite(views, self.backgrounds.sample(n, self.generator, self.device))
+        if self.augmenter is not None:
+            image = self.augmenter(image, self.generator)
+        return {
+            "image": image,
+            "R": views.R,
+            "t": views.t,
+            "K": views.K,
+            "mask": views.mask,
+            "index": draw.index.to(self.device),
+        }
+
+    def update(self, batch: dict[str, torch.Tensor], per_sample_loss: torch.Tensor) -> None:
+        """Report a batch's per-sample losses ``(B,)`` for hard-sample mining (``-hard``)."""
+        self.sampler.update(batch["R"], per_sample_loss, batch["index"])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Random state (generators, waiting hard samples), for resuming exactly."""
+        return {"generator": self.generator.get_state(), "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.sampler.load_state_dict(state["sampler"])
+
+
+def training_data_from_config(
+    cfg: Config, device: torch.device | str = "cpu", progress: bool = True
+) -> TrainingData:
+    """The training data of a config: view cache (rendered on first use), sampler, backgrounds and
+    augmentation, seeded from ``[Training] RANDOM_SEED``."""
+    seed = cfg.Training.RANDOM_SEED
+    device = torch.device(device)
+    cache, renderer, pool = None, None, None
+    if cfg.Dataset.NOOF_TRAINING_IMGS > 0:
+        cache = view_cache_from_config(cfg, device, progress=progress)
+        pool = cache.R
+    else:
+        mesh = load_mesh(cfg.Dataset.MODEL_PATH_DATA[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
+        renderer = ViewRenderer(mesh, view_settings(cfg), device)
+    sampler = pose_sampler_from_config(cfg, make_generator(seed, "training-poses"), pool=pool)
+    backgrounds = backgrounds_from_config(
+        cfg, device, seed=derive_seed(seed, "training-backgrounds"), part="train", progress=progress
+    )
+    return TrainingData(
+        sampler=sampler,
+        backgrounds=backgrounds,
+        augmenter=Augmenter(augment_settings(cfg)) if cfg.Training.AUGMENT_IMGS else None,
+        batch_size=cfg.Training.BATCH_SIZE,
+        num_samples=cfg.Training.NUM_SAMPLES,
+        generator=make_generator(seed, "training-images"),
+        device=device,
+        cache=cache,
+        renderer=renderer,
+    )
+
+
+@torch.no_grad()
+def generate_samples(
+    cfg: Config,
+    num: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> SampleSet:
+    """``num`` fresh synthetic samples: poses from the base of ``VIEW_SAMPLING``, rendered crops,
+    held-out backgrounds, augmentation when ``AUGMENT_IMGS``; all draws from ``seed``.
+
+    Images are rounded to 8-bit levels (what a file stores). ``meta`` holds ``config`` (resolved
+    INI), ``mesh`` and ``seed``. Returns CPU tensors.
+    """
+    if num < 1:
+        raise ValueError(f"num must be >= 1, got {num}")
+    device = torch.device(device)
+    d = cfg.Dataset
+    mesh = load_mesh(d.MODEL_PATH_DATA[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
+    backgrounds = backgrounds_from_config(
+        cfg, device, seed=derive_seed(seed, "samples-backgrounds"), part="held-out",
+        max_images=min(d.NOOF_BG_IMGS, num), progress=progress,
+    )
+    renderer = ViewRenderer(mesh, view_settings(cfg), device)
+    sampler = PoseSampler(ViewSampling(view_sampling(cfg).base), make_generator(seed, "samples-poses"))
+    augmenter = Augmenter(augment_settings(cfg)) if cfg.Training.AUGMENT_IMGS else None
+    generator = make_generator(seed, "samples-images")
+    R = sampler.sample(num).R
+    views = render_views(renderer, R, generator, batch_size=_GENERATE_CHUNK, progress=progress,
+                         desc="rendering samples")
+    images = []
+    for start in range(0, num, _GENERATE_CHUNK):
+        part = views.take(torch.arange(start, min(num, start + _GENERATE_CHUNK)))
+        image = composite(part, backgrounds.sample(len(part), generator, device))
+        if augmenter is not None:
+            image = augmenter(image, generator)
+        images.append((image * 255.0).round().div(255.0).cpu())
+    views = views.to("cpu")
+    return SampleSet(
+        images=torch.cat(images),
+        R=views.R,
+        t=views.t,
+        K=views.K,
+        mask=views.mask,
+        meta={"config": cfg.to_ini(), "mesh": str(d.MODEL_PATH_DATA[0]), "seed": int(seed)},
+    )
+
+
+def _validation_key(cfg: Config) -> str:
+    """Hash of everything a generated validation set depends on."""
+    d = cfg.Dataset
+    base = view_sampling(cfg).base
+    described = {
+        "mesh_sha256": file_sha256(d.MODEL_PATH_DATA[0]),
+        "normalize": cfg.Rendering.NORMALIZE_VERTICES,
+        "view": view_settings(cfg).as_dict(),
+        "sampling": base if base in ("sundermeyer-random", "sphere") else file_sha256(base),
+        "backgrounds": d.BACKGROUND_IMAGES,
+        "augment": asdict(augment_settings(cfg)) if cfg.Training.AUGMENT_IMGS else None,
+        "num": d.NOOF_VALID_IMGS,
+        "seed": VALIDATION_SEED,
+        "version": 1,
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def validation_data_from_config(
+    cfg: Config, device: torch.device | str = "cpu", progress: bool = True
+) -> SampleSet:
+    """The validation set: ``VALID_DATA_PATH`` files (images resized to ``CROP_SIZE`` if needed),
+    or a generated set cached as ``<OUTPUT_PATH>/validation.npz`` (rebuilt when the config's data
+    settings change or the file is unreadable). Returns CPU tensors."""
+    d = cfg.Dataset
+    if d.VALID_DATA_PATH:
+        samples = load_sample_files(d.VALID_DATA_PATH, image_size=d.CROP_SIZE)
+        logger.info("validation set: %d samples from %s", len(samples), ", ".join(d.VALID_DATA_PATH))
+        return samples
+    if not Path(d.MODEL_PATH_DATA[0]).is_file():
+        load_mesh(d.MODEL_PATH_DATA[0])  # raises the right MeshError
+    key = _validation_key(cfg)
+    path = Path(cfg.Training.OUTPUT_PATH) / VALIDATION_FILE
+    if path.is_file():
+        try:
+            samples = load_samples(path)
+        except DataError as exc:
+            logger.warning("validation set %s is unusable (%s); generating it again", path, exc)
+        else:
+            if samples.meta.get("key") == key:
+                logger.info("validation set: %d generated samples (cached: %s)", len(samples), path)
+                return samples
+            logger.info("validation set %s was made with other settings; generating it again", path)
+    samples = generate_samples(cfg, d.NOOF_VALID_IMGS, VALIDATION_SEED, device, progress=progress)
+    samples = SampleSet(
+        images=samples.images, R=samples.R, t=samples.t, K=samples.K, mask=samples.mask,
+        meta={**samples.meta, "key": key},
+    )
+    save_samples(path, samples)
+    logger.info("validation set: generated %d samples, wrote %s", len(samples), path)
+    return load_samples(path)

@@ -1,0 +1,50 @@
+"""The synthetic-data keys of the config: AAE defaults, value types, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from multipose.config import default_config, load_config, load_config_text
+from multipose.data.augment import AugmentSettings, augment_settings
+from multipose.data.crops import ViewSettings, view_settings
+from multipose.errors import ConfigError
+
+FINAL = Path(__file__).parent / "data" / "original_experiment_template_final.cfg"
+
+
+def test_defaults_are_the_aae_settings_and_old_files_get_them():
+    cfg = default_config()
+    assert view_settings(cfg) == ViewSettings(size=128, K=(1075.65, 0, 360, 0, 1073.9, 270, 0, 0, 1),
+                                              distance=700.0, pad_factor=1.2, max_rel_offset=0.2)
+    assert augment_settings(cfg) == AugmentSettings()
+    d = cfg.Dataset
+    assert (d.NOOF_TRAINING_IMGS, d.NOOF_BG_IMGS, d.VIEW_SEED) == (10000, 15000, 0)
+    assert (cfg.Training.HARD_MINING_RATIO, cfg.Training.HARD_SAMPLE_RATIO) == (0.2, 0.3)
+    final = load_config(FINAL)  # the original's final template: MAX_REL_OFFSET 0.0, the rest defaults
+    assert view_settings(final) == ViewSettings(max_rel_offset=0.0)
+
+
+def test_intrinsics_and_ranges_parse_both_forms_and_round_trip():
+    cfg = load_config_text("[Dataset]\nK: [[500, 0, 63.5], [0, 500, 63.5], [0, 0, 1]]\n"
+                           "[Augmentation]\nAFFINE_SCALE: [1.1, 1.3]\n")
+    assert cfg.Dataset.K == (500.0, 0.0, 63.5, 0.0, 500.0, 63.5, 0.0, 0.0, 1.0)
+    assert cfg.Augmentation.AFFINE_SCALE == (1.1, 1.3)
+    assert load_config_text(cfg.to_ini()) == cfg
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("Dataset.K=[1075.65, 0, 720/2, 0, 1073.9, 270, 0, 0, 1]", "expected a JSON list of 9 numbers"),
+    ("Dataset.K=[0, 0, 360, 0, 1073.9, 270, 0, 0, 1]", "focal lengths fx, fy must be > 0"),
+    ("Dataset.CROP_SIZE=4", "expected an int >= 8"),
+    ("Augmentation.CONTRAST_RANGE=[2.2, 0.5]", "expected a JSON list [low, high] with 0 <= low <= high (low is above high)"),
+    ("Augmentation.DROPOUT_RATE=[0.1, 1.5]", "0 <= low <= high <= 1"),
+    ("Augmentation.BLUR_PROB=1.5", "expected a float in [0, 1]"),
+    ("Dataset.NOOF_BG_IMGS=0", "expected an int >= 1"),
+])
+def test_bad_values_are_one_line_config_errors(override, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config_text("", "t.cfg", [override])
+    msg = str(info.value)
+    assert "\n" not in msg and expected in msg and override.split("=")[0].split(".")[1] in msg

@@ -1,0 +1,151 @@
+"""Training rotations: the base methods, rotation files, -reuse pools and hard-sample mining."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from multipose.config import ViewSampling, load_config_text, view_sampling
+from multipose.data.sampling import (
+    PoseSampler,
+    base_rotations,
+    derive_seed,
+    pose_sampler_from_config,
+    sphere_rotations,
+    sundermeyer_random,
+)
+from multipose.errors import ConfigError, DataError
+from multipose.geometry import geodesic_angle_deg
+
+
+def _is_rotation(R: torch.Tensor) -> bool:
+    eye = torch.eye(3).expand_as(R)
+    return torch.allclose(R @ R.transpose(1, 2), eye, atol=1e-5) and torch.allclose(
+        torch.linalg.det(R), torch.ones(R.shape[0]), atol=1e-5)
+
+
+def test_sundermeyer_random_is_uniform_on_so3_and_seeded():
+    R = sundermeyer_random(4000, torch.Generator().manual_seed(0))
+    assert R.shape == (4000, 3, 3) and R.dtype == torch.float32 and _is_rotation(R)
+    # uniform on SO(3): every column is uniform on the sphere (mean ~0) and the angle to the identity
+    # has density (1 - cos a) / pi, mean pi/2 + 2/pi = 126.5 degrees
+    assert R.mean(0).abs().max() < 0.05
+    angle = geodesic_angle_deg(R, torch.eye(3).expand_as(R))
+    assert abs(angle.mean().item() - 126.5) < 2.0
+    assert torch.equal(R, sundermeyer_random(4000, torch.Generator().manual_seed(0)))
+    assert not torch.equal(R, sundermeyer_random(4000, torch.Generator().manual_seed(1)))
+
+
+def test_sphere_sampling_covers_the_sphere_with_inplane_within_90_degrees():
+    R = sphere_rotations(3000, torch.Generator().manual_seed(1))
+    assert _is_rotation(R)
+    view_dir = R[:, 2, :]  # camera z axis in model coordinates: -p, uniform on the sphere
+    assert view_dir.mean(0).abs().max() < 0.05
+    assert ((view_dir[:, 2] > 0.9).float().mean() - 0.05).abs() < 0.02  # cap area fraction (1 - 0.9) / 2
+    # the model's +z axis projects upwards in the image rolled by at most 90 degrees: its image y
+    # component (R[1, 2], image y points down) is <= 0 before the roll; after a roll in [-90, 90] the
+    # projected up vector stays in the upper half-plane rotated by at most 90 degrees
+    up_img = R[:, :2, 2]
+    ok = up_img.norm(dim=1) > 0.2
+    angle = torch.rad2deg(torch.atan2(up_img[ok, 0], -up_img[ok, 1]))
+    assert angle.abs().max() <= 90.0 + 1e-3 and angle.abs().max() > 80.0
+
+
+def test_rotation_files_npy_and_original_pickle(tmp_path):
+    R = sundermeyer_random(7, torch.Generator().manual_seed(2)).numpy()
+    np.save(tmp_path / "r.npy", R)
+    with open(tmp_path / "r.p", "wb") as f:
+        pickle.dump({"Rs": list(R.astype(np.float64))}, f, protocol=2)
+    for name in ("r.npy", "r.p"):
+        sampler = PoseSampler(ViewSampling(str(tmp_path / name)), torch.Generator().manual_seed(0))
+        draw = sampler.sample(50)
+        assert torch.allclose(draw.R, torch.from_numpy(R)[draw.index], atol=1e-6)
+        assert set(draw.index.tolist()) == set(range(7))  # uniform with replacement
+    picked = base_rotations(ViewSampling(str(tmp_path / "r.npy")), 3, torch.Generator().manual_seed(0))
+    assert picked.shape == (3, 3, 3)
+    everything = base_rotations(ViewSampling(str(tmp_path / "r.npy")), 100, torch.Generator())
+    assert torch.allclose(everything, torch.from_numpy(R))
+
+
+@pytest.mark.parametrize("content, match", [
+    (np.zeros((3, 3, 3)), "entry 0 .* is not a rotation matrix"),
+    (np.eye(3)[None].repeat(2, 0) * np.array([1, 1, -1.0]), "not a rotation matrix"),
+    (np.zeros((4, 3)), r"shape \[N, 3, 3\]"),
+])
+def test_bad_rotation_files_are_clear_errors(tmp_path, content, match):
+    path = tmp_path / "bad.npy"
+    np.save(path, content)
+    with pytest.raises(DataError, match=match):
+        PoseSampler(ViewSampling(str(path)), torch.Generator())
+    with pytest.raises(DataError, match="not found"):
+        PoseSampler(ViewSampling(str(tmp_path / "missing.p")), torch.Generator())
+    (tmp_path / "junk.p").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="cannot read the pickle"):
+        PoseSampler(ViewSampling(str(tmp_path / "junk.p")), torch.Generator())
+
+
+def test_unknown_method_is_a_config_error():
+    with pytest.raises(ConfigError, match="VIEW_SAMPLING = 'random'"):
+        load_config_text("[Training]\nVIEW_SAMPLING: random\n")
+
+
+def test_reuse_draws_from_one_fixed_pool():
+    spec = ViewSampling("sundermeyer-random", reuse=True)
+    sampler = PoseSampler(spec, torch.Generator().manual_seed(3), reuse_pool_size=10)
+    draws = torch.cat([sampler.sample(8).R for _ in range(5)])
+    assert torch.unique(draws.reshape(-1, 9), dim=0).shape[0] <= 10
+    fresh = PoseSampler(ViewSampling("sundermeyer-random"), torch.Generator().manual_seed(3))
+    assert torch.unique(torch.cat([fresh.sample(8).R for _ in range(5)]).reshape(-1, 9), dim=0).shape[0] == 40
+    assert (fresh.sample(2).index == -1).all()
+
+
+def test_hard_mining_reuses_the_worst_fraction_of_the_last_batch():
+    pool = sundermeyer_random(100, torch.Generator().manual_seed(4))
+    sampler = PoseSampler(ViewSampling("sundermeyer-random", hard=True), torch.Generator().manual_seed(5),
+                          pool=pool, hard_mining_ratio=0.25, hard_sample_ratio=1.0)
+    batch = sampler.sample(8)
+    loss = torch.arange(8, dtype=torch.float32)  # samples 6 and 7 are the worst 25%
+    sampler.update(batch.R, loss, batch.index)
+    assert sampler.num_hard == 2
+    nxt = sampler.sample(8)
+    # with HARD_SAMPLE_RATIO 1 both hard samples come back (once each), in some order
+    assert sorted(nxt.index[:2].tolist()) == sorted(batch.index[6:].tolist())
+    assert torch.equal(nxt.R[:2], pool[nxt.index[:2]])
+    assert sampler.num_hard == 0
+    # without -hard, update does nothing
+    plain = PoseSampler(ViewSampling("sundermeyer-random"), torch.Generator(), pool=pool)
+    plain.update(batch.R, loss, batch.index)
+    assert plain.num_hard == 0
+
+
+def test_hard_sample_ratio_controls_how_many_come_back():
+    spec = ViewSampling("sphere", hard=True)
+    sampler = PoseSampler(spec, torch.Generator().manual_seed(6), hard_mining_ratio=0.5, hard_sample_ratio=0.3)
+    R = sundermeyer_random(2000, torch.Generator().manual_seed(7))
+    sampler.update(R, torch.rand(2000), None)
+    assert sampler.num_hard == 1000
+    sampler.sample(1000)
+    assert 230 < 1000 - sampler.num_hard < 370  # about 30% of the draws were hard ones
+
+
+def test_sampler_state_round_trip_replays_the_stream():
+    spec = ViewSampling("sundermeyer-random", hard=True)
+    a = PoseSampler(spec, torch.Generator().manual_seed(8))
+    first = a.sample(4)
+    a.update(first.R, torch.rand(4), first.index)
+    state = a.state_dict()
+    x = a.sample(6).R
+    b = PoseSampler(spec, torch.Generator().manual_seed(99))
+    b.load_state_dict(state)
+    assert torch.equal(b.sample(6).R, x)
+
+
+def test_sampler_from_config_and_seed_derivation():
+    cfg = load_config_text("[Training]\nVIEW_SAMPLING: sphere-hard\nHARD_MINING_RATIO: 0.1\nHARD_SAMPLE_RATIO: 0.7\n")
+    sampler = pose_sampler_from_config(cfg, torch.Generator())
+    assert sampler.spec == view_sampling(cfg) and sampler.spec.hard
+    assert (sampler.hard_mining_ratio, sampler.hard_sample_ratio) == (0.1, 0.7)
+    assert derive_seed(10, "a") == derive_seed(10, "a") != derive_seed(10, "b") != derive_seed(11, "a")
