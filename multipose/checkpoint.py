@@ -2,13 +2,16 @@
 
 Everything is written to a temporary file in the destination folder, flushed and fsynced, then moved
 into place with :func:`os.replace` (atomic on POSIX). A crash leaves either the old file or the new
-one, plus at most a stray ``*.tmp`` that the next write of the same path removes.
+one (after ``kill -9`` a hidden ``.<name>.*.tmp`` may remain beside it; it is never read).
+
+:class:`CheckpointStore` keeps a run's epoch checkpoints on top of these writes.
 """
 
 from __future__ import annotations
 
-import io
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 def _new_file_mode() -> int:
@@ -27,20 +32,9 @@ def _new_file_mode() -> int:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically, creating parent folders. Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_open(path) as f:
+        f.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -50,9 +44,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` ``obj`` to ``path`` atomically."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    with atomic_open(path) as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 @contextmanager
@@ -77,3 +71,59 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class CheckpointStore:
+    """Epoch checkpoints of one run in a folder: ``<prefix>-epoch{N}.pt`` plus ``<prefix>-best.pt``.
+
+    Each file is a dict written atomically by :func:`atomic_torch_save`. :meth:`save` keeps the
+    ``keep`` newest epoch files (and the best one); :meth:`load_latest` returns the newest file that
+    reads back, logging and skipping a corrupt one (a crash can leave at most a stray ``*.tmp``, but
+    a disk error or a copied, truncated file can still damage a checkpoint).
+
+    Args:
+        folder: where the files live (created on the first save).
+        prefix: file-name prefix, ``"model"`` gives the original's ``model-epoch{N}.pt``.
+        keep: how many of the newest epoch files to keep (>= 1).
+    """
+
+    def __init__(self, folder: str | os.PathLike, prefix: str = "model", keep: int = 3) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.folder = Path(folder)
+        self.prefix = prefix
+        self.keep = keep
+        self._pattern = re.compile(rf"^{re.escape(prefix)}-epoch(\d+)\.pt$")
+
+    def path(self, epoch: int) -> Path:
+        return self.folder / f"{self.prefix}-epoch{epoch}.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.folder / f"{self.prefix}-best.pt"
+
+    def epochs(self) -> list[int]:
+        """Epochs with a checkpoint file, ascending."""
+        if not self.folder.is_dir():
+            return []
+        found = (self._pattern.match(p.name) for p in self.folder.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def save(self, state: dict[str, Any], epoch: int, is_best: bool = False) -> Path:
+        """Write ``state`` as epoch ``epoch`` (and as the best), then drop old epoch files."""
+        path = atomic_torch_save(state, self.path(epoch))
+        if is_best:
+            atomic_write_bytes(self.best_path, path.read_bytes())
+        for old in self.epochs()[: -self.keep]:
+            self.path(old).unlink(missing_ok=True)
+        return path
+
+    def load_latest(self, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path] | None:
+        """The newest readable checkpoint and its path, or None when there is none."""
+        for epoch in reversed(self.epochs()):
+            path = self.path(epoch)
+            try:
+                return torch.load(path, map_location=map_location, weights_only=False), path
+            except Exception as exc:  # noqa: BLE001 - any unreadable file: fall back to the previous one
+                logger.warning("checkpoint %s is unreadable (%s); trying the previous one", path, exc)
+        return None
