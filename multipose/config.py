@@ -72,7 +72,10 @@ __all__ = [
     "LossParameters",
     "Section",
     "ViewSampling",
+    "ENCODER_INPUT_SIZES",
+    "crop_size",
     "default_config",
+    "encoder_arch",
     "load_config",
     "load_config_text",
     "loss_parameters",
@@ -620,8 +623,9 @@ SCHEMA: tuple[Key, ...] = (
         "Folder of JPEG/PNG background images, or procedural (empty means procedural)."),
     Key("Dataset", "CACHE_DIR", PathType(), "./cache",
         "Where decimated meshes and rendered view caches are stored."),
-    Key("Dataset", "CROP_SIZE", IntType(min=8), "128",
-        "Side of the synthetic training crops (pixels): the encoder's input size."),
+    Key("Dataset", "CROP_SIZE", IntType(min=8), "",
+        "Side of the synthetic training crops (pixels); empty: the encoder's input size (aae 128, small 64).",
+        optional=True),
     Key("Dataset", "K", IntrinsicsType(), "[1075.65, 0, 360, 0, 1073.9, 270, 0, 0, 1]",
         "Base camera intrinsics (OpenCV) of the training renders; crops are cut from its image plane."),
     Key("Dataset", "RADIUS", _FLOAT_GT0, "700.0",
@@ -1178,6 +1182,27 @@ class LossParameters:
     depth_max: float
     pose_max: float
     gamma: float
+
+
+#: Input size (pixels) of each ``[Encoder] ARCH`` preset; :mod:`multipose.models.encoder` builds its
+#: presets from it, so crops and encoder agree by construction.
+ENCODER_INPUT_SIZES = MappingProxyType({"aae": 128, "small": 64})
+
+
+def encoder_arch(cfg: Config) -> str:
+    """``[Encoder] ARCH`` with ``auto`` resolved from ``ENCODER_WEIGHTS`` alone: ``aae`` for the
+    original's ``.npy`` weights, else ``small`` (a ``.pt`` file's stored architecture is checked
+    against this when it is loaded)."""
+    arch = cfg.Encoder.ARCH
+    if arch != "auto":
+        return arch
+    return "aae" if str(cfg.Dataset.ENCODER_WEIGHTS).lower().endswith(".npy") else "small"
+
+
+def crop_size(cfg: Config) -> int:
+    """Side of the training crops: ``[Dataset] CROP_SIZE``, or the encoder's input size when empty."""
+    size = cfg.Dataset.CROP_SIZE
+    return int(size) if size is not None else ENCODER_INPUT_SIZES[encoder_arch(cfg)]
 
 
 def num_hypotheses(cfg: Config) -> int:

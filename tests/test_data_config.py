@@ -16,14 +16,16 @@ FINAL = Path(__file__).parent / "data" / "original_experiment_template_final.cfg
 
 def test_defaults_are_the_aae_settings_and_old_files_get_them():
     cfg = default_config()
-    assert view_settings(cfg) == ViewSettings(size=128, K=(1075.65, 0, 360, 0, 1073.9, 270, 0, 0, 1),
+    # CROP_SIZE empty: the encoder's input size; ARCH auto without .npy weights is the small preset
+    assert view_settings(cfg) == ViewSettings(size=64, K=(1075.65, 0, 360, 0, 1073.9, 270, 0, 0, 1),
                                               distance=700.0, pad_factor=1.2, max_rel_offset=0.2)
     assert augment_settings(cfg) == AugmentSettings()
     d = cfg.Dataset
     assert (d.NOOF_TRAINING_IMGS, d.NOOF_BG_IMGS, d.VIEW_SEED) == (10000, 15000, 0)
     assert (cfg.Training.HARD_MINING_RATIO, cfg.Training.HARD_SAMPLE_RATIO) == (0.2, 0.3)
     final = load_config(FINAL)  # the original's final template: MAX_REL_OFFSET 0.0, the rest defaults
-    assert view_settings(final) == ViewSettings(max_rel_offset=0.0)
+    assert view_settings(final) == ViewSettings(max_rel_offset=0.0)  # .npy encoder: aae, 128 px
+    assert view_settings(load_config_text("[Dataset]\nCROP_SIZE: 96\n")).size == 96
 
 
 def test_intrinsics_and_ranges_parse_both_forms_and_round_trip():

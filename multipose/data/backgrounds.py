@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from multipose.config import Config
+from multipose.config import Config, crop_size
 from multipose.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -229,8 +229,8 @@ def backgrounds_from_config(
     ``max_images`` or ``NOOF_BG_IMGS`` images, crops chosen by ``seed``)."""
     d = cfg.Dataset
     if d.BACKGROUND_IMAGES == "procedural":
-        return ProceduralBackgrounds(d.CROP_SIZE)
+        return ProceduralBackgrounds(crop_size(cfg))
     images = load_background_images(
-        d.BACKGROUND_IMAGES, d.CROP_SIZE, max_images or d.NOOF_BG_IMGS, seed=seed, part=part, progress=progress
+        d.BACKGROUND_IMAGES, crop_size(cfg), max_images or d.NOOF_BG_IMGS, seed=seed, part=part, progress=progress
     )
     return ImageBackgrounds(images, device)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from multipose.config import Config
+from multipose.config import Config, crop_size
 from multipose.geometry import project_points
 from multipose.mesh import Mesh
 from multipose.render import MeshRenderer
@@ -86,7 +86,7 @@ def view_settings(cfg: Config) -> ViewSettings:
     """The :class:`ViewSettings` of a config."""
     d = cfg.Dataset
     return ViewSettings(
-        size=d.CROP_SIZE,
+        size=crop_size(cfg),
         K=tuple(float(x) for x in d.K),
         distance=float(d.RADIUS),
         pad_factor=float(d.PAD_FACTOR),

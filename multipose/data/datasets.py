@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from multipose.config import Config, ViewSampling, view_sampling
+from multipose.config import Config, ViewSampling, crop_size, view_sampling
 from multipose.data.augment import Augmenter, augment_settings
 from multipose.data.backgrounds import BackgroundSource, backgrounds_from_config
 from multipose.data.cache import ViewCache, render_views, view_cache_from_config
@@ -264,7 +264,7 @@ def validation_data_from_config(
     settings change or the file is unreadable). Returns CPU tensors."""
     d = cfg.Dataset
     if d.VALID_DATA_PATH:
-        samples = load_sample_files(d.VALID_DATA_PATH, image_size=d.CROP_SIZE)
+        samples = load_sample_files(d.VALID_DATA_PATH, image_size=crop_size(cfg))
         logger.info("validation set: %d samples from %s", len(samples), ", ".join(d.VALID_DATA_PATH))
         return samples
     if not Path(d.MODEL_PATH_DATA[0]).is_file():

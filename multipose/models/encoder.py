@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from multipose.config import ENCODER_INPUT_SIZES
+
 __all__ = [
     "BATCH_NORM_EPS",
     "PRESETS",
@@ -126,8 +128,8 @@ class EncoderConfig:
 
 #: Named architectures (config ``[Encoder] ARCH``).
 PRESETS: Mapping[str, EncoderConfig] = MappingProxyType({
-    "aae": EncoderConfig(image_size=128, channels=(128, 256, 512, 512), latent_size=128, kernel_size=5),
-    "small": EncoderConfig(image_size=64, channels=(32, 64, 128, 128), latent_size=128, kernel_size=5),
+    "aae": EncoderConfig(image_size=ENCODER_INPUT_SIZES["aae"], channels=(128, 256, 512, 512), latent_size=128, kernel_size=5),
+    "small": EncoderConfig(image_size=ENCODER_INPUT_SIZES["small"], channels=(32, 64, 128, 128), latent_size=128, kernel_size=5),
 })
 
 

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from multipose.checkpoint import atomic_torch_save, atomic_write_bytes
-from multipose.config import Config
+from multipose.config import Config, encoder_arch
 from multipose.errors import ConfigError, UserInputError
 from multipose.models.encoder import PRESETS, Encoder, EncoderConfig
 
@@ -452,7 +452,7 @@ def requested_encoder_config(cfg: Config, stored: EncoderConfig | None = None) -
     elif stored is not None:
         base = stored
     else:
-        base = PRESETS["aae" if encoder_weights_path(cfg).suffix.lower() == ".npy" else "small"]
+        base = PRESETS[encoder_arch(cfg)]
     overrides = {"channels": enc.CHANNELS, "latent_size": enc.LATENT_SIZE, "batch_norm": enc.BATCH_NORMALIZATION}
     try:
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
