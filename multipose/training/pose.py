@@ -1,0 +1,289 @@
+"""Training the pose head with the multi-pose loss (``train.py``).
+
+One run, top to bottom: guard the run folder (``OUTPUT_PATH``) -> seed -> frozen encoder (pretrained
+first if ``ENCODER_WEIGHTS: auto`` and missing) -> pose head -> loss -> data -> optimizer and LR
+schedule -> resume from the newest readable checkpoint -> epochs of ``NUM_SAMPLES`` samples, each
+followed by validation, metrics, images and an atomic checkpoint.
+
+Exact resume: a checkpoint is written after every epoch and holds everything the next epoch depends
+on (head, optimizer, scheduler, global RNG states, the data pipeline's generators and hard-sample
+pool, early-stopping counters). An interrupted epoch is simply run again from that state, so a run
+killed at any moment and restarted ends with the same weights as one that was never interrupted
+(same seed, same device).
+
+Files in ``OUTPUT_PATH``: ``config.cfg``, ``models/model-epoch{N}.pt`` (the newest
+``KEEP_CHECKPOINTS``) and ``models/model-best.pt``, ``train-loss.csv``, ``validation-loss.csv``,
+``loss.png``, ``images/`` (with ``SAVE_IMAGES``), ``validation.npz`` (the generated validation set).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from multipose.checkpoint import CheckpointStore
+from multipose.config import Config, crop_size, num_hypotheses
+from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
+from multipose.data.io import SampleSet
+from multipose.errors import ConfigError, UserInputError
+from multipose.losses import MultiPoseLoss
+from multipose.models import Encoder, PoseHead, PoseHeadConfig, load_encoder
+from multipose.training.common import (
+    MetricsLog,
+    plot_curves,
+    prepare_run_folder,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from multipose.visualize import image_grid, save_figure
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainResult", "build_head", "build_scheduler", "evaluate_loss", "freeze", "train_pose_head"]
+
+TRAIN_FIELDS = ("epoch", "loss", "depth", "diversity", "lr", "seconds")
+VALID_FIELDS = ("epoch", "loss", "depth", "diversity", "best_of_k_depth")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a call of :func:`train_pose_head` ended with."""
+
+    run_dir: Path
+    last_epoch: int
+    best_epoch: int
+    best_validation_loss: float
+    stopped_early: bool
+
+
+def freeze(encoder: Encoder) -> Encoder:
+    """The encoder in eval mode (batch norm uses its running statistics) with no parameter that
+    requires a gradient: training the head never changes it."""
+    encoder.eval()
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    return encoder
+
+
+def build_head(cfg: Config, encoder: Encoder) -> PoseHead:
+    """The pose head for ``K = num_hypotheses(cfg)`` and ``POSE_REPRESENTATION`` on the encoder's code."""
+    return PoseHead(
+        PoseHeadConfig(
+            num_hypotheses=num_hypotheses(cfg),
+            representation=cfg.Training.POSE_REPRESENTATION,
+            input_dim=encoder.config.latent_size,
+        )
+    )
+
+
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """``(scheduler, per_batch)``: cyclic (triangular, between ``LEARNING_RATE_LOW`` and ``HIGH``,
+    half cycle ``LR_STEP_EPOCHS`` epochs, stepped per batch) when both are set, else a step
+    schedule (times ``LR_STEP_GAMMA`` every ``LR_STEP_EPOCHS`` epochs, stepped per epoch)."""
+    tr = cfg.Training
+    if tr.LEARNING_RATE_LOW is not None:
+        scheduler = torch.optim.lr_scheduler.CyclicLR(
+            optimizer,
+            base_lr=tr.LEARNING_RATE_LOW,
+            max_lr=tr.LEARNING_RATE_HIGH,
+            step_size_up=tr.LR_STEP_EPOCHS * steps_per_epoch,
+            cycle_momentum=False,
+        )
+        return scheduler, True
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=tr.LR_STEP_EPOCHS, gamma=tr.LR_STEP_GAMMA), False
+
+
+@torch.no_grad()
+def evaluate_loss(
+    encoder: Encoder, head: PoseHead, loss_fn: MultiPoseLoss, samples: SampleSet, batch_size: int, device: torch.device
+) -> tuple[dict[str, float], torch.Tensor, list]:
+    """Validation: mean loss terms over ``samples`` and the best-of-K depth term (the oracle's),
+    plus the per-sample losses ``(N,)`` and the per-batch outputs for drawing images."""
+    head.eval()
+    per_sample, depth, diversity, best = [], [], [], []
+    outputs = []
+    for batch in samples.batches(batch_size, device):
+        out = head(encoder.encode(batch["image"]))
+        terms = loss_fn(batch["R"], out.R, out.confidence)
+        per_sample.append(terms.per_sample.cpu())
+        depth.append(terms.depth.cpu())
+        diversity.append(terms.diversity.cpu())
+        best.append(terms.depth.min(dim=1).values.cpu())
+        outputs.append((batch, out, terms))
+    per_sample = torch.cat(per_sample)
+    metrics = {
+        "loss": float(per_sample.mean()),
+        "depth": float(torch.cat(depth).mean()),
+        "diversity": float(torch.cat(diversity).mean()),
+        "best_of_k_depth": float(torch.cat(best).mean()),
+    }
+    return metrics, per_sample, outputs
+
+
+def _save_examples(path: Path, loss_fn: MultiPoseLoss, outputs: list, indices: torch.Tensor) -> None:
+    """input | GT depth | each hypothesis' depth (its confidence in the title row) | error map of the
+    most confident hypothesis, for the validation samples ``indices``."""
+    rows, row_titles = [], []
+    offsets = np.cumsum([0] + [len(o[0]["R"]) for o in outputs])
+    for idx in indices.tolist():
+        b = int(np.searchsorted(offsets, idx, side="right") - 1)
+        batch, out, terms = outputs[b]
+        i = idx - offsets[b]
+        gt = loss_fn.render_gt(batch["R"][i : i + 1])[0, 0].cpu().numpy()
+        hyp = terms.rendered[i, :, 0].cpu().numpy()  # (K, S, S)
+        top = int(out.confidence[i].argmax())
+        error = np.abs(gt - hyp[top]) * ((gt > 0) | (hyp[top] > 0)) + 1e-6 * ((gt > 0) | (hyp[top] > 0))
+        image = batch["image"][i].permute(1, 2, 0).cpu().numpy()
+        rows.append([image, gt, *hyp, error])
+        conf = ", ".join(f"{c:.2f}" for c in out.confidence[i].tolist())
+        row_titles.append(f"#{idx} loss {terms.per_sample[i]:.3f}\nconf {conf}")
+    K = len(rows[0]) - 3
+    titles = ["input", "GT depth", *[f"hypothesis {k + 1}" for k in range(K)], "|error| top"]
+    save_figure(image_grid(rows, titles, row_titles=row_titles, cmaps=[None, "viridis", *["viridis"] * K, "magma"]), path)
+
+
+def train_pose_head(
+    cfg: Config,
+    device: torch.device,
+    force: bool = False,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+) -> TrainResult:
+    """Train (or resume training) the pose head of ``cfg`` on ``device``; see the module docstring.
+
+    ``stop_after_epoch`` ends the call after that epoch's checkpoint (to test resuming).
+    """
+    tr = cfg.Training
+    # read every input that can be wrong before the run folder is touched
+    loss_fn = MultiPoseLoss.from_config(cfg, device)
+    explicit = None if cfg.Dataset.ENCODER_WEIGHTS == "auto" else load_encoder(cfg)
+    run_dir = prepare_run_folder(cfg, force)
+    seed_everything(tr.RANDOM_SEED)
+
+    if explicit is None:  # ENCODER_WEIGHTS: auto -- <OUTPUT_PATH>/encoder.pt, pretrained first if missing
+        from multipose.training.encoder import ensure_encoder
+
+        explicit = ensure_encoder(cfg, device)
+    encoder = freeze(explicit.to(device))
+    if encoder.config.image_size != crop_size(cfg):
+        raise ConfigError(
+            f"{cfg.origin('Dataset', 'CROP_SIZE')}: [Dataset] CROP_SIZE = {crop_size(cfg)}: expected the encoder's "
+            f"input size {encoder.config.image_size} (leave CROP_SIZE empty to follow the encoder)"
+        )
+    head = build_head(cfg, encoder).to(device)
+    data: TrainingData = training_data_from_config(cfg, device, progress=progress)
+    validation = validation_data_from_config(cfg, device, progress=progress)
+    optimizer = torch.optim.Adam(head.parameters(), lr=tr.LEARNING_RATE_LOW or tr.LEARNING_RATE)
+    scheduler, per_batch = build_scheduler(cfg, optimizer, len(data))
+
+    store = CheckpointStore(run_dir / "models", prefix="model", keep=tr.KEEP_CHECKPOINTS)
+    train_log = MetricsLog(run_dir / "train-loss.csv", TRAIN_FIELDS)
+    valid_log = MetricsLog(run_dir / "validation-loss.csv", VALID_FIELDS)
+    epoch, best_loss, best_epoch, stale, elapsed = 0, math.inf, 0, 0, 0.0
+    latest = store.load_latest()
+    if latest is not None:
+        state, path = latest
+        if state["head_args"] != head.config.to_dict():
+            raise UserInputError(
+                f"{path}: holds a head with {state['head_args']}, but the config asks for {head.config.to_dict()}; "
+                "use another [Training] OUTPUT_PATH"
+            )
+        head.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        data.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        epoch, best_loss, best_epoch = state["epoch"], state["best_validation_loss"], state["best_epoch"]
+        stale, elapsed = state["stale_epochs"], state["seconds"]
+        logger.info("resuming %s from %s (epoch %d, best validation loss %.4f)", run_dir, path.name, epoch, best_loss)
+    train_log.truncate(epoch)
+    valid_log.truncate(epoch)
+
+    stopped_early = False
+    while epoch < tr.NUM_ITER:
+        epoch += 1
+        start = time.perf_counter()
+        head.train()
+        sums = torch.zeros(3)
+        seen = 0
+        bar = tqdm(data, desc=f"epoch {epoch}/{tr.NUM_ITER}", unit="batch", disable=not progress, leave=False)
+        for batch in bar:
+            n = batch["R"].shape[0]
+            if n < 2:  # batch norm cannot train on one sample; it is drawn again next epoch
+                continue
+            with torch.no_grad():
+                code = encoder.encode(batch["image"])
+            out = head(code)
+            terms = loss_fn(batch["R"], out.R, out.confidence)
+            optimizer.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            optimizer.step()
+            if per_batch:
+                scheduler.step()
+            data.update(batch, terms.per_sample.detach())
+            sums += torch.stack([terms.loss.detach(), terms.depth.detach().mean(), terms.diversity.detach().mean()]).cpu() * n
+            seen += n
+            bar.set_postfix(loss=f"{sums[0].item() / seen:.4f}")
+        lr = optimizer.param_groups[0]["lr"]
+        if not per_batch:
+            scheduler.step()
+        metrics, per_sample, outputs = evaluate_loss(encoder, head, loss_fn, validation, tr.BATCH_SIZE, device)
+        elapsed += time.perf_counter() - start
+        means = (sums / max(seen, 1)).tolist()
+        train_log.append(dict(zip(TRAIN_FIELDS, [epoch, *means, lr, round(elapsed, 2)])))
+        valid_log.append({"epoch": epoch, **metrics})
+        improved = metrics["loss"] < best_loss
+        if improved:
+            best_loss, best_epoch, stale = metrics["loss"], epoch, 0
+        else:
+            stale += 1
+        if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES:
+            n_img = min(tr.NUM_SAVED_IMAGES, len(per_sample))
+            images = run_dir / "images"
+            _save_examples(images / f"epoch{epoch}-samples.png", loss_fn, outputs, torch.arange(n_img))
+            _save_examples(images / f"epoch{epoch}-hardest.png", loss_fn, outputs, per_sample.argsort(descending=True)[:n_img])
+        state = {
+            "model": head.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "best_validation_loss": best_loss,
+            "best_epoch": best_epoch,
+            "stale_epochs": stale,
+            "seconds": elapsed,
+            "head_args": head.config.to_dict(),
+            "encoder_args": encoder.config.to_dict(),
+            "data": data.state_dict(),
+            "rng": rng_state(),
+            "config": cfg.to_ini(),
+        }
+        store.save(state, epoch, is_best=improved)
+        plot_curves(
+            [("train", *train_log.column("loss")), ("validation", *valid_log.column("loss")),
+             ("validation best-of-K depth", *valid_log.column("best_of_k_depth"))],
+            run_dir / "loss.png", "epoch", "multi-pose loss",
+        )
+        logger.info(
+            "epoch %d/%d: train %.4f, validation %.4f (best-of-K depth %.4f), lr %.2e, %.1f s",
+            epoch, tr.NUM_ITER, means[0], metrics["loss"], metrics["best_of_k_depth"], lr, elapsed,
+        )
+        if tr.EARLY_STOPPING and stale >= tr.STOPPING_WINDOW:
+            logger.info("early stopping: no validation improvement for %d epochs", stale)
+            stopped_early = True
+            break
+        if tr.EARLY_STOPPING and elapsed >= tr.STOPPING_TIME_LIMIT * 3600.0:
+            logger.info("early stopping: time limit of %.2f h reached", tr.STOPPING_TIME_LIMIT)
+            stopped_early = True
+            break
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+    return TrainResult(run_dir, epoch, best_epoch, best_loss, stopped_early)

@@ -1,0 +1,170 @@
+"""train.py: the head learns, gradients stay out of the encoder, runs resume exactly."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from multipose.checkpoint import CheckpointStore
+from multipose.config import load_config
+from multipose.data.datasets import training_data_from_config
+from multipose.losses import MultiPoseLoss
+from multipose.models import Encoder, EncoderConfig, save_encoder
+from multipose.training.common import RunFolderError
+from multipose.training.pose import build_head, freeze, train_pose_head
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Path:
+    """A tiny random encoder (32 px) and a cache folder shared by the tests of this module."""
+    folder = tmp_path_factory.mktemp("shared")
+    torch.manual_seed(0)
+    save_encoder(Encoder(EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)), folder / "encoder.pt")
+    return folder
+
+
+def _overrides(shared: Path, out: Path, epochs: int = 3) -> list[str]:
+    return [
+        f"Dataset.ENCODER_WEIGHTS={shared / 'encoder.pt'}",
+        f"Dataset.CACHE_DIR={shared / 'cache'}",
+        "Dataset.CROP_SIZE=32",
+        "Dataset.NOOF_TRAINING_IMGS=16",
+        "Dataset.NOOF_VALID_IMGS=6",
+        "Dataset.NOOF_BG_IMGS=8",
+        "Rendering.IMAGE_SIZE=24",
+        "Rendering.LOSS_MESH_FACES=300",
+        "Rendering.VIEWS=2",
+        f"Training.OUTPUT_PATH={out}",
+        f"Training.NUM_ITER={epochs}",
+        "Training.NUM_SAMPLES=16",
+        "Training.BATCH_SIZE=8",
+        "Training.LR_STEP_EPOCHS=2",
+        "Training.NUM_SAVED_IMAGES=2",
+        "Training.DEVICE=cpu",
+        "Training.VIEW_SAMPLING=sundermeyer-random-hard",
+    ]
+
+
+def _cfg(shared: Path, out: Path, epochs: int = 3, extra: tuple[str, ...] = ()):
+    return load_config(REPO_ROOT / "experiment_template.cfg", [*_overrides(shared, out, epochs), *extra])
+
+
+def _final_state(out: Path) -> dict:
+    state, _ = CheckpointStore(out / "models").load_latest()
+    return state
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    assert a["epoch"] == b["epoch"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+def test_a_few_steps_on_one_batch_overfit_and_only_the_head_learns(shared, tmp_path):
+    cfg = _cfg(shared, tmp_path / "run")
+    from multipose.models import load_encoder
+
+    encoder = freeze(load_encoder(cfg))
+    head = build_head(cfg, encoder)
+    loss_fn = MultiPoseLoss.from_config(cfg, torch.device("cpu"))
+    batch = training_data_from_config(cfg, progress=False).batch(8)
+    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        out = head(encoder.encode(batch["image"]))
+        terms = loss_fn(batch["R"], out.R, out.confidence)
+        optimizer.zero_grad()
+        terms.loss.backward()
+        optimizer.step()
+        losses.append(terms.loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert all(p.grad is None for p in encoder.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+
+
+def test_training_writes_its_files_and_resumes_exactly(shared, tmp_path, caplog):
+    uninterrupted = train_pose_head(_cfg(shared, tmp_path / "a"), torch.device("cpu"), progress=False)
+    assert uninterrupted.last_epoch == 3
+    out = tmp_path / "a"
+    for name in ("config.cfg", "train-loss.csv", "validation-loss.csv", "loss.png", "models/model-best.pt",
+                 "images/epoch3-samples.png", "images/epoch3-hardest.png", "validation.npz"):
+        assert (out / name).is_file(), name
+    state = _final_state(out)
+    assert {"model", "optimizer", "epoch", "scheduler", "rng", "data", "head_args", "config"} <= set(state)
+    assert state["scheduler"]["last_epoch"] == 3 and state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 0.5)
+    assert len((out / "train-loss.csv").read_text().splitlines()) == 4
+
+    # stop after epoch 1, then run the same command again
+    interrupted = tmp_path / "b"
+    train_pose_head(_cfg(shared, interrupted), torch.device("cpu"), progress=False, stop_after_epoch=1)
+    assert CheckpointStore(interrupted / "models").epochs() == [1]
+    train_pose_head(_cfg(shared, interrupted), torch.device("cpu"), progress=False)
+    _assert_same_weights(_final_state(out), _final_state(interrupted))
+    assert (interrupted / "train-loss.csv").read_text() .count("\n") == 4
+
+    # a truncated newest checkpoint is reported and the previous one used; the result is the same
+    store = CheckpointStore(interrupted / "models")
+    data = store.path(3).read_bytes()
+    store.path(3).write_bytes(data[:1000])
+    train_pose_head(_cfg(shared, interrupted), torch.device("cpu"), progress=False)
+    assert "model-epoch3.pt is unreadable" in caplog.text
+    _assert_same_weights(_final_state(out), _final_state(interrupted))
+
+
+def test_a_different_config_is_refused_unless_forced(shared, tmp_path):
+    out = tmp_path / "run"
+    train_pose_head(_cfg(shared, out, epochs=1), torch.device("cpu"), progress=False)
+    with pytest.raises(RunFolderError, match=r"LEARNING_RATE: 0.001 -> 0.01"):
+        train_pose_head(_cfg(shared, out, epochs=1, extra=("Training.LEARNING_RATE=0.01",)), torch.device("cpu"), progress=False)
+    # training longer is not a different experiment
+    result = train_pose_head(_cfg(shared, out, epochs=2), torch.device("cpu"), progress=False)
+    assert result.last_epoch == 2
+    forced = train_pose_head(
+        _cfg(shared, out, epochs=3, extra=("Training.LEARNING_RATE=0.01",)), torch.device("cpu"), progress=False, force=True
+    )
+    assert forced.last_epoch == 3
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_rerun_gives_the_uninterrupted_weights(shared, tmp_path, python):
+    """The end-to-end contract through train.py: SIGKILL at a random moment after the first
+    checkpoint, re-run the command, get exactly the weights of a run that was never killed."""
+    reference = tmp_path / "reference"
+    args = lambda out: [python, "train.py", "experiment_template.cfg", *sum((["--set", o] for o in _overrides(shared, out, 4)), [])]
+    done = subprocess.run(args(reference), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "done: 4 epochs" in done.stdout
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(args(killed), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "models" / "model-epoch1.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere inside epoch 2 or a later checkpoint write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert max(CheckpointStore(killed / "models").epochs()) < 4  # it really was cut short
+    rerun = subprocess.run(args(killed), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    _assert_same_weights(_final_state(reference), _final_state(killed))
+
+
+def test_train_py_bad_input_is_one_error_line(shared, tmp_path, python):
+    out = tmp_path / "run"
+    cmd = [python, "train.py", "experiment_template.cfg", *sum((["--set", o] for o in _overrides(shared, out, 1)), [])]
+    bad = subprocess.run([*cmd, "--set", "Training.LOSS=vsd"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "LOSS" in bad.stderr
+    assert not out.exists()
+    missing = subprocess.run(
+        [*cmd, "--set", f"Dataset.ENCODER_WEIGHTS={tmp_path / 'nope.pt'}"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert missing.returncode != 0 and missing.stderr.strip().splitlines()[-1].startswith("error:")
+    assert "nope.pt" in missing.stderr and "Traceback" not in missing.stderr

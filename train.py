@@ -1,0 +1,36 @@
+"""Train the pose head on the frozen encoder with the multi-pose loss.
+
+    python train.py experiment_template.cfg
+    python train.py my_experiment.cfg --set Training.NUM_ITER=50 --set Training.DEVICE=cuda
+
+Re-running the same command resumes from the newest checkpoint in [Training] OUTPUT_PATH (as the
+original did); a folder that holds a run with another config is refused unless --force. With
+[Dataset] ENCODER_WEIGHTS: auto the encoder is <OUTPUT_PATH>/encoder.pt, pretrained first when
+missing (see train_encoder.py). Writes config.cfg, models/model-epoch{N}.pt, models/model-best.pt,
+train-loss.csv, validation-loss.csv, loss.png and images/ to OUTPUT_PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from multipose.cli import make_parser, run
+from multipose.config import Config, resolve_device
+
+
+def main(args: argparse.Namespace, cfg: Config) -> int:
+    from multipose.training.pose import train_pose_head  # heavy imports after the config is known to be valid
+
+    result = train_pose_head(cfg, resolve_device(cfg), force=args.force)
+    print(
+        f"done: {result.last_epoch} epochs in {result.run_dir}; best validation loss {result.best_validation_loss:.4f} "
+        f"at epoch {result.best_epoch}{' (stopped early)' if result.stopped_early else ''}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    parser = make_parser(__doc__)
+    parser.add_argument("--force", action="store_true", help="continue a run folder whose config differs")
+    sys.exit(run(main, parser))
