@@ -7,7 +7,9 @@ Re-running the same command resumes from the newest checkpoint in [Training] OUT
 original did); a folder that holds a run with another config is refused unless --force. With
 [Dataset] ENCODER_WEIGHTS: auto the encoder is <OUTPUT_PATH>/encoder.pt, pretrained first when
 missing (see train_encoder.py). Writes config.cfg, models/model-epoch{N}.pt, models/model-best.pt,
-train-loss.csv, validation-loss.csv, loss.png and images/ to OUTPUT_PATH.
+train-loss.csv, validation-loss.csv, loss.png and images/ to OUTPUT_PATH. With [Evaluation]
+AFTER_TRAINING (the default) model-best.pt is then evaluated as evaluate.py does (VSD recall against a
+random baseline; OUTPUT_PATH/evaluation/) and the recall line is printed.
 """
 
 from __future__ import annotations
@@ -22,11 +24,25 @@ from multipose.config import Config, resolve_device
 def main(args: argparse.Namespace, cfg: Config) -> int:
     from multipose.training.pose import train_pose_head  # heavy imports after the config is known to be valid
 
+    evaluate = cfg.Evaluation.AFTER_TRAINING
+    if evaluate:
+        from multipose.errors import ConfigError
+        from multipose.evaluation import check_evaluation_inputs
+
+        try:
+            check_evaluation_inputs(cfg)  # a bad test-set setting stops the run before it trains
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (or train without evaluating: --set Evaluation.AFTER_TRAINING=false)") from None
     result = train_pose_head(cfg, resolve_device(cfg), force=args.force)
     print(
         f"done: {result.last_epoch} epochs in {result.run_dir}; best validation loss {result.best_validation_loss:.4f} "
         f"at epoch {result.best_epoch}{' (stopped early)' if result.stopped_early else ''}"
     )
+    if evaluate:
+        from multipose.evaluation import evaluate_checkpoint
+
+        evaluation = evaluate_checkpoint(cfg, result.run_dir / "models" / "model-best.pt")
+        print(f"evaluation: {evaluation.summary()}; results in {evaluation.out_dir}")
     return 0
 
 

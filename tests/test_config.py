@@ -103,7 +103,12 @@ def test_defaults():
         "6d-pose", True, False, 10)
     assert (t.STOPPING_TIME_LIMIT, t.MAX_REL_OFFSET, t.AUGMENT_IMGS, t.DEVICE) == (10.0, 0.2, True, "auto")
     assert dict(cfg.Loss_parameters) == {"DEPTH_MAX": None, "POSE_MAX": 40.0, "GAMMA": None}
-    assert dict(cfg.Evaluation) == {"BATCH_SIZE": 50, "SAVE_IMAGES": True, "TEST_DATA_PATH": None}
+    assert dict(cfg.Evaluation) == {
+        "BATCH_SIZE": 50, "SAVE_IMAGES": True, "TEST_DATA_PATH": None, "AFTER_TRAINING": True, "NUM_SAMPLES": 100,
+        "OBJ_ID": None, "MODELS_INFO": None, "MIN_VISIB_FRACT": 0.1, "VSD_DELTA": 15.0, "VSD_TAU": 20.0,
+        "VSD_THRESHOLD": 0.3, "VSD_MESH_FACES": 0, "CODEBOOK_BASELINE": False, "CODEBOOK_VIEWS": 2562,
+        "CODEBOOK_INPLANE": 36, "NUM_EXAMPLES": 8,
+    }
     assert dict(cfg.Sampling) == {
         "NUM_SAMPLES": 2000, "REFERENCE_NUM": 500, "INPLANE_STEPS": 1, "BATCH_SIZE": 64}
     assert num_hypotheses(cfg) == 1

@@ -106,3 +106,35 @@ def test_readme_setup_commands_name_existing_files_and_scripts(marker, python):
     if marker == "main-command":
         config = re.findall(r"(\S+\.cfg)", command)
         assert config and (REPO_ROOT / config[0]).is_file()
+
+
+def _readme_commands() -> list[list[str]]:
+    """Every `python SCRIPT.py ...` / `python -m MODULE ...` line of the README's bash blocks, split."""
+    import shlex
+
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", _readme(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part.strip(), comments=True)
+                if words and words[0].endswith("python") and len(words) > 1:
+                    commands.append(words[1:])
+    return commands
+
+
+def test_every_readme_command_names_a_script_and_flags_that_exist(python):
+    """The README cannot drift from the code: each script it runs answers --help, and every
+    --flag it passes appears in that help."""
+    commands = _readme_commands()
+    assert len(commands) >= 5
+    helps: dict[tuple[str, ...], str] = {}
+    for words in commands:
+        target = tuple(words[:2]) if words[0] == "-m" else (words[0],)
+        if target == ("-m", "pytest"):
+            continue
+        if target not in helps:
+            result = _run(python, *target, "--help")
+            assert result.returncode == 0, f"{' '.join(target)} --help failed: {result.stderr}"
+            helps[target] = result.stdout
+        for flag in (w.split("=")[0] for w in words if w.startswith("--")):
+            assert flag in helps[target], f"README passes {flag} to {' '.join(target)}, which does not know it"

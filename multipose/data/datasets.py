@@ -9,6 +9,9 @@ Training (:class:`TrainingData`): each epoch yields ``[Training] NUM_SAMPLES`` s
     K      (B, 3, 3)    float32                 the crop's intrinsics (of the clean render)
     mask   (B, S, S)    bool                    object silhouette before augmentation
     index  (B,)         int64                   position in the sampling pool (the view cache), -1 if fresh
+    target (B, 3, S, S) float32 RGB in [0, 1]   only with ``with_target``: the clean render of the same
+                                                view (object on black, not augmented), the AAE's
+                                                reconstruction target
 
 Views come from the view cache (:mod:`multipose.data.cache`) when ``[Dataset] NOOF_TRAINING_IMGS``
 > 0 (drawn from it by the :class:`~multipose.data.sampling.PoseSampler`), else they are rendered
@@ -86,6 +89,7 @@ class TrainingData:
         device: where batches are made.
         cache: the view cache, or None to render views per batch with ``renderer``.
         renderer: the view renderer (needed without cache).
+        with_target: also return each sample's clean render as ``target`` (encoder pretraining).
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class TrainingData:
         device: torch.device | str = "cpu",
         cache: ViewCache | None = None,
         renderer: ViewRenderer | None = None,
+        with_target: bool = False,
     ) -> None:
         if cache is None and renderer is None:
             raise ValueError("TrainingData needs a view cache or a view renderer")
@@ -116,6 +121,7 @@ class TrainingData:
         self.device = torch.device(device)
         self.cache = cache.to(self.device) if cache is not None else None
         self.renderer = renderer
+        self.with_target = bool(with_target)
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -137,7 +143,7 @@ class TrainingData:
         image = composite(views, self.backgrounds.sample(n, self.generator, self.device))
         if self.augmenter is not None:
             image = self.augmenter(image, self.generator)
-        return {
+        batch = {
             "image": image,
             "R": views.R,
             "t": views.t,
@@ -145,6 +151,9 @@ class TrainingData:
             "mask": views.mask,
             "index": draw.index.to(self.device),
         }
+        if self.with_target:
+            batch["target"] = views.rgb.float() / 255.0
+        return batch
 
     def update(self, batch: dict[str, torch.Tensor], per_sample_loss: torch.Tensor) -> None:
         """Report a batch's per-sample losses ``(B,)`` for hard-sample mining (``-hard``)."""
@@ -160,10 +169,11 @@ class TrainingData:
 
 
 def training_data_from_config(
-    cfg: Config, device: torch.device | str = "cpu", progress: bool = True
+    cfg: Config, device: torch.device | str = "cpu", progress: bool = True, *, with_target: bool = False
 ) -> TrainingData:
     """The training data of a config: view cache (rendered on first use), sampler, backgrounds and
-    augmentation, seeded from ``[Training] RANDOM_SEED``."""
+    augmentation, seeded from ``[Training] RANDOM_SEED``; ``with_target``: batches also hold the
+    clean renders as ``target`` (see :class:`TrainingData`)."""
     seed = cfg.Training.RANDOM_SEED
     device = torch.device(device)
     cache, renderer, pool = None, None, None
@@ -187,6 +197,7 @@ def training_data_from_config(
         device=device,
         cache=cache,
         renderer=renderer,
+        with_target=with_target,
     )
 
 

@@ -1,0 +1,422 @@
+"""BOP-format test sets (T-LESS ``test_primesense``), cropped and posed the Augmented-Autoencoder way.
+
+Layout read (https://github.com/thodan/bop_toolkit/blob/master/docs/bop_datasets_format.md)::
+
+    <split>/                      e.g. tless/test_primesense  ([Evaluation] TEST_DATA_PATH)
+      000001/                     one folder per scene (6 digits)
+        scene_gt.json             {"<im_id>": [{"cam_R_m2c": [9], "cam_t_m2c": [3] (mm), "obj_id": int}, ...]}
+        scene_camera.json         {"<im_id>": {"cam_K": [9], "depth_scale": float, ...}}
+        scene_gt_info.json        {"<im_id>": [{"bbox_obj": [x, y, w, h], "bbox_visib": [...], "visib_fract": f}, ...]}
+        rgb/000000.png (or .jpg)  colour images; gray/ for greyscale datasets
+        depth/000000.png          uint16; depth in mm = value * depth_scale (T-LESS: 0.1 mm units)
+    <split>/../models*/models_info.json   optional: symmetries per object ("symmetries_discrete" /
+                                          "symmetries_continuous"), see :func:`find_models_info`
+
+Every ground-truth instance of ``[Evaluation] OBJ_ID`` with ``visib_fract >= MIN_VISIB_FRACT`` becomes a
+test instance (the BOP targets' rule). Entries of ``scene_gt.json`` and ``scene_gt_info.json`` pair up
+by position. The object is cut out with its ground-truth box ``bbox_obj`` (the whole silhouette, the
+counterpart of the tight box of our training renders) exactly as training crops are made
+(:mod:`multipose.data.crops`): a square window of side ``PAD_FACTOR * max(w, h)`` about the box centre,
+resampled to the encoder's input size; the window's intrinsics are ``K_crop = A K``.
+
+Translation, as the AAE (Sundermeyer et al., ECCV 2018, ``auto_pose/ae/codebook.py``) estimates it from
+a 2D box (:func:`estimate_translation`), and the rotation correction for objects off the optical axis
+(:func:`correct_rotation`) are here too. Every problem with the folder raises
+:class:`~multipose.errors.DataError` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from multipose.data.crops import crop_intrinsics, crop_windows, tight_boxes
+from multipose.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BopCrops",
+    "BopInstance",
+    "correct_rotation",
+    "crop_intrinsics_batch",
+    "crop_square",
+    "estimate_translation",
+    "find_models_info",
+    "is_bop_split",
+    "load_bop_crops",
+    "read_bop_split",
+    "read_models_info",
+    "subsample",
+    "xywh_to_xyxy",
+]
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class BopInstance:
+    """One ground-truth instance of the evaluated object in one test image.
+
+    Attributes:
+        scene_id, im_id: the image; gt_index: position of the instance in the image's ``scene_gt`` list.
+        obj_id: the object id.
+        R: ``(3, 3)`` float64 model-to-camera rotation; t: ``(3,)`` translation (mm).
+        K: ``(3, 3)`` float64 camera intrinsics; depth_scale: mm per unit of the depth PNG.
+        bbox_obj: ``(4,)`` ``[x, y, w, h]`` box of the whole silhouette (pixels); bbox_visib: of its
+            visible part; visib_fract: visible fraction of the silhouette (1 when not given).
+        image_path: the colour (or grey) image; depth_path: the depth PNG, or None when missing.
+    """
+
+    scene_id: int
+    im_id: int
+    gt_index: int
+    obj_id: int
+    R: np.ndarray
+    t: np.ndarray
+    K: np.ndarray
+    depth_scale: float
+    bbox_obj: np.ndarray
+    bbox_visib: np.ndarray
+    visib_fract: float
+    image_path: Path
+    depth_path: Path | None
+
+
+def is_bop_split(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a folder holding at least one scene folder with a ``scene_gt.json``."""
+    path = Path(path)
+    return path.is_dir() and any((p / "scene_gt.json").is_file() for p in path.iterdir() if p.is_dir())
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing (every BOP scene folder needs it)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a readable JSON file ({exc})") from None
+
+
+def _matrix(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64).reshape(shape)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: expected {int(np.prod(shape))} numbers, got {value!r}"[:300]) from None
+    if not np.all(np.isfinite(array)):
+        raise DataError(f"{where}: non-finite values")
+    return array
+
+
+def _find_image(folder: Path, im_id: int, kinds: Sequence[str]) -> Path | None:
+    for kind in kinds:
+        for suffix in _IMAGE_SUFFIXES:
+            path = folder / kind / f"{im_id:06d}{suffix}"
+            if path.is_file():
+                return path
+    return None
+
+
+def read_bop_split(
+    folder: str | os.PathLike[str], obj_id: int, min_visib_fract: float = 0.1
+) -> list[BopInstance]:
+    """The test instances of object ``obj_id`` in a BOP split folder, ordered by scene, image and
+    instance; instances with ``visib_fract < min_visib_fract`` are skipped. Reads only the JSON files
+    (images are read by :func:`load_bop_crops`). Raises :class:`DataError` for a folder without
+    scenes, a broken file, or no instance of the object."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: BOP test folder not found")
+    scenes = sorted(p for p in folder.iterdir() if p.is_dir() and (p / "scene_gt.json").is_file())
+    if not scenes:
+        raise DataError(
+            f"{folder}: no scene folders with scene_gt.json; expected a BOP split folder such as "
+            "tless/test_primesense (see data/README.md)"
+        )
+    instances: list[BopInstance] = []
+    skipped = 0
+    for scene in scenes:
+        try:
+            scene_id = int(scene.name)
+        except ValueError:
+            raise DataError(f"{scene}: a BOP scene folder name must be a number (e.g. 000001)") from None
+        gt = _read_json(scene / "scene_gt.json")
+        cameras = _read_json(scene / "scene_camera.json")
+        info_path = scene / "scene_gt_info.json"
+        info = _read_json(info_path) if info_path.is_file() else {}
+        for key in sorted(gt, key=lambda k: int(k)):
+            im_id = int(key)
+            entries = gt[key]
+            camera = cameras.get(key) or cameras.get(str(im_id))
+            if camera is None:
+                raise DataError(f"{scene / 'scene_camera.json'}: no entry for image {im_id}")
+            where = f"{scene / 'scene_camera.json'} [{key}]"
+            K = _matrix(camera.get("cam_K"), (3, 3), f"{where} cam_K")
+            depth_scale = float(camera.get("depth_scale", 1.0))
+            infos = info.get(key, [])
+            for gt_index, entry in enumerate(entries):
+                if int(entry.get("obj_id", -1)) != obj_id:
+                    continue
+                where = f"{scene / 'scene_gt.json'} [{key}][{gt_index}]"
+                R = _matrix(entry.get("cam_R_m2c"), (3, 3), f"{where} cam_R_m2c")
+                t = _matrix(entry.get("cam_t_m2c"), (3,), f"{where} cam_t_m2c")
+                if gt_index < len(infos):
+                    item = infos[gt_index]
+                    bbox_obj = _matrix(item.get("bbox_obj"), (4,), f"{info_path} [{key}][{gt_index}] bbox_obj")
+                    bbox_visib = _matrix(item.get("bbox_visib", bbox_obj), (4,), f"{info_path} bbox_visib")
+                    visib = float(item.get("visib_fract", 1.0))
+                else:
+                    raise DataError(
+                        f"{info_path}: no entry {gt_index} for image {im_id}; the ground-truth boxes "
+                        "(bbox_obj) come from scene_gt_info.json"
+                    )
+                if visib < min_visib_fract:
+                    skipped += 1
+                    continue
+                if bbox_obj[2] <= 0 or bbox_obj[3] <= 0:
+                    skipped += 1
+                    continue
+                image = _find_image(scene, im_id, ("rgb", "gray"))
+                if image is None:
+                    raise DataError(f"{scene}: no image {im_id:06d} (.png/.jpg) in rgb/ or gray/")
+                instances.append(
+                    BopInstance(
+                        scene_id=scene_id, im_id=im_id, gt_index=gt_index, obj_id=obj_id, R=R, t=t, K=K,
+                        depth_scale=depth_scale, bbox_obj=bbox_obj, bbox_visib=bbox_visib, visib_fract=visib,
+                        image_path=image, depth_path=_find_image(scene, im_id, ("depth",)),
+                    )
+                )
+    if not instances:
+        raise DataError(
+            f"{folder}: no instance of object {obj_id} with visib_fract >= {min_visib_fract:g} "
+            f"in {len(scenes)} scene(s) ([Evaluation] OBJ_ID, MIN_VISIB_FRACT)"
+        )
+    logger.info(
+        "BOP %s: %d instances of object %d in %d scene(s) (%d less visible than %g skipped)",
+        folder, len(instances), obj_id, len(scenes), skipped, min_visib_fract,
+    )
+    return instances
+
+
+def find_models_info(folder: str | os.PathLike[str]) -> Path | None:
+    """``models_info.json`` beside a split folder: ``<split>/../models*/models_info.json`` (``models``,
+    ``models_cad``, ``models_eval``, ``models_reconst``, ... in name order), or None."""
+    parent = Path(folder).resolve().parent
+    candidates = sorted(p / "models_info.json" for p in parent.glob("models*") if p.is_dir())
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def read_models_info(path: str | os.PathLike[str]) -> dict[int, dict[str, Any]]:
+    """``models_info.json``: ``{obj_id: {"diameter": ..., "symmetries_discrete": ..., ...}}``."""
+    path = Path(path)
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object keyed by object id")
+    try:
+        return {int(k): v for k, v in data.items()}
+    except ValueError:
+        raise DataError(f"{path}: keys must be object ids (numbers)") from None
+
+
+def xywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    """BOP boxes ``[x, y, w, h]`` to ``[u_min, v_min, u_max, v_max]``: ``(*, 4) -> (*, 4)``."""
+    return torch.cat([boxes[..., :2], boxes[..., :2] + boxes[..., 2:]], dim=-1)
+
+
+def crop_square(
+    image: np.ndarray, window: Sequence[float], size: int, interpolation: int = cv2.INTER_LINEAR
+) -> np.ndarray:
+    """Resample the square ``window = [cx, cy, side]`` of ``image (H, W)`` or ``(H, W, C)`` to
+    ``(size, size[, C])``; outside the image is 0.
+
+    Output pixel ``j`` samples the image at ``u`` with ``j = s (u - u0) - 0.5``, ``s = size / side``,
+    ``u0 = cx - side / 2`` (pixel centres at integer coordinates) -- the same ``A`` as
+    :func:`multipose.data.crops.crop_intrinsics`, so a point at pixel ``K_crop x`` of the crop is at
+    ``K x`` in the image.
+    """
+    cx, cy, side = (float(v) for v in window)
+    s = size / side
+    u0, v0 = cx - side / 2.0, cy - side / 2.0
+    M = np.array([[s, 0.0, -s * u0 - 0.5], [0.0, s, -s * v0 - 0.5]], dtype=np.float64)
+    return cv2.warpAffine(image, M, (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def estimate_translation(
+    R: torch.Tensor,
+    boxes: torch.Tensor,
+    K: torch.Tensor,
+    K_train: torch.Tensor,
+    radius: float,
+    vertices: torch.Tensor,
+) -> torch.Tensor:
+    """The AAE's translation from a 2D box: ``R (B, 3, 3), boxes (B, 4) [u_min, v_min, u_max, v_max],
+    K (B, 3, 3), K_train (3, 3), vertices (V, 3) -> t (B, 3)`` (mm).
+
+    The model is projected at rotation ``R`` and ``t = [0, 0, radius]`` with the training camera
+    ``K_train`` (the synthetic render at a known distance; its tight box ``b_r``). Then, with ``b`` the
+    test box, ``diag`` a box's diagonal and ``c`` its centre::
+
+        z = radius * diag(b_r) / diag(b) * mean(fx / fx_train, fy / fy_train)
+        x = (c_u(b) - cx) z / fx - (c_u(b_r) - cx_train) radius / fx_train      (y alike)
+
+    the second term moving from the box centre to the projection of the model origin.
+    """
+    B = R.shape[0]
+    K_train = K_train.to(R)
+    t_train = torch.tensor([0.0, 0.0, float(radius)], dtype=R.dtype, device=R.device).expand(B, 3)
+    rendered = tight_boxes(vertices.to(R), R, t_train, K_train)  # (B, 4)
+    K = K.to(R)
+    boxes = boxes.to(R)
+    diag_r = (rendered[:, 2:] - rendered[:, :2]).norm(dim=-1)
+    diag = (boxes[:, 2:] - boxes[:, :2]).norm(dim=-1).clamp_min(1e-6)
+    ratio = 0.5 * (K[:, 0, 0] / K_train[0, 0] + K[:, 1, 1] / K_train[1, 1])
+    z = radius * diag_r / diag * ratio
+    centre_r = (rendered[:, :2] + rendered[:, 2:]) / 2 - K_train[:2, 2]
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2 - K[:, :2, 2]
+    f, f_train = torch.stack([K[:, 0, 0], K[:, 1, 1]], -1), torch.stack([K_train[0, 0], K_train[1, 1]])
+    xy = centre * z[:, None] / f - centre_r * radius / f_train
+    return torch.cat([xy, z[:, None]], dim=-1)
+
+
+def correct_rotation(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The AAE's correction of a rotation read from a crop of an object off the optical axis:
+    ``R (B, 3, 3), t (B, 3) -> (B, 3, 3)``.
+
+    Training views show the object on the optical axis; an object at ``t`` is seen from a direction
+    turned by about ``a_x = atan(t_x / t_z)`` and ``a_y = atan(t_y / t_z)``, so the camera-frame
+    rotation is ``R_y(a_x) R_x(-a_y) R`` (``R_x(a)``, ``R_y(a)``: right-handed rotations about the
+    camera's x and y axes), which maps the optical axis onto the direction of ``t`` to first order
+    (exactly for ``t`` in the xz or yz plane). Identity for ``t = [0, 0, z]``.
+    """
+    ax = torch.atan2(t[:, 0], t[:, 2])
+    ay = torch.atan2(t[:, 1], t[:, 2])
+    one, zero = torch.ones_like(ax), torch.zeros_like(ax)
+    # R_corr_y of the AAE with d_alpha_x = -ax: [[cos, 0, -sin], [0, 1, 0], [sin, 0, cos]](-ax)
+    Ry = torch.stack([torch.cos(ax), zero, torch.sin(ax), zero, one, zero, -torch.sin(ax), zero, torch.cos(ax)],
+                     -1).reshape(-1, 3, 3)
+    # R_corr_x of the AAE with d_alpha_y = -ay: [[1, 0, 0], [0, cos, -sin], [0, sin, cos]](-ay)
+    Rx = torch.stack([one, zero, zero, zero, torch.cos(ay), torch.sin(ay), zero, -torch.sin(ay), torch.cos(ay)],
+                     -1).reshape(-1, 3, 3)
+    return Ry.to(R) @ Rx.to(R) @ R
+
+
+@dataclass(frozen=True)
+class BopCrops:
+    """Test instances cut out of their images (CPU tensors, ``N`` instances).
+
+    Attributes:
+        images: ``(N, 3, S, S)`` float32 RGB in [0, 1], the encoder's input crops.
+        K_crop: ``(N, 3, 3)`` intrinsics of those crops.
+        depth: ``(N, V, V)`` float32 test depth (mm) in the VSD window, 0 where unknown; None when the
+            dataset has no depth images.
+        K_vsd: ``(N, 3, 3)`` intrinsics of the VSD window (``V x V`` pixels).
+        R: ``(N, 3, 3)``, t: ``(N, 3)``: ground-truth poses; K: ``(N, 3, 3)`` camera intrinsics.
+        boxes: ``(N, 4)`` ground-truth boxes ``[u_min, v_min, u_max, v_max]`` in the camera image.
+        scene_id, im_id: ``(N,)`` int64.
+    """
+
+    images: torch.Tensor
+    K_crop: torch.Tensor
+    depth: torch.Tensor | None
+    K_vsd: torch.Tensor
+    R: torch.Tensor
+    t: torch.Tensor
+    K: torch.Tensor
+    boxes: torch.Tensor
+    scene_id: torch.Tensor
+    im_id: torch.Tensor
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"{path}: cannot read this image")
+    if image.dtype == np.uint16:
+        image = (image / 257.0).round().astype(np.uint8)
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.shape[2] == 4:
+        image = image[:, :, :3]
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _read_depth(path: Path, scale: float) -> np.ndarray:
+    depth = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
+    if depth is None or depth.ndim != 2:
+        raise DataError(f"{path}: cannot read this depth image (expected a one-channel 16-bit PNG)")
+    return depth.astype(np.float32) * np.float32(scale)
+
+
+def load_bop_crops(
+    instances: Sequence[BopInstance],
+    crop_size: int,
+    pad_factor: float,
+    vsd_size: int,
+    vsd_pad: float = 2.0,
+    progress: bool = True,
+) -> BopCrops:
+    """Cut every instance out of its image: the encoder's crop (window side ``pad_factor * max(w, h)``
+    of ``bbox_obj``, ``crop_size`` pixels, bilinear) and the test depth in the VSD window (side
+    ``vsd_pad * max(w, h)``, ``vsd_size`` pixels, nearest neighbour so no depths are mixed). Each image
+    is read once."""
+    if not instances:
+        raise ValueError("no instances to load")
+    boxes = xywh_to_xyxy(torch.from_numpy(np.stack([i.bbox_obj for i in instances])))
+    zeros = torch.zeros(len(instances), 2, dtype=boxes.dtype)
+    windows = crop_windows(boxes, zeros, pad_factor)
+    vsd_windows = crop_windows(boxes, zeros, vsd_pad)
+    K = torch.from_numpy(np.stack([i.K for i in instances]))
+    images, depths = [], []
+    has_depth = all(i.depth_path is not None for i in instances)
+    if not has_depth:
+        logger.warning("some BOP images have no depth/ PNG: VSD uses the ground-truth render as the test depth")
+    cache: dict[Path, np.ndarray] = {}
+    for n, inst in enumerate(tqdm(instances, desc="cropping test images", unit="instance", disable=not progress,
+                                  leave=False)):
+        if inst.image_path not in cache:
+            cache.clear()  # instances are ordered by image: keep one image (and its depth) in memory
+            cache[inst.image_path] = _read_rgb(inst.image_path)
+            if has_depth:
+                cache[inst.depth_path] = _read_depth(inst.depth_path, inst.depth_scale)
+        crop = crop_square(cache[inst.image_path], windows[n].tolist(), crop_size, cv2.INTER_LINEAR)
+        images.append(torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0)
+        if has_depth:
+            d = crop_square(cache[inst.depth_path], vsd_windows[n].tolist(), vsd_size, cv2.INTER_NEAREST)
+            depths.append(torch.from_numpy(d))
+    return BopCrops(
+        images=torch.stack(images),
+        K_crop=crop_intrinsics_batch(K, windows, crop_size),
+        depth=torch.stack(depths) if has_depth else None,
+        K_vsd=crop_intrinsics_batch(K, vsd_windows, vsd_size),
+        R=torch.from_numpy(np.stack([i.R for i in instances])).float(),
+        t=torch.from_numpy(np.stack([i.t for i in instances])).float(),
+        K=K.float(),
+        boxes=boxes.float(),
+        scene_id=torch.tensor([i.scene_id for i in instances], dtype=torch.int64),
+        im_id=torch.tensor([i.im_id for i in instances], dtype=torch.int64),
+    )
+
+
+def crop_intrinsics_batch(K: torch.Tensor, windows: torch.Tensor, size: int) -> torch.Tensor:
+    """:func:`multipose.data.crops.crop_intrinsics` with one camera per window: ``(N, 3, 3), (N, 3)
+    -> (N, 3, 3)`` float32 (``A_n K_n``)."""
+    A = crop_intrinsics(torch.eye(3, dtype=torch.float64), windows.double(), size)
+    return (A @ K.double()).float()
+
+
+def subsample(n: int, limit: int) -> np.ndarray:
+    """At most ``limit`` indices of ``range(n)``, evenly spaced (all when ``n <= limit``)."""
+    if n <= limit:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+

@@ -1,0 +1,170 @@
+"""Files an evaluation writes: BOP results CSV, per-sample CSV, ``metrics.json`` and figures.
+
+All files are written atomically (:mod:`multipose.checkpoint`), figures headless (Agg) through
+:mod:`multipose.visualize`.
+
+- BOP results (``<method>_<dataset>-<split>.csv``, the format of the BOP challenge): header
+  ``scene_id,im_id,obj_id,score,R,t,time``; ``R`` is 9 numbers row-major and ``t`` 3 numbers in mm,
+  space-separated; ``time`` is the method's seconds per image (the same for every row of an image).
+- ``per-sample.csv``: one row per test instance with each method's errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from multipose.checkpoint import atomic_write_text
+from multipose.evaluation.metrics import recall_curve
+from multipose.visualize import image_grid, save_figure
+
+__all__ = [
+    "BOP_HEADER",
+    "plot_examples",
+    "plot_recall_curves",
+    "plot_rotation_errors",
+    "write_bop_results",
+    "write_json",
+    "write_table",
+]
+
+#: Columns of a BOP results file.
+BOP_HEADER = ("scene_id", "im_id", "obj_id", "score", "R", "t", "time")
+
+
+def _numbers(values: Sequence[float]) -> str:
+    return " ".join(f"{float(v):.6f}" for v in values)
+
+
+def write_bop_results(
+    path: str | os.PathLike[str],
+    scene_id: torch.Tensor,
+    im_id: torch.Tensor,
+    obj_id: int,
+    score: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    seconds: torch.Tensor,
+) -> Path:
+    """Write estimates as a BOP results CSV: ``scene_id, im_id (N,)``, ``score (N, M)``,
+    ``R (N, M, 3, 3)``, ``t (N, M, 3)`` (mm), ``seconds (N,)``; one row per estimate (``M`` per
+    instance, e.g. the K hypotheses with their confidences as scores)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(BOP_HEADER)
+    N, M = score.shape
+    R = R.detach().cpu().double().reshape(N, M, 9)
+    t = t.detach().cpu().double().reshape(N, M, 3)
+    for n in range(N):
+        for m in range(M):
+            writer.writerow([int(scene_id[n]), int(im_id[n]), int(obj_id), f"{float(score[n, m]):.6f}",
+                             _numbers(R[n, m]), _numbers(t[n, m]), f"{float(seconds[n]):.6f}"])
+    return atomic_write_text(path, buf.getvalue())
+
+
+def write_table(path: str | os.PathLike[str], columns: Mapping[str, Sequence[Any] | torch.Tensor]) -> Path:
+    """A CSV with one column per entry of ``columns`` (all of one length N); floats with 6 decimals."""
+    names = list(columns)
+    values = [c.tolist() if isinstance(c, torch.Tensor) else list(c) for c in columns.values()]
+    lengths = {len(v) for v in values}
+    if len(lengths) > 1:
+        raise ValueError(f"columns of different lengths: {dict(zip(names, map(len, values)))}")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(names)
+    for row in zip(*values):
+        writer.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in row])
+    return atomic_write_text(path, buf.getvalue())
+
+
+def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
+    """``data`` as indented JSON (NaN and infinities written as null, so any JSON reader accepts it)."""
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and not np.isfinite(x):
+            return None
+        if isinstance(x, Mapping):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return atomic_write_text(path, json.dumps(clean(dict(data)), indent=2) + "\n")
+
+
+def plot_recall_curves(
+    path: str | os.PathLike[str], errors: Mapping[str, torch.Tensor], threshold: float, title: str
+) -> Path:
+    """Recall against the VSD threshold (0 to 1), one line per method (``errors[name]`` is ``(N,)``),
+    with the evaluation threshold marked."""
+    thresholds = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
+    fig = Figure(figsize=(5.5, 4.0))
+    ax = fig.subplots()
+    for name, e in errors.items():
+        curve = recall_curve(e.cpu(), thresholds)
+        at = float((e.cpu() < threshold).double().mean())
+        ax.plot(thresholds.numpy(), curve.numpy(), label=f"{name} ({at:.3f})")
+    ax.axvline(threshold, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("VSD threshold")
+    ax.set_ylabel("recall (fraction with VSD error < threshold)")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, title=f"recall at {threshold:g}", title_fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_rotation_errors(
+    path: str | os.PathLike[str], errors: Mapping[str, torch.Tensor], xlabel: str, title: str
+) -> Path:
+    """Histograms of rotation errors (degrees, 0 to 180 in 5-degree bins), one per method."""
+    bins = np.arange(0.0, 185.0, 5.0)
+    fig = Figure(figsize=(5.5, 4.0))
+    ax = fig.subplots()
+    for name, e in errors.items():
+        values = e.detach().cpu().double().numpy()
+        ax.hist(values, bins=bins, histtype="step", linewidth=1.5,
+                label=f"{name} (median {np.median(values):.1f})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test samples")
+    ax.set_xlim(0.0, 180.0)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_examples(
+    path: str | os.PathLike[str],
+    images: torch.Tensor,
+    depths: Mapping[str, torch.Tensor],
+    row_titles: Sequence[str],
+    column_notes: Mapping[str, Sequence[str]] | None = None,
+) -> Path:
+    """A grid: ``input | depths[name] ...`` per row; ``images (n, 3, S, S)`` in [0, 1], each
+    ``depths[name]`` ``(n, H, W)`` (mm, 0 background). ``column_notes[name][i]`` is drawn in the
+    corner of that cell (e.g. the hypothesis' confidence and VSD error)."""
+    rows = []
+    for i in range(images.shape[0]):
+        rows.append([images[i].permute(1, 2, 0).cpu().numpy(), *[d[i].cpu().numpy() for d in depths.values()]])
+    fig = image_grid(rows, ["input", *depths], row_titles=row_titles, cmaps=[None, *["viridis"] * len(depths)])
+    if column_notes:
+        axes = fig.axes
+        n_cols = 1 + len(depths)
+        for c, name in enumerate(depths, start=1):
+            for r, note in enumerate(column_notes.get(name, [])):
+                axes[r * n_cols + c].text(
+                    0.03, 0.03, note, transform=axes[r * n_cols + c].transAxes, fontsize=6, color="white",
+                    bbox={"facecolor": "black", "alpha": 0.6, "pad": 1, "linewidth": 0},
+                )
+    return save_figure(fig, path)

@@ -1,0 +1,196 @@
+"""The evaluation run: a head beats the random baseline on the views it learnt, test sets from files,
+the codebook baseline, and the entry points (train.py evaluates at the end, evaluate.py)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from multipose.config import load_config
+from multipose.data.datasets import generate_samples
+from multipose.data.io import save_samples
+from multipose.errors import ConfigError
+from multipose.evaluation import TestSet, evaluate_models, load_test_set
+from multipose.evaluation.run import check_evaluation_inputs, codebook_from_config, load_pose_checkpoint
+from multipose.geometry import geodesic_angle_deg
+from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig, codebook_rotations, save_encoder
+from multipose.models.weights import ModelFileError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_ENCODER = EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Path:
+    """A tiny random encoder (32 px) and a cache folder shared by the tests of this module."""
+    folder = tmp_path_factory.mktemp("shared")
+    torch.manual_seed(0)
+    save_encoder(Encoder(TINY_ENCODER), folder / "encoder.pt")
+    return folder
+
+
+def _overrides(shared: Path, out: Path) -> list[str]:
+    return [
+        f"Dataset.ENCODER_WEIGHTS={shared / 'encoder.pt'}",
+        f"Dataset.CACHE_DIR={shared / 'cache'}",
+        "Dataset.CROP_SIZE=32",
+        "Dataset.NOOF_TRAINING_IMGS=16",
+        "Dataset.NOOF_VALID_IMGS=4",
+        "Dataset.NOOF_BG_IMGS=8",
+        "Rendering.IMAGE_SIZE=24",
+        "Rendering.LOSS_MESH_FACES=300",
+        "Rendering.VIEWS=2",
+        f"Training.OUTPUT_PATH={out}",
+        "Training.NUM_ITER=1",
+        "Training.NUM_SAMPLES=16",
+        "Training.BATCH_SIZE=8",
+        "Training.DEVICE=cpu",
+        "Training.SAVE_IMAGES=false",
+        "Evaluation.NUM_SAMPLES=6",
+        "Evaluation.VSD_MESH_FACES=300",
+        "Evaluation.NUM_EXAMPLES=2",
+        "Evaluation.CODEBOOK_VIEWS=10",
+        "Evaluation.CODEBOOK_INPLANE=2",
+    ]
+
+
+def _cfg(shared: Path, out: Path, *extra: str):
+    return load_config(REPO_ROOT / "experiment_template.cfg", [*_overrides(shared, out), *extra])
+
+
+def test_a_head_evaluated_on_its_own_training_views_beats_the_random_baseline(shared, tmp_path):
+    cfg = _cfg(shared, tmp_path / "run", "Training.AUGMENT_IMGS=false")
+    samples = generate_samples(cfg, 16, seed=5, progress=False)
+    torch.manual_seed(0)
+    encoder = Encoder(TINY_ENCODER).eval()
+    with torch.no_grad():
+        codes = encoder.encode(samples.images)
+    head = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16))
+    optimizer = torch.optim.Adam(head.parameters(), lr=5e-3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: thread hand-offs cost more than the maths (100x on a busy CPU)
+    try:
+        for _ in range(100):  # overfit the 16 views: every hypothesis regresses the true rotation
+            loss = geodesic_angle_deg(head(codes).R, samples.R[:, None]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    for module in head.modules():  # batch-norm statistics of exactly this batch, for eval mode
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.reset_running_stats()
+            module.momentum = None
+    with torch.no_grad():
+        head(codes)
+    test_set = TestSet(images=samples.images, R=samples.R, t=samples.t, K_vsd=samples.K, vsd_size=32)
+    result = evaluate_models(cfg, encoder, head.eval(), test_set, tmp_path / "eval", progress=False)
+    recall = result.recall
+    assert recall["head"] >= 0.75, (recall, loss.item())
+    assert recall["head"] > recall["random"] + 0.3, recall
+    assert recall["best-of-K"] >= recall["head"]
+    assert torch.all(result.errors["best-of-K"] <= result.errors["head"] + 1e-6)
+    rows = (tmp_path / "eval" / "per-sample.csv").read_text().splitlines()
+    assert len(rows) == 17 and rows[0].startswith("index,scene_id,im_id,top_confidence,vsd_head")
+
+
+def test_file_test_sets_npz_and_the_originals_pickle(shared, tmp_path):
+    cfg = _cfg(shared, tmp_path / "run")
+    samples = generate_samples(cfg, 5, seed=3, progress=False)
+    save_samples(tmp_path / "test.npz", samples)
+    images = (samples.images.permute(0, 2, 3, 1).numpy() * 255).round().astype("uint8")
+    with open(tmp_path / "test.p", "wb") as f:
+        pickle.dump({"Rs": list(samples.R.numpy()), "images": list(images)}, f, protocol=2)
+    from_npz = load_test_set(_cfg(shared, tmp_path / "run", f"Evaluation.TEST_DATA_PATH={tmp_path / 'test.npz'}",
+                                  "Evaluation.NUM_SAMPLES=3"), progress=False)
+    assert len(from_npz) == 3 and torch.equal(from_npz.K_vsd, samples.K[[0, 2, 4]])
+    from_pickle = load_test_set(_cfg(shared, tmp_path / "run", f"Evaluation.TEST_DATA_PATH={tmp_path / 'test.p'}"),
+                                progress=False)
+    # a pickle has no t or K: the object at [0, 0, RADIUS] in the centred training window
+    assert len(from_pickle) == 5 and from_pickle.t[:, 2].eq(700.0).all()
+    head = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16)).eval()
+    result = evaluate_models(cfg, Encoder(TINY_ENCODER).eval(), head, from_pickle, tmp_path / "eval", progress=False)
+    assert result.metrics["num_samples"] == 5 and (tmp_path / "eval" / "multipose_test-test.csv").is_file()
+
+
+def test_evaluation_inputs_are_checked_before_any_work(shared, tmp_path):
+    with pytest.raises(ConfigError, match=r"TEST_DATA_PATH = .*no such file"):
+        check_evaluation_inputs(_cfg(shared, tmp_path, f"Evaluation.TEST_DATA_PATH={tmp_path / 'missing.npz'}"))
+    with pytest.raises(ConfigError, match="MODELS_INFO"):
+        check_evaluation_inputs(_cfg(shared, tmp_path, f"Evaluation.MODELS_INFO={tmp_path / 'none.json'}"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="BOP split folder"):
+        check_evaluation_inputs(_cfg(shared, tmp_path, f"Evaluation.TEST_DATA_PATH={tmp_path / 'empty'}"))
+    with pytest.raises(ModelFileError, match="checkpoint not found"):
+        load_pose_checkpoint(tmp_path / "models" / "model-best.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelFileError, match="not a readable checkpoint"):
+        load_pose_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ModelFileError, match="not a pose-head checkpoint"):
+        load_pose_checkpoint(tmp_path / "other.pt")
+
+
+def test_codebook_is_built_once_and_cached(shared, tmp_path, caplog):
+    cfg = _cfg(shared, tmp_path / "run")
+    encoder = Encoder(TINY_ENCODER).eval()
+    first = codebook_from_config(cfg, encoder, progress=False)
+    M = codebook_rotations(10, 2).shape[0]  # Deserno gives 11 sphere points for 10
+    assert first.num_entries == M == 22 and first.nbytes == M * (16 + 9) * 4
+    caplog.set_level("INFO")
+    again = codebook_from_config(cfg, encoder, progress=False)
+    assert "entries from" in caplog.text and torch.equal(first.codes, again.codes)
+    other = Encoder(TINY_ENCODER).eval()  # other weights: another key, another codebook
+    assert not torch.equal(codebook_from_config(cfg, other, progress=False).codes, first.codes)
+
+
+def test_train_py_evaluates_at_the_end_and_evaluate_py_writes_its_files(shared, tmp_path, python):
+    out = tmp_path / "run"
+    args = sum((["--set", o] for o in _overrides(shared, out)), [])
+    trained = subprocess.run([python, "train.py", "experiment_template.cfg", *args], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    assert "evaluation: VSD recall (e < 0.3, tau 20 mm" in trained.stdout, trained.stdout
+    after = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert after["num_samples"] == 6 and after["epoch"] == 1 and after["codebook_entries"] is None
+
+    evaluated = subprocess.run(
+        [python, "evaluate.py", "experiment_template.cfg", *args, "--num", "4", "--baseline", "codebook",
+         "--out", str(tmp_path / "eval")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "VSD recall" in evaluated.stdout and "codebook" in evaluated.stdout
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["num_samples"] == 4 and set(metrics["recall"]) == {"head", "best-of-K", "random", "codebook"}
+    assert metrics["bytes"]["codebook"] == 22 * (16 + 9) * 4 and metrics["bytes"]["head"] > 0
+    assert {"encoder+head", "encoder+codebook"} <= set(metrics["ms_per_image"])
+    assert metrics["checkpoint"].endswith("model-best.pt")
+    for name in ("per-sample.csv", "multipose_synthetic-test.csv", "aaecodebook_synthetic-test.csv"):
+        assert (tmp_path / "eval" / name).is_file(), name
+    for name in ("recall.png", "rotation-error.png", "examples.png"):
+        with Image.open(tmp_path / "eval" / name) as image:
+            image.verify()
+
+    (tmp_path / "bad.pt").write_bytes(b"\x00" * 100)
+    bad = subprocess.run([python, "evaluate.py", "experiment_template.cfg", *args, "--checkpoint",
+                          str(tmp_path / "bad.pt")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "bad.pt" in lines[0], bad.stderr
+
+
+def test_train_py_checks_the_test_set_before_it_trains(shared, tmp_path):
+    import argparse
+
+    import train
+
+    out = tmp_path / "run"
+    cfg = _cfg(shared, out, f"Evaluation.TEST_DATA_PATH={tmp_path / 'missing.npz'}")
+    with pytest.raises(ConfigError, match="missing.npz.*AFTER_TRAINING=false"):
+        train.main(argparse.Namespace(force=False), cfg)
+    assert not out.exists()
