@@ -281,13 +281,13 @@ def test_train_encoder_script(shared, tmp_path, python):
         assert (out / name).is_file(), name
     assert "Traceback" not in done.stderr
 
-    refused = script(iterations=6)  # another config into the same folder
+    refused = script("--set", "Encoder.LEARNING_RATE=0.002")  # another experiment into the same folder
     assert refused.returncode == 2, refused.stderr
     lines = refused.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "[Encoder] NUM_ITER: 4 -> 6" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "[Encoder] LEARNING_RATE: 0.001 -> 0.002" in lines[0]
 
-    forced = script("--force", iterations=6)  # continues from iteration 4
-    assert forced.returncode == 0, forced.stderr
-    assert "from encoder-epoch4.pt (iteration 4 of 6)" in forced.stderr
+    longer = script(iterations=6)  # training longer is the same experiment: it continues from iteration 4
+    assert longer.returncode == 0, longer.stderr
+    assert "from encoder-epoch4.pt (iteration 4 of 6)" in longer.stderr
     assert (out / "encoder" / "preview-iter6.png").is_file()
     assert [r["iteration"] for r in _rows(out / "encoder" / "train-loss.csv")] == [str(i) for i in range(1, 7)]

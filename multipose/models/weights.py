@@ -471,7 +471,7 @@ def load_encoder(cfg: Config) -> Encoder:
     if cfg.Dataset.ENCODER_WEIGHTS == "auto" and not path.exists():
         raise ModelFileError(
             f"{path}: no pretrained encoder yet ([Dataset] ENCODER_WEIGHTS = auto looks here); pretrain one "
-            "with train_encoder.py (coming with the encoder pretraining loop) or set ENCODER_WEIGHTS to an "
+            "with train_encoder.py CFG (train.py does it by itself) or set ENCODER_WEIGHTS to an "
             "original AAE .npy or a multipose .pt"
         )
     if path.suffix.lower() == ".npy":

@@ -50,6 +50,9 @@ RESUMABLE_KEYS = frozenset(
         ("Training", "DEVICE"),
         ("Training", "SAVE_IMAGES"),
         ("Dataset", "CACHE_DIR"),
+        ("Encoder", "NUM_ITER"),
+        ("Encoder", "SAVE_INTERVAL"),
+        ("Encoder", "LOG_INTERVAL"),
         ("Evaluation", "*"),
         ("Sampling", "*"),
     }
