@@ -49,6 +49,7 @@ def _overrides(shared: Path, out: Path, epochs: int = 3) -> list[str]:
         "Training.NUM_SAVED_IMAGES=2",
         "Training.DEVICE=cpu",
         "Training.VIEW_SAMPLING=sundermeyer-random-hard",
+        "Evaluation.AFTER_TRAINING=false",
     ]
 
 
