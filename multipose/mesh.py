@@ -375,6 +375,14 @@ def _read_cache(cache_file: Path, content_sha: str, name: str) -> tuple[Mesh, in
     return Mesh.from_arrays(vertices, faces, name=name), source_faces
 
 
+def loss_mesh_cache_file(
+    path: str | os.PathLike, target_faces: int, cache_dir: str | os.PathLike, normalize: bool = False
+) -> Path:
+    """Where :func:`load_loss_mesh` stores (or finds) the decimated copy of the model file ``path``
+    (which must exist: the name hashes its content)."""
+    return _cache_path(Path(cache_dir), file_sha256(path), max(int(target_faces), 0), normalize)
+
+
 def load_loss_mesh(
     path: str | os.PathLike,
     target_faces: int,

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import cv2
 import numpy as np
+import torch
 
 from multipose.config import Config, load_config_text
+from multipose.geometry import random_rotations
 from multipose.mesh import Mesh, load_mesh, simplify_mesh
+from multipose.render import MeshRenderer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PART = REPO_ROOT / "data" / "cad-files" / "tless_like_2fold.ply"
+REVOLUTION = REPO_ROOT / "data" / "cad-files" / "tless_like_revolution.ply"
 
 
 def tiny_mesh(faces: int = 300) -> Mesh:
@@ -66,3 +72,48 @@ def rasterize_reference(vertices: np.ndarray, faces: np.ndarray, R: np.ndarray, 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+#: The tiny BOP dataset of :func:`write_bop_dataset`: image size, camera, depth units.
+H, W = 96, 128
+CAM_K = np.array([[500.0, 0.0, 63.5], [0.0, 500.0, 47.5], [0.0, 0.0, 1.0]])
+DEPTH_SCALE = 0.1  # T-LESS: depth PNG values are 0.1 mm
+
+
+def write_bop_dataset(root: Path) -> dict:
+    """``root/tless/test_primesense/000001`` with images 0 and 3 of object 1 (plus, in image 3, an
+    object 2 entry and an almost hidden object-1 entry that the reader must skip) and
+    ``root/tless/models_cad/models_info.json`` (object 1: continuous symmetry about z)."""
+    scene = root / "tless" / "test_primesense" / "000001"
+    (scene / "rgb").mkdir(parents=True)
+    (scene / "depth").mkdir()
+    mesh = load_mesh(REVOLUTION)
+    renderer = MeshRenderer(mesh)
+    R = random_rotations(2, generator=torch.Generator().manual_seed(7))
+    t = torch.tensor([[25.0, -12.0, 700.0], [-30.0, 18.0, 650.0]])
+    K = torch.from_numpy(CAM_K).float()
+    out = renderer.render_rgb(R, t, K, (H, W))
+    gt, cam, info = {}, {}, {}
+    for i, im_id in enumerate((0, 3)):
+        rgb = (out.rgb[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        mask = out.mask[i].numpy() > 0
+        rgb[~mask] = 90  # a grey scene behind the object
+        cv2.imwrite(str(scene / "rgb" / f"{im_id:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        depth = np.where(mask, out.depth[i].numpy() / DEPTH_SCALE, 0.0).round().astype(np.uint16)
+        cv2.imwrite(str(scene / "depth" / f"{im_id:06d}.png"), depth)
+        ys, xs = np.nonzero(mask)
+        box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
+        entry = {"cam_R_m2c": R[i].reshape(-1).tolist(), "cam_t_m2c": t[i].tolist(), "obj_id": 1}
+        item = {"bbox_obj": box, "bbox_visib": box, "visib_fract": 1.0}
+        gt[str(im_id)], info[str(im_id)] = [entry], [item]
+        cam[str(im_id)] = {"cam_K": CAM_K.reshape(-1).tolist(), "depth_scale": DEPTH_SCALE}
+    gt["3"] = [{**gt["3"][0], "obj_id": 2}, gt["3"][0], gt["3"][0]]
+    info["3"] = [info["3"][0], info["3"][0], {**info["3"][0], "visib_fract": 0.05}]
+    for name, data in (("scene_gt", gt), ("scene_camera", cam), ("scene_gt_info", info)):
+        (scene / f"{name}.json").write_text(json.dumps(data))
+    models = root / "tless" / "models_cad"
+    models.mkdir()
+    (models / "models_info.json").write_text(
+        json.dumps({"1": {"diameter": 88.1, "symmetries_continuous": [{"axis": [0, 0, 1], "offset": [0, 0, 0]}]}})
+    )
+    return {"split": scene.parent, "R": R, "t": t, "mesh": mesh}

@@ -36,16 +36,20 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "READ_ERRORS",
     "BackgroundSource",
     "ImageBackgrounds",
     "ProceduralBackgrounds",
     "backgrounds_from_config",
     "find_background_files",
     "load_background_images",
+    "read_background_crop",
 ]
 
 #: File endings read as background images (compared lower-case).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: What reading a broken or non-image file raises (such files are skipped with a warning).
+READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 #: Seed of the fixed shuffle that splits a folder into training and held-out backgrounds.
 _SPLIT_SEED = 20180908
 
@@ -85,7 +89,7 @@ def find_background_files(folder: str | os.PathLike) -> list[Path]:
     )
 
 
-def _read_crop(path: Path, size: int, u: np.ndarray) -> np.ndarray:
+def read_background_crop(path: Path, size: int, u: np.ndarray) -> np.ndarray:
     """One random square crop of an image file, resized: ``(size, size, 3)`` uint8 RGB.
 
     ``u``: three numbers in [0, 1) choosing the crop's side (50-100% of the shorter side) and position.
@@ -125,8 +129,8 @@ def load_background_images(
     images, failed = [], []
     for path, ui in zip(tqdm(chosen, desc="loading backgrounds", unit="img", disable=not progress, leave=False), u):
         try:
-            images.append(_read_crop(path, size, ui))
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            images.append(read_background_crop(path, size, ui))
+        except READ_ERRORS as exc:
             failed.append((path, exc))
     if failed:
         logger.warning(

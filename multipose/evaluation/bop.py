@@ -56,7 +56,9 @@ __all__ = [
     "is_bop_split",
     "load_bop_crops",
     "read_bop_split",
+    "read_depth",
     "read_models_info",
+    "read_rgb",
     "subsample",
     "xywh_to_xyxy",
 ]
@@ -337,7 +339,8 @@ class BopCrops:
     im_id: torch.Tensor
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> np.ndarray:
+    """A colour (or grey, 8/16-bit) test image as ``(H, W, 3)`` uint8 RGB; :class:`DataError` if unreadable."""
     image = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise DataError(f"{path}: cannot read this image")
@@ -350,7 +353,8 @@ def _read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _read_depth(path: Path, scale: float) -> np.ndarray:
+def read_depth(path: Path, scale: float) -> np.ndarray:
+    """A BOP depth PNG in millimetres (``value * scale``): ``(H, W)`` float32; :class:`DataError` if unreadable."""
     depth = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
     if depth is None or depth.ndim != 2:
         raise DataError(f"{path}: cannot read this depth image (expected a one-channel 16-bit PNG)")
@@ -385,9 +389,9 @@ def load_bop_crops(
                                   leave=False)):
         if inst.image_path not in cache:
             cache.clear()  # instances are ordered by image: keep one image (and its depth) in memory
-            cache[inst.image_path] = _read_rgb(inst.image_path)
+            cache[inst.image_path] = read_rgb(inst.image_path)
             if has_depth:
-                cache[inst.depth_path] = _read_depth(inst.depth_path, inst.depth_scale)
+                cache[inst.depth_path] = read_depth(inst.depth_path, inst.depth_scale)
         crop = crop_square(cache[inst.image_path], windows[n].tolist(), crop_size, cv2.INTER_LINEAR)
         images.append(torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0)
         if has_depth:

@@ -1,0 +1,500 @@
+"""Check the models and data files a config uses, before a run needs them.
+
+    python -m multipose.check_data experiment_template.cfg
+    python -m multipose.check_data my_experiment.cfg --set Dataset.BACKGROUND_IMAGES=./data/VOC2012 --quick
+
+Every file or folder the config names is opened with the loader the run itself uses (so a problem is
+reported with the same message the run would stop with), and one line per asset is printed::
+
+    ok        [Dataset] MODEL_PATH_DATA     data/cad-files/tless_like_2fold.ply: 1,874 vertices, 3,744 faces, ...
+    missing   [Dataset] ENCODER_WEIGHTS     data/encoder/obj1-18/encoder.npy: no such file; ...
+    malformed [Dataset] VALID_DATA_PATH     data/validationsets/broken.npz: not a readable .npz file ...
+
+Statuses: ``ok`` (found and usable), ``note`` (not set, or made on demand), ``warning`` (usable, but
+look at it: some unreadable background images, a model that looks like metres), ``missing`` and
+``malformed`` (the run would stop). The exit code is 1 when anything is missing or malformed, else 0;
+a bad config file itself is exit code 2, as for every script. Assets found in the usual places under
+``data/`` (``data/README.md``) that the config does not use are listed at the end. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from multipose import cli
+from multipose.config import Config, crop_size, load_config_text, view_sampling
+from multipose.data.backgrounds import IMAGE_SUFFIXES, READ_ERRORS, find_background_files, read_background_crop
+from multipose.data.io import load_rotations, load_samples
+from multipose.errors import UserInputError
+from multipose.evaluation import bop
+from multipose.evaluation.metrics import symmetry_transformations
+from multipose.mesh import load_mesh, loss_mesh_cache_file
+from multipose.models.weights import encoder_weights_path, load_encoder
+
+__all__ = ["STATUSES", "Finding", "check_data", "format_report", "main"]
+
+logger = logging.getLogger(__name__)
+
+#: Every status, in report order of severity; the last two make the check fail.
+STATUSES = ("ok", "note", "warning", "missing", "malformed")
+FAILING = ("missing", "malformed")
+
+#: A model whose bounding radius is below this (mm) was probably exported in metres.
+MIN_PLAUSIBLE_RADIUS_MM = 5.0
+#: Origin further than this fraction of the bounding radius from the bounding-box centre: warn.
+MAX_ORIGIN_OFFSET = 0.25
+#: How many unreadable files a finding names.
+SHOWN_FILES = 3
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the report: ``status`` (one of :data:`STATUSES`), the config key (``"[Dataset]
+    MODEL_PATH_DATA"``) or asset it is about, and what was found or what to do."""
+
+    status: str
+    what: str
+    message: str
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+
+def _key(section: str, name: str) -> str:
+    return f"[{section}] {name}"
+
+
+def _guarded(what: str, check: Callable[[], list[Finding]]) -> list[Finding]:
+    """Run one check; the loaders' :class:`UserInputError` becomes a ``malformed`` finding."""
+    try:
+        return check()
+    except UserInputError as exc:
+        return [Finding("malformed", what, " ".join(str(exc).split()))]
+
+
+def _count(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n:,} " + (word if n == 1 else plural or word + "s")
+
+
+def _names(paths: Sequence[Path]) -> str:
+    shown = ", ".join(p.name for p in paths[:SHOWN_FILES])
+    return shown + (f" and {len(paths) - SHOWN_FILES} more" if len(paths) > SHOWN_FILES else "")
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------------------------------
+# [Dataset]
+# --------------------------------------------------------------------------------------------------
+
+
+def _loss_copy(cfg: Config, path: Path, num_faces: int) -> str:
+    """What the loss renders of the model file ``path`` (``num_faces`` faces)."""
+    faces = cfg.Rendering.LOSS_MESH_FACES
+    if faces <= 0 or faces >= num_faces:
+        return "the loss renders it whole"
+    cached = loss_mesh_cache_file(path, faces, cfg.Dataset.CACHE_DIR, cfg.Rendering.NORMALIZE_VERTICES).is_file()
+    return f"its loss copy ({faces:,} faces) is " + (
+        "cached" if cached else "decimated on first use and cached in CACHE_DIR/meshes")
+
+
+def _check_mesh(cfg: Config, name: str) -> list[Finding]:
+    what = _key("Dataset", name)
+    d = cfg.Dataset
+    if name == "MODEL_PATH_LOSS" and d.MODEL_PATH_LOSS == d.MODEL_PATH_DATA:  # also when left empty
+        data = Path(d.MODEL_PATH_DATA[0])
+        text = "the same file as MODEL_PATH_DATA"
+        if not data.is_file():
+            return [Finding("note", what, text)]
+        return _guarded(what, lambda: [Finding("ok", what, f"{text}; {_loss_copy(cfg, data, load_mesh(data).num_faces)}")])
+    path = Path(d[name][0])
+    if not path.exists():
+        return [Finding("missing", what, f"{path}: no such file; put the CAD model there (PLY/OBJ in mm, see "
+                                         f"data/README.md, 'CAD models') or set {what}")]
+
+    def check() -> list[Finding]:
+        normalize = cfg.Rendering.NORMALIZE_VERTICES
+        mesh = load_mesh(path, normalize=normalize)
+        vertices = mesh.vertices.double()
+        radius = mesh.radius
+        extent = (vertices.max(0).values - vertices.min(0).values).tolist()
+        text = (f"{path}: {_count(mesh.num_vertices, 'vertex', 'vertices')}, {_count(mesh.num_faces, 'face')}, "
+                f"bounding radius {radius:.1f} mm, extent {' x '.join(f'{e:.1f}' for e in extent)} mm")
+        if name == "MODEL_PATH_LOSS":
+            text += f"; {_loss_copy(cfg, path, mesh.num_faces)}"
+        findings = [Finding("ok", what, text)]
+        if radius < MIN_PLAUSIBLE_RADIUS_MM:
+            findings.append(Finding("warning", what, f"{path}: bounding radius {radius:.3g} mm: the model looks like "
+                                                     "it is in metres; multipose expects millimetres (scale it by "
+                                                     "1000, or set [Rendering] NORMALIZE_VERTICES: true)"))
+        centre = (vertices.max(0).values + vertices.min(0).values) / 2
+        offset = float(torch.linalg.vector_norm(centre))
+        if not normalize and offset > MAX_ORIGIN_OFFSET * radius:
+            findings.append(Finding("warning", what, f"{path}: the origin is {offset:.1f} mm from the bounding-box "
+                                                     "centre; the object rotates about its origin (BOP models are "
+                                                     "centred; [Rendering] NORMALIZE_VERTICES: true centres it)"))
+        return findings
+
+    return _guarded(what, check)
+
+
+def _check_backgrounds(cfg: Config, quick: bool, progress: bool) -> list[Finding]:
+    what = _key("Dataset", "BACKGROUND_IMAGES")
+    folder = cfg.Dataset.BACKGROUND_IMAGES
+    if folder == "procedural":
+        return [Finding("ok", what, "procedural: random backgrounds made on the fly, no files needed")]
+    if not Path(folder).exists():
+        return [Finding("missing", what, f"{folder}: no such folder; put the VOC2012 images there (data/README.md, "
+                                         "'Backgrounds') or set BACKGROUND_IMAGES: procedural")]
+
+    def check() -> list[Finding]:
+        files = find_background_files(folder)
+        bad: list[Path] = []
+        u = np.full(3, 0.5)
+        for path in tqdm(files, desc="reading backgrounds", unit="img", disable=not progress, leave=False):
+            try:
+                if quick:
+                    with Image.open(path) as im:
+                        im.size  # noqa: B018 - the header only
+                else:
+                    read_background_crop(path, 16, u)
+            except READ_ERRORS:
+                bad.append(path)
+        where = files[0].parent
+        used = min(cfg.Dataset.NOOF_BG_IMGS, len(files) - len(bad))
+        how = "headers only, --quick" if quick else "all decoded"
+        if len(bad) == len(files):
+            return [Finding("malformed", what, f"{where}: none of its {_count(len(files), 'image file')} can be read "
+                                               f"(e.g. {_names(bad)}); replace them with JPEG/PNG files")]
+        findings = [Finding("ok", what, f"{where}: {_count(len(files) - len(bad), 'readable image')} ({how}); a run "
+                                        f"uses {used:,} (NOOF_BG_IMGS {cfg.Dataset.NOOF_BG_IMGS:,})")]
+        if bad:
+            findings.append(Finding("warning", what, f"{where}: {_count(len(bad), 'file')} cannot be read and will "
+                                                     f"be skipped: {_names(bad)}"))
+        return findings
+
+    return _guarded(what, check)
+
+
+def _check_sample_files(paths: Sequence[str], what: str, size: int, purpose: str) -> list[Finding]:
+    findings = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            findings.append(Finding("missing", what, f"{path}: no such file; make one with python generate_dataset.py "
+                                                     f"CFG --num N --out {path} or fix {what}"))
+            continue
+
+        def check(path: Path = path) -> list[Finding]:
+            samples = load_samples(path)
+            resized = f" (resized to {size} px when read)" if samples.image_size != size else ""
+            return [Finding("ok", what, f"{path}: {_count(len(samples), 'sample')} of {samples.image_size} px"
+                                        f"{resized} for {purpose}")]
+
+        findings += _guarded(what, check)
+    return findings
+
+
+def _check_validation(cfg: Config) -> list[Finding]:
+    what = _key("Dataset", "VALID_DATA_PATH")
+    if not cfg.Dataset.VALID_DATA_PATH:
+        target = Path(cfg.Training.OUTPUT_PATH) / "validation.npz"
+        state = "present" if target.is_file() else "made by the first run"
+        return [Finding("note", what, f"empty: {cfg.Dataset.NOOF_VALID_IMGS:,} validation samples are generated "
+                                      f"into {target} ({state})")]
+    return _check_sample_files(cfg.Dataset.VALID_DATA_PATH, what, crop_size(cfg), "validation")
+
+
+def _check_encoder(cfg: Config) -> list[Finding]:
+    what = _key("Dataset", "ENCODER_WEIGHTS")
+    path = encoder_weights_path(cfg)
+    auto = cfg.Dataset.ENCODER_WEIGHTS == "auto"
+    if not path.exists():
+        if auto:
+            return [Finding("note", what, f"auto: {path} does not exist yet; train.py pretrains it first (or run "
+                                          "python train_encoder.py CFG)")]
+        return [Finding("missing", what, f"{path}: no such file; put the AAE encoder .npy or a multipose encoder .pt "
+                                         "there (data/README.md, 'Encoder weights') or set ENCODER_WEIGHTS: auto")]
+
+    def check() -> list[Finding]:
+        encoder = load_encoder(cfg)
+        size = crop_size(cfg)
+        text = f"{path}: {encoder.config.describe()}"
+        if encoder.config.image_size != size:
+            return [Finding("malformed", what, f"{text}; it takes {encoder.config.image_size} px images but [Dataset] "
+                                               f"CROP_SIZE is {size}: leave CROP_SIZE empty to follow the encoder")]
+        return [Finding("ok", what, text)]
+
+    return _guarded(what, check)
+
+
+def _check_cache(cfg: Config) -> list[Finding]:
+    what = _key("Dataset", "CACHE_DIR")
+    folder = Path(cfg.Dataset.CACHE_DIR)
+    if folder.exists() and not folder.is_dir():
+        return [Finding("malformed", what, f"{folder}: a file, not a folder; remove it or set CACHE_DIR elsewhere")]
+    if not folder.exists():
+        return _writable_parent(folder, what, "created on first use")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return [Finding("malformed", what, f"{folder}: not writable; fix its permissions or set CACHE_DIR elsewhere")]
+    parts = []
+    for sub, word, plural in (("meshes", "loss mesh", "loss meshes"), ("views", "view cache", None), ("codebooks", "codebook", None)):
+        n = len(list((folder / sub).glob("*.npz"))) + len(list((folder / sub).glob("*.pt")))
+        parts.append(_count(n, word, plural))
+    mb = _folder_bytes(folder) / 1e6
+    return [Finding("ok", what, f"{folder}: {', '.join(parts)}, {mb:,.1f} MB (safe to delete)")]
+
+
+def _writable_parent(folder: Path, what: str, state: str) -> list[Finding]:
+    parent = next((p for p in folder.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return [Finding("malformed", what, f"{folder}: cannot be created ({parent} is not a writable folder)")]
+    return [Finding("note", what, f"{folder}: {state}")]
+
+
+# --------------------------------------------------------------------------------------------------
+# [Training]
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_view_sampling(cfg: Config) -> list[Finding]:
+    what = _key("Training", "VIEW_SAMPLING")
+    base = view_sampling(cfg).base
+    if base in ("sundermeyer-random", "sphere"):
+        return [Finding("ok", what, f"{cfg.Training.VIEW_SAMPLING}: drawn at random, no file needed")]
+    if not Path(base).is_file():
+        return [Finding("missing", what, f"{base}: no such rotation file (.npy [N, 3, 3] or a pickle with 'Rs')")]
+    return _guarded(what, lambda: [Finding("ok", what, f"{base}: {_count(len(load_rotations(base)), 'rotation')}")])
+
+
+def _check_run_folder(cfg: Config) -> list[Finding]:
+    from multipose.training.common import config_differences  # the rule train.py applies
+
+    what = _key("Training", "OUTPUT_PATH")
+    folder = Path(cfg.Training.OUTPUT_PATH)
+    if folder.exists() and not folder.is_dir():
+        return [Finding("malformed", what, f"{folder}: a file, not a folder; set OUTPUT_PATH elsewhere")]
+    if not folder.exists():
+        return _writable_parent(folder, what, "new run folder, created by the first run")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return [Finding("malformed", what, f"{folder}: not writable; fix its permissions or set OUTPUT_PATH elsewhere")]
+    checkpoints = sorted((folder / "models").glob("model-epoch*.pt"), key=lambda p: (len(p.name), p.name))
+    state = f"holds a run, newest checkpoint {checkpoints[-1].name}" if checkpoints else "holds no pose checkpoint"
+    stored = folder / "config.cfg"
+    if stored.is_file():
+        try:
+            changes = config_differences(load_config_text(stored.read_text(), source=stored), cfg)
+        except (UserInputError, OSError, UnicodeDecodeError) as exc:
+            return [Finding("warning", what, f"{stored} cannot be read ({exc}); train.py refuses this folder "
+                                             "without --force")]
+        if changes:
+            shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+            return [Finding("warning", what, f"{folder} {state} with another config ({shown}); train.py refuses it "
+                                             "without --force: set another OUTPUT_PATH")]
+    return [Finding("ok", what, f"{folder}: {state}")]
+
+
+# --------------------------------------------------------------------------------------------------
+# [Evaluation]
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[Finding]:
+    what = _key("Evaluation", "TEST_DATA_PATH")
+    ev = cfg.Evaluation
+    if not bop.is_bop_split(folder):
+        return [Finding("malformed", what, f"{folder}: a folder without BOP scene folders (NNNNNN/scene_gt.json); "
+                                           "point TEST_DATA_PATH at a split such as tless/test_primesense")]
+    if ev.OBJ_ID is None:
+        return [Finding("malformed", _key("Evaluation", "OBJ_ID"),
+                        f"empty: set the id of the object to evaluate in {folder} (e.g. OBJ_ID: 10)")]
+
+    def check() -> list[Finding]:
+        instances = bop.read_bop_split(folder, ev.OBJ_ID, ev.MIN_VISIB_FRACT)
+        scenes = len({i.scene_id for i in instances})
+        used = [instances[i] for i in bop.subsample(len(instances), ev.NUM_SAMPLES)]
+        no_depth = sum(i.depth_path is None for i in used)
+        text = (f"{folder}: {_count(len(instances), 'instance')} of object {ev.OBJ_ID} in {_count(scenes, 'scene')}; "
+                f"evaluation uses {len(used):,} (NUM_SAMPLES)")
+        findings = []
+        if not quick:
+            bad: list[Path] = []
+            for inst in tqdm(used, desc="reading test images", unit="instance", disable=not progress, leave=False):
+                for path, read in ((inst.image_path, bop.read_rgb),
+                                   (inst.depth_path, lambda p, s=inst.depth_scale: bop.read_depth(p, s))):
+                    if path is None or path in bad:
+                        continue
+                    try:
+                        read(path)
+                    except UserInputError:
+                        bad.append(path)
+            text += ", their images decoded"
+            if bad:
+                findings.append(Finding("malformed", what, f"{folder}: {_count(len(bad), 'image')} cannot be read: "
+                                                           f"{', '.join(map(str, bad[:SHOWN_FILES]))}"))
+        findings.insert(0, Finding("ok", what, text))
+        if no_depth:
+            findings.append(Finding("warning", what, f"{folder}: {no_depth:,} of the instances used have no depth/ PNG; "
+                                                     "VSD then uses the ground-truth render as the test depth"))
+        return findings
+
+    return _guarded(what, check)
+
+
+def _check_test_data(cfg: Config, quick: bool, progress: bool) -> list[Finding]:
+    what = _key("Evaluation", "TEST_DATA_PATH")
+    path = cfg.Evaluation.TEST_DATA_PATH
+    if not path:
+        return [Finding("note", what, f"empty: {cfg.Evaluation.NUM_SAMPLES:,} synthetic test samples are generated")]
+    path = Path(path)
+    if path.is_dir():
+        return _check_bop(cfg, path, quick, progress)
+    if not path.exists():
+        return [Finding("missing", what, f"{path}: no such file or folder; a BOP split folder (data/README.md, "
+                                         "'T-LESS test images') or a dataset file (.npz, .p)")]
+    return _check_sample_files([os.fspath(path)], what, crop_size(cfg), "testing")
+
+
+def _check_models_info(cfg: Config) -> list[Finding]:
+    ev = cfg.Evaluation
+    what = _key("Evaluation", "MODELS_INFO")
+    test = Path(ev.TEST_DATA_PATH) if ev.TEST_DATA_PATH else None
+    if ev.MODELS_INFO:
+        path = Path(ev.MODELS_INFO)
+        if not path.is_file():
+            return [Finding("missing", what, f"{path}: no such file (a BOP models_info.json)")]
+    else:
+        path = bop.find_models_info(test) if test is not None and test.is_dir() else None
+        if path is None:
+            return [Finding("note", what, "none: symmetry-aware rotation errors (re_sym) are not computed; VSD "
+                                          "needs no symmetries")]
+
+    def check() -> list[Finding]:
+        info = bop.read_models_info(path)
+        if ev.OBJ_ID is None:
+            return [Finding("warning", what, f"{path}: {_count(len(info), 'object')}, but [Evaluation] OBJ_ID is "
+                                             "empty, so none is used")]
+        if ev.OBJ_ID not in info:
+            return [Finding("warning", what, f"{path}: no object {ev.OBJ_ID} (has {sorted(info)[:10]}); no symmetries")]
+        try:
+            R, _ = symmetry_transformations(info[ev.OBJ_ID])
+        except ValueError as exc:
+            return [Finding("malformed", what, f"{path}: object {ev.OBJ_ID}: {exc}")]
+        diameter = info[ev.OBJ_ID].get("diameter")
+        shown = f"diameter {float(diameter):.1f} mm, " if isinstance(diameter, (int, float)) else ""
+        return [Finding("ok", what, f"{path}: object {ev.OBJ_ID}: {shown}{_count(R.shape[0], 'symmetry rotation')}")]
+
+    return _guarded(what, check)
+
+
+# --------------------------------------------------------------------------------------------------
+# Assets in the usual places that the config does not use
+# --------------------------------------------------------------------------------------------------
+
+
+def _used_paths(cfg: Config) -> set[Path]:
+    d, ev = cfg.Dataset, cfg.Evaluation
+    named = [*(d.MODEL_PATH_DATA or []), *(d.MODEL_PATH_LOSS or []), *(d.VALID_DATA_PATH or []), os.fspath(encoder_weights_path(cfg)),
+             d.BACKGROUND_IMAGES, ev.TEST_DATA_PATH, ev.MODELS_INFO]
+    return {Path(p).absolute() for p in named if p}
+
+
+def _unused_assets(cfg: Config, root: Path) -> list[Finding]:
+    """Assets in the layout of ``data/README.md`` under ``root`` that the config names nowhere."""
+    used = _used_paths(cfg)
+
+    def is_used(path: Path) -> bool:
+        path = path.absolute()
+        return any(path == u or path in u.parents or u in path.parents for u in used)
+
+    findings = []
+    groups: Iterable[tuple[str, list[Path], str]] = (
+        ("CAD models", sorted(p for p in root.glob("cad-files/*-files/*") if p.suffix.lower() in (".ply", ".obj")),
+         "MODEL_PATH_DATA / MODEL_PATH_LOSS"),
+        ("encoder weights", sorted(root.glob("encoder/**/*.npy")), "ENCODER_WEIGHTS"),
+        ("validation sets", sorted(root.glob("validationsets/*")), "VALID_DATA_PATH"),
+        ("backgrounds", [p for p in (root / "VOC2012",) if p.is_dir()], "BACKGROUND_IMAGES"),
+        ("BOP splits", sorted(p for p in root.glob("*/*") if p.is_dir() and bop.is_bop_split(p)), "TEST_DATA_PATH"),
+    )
+    for name, paths, key in groups:
+        unused = [p for p in paths if not is_used(p)]
+        if unused:
+            shown = ", ".join(os.fspath(p) for p in unused[:SHOWN_FILES])
+            more = f" and {len(unused) - SHOWN_FILES} more" if len(unused) > SHOWN_FILES else ""
+            findings.append(Finding("note", f"{root}/ ({name})", f"{shown}{more}: found, not used by this config ({key})"))
+    return findings
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------
+
+
+def check_data(cfg: Config, quick: bool = False, progress: bool = True, data_root: str | os.PathLike = "data") -> list[Finding]:
+    """Every asset ``cfg`` uses, checked with the loaders the run uses; nothing is written.
+
+    ``quick``: read only image headers (backgrounds) and skip decoding BOP test images.
+    ``data_root``: where to look for assets the config does not use (``data/README.md``'s layout).
+    """
+    findings = [
+        *_check_mesh(cfg, "MODEL_PATH_DATA"),
+        *_check_mesh(cfg, "MODEL_PATH_LOSS"),
+        *_check_backgrounds(cfg, quick, progress),
+        *_check_encoder(cfg),
+        *_check_validation(cfg),
+        *_check_cache(cfg),
+        *_check_view_sampling(cfg),
+        *_check_run_folder(cfg),
+        *_check_test_data(cfg, quick, progress),
+        *_check_models_info(cfg),
+    ]
+    root = Path(data_root)
+    if root.is_dir():
+        findings += _unused_assets(cfg, root)
+    return findings
+
+
+def format_report(findings: Sequence[Finding], source: str) -> str:
+    """The report: one line per finding and a summary line."""
+    width = max((len(f.what) for f in findings), default=0)
+    lines = [f"Data check of {source} (relative paths from {Path.cwd()})", ""]
+    lines += [f"  {f.status:<9} {f.what:<{width}}  {f.message}" for f in findings]
+    counts = {s: sum(f.status == s for f in findings) for s in STATUSES}
+    summary = ", ".join(f"{n} {s}" + ("s" if s in ("note", "warning") and n != 1 else "") for s, n in counts.items())
+    verdict = ("FAILED: fix what is missing or malformed (see data/README.md)"
+               if any(counts[s] for s in FAILING) else "everything the config needs is there")
+    lines += ["", f"{summary}: {verdict}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m multipose.check_data CFG [--set ...] [--quick]``: exit 1 if anything is missing or
+    malformed, 2 for a bad config file."""
+    parser = cli.make_parser(__doc__.split("\n\n")[0])
+    parser.prog = "python -m multipose.check_data"
+    parser.add_argument("--quick", action="store_true",
+                        help="read only the headers of background images and skip decoding BOP test images")
+
+    def run(args: argparse.Namespace, cfg: Config) -> int:
+        findings = check_data(cfg, quick=args.quick, progress=sys.stderr.isatty())
+        sys.stdout.write(format_report(findings, args.config))
+        return 1 if any(f.status in FAILING for f in findings) else 0
+
+    return cli.run(run, parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
