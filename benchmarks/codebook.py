@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,24 +27,12 @@ sys.path.insert(0, str(REPO))
 
 from multipose.geometry import random_rotations  # noqa: E402
 from multipose.models import PRESETS, Autoencoder, Codebook, Encoder, bootstrapped_l2_loss  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from multipose.timing import median_seconds  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
     """Median wall time of ``fn()`` in ms over ``repeats`` runs after one warm-up run."""
-    times = []
-    for i in range(repeats + 1):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        if i:
-            times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+    return median_seconds(fn, device, repeats) * 1000.0
 
 
 def bench_encoders(device: torch.device, batch: int, train_batch: int, repeats: int) -> dict:

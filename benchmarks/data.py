@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -36,25 +34,9 @@ from multipose.data.crops import ViewRenderer, Views, ViewSettings, random_light
 from multipose.data.datasets import TrainingData  # noqa: E402
 from multipose.data.sampling import PoseSampler, sundermeyer_random  # noqa: E402
 from multipose.mesh import load_mesh  # noqa: E402
+from multipose.timing import median_seconds  # noqa: E402
 
 DEFAULT_MESH = REPO.parent / "shared" / "cad" / "obj_10.obj"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _median_time(fn, device: torch.device, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 @torch.no_grad()
@@ -111,7 +93,7 @@ def main() -> int:
         rendered[:] = [vr.render(R[i : i + args.render_batch], torch.Generator().manual_seed(i))
                        for i in range(0, args.views, args.render_batch)]
 
-    render_s = _median_time(render_all, device, max(1, args.repeats - 1))
+    render_s = median_seconds(render_all, device, max(1, args.repeats - 1))
     views_per_s = args.views / render_s
 
     # 2. render into the crop vs render a frame and crop, on the same views
@@ -124,8 +106,8 @@ def main() -> int:
         t, _, K = vr.windows(R[:n], offsets)
         return vr.renderer.render_rgb(R[:n].to(device), t, K, args.size, light_dir=light.to(device), color=settings.color)
 
-    crop_s = _median_time(into_crop, device, args.repeats)
-    frame_s = _median_time(lambda: render_frame_then_crop(vr, R[:n], offsets, light, args.frame), device, args.repeats)
+    crop_s = median_seconds(into_crop, device, args.repeats)
+    frame_s = median_seconds(lambda: render_frame_then_crop(vr, R[:n], offsets, light, args.frame), device, args.repeats)
     a = into_crop().mask > 0
     _, b = render_frame_then_crop(vr, R[:n], offsets, light, args.frame)
     iou = float(((a & b).sum((1, 2)) / (a | b).sum((1, 2)).clamp_min(1)).mean())
@@ -146,12 +128,12 @@ def main() -> int:
             num_samples=args.batch * args.batches, generator=torch.Generator().manual_seed(2),
             device=device, cache=cache,
         )
-        seconds = _median_time(lambda: [b["image"] for b in data], device, args.repeats)
+        seconds = median_seconds(lambda: [b["image"] for b in data], device, args.repeats)
         rows[label] = args.batch * args.batches / seconds
     aug = Augmenter()
     images = torch.rand(args.batch, 3, args.size, args.size, generator=gen).to(device)
-    aug_s = _median_time(lambda: aug(images, torch.Generator().manual_seed(3)), device, args.repeats)
-    bg_s = _median_time(lambda: backgrounds.sample(args.batch, torch.Generator().manual_seed(4), device),
+    aug_s = median_seconds(lambda: aug(images, torch.Generator().manual_seed(3)), device, args.repeats)
+    bg_s = median_seconds(lambda: backgrounds.sample(args.batch, torch.Generator().manual_seed(4), device),
                         device, args.repeats)
 
     print(f"device {device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), "

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ from multipose.geometry import euler_views  # noqa: E402
 from multipose.landscape import compute_losses, landscape_rotations  # noqa: E402
 from multipose.losses import MultiPoseLoss  # noqa: E402
 from multipose.mesh import load_mesh  # noqa: E402
-from multipose.render import LossView, MeshRenderer, RenderSettings, loss_translation  # noqa: E402
+from multipose.timing import timed  # noqa: E402
 
 
 def main() -> int:
@@ -38,36 +37,26 @@ def main() -> int:
     args = parser.parse_args()
     cfg = load_config(args.config, args.overrides)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.Training.DEVICE != "cpu" else "cpu")
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     ours = MultiPoseLoss.from_config(cfg, device)
     _, _, _, R = landscape_rotations(cfg.Sampling.NUM_SAMPLES, cfg.Sampling.INPLANE_STEPS)
     R = R.reshape(-1, 3, 3)
     R_ref = R[cfg.Sampling.REFERENCE_NUM % len(R)]
     compute_losses(ours, R[:8], R_ref, 8, progress=False)  # warm-up
-    sync()
-    start = time.perf_counter()
-    losses, _ = compute_losses(ours, R, R_ref, cfg.Sampling.BATCH_SIZE, progress=False)
-    sync()
-    ours_s = time.perf_counter() - start
+    (losses, _), ours_s = timed(lambda: compute_losses(ours, R, R_ref, cfg.Sampling.BATCH_SIZE, progress=False), device)
 
     full = load_mesh(cfg.Dataset.MODEL_PATH_LOSS[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
     r = cfg.Rendering
-    view = LossView(
-        MeshRenderer(full, RenderSettings(shader=r.SHADER, faces_per_pixel=r.FACES_PER_PIXEL, depth_gradient="pytorch3d")),
-        loss_translation(cfg, full.radius), r.FOV, r.IMAGE_SIZE,
-    ).to(device)
+    view = ours.view.with_mesh(full, depth_gradient="pytorch3d")  # same camera, the full mesh
     original = MultiPoseLoss(view, loss_parameters(cfg), euler_views(r.LOSS_VIEWPOINTS)).to(device)
     n = min(args.baseline_poses, len(R))
     one = torch.ones(1, 1, device=device)
-    baseline = []
-    sync()
-    start = time.perf_counter()
-    with torch.no_grad():
-        for i in range(n):
-            baseline.append(original(R_ref[None].to(device), R[i : i + 1, None].to(device), one).per_sample.item())
-    sync()
-    original_s = time.perf_counter() - start
+
+    @torch.no_grad()
+    def one_pose_per_call() -> list[float]:
+        return [original(R_ref[None].to(device), R[i : i + 1, None].to(device), one).per_sample.item() for i in range(n)]
+
+    baseline, original_s = timed(one_pose_per_call, device)
     diff = (torch.tensor(baseline) - losses[:n]).abs()
 
     print(f"config {args.config} {' '.join(args.overrides)}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,44 +22,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from multipose.geometry import distance_for_fill, matrix_to_rotation_6d, random_rotations, rotation_6d_to_matrix  # noqa: E402
+from multipose.geometry import distance_for_fill, random_rotations  # noqa: E402
 from multipose.mesh import load_mesh, simplify_mesh  # noqa: E402
 from multipose.render import LossView, MeshRenderer, RenderSettings, mesh_difference  # noqa: E402
+from multipose.timing import time_loss_view  # noqa: E402
 
 DEFAULT_MESH = REPO.parent / "shared" / "cad" / "obj_10.obj"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_view(view: LossView, R: torch.Tensor, repeats: int) -> tuple[float, float, float]:
-    """Median ms per image of: a forward pass without gradients; a forward pass that records the
-    graph; the backward pass alone (timed separately, not by subtraction)."""
-    device = R.device
-    weights = torch.rand(R.shape[0], view.image_size, view.image_size, device=device)
-    plain, forward, backward = [], [], []
-    for i in range(repeats + 1):
-        _sync(device)
-        start = time.perf_counter()
-        with torch.no_grad():
-            view(R)
-        _sync(device)
-        mid = time.perf_counter()
-        six = matrix_to_rotation_6d(R).clone().requires_grad_(True)
-        loss = (view(rotation_6d_to_matrix(six)).depth * weights).sum()
-        _sync(device)
-        end_forward = time.perf_counter()
-        loss.backward()
-        _sync(device)
-        end = time.perf_counter()
-        if i:  # the first run warms up
-            n = R.shape[0] / 1000.0
-            plain.append((mid - start) / n)
-            forward.append((end_forward - mid) / n)
-            backward.append((end - end_forward) / n)
-    return statistics.median(plain), statistics.median(forward), statistics.median(backward)
 
 
 def main() -> int:
@@ -98,15 +65,15 @@ def main() -> int:
             v = view(mesh, path)
             with torch.no_grad():
                 coverage = float(v(R).mask.mean())
-            plain, forward, backward = time_view(v, R, repeats=args.repeats)
+            timing = time_loss_view(v, R, repeats=args.repeats)
             rows.append(
                 {
                     "mesh": label,
                     "faces": mesh.num_faces,
                     "depth_gradient": path,
-                    "forward_no_grad_ms": plain,
-                    "forward_ms": forward,
-                    "backward_ms": backward,
+                    "forward_no_grad_ms": timing.no_grad_ms,
+                    "forward_ms": timing.forward_ms,
+                    "backward_ms": timing.backward_ms,
                     "covered_pixels": coverage,
                 }
             )

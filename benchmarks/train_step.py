@@ -22,13 +22,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from multipose.config import load_config, loss_parameters  # noqa: E402
+from multipose.config import load_config, loss_parameters, num_hypotheses  # noqa: E402
 from multipose.geometry import euler_views, random_rotations  # noqa: E402
 from multipose.losses import MultiPoseLoss  # noqa: E402
 from multipose.mesh import load_mesh  # noqa: E402
 from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig  # noqa: E402
-from multipose.config import num_hypotheses  # noqa: E402
-from multipose.render import LossView, MeshRenderer, RenderSettings, loss_translation  # noqa: E402
 
 
 def step_time(head, encoder, loss_fn, images, R, per_sample: bool, repeats: int) -> float:
@@ -71,8 +69,7 @@ def main() -> int:
     ours = MultiPoseLoss.from_config(cfg, device)
     full = load_mesh(cfg.Dataset.MODEL_PATH_LOSS[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
     r = cfg.Rendering
-    faithful_view = LossView(MeshRenderer(full, RenderSettings(depth_gradient="pytorch3d")),
-                             loss_translation(cfg, full.radius), r.FOV, r.IMAGE_SIZE)
+    faithful_view = ours.view.with_mesh(full, depth_gradient="pytorch3d")  # same camera, the full mesh
     faithful = MultiPoseLoss(faithful_view, loss_parameters(cfg), euler_views(r.LOSS_VIEWPOINTS))
 
     state = {k: v.clone() for k, v in head.state_dict().items()}

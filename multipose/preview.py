@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,9 +24,10 @@ import torch
 
 from multipose.checkpoint import atomic_write_text
 from multipose.config import Config, write_resolved_config
-from multipose.geometry import matrix_to_rotation_6d, random_rotations, rotation_6d_to_matrix
+from multipose.geometry import random_rotations
 from multipose.mesh import load_mesh
-from multipose.render import LossView, MeshDifference, MeshRenderer, loss_view_from_config, mesh_difference
+from multipose.render import MeshDifference, loss_view_from_config, mesh_difference
+from multipose.timing import time_loss_view
 from multipose.visualize import image_grid, save_figure
 
 logger = logging.getLogger(__name__)
@@ -54,38 +54,15 @@ class PreviewReport:
     covered_fraction: float
 
 
-def _time_loss_view(view: LossView, R: torch.Tensor) -> tuple[float, float]:
-    """ms per image for a forward pass and for forward + backward through the 6D parameters."""
-    sync = torch.cuda.synchronize if R.device.type == "cuda" else (lambda: None)
-    forward = float("inf")
-    for _ in range(2):  # the first pass warms up; keep the faster
-        start = time.perf_counter()
-        with torch.no_grad():
-            view(R)
-        sync()
-        forward = min(forward, (time.perf_counter() - start) * 1000.0 / R.shape[0])
-    six = matrix_to_rotation_6d(R).clone().requires_grad_(True)
-    start = time.perf_counter()
-    view(rotation_6d_to_matrix(six)).depth.sum().backward()
-    sync()
-    both = (time.perf_counter() - start) * 1000.0 / R.shape[0]
-    return forward, both
-
-
 def run_preview(cfg: Config, device: torch.device, num_views: int = 6, num_error_views: int = 64) -> PreviewReport:
     """Render the configured object with the loss camera, write the preview files, return the report."""
     loss_view = loss_view_from_config(cfg, device)
     data_mesh = load_mesh(cfg.Dataset.MODEL_PATH_DATA[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
-    full_view = LossView(
-        MeshRenderer(data_mesh, loss_view.renderer.settings),
-        tuple(loss_view.t.tolist()),
-        loss_view.fov_deg,
-        loss_view.image_size,
-    ).to(device)
+    full_view = loss_view.with_mesh(data_mesh)
     generator = torch.Generator().manual_seed(cfg.Training.RANDOM_SEED)
     R_err = random_rotations(num_error_views, generator=generator).to(device)
     difference = mesh_difference(full_view, loss_view, R_err)
-    forward_ms, both_ms = _time_loss_view(loss_view, R_err[:16])
+    timing = time_loss_view(loss_view, R_err[:16], repeats=1)
 
     R = R_err[:num_views]
     light = torch.randn(num_views, 3, generator=generator).to(device)
@@ -120,8 +97,8 @@ def run_preview(cfg: Config, device: torch.device, num_views: int = 6, num_error
         device=str(device),
         depth_gradient=loss_view.renderer.settings.resolved_gradient(device),
         difference=difference,
-        forward_ms_per_image=forward_ms,
-        forward_backward_ms_per_image=both_ms,
+        forward_ms_per_image=timing.no_grad_ms,
+        forward_backward_ms_per_image=timing.forward_backward_ms,
         covered_fraction=float(loss.mask.mean()),
     )
     save_figure(fig, out_dir / "preview.png")
@@ -138,7 +115,7 @@ def run_preview(cfg: Config, device: torch.device, num_views: int = 6, num_error
     )
     logger.info(
         "loss renderer %dx%d (%s gradient): %.1f ms/image forward, %.1f ms/image forward+backward",
-        report.image_size, report.image_size, report.depth_gradient, forward_ms, both_ms,
+        report.image_size, report.image_size, report.depth_gradient, timing.no_grad_ms, timing.forward_backward_ms,
     )
     if report.covered_fraction < 0.02:
         logger.warning(

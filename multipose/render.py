@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -327,6 +327,16 @@ class LossView(nn.Module):
     def forward(self, R: torch.Tensor) -> Rendering:
         B = R.shape[0]
         return self.renderer(R, self.t.expand(B, 3), self.K, self.image_size)
+
+    def with_mesh(self, mesh: Mesh, depth_gradient: str | None = None) -> LossView:
+        """The same camera and render settings with another mesh (e.g. the full-resolution model, to
+        measure the decimation or time the original's setting), on this view's device;
+        ``depth_gradient`` replaces the settings' path when given."""
+        settings = self.renderer.settings
+        if depth_gradient is not None:
+            settings = replace(settings, depth_gradient=depth_gradient)
+        view = LossView(MeshRenderer(mesh, settings), tuple(self.t.tolist()), self.fov_deg, self.image_size)
+        return view.to(self.t.device)
 
 
 @dataclass(frozen=True)

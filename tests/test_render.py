@@ -193,6 +193,35 @@ def test_loss_view_places_the_object_at_t(part):
     assert abs(xs.float().mean() - 31.5) < 4 and abs(ys.float().mean() - 31.5) < 4
 
 
+def test_with_mesh_keeps_the_camera_and_settings(part):
+    """``LossView.with_mesh``: another mesh in the same camera; only the gradient path may change."""
+    coarse = simplify_mesh(part, 200)
+    view = LossView(MeshRenderer(coarse, RenderSettings(shader="soft-depth", faces_per_pixel=4)), (1.0, 2.0, 400.0), 30.0, 32)
+    full = view.with_mesh(part, depth_gradient="pytorch3d")
+    assert torch.equal(full.t, view.t) and torch.equal(full.K, view.K) and full.image_size == 32
+    assert full.renderer.faces.shape[0] == part.num_faces != view.renderer.faces.shape[0]
+    assert full.renderer.settings == RenderSettings(shader="soft-depth", faces_per_pixel=4, depth_gradient="pytorch3d")
+    assert view.with_mesh(part).renderer.settings == view.renderer.settings
+    R = torch.eye(3)[None]
+    with torch.no_grad():
+        a = LossView(MeshRenderer(part, full.renderer.settings), (1.0, 2.0, 400.0), 30.0, 32)(R).depth
+        assert torch.equal(full(R).depth, a)
+
+
+def test_time_loss_view_reports_each_pass(part):
+    from multipose.timing import median_seconds, time_loss_view, timed
+
+    view = LossView(MeshRenderer(simplify_mesh(part, 200)), (0.0, 0.0, 400.0), 30.0, 16)
+    R = torch.eye(3).expand(2, 3, 3).contiguous()
+    timing = time_loss_view(view, R, repeats=1)
+    assert timing.no_grad_ms > 0 and timing.forward_ms > 0 and timing.backward_ms > 0
+    assert timing.forward_backward_ms == timing.forward_ms + timing.backward_ms
+    out, seconds = timed(lambda: 41 + 1, "cpu")
+    assert out == 42 and seconds >= 0
+    calls = []
+    assert median_seconds(lambda: calls.append(1), "cpu", repeats=3) >= 0 and len(calls) == 4  # 1 warm-up
+
+
 def test_bad_shapes_are_rejected(part):
     renderer = MeshRenderer(part)
     with pytest.raises(ValueError, match="R must be"):

@@ -48,7 +48,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -78,6 +77,7 @@ from multipose.mesh import file_sha256, load_loss_mesh, load_mesh
 from multipose.models import Codebook, Encoder, PoseHead, PoseHeadConfig, codebook_rotations, load_encoder
 from multipose.models.weights import ModelFileError
 from multipose.render import MeshRenderer
+from multipose.timing import timed
 
 logger = logging.getLogger(__name__)
 
@@ -417,19 +417,6 @@ class EvaluationResult:
                 f"{self.metrics['num_samples']} samples): {parts}")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
-    _sync(device)
-    start = time.perf_counter()
-    out = fn()
-    _sync(device)
-    return out, time.perf_counter() - start
-
-
 def _render_depth(renderer: MeshRenderer, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor, size: int) -> torch.Tensor:
     """Depth maps ``(n, size, size)`` of poses ``R (n, 3, 3), t (n, 3)`` with ``K (n, 3, 3)``, in chunks."""
     parts = [
@@ -511,13 +498,13 @@ def evaluate_models(
         idx = torch.arange(start, min(N, start + ev.BATCH_SIZE))
         B = idx.numel()
         images = test_set.images[idx].to(device)
-        code, dt = _timed(lambda: encoder.encode(images), device)
+        code, dt = timed(lambda: encoder.encode(images), device)
         seconds["encoder"] += dt
-        out, dt = _timed(lambda: head(code), device)
+        out, dt = timed(lambda: head(code), device)
         seconds["head"] += dt
         views = [out.R, random_R[idx].to(device)[:, None]]  # (B, K, 3, 3), (B, 1, 3, 3)
         if codebook is not None:
-            match, dt = _timed(lambda: codebook.lookup(code), device)
+            match, dt = timed(lambda: codebook.lookup(code), device)
             seconds["codebook"] += dt
             views.append(match.rotations)
         R_view = torch.cat(views, dim=1)  # (B, M, 3, 3): K hypotheses, random[, codebook]

@@ -1,0 +1,81 @@
+"""Wall-clock timing that is honest on CUDA: the device is synchronised before the clock is read.
+
+Used by ``evaluate.py`` (ms per image), ``preview.py`` and the scripts in ``benchmarks/``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+
+from multipose.geometry import matrix_to_rotation_6d, rotation_6d_to_matrix
+
+if TYPE_CHECKING:
+    from multipose.render import LossView
+
+__all__ = ["LossViewTiming", "median_seconds", "synchronize", "time_loss_view", "timed"]
+
+T = TypeVar("T")
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the queued work of ``device`` (no-op on the CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], T], device: torch.device | str) -> tuple[T, float]:
+    """``fn()`` and its wall time in seconds, with ``device`` synchronised before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    return out, time.perf_counter() - start
+
+
+def median_seconds(fn: Callable[[], Any], device: torch.device | str, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` untimed runs."""
+    for _ in range(warmup):
+        fn()
+    return statistics.median(timed(fn, device)[1] for _ in range(max(1, repeats)))
+
+
+@dataclass(frozen=True)
+class LossViewTiming:
+    """Median ms per depth map of a :class:`~multipose.render.LossView`: a forward pass without
+    gradients, a forward pass that records the graph, and the backward pass alone."""
+
+    no_grad_ms: float
+    forward_ms: float
+    backward_ms: float
+
+    @property
+    def forward_backward_ms(self) -> float:
+        return self.forward_ms + self.backward_ms
+
+
+def time_loss_view(view: LossView, R: torch.Tensor, repeats: int = 3) -> LossViewTiming:
+    """Time ``view`` on rotations ``R (B, 3, 3)`` (on the view's device): the gradient flows to the
+    rotations' 6D parameters, as in training, through a random weighting of the depth. The first
+    of ``repeats + 1`` runs warms up; forward and backward are timed separately, not by subtraction."""
+    device = R.device
+    weights = torch.rand(R.shape[0], view.image_size, view.image_size, device=device)
+    plain, forward, backward = [], [], []
+    per_image = 1000.0 / R.shape[0]
+    for i in range(repeats + 1):
+        with torch.no_grad():
+            _, t_plain = timed(lambda: view(R), device)
+        six = matrix_to_rotation_6d(R).clone().requires_grad_(True)
+        loss, t_forward = timed(lambda: (view(rotation_6d_to_matrix(six)).depth * weights).sum(), device)
+        _, t_backward = timed(loss.backward, device)
+        if i:
+            plain.append(t_plain * per_image)
+            forward.append(t_forward * per_image)
+            backward.append(t_backward * per_image)
+    return LossViewTiming(statistics.median(plain), statistics.median(forward), statistics.median(backward))
