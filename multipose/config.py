@@ -787,9 +787,9 @@ SCHEMA: tuple[Key, ...] = (
     Key("Evaluation", "CODEBOOK_BASELINE", BoolType(), "false",
         "Also evaluate the AAE codebook baseline (nearest code among clean renders; evaluate.py --baseline codebook)."),
     Key("Evaluation", "CODEBOOK_VIEWS", _INT_GE1, "2562",
-        "Codebook: viewpoints on the sphere (the AAE's 2562; Deserno points, 2565 for 2562)."),
+        "Codebook: at least this many viewpoints on the sphere, the vertices of a refined icosahedron as in the AAE (12, 42, 162, 642, 2562, ...)."),
     Key("Evaluation", "CODEBOOK_INPLANE", _INT_GE1, "36",
-        "Codebook: in-plane rotations per viewpoint (the AAE's 36; 2565 x 36 = 92,340 entries, the AAE had 92,232)."),
+        "Codebook: in-plane rotations per viewpoint (the AAE's 36: 2562 x 36 = 92,232 entries)."),
     Key("Evaluation", "NUM_EXAMPLES", IntType(min=0), "8",
         "With SAVE_IMAGES: test samples drawn in examples.png (input, GT depth, top hypothesis)."),
     # [Sampling]

@@ -34,6 +34,7 @@ __all__ = [
     "distance_for_fill",
     "euler_views",
     "geodesic_angle_deg",
+    "icosphere_points",
     "intrinsics_from_fov",
     "matrix_to_rotation_6d",
     "project_points",
@@ -134,6 +135,21 @@ def deserno_sphere_points(n: int) -> tuple[np.ndarray, np.ndarray]:
         [np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], axis=1
     )
     return spherical, cartesian
+
+
+def icosphere_points(min_points: int) -> np.ndarray:
+    """Viewpoints of the AAE's codebook: the vertices of an icosahedron refined until there are at
+    least ``min_points`` (Hinterstoisser et al., BMVC 2008, the AAE's and bop_toolkit's
+    ``hinter_sampling``): ``(10 * 4**k + 2, 3)`` unit vectors, i.e. 12, 42, 162, 642, 2,562, ...
+    (``trimesh.creation.icosphere``: every edge split at its midpoint, projected to the sphere)."""
+    import trimesh  # lazy: only the codebook needs it
+
+    if min_points < 1:
+        raise ValueError(f"need at least one point on the sphere, got {min_points}")
+    level = 0
+    while 10 * 4**level + 2 < min_points:
+        level += 1
+    return np.asarray(trimesh.creation.icosphere(subdivisions=level).vertices, dtype=np.float64)
 
 
 def sphere_point_rotations(spherical: np.ndarray) -> torch.Tensor:

@@ -629,8 +629,10 @@ def test_run_maps_user_errors_and_interrupts(tmp_path, capsys):
     assert cli.run(lambda a, c: None, _parser(), []) == 2  # argparse usage error
 
 
-def test_setup_logging_is_idempotent():
+def test_setup_logging_is_idempotent(monkeypatch):
     root = logging.getLogger()
+    # start without the handler, whatever earlier in-process entry-point calls installed
+    monkeypatch.setattr(root, "handlers", [h for h in root.handlers if not isinstance(h, cli._TqdmHandler)])
     before = list(root.handlers)
     cli.setup_logging()
     cli.setup_logging()

@@ -137,12 +137,28 @@ def test_evaluation_inputs_are_checked_before_any_work(shared, tmp_path):
         load_pose_checkpoint(tmp_path / "other.pt")
 
 
+def test_a_head_is_not_evaluated_on_another_encoder(shared, tmp_path):
+    """The checkpoint records the sha256 of its encoder; other weights of the same shape are refused."""
+    from multipose.evaluation import evaluate_checkpoint
+    from multipose.models.weights import encoder_digest
+
+    head = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16))
+    torch.manual_seed(5)
+    other = Encoder(TINY_ENCODER)
+    state = {"model": head.state_dict(), "head_args": head.config.to_dict(), "epoch": 1,
+             "encoder_args": TINY_ENCODER.to_dict(), "encoder_sha256": encoder_digest(other)}
+    torch.save(state, tmp_path / "model.pt")
+    with pytest.raises(ModelFileError, match=r"other encoder weights \(sha256 " + encoder_digest(other)[:12]):
+        evaluate_checkpoint(_cfg(shared, tmp_path / "run"), tmp_path / "model.pt", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_codebook_is_built_once_and_cached(shared, tmp_path, caplog):
     cfg = _cfg(shared, tmp_path / "run")
     encoder = Encoder(TINY_ENCODER).eval()
     first = codebook_from_config(cfg, encoder, progress=False)
-    M = codebook_rotations(10, 2).shape[0]  # Deserno gives 11 sphere points for 10
-    assert first.num_entries == M == 22 and first.nbytes == M * (16 + 9) * 4
+    M = codebook_rotations(10, 2).shape[0]  # the icosahedron: 12 viewpoints
+    assert first.num_entries == M == 24 and first.nbytes == M * (16 + 9) * 4
     caplog.set_level("INFO")
     again = codebook_from_config(cfg, encoder, progress=False)
     assert "entries from" in caplog.text and torch.equal(first.codes, again.codes)
@@ -167,7 +183,7 @@ def test_train_py_evaluates_at_the_end_and_evaluate_py_writes_its_files(shared, 
     assert "VSD recall" in evaluated.stdout and "codebook" in evaluated.stdout
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["num_samples"] == 4 and set(metrics["recall"]) == {"head", "best-of-K", "random", "codebook"}
-    assert metrics["bytes"]["codebook"] == 22 * (16 + 9) * 4 and metrics["bytes"]["head"] > 0
+    assert metrics["bytes"]["codebook"] == 24 * (16 + 9) * 4 and metrics["bytes"]["head"] > 0
     assert {"encoder+head", "encoder+codebook"} <= set(metrics["ms_per_image"])
     assert metrics["checkpoint"].endswith("model-best.pt")
     for name in ("per-sample.csv", "multipose_synthetic-test.csv", "aaecodebook_synthetic-test.csv"):

@@ -14,6 +14,7 @@ from scipy.spatial.transform import Rotation
 from multipose.geometry import (
     camera_rotation_from_sphere_point,
     deserno_sphere_points,
+    icosphere_points,
     distance_for_fill,
     euler_views,
     geodesic_angle_deg,
@@ -85,6 +86,22 @@ def test_deserno_points_are_nearly_equal_area():
     assert areas.std() / areas.mean() < 0.1
     with pytest.raises(ValueError):
         deserno_sphere_points(0)
+
+
+def test_icosphere_points_are_the_aae_codebook_viewpoints():
+    """hinter_sampling: the smallest refined icosahedron with at least n vertices (2,562 for the AAE)."""
+    for n, expected in ((1, 12), (12, 12), (13, 42), (162, 162), (2000, 2562), (2562, 2562)):
+        assert len(icosphere_points(n)) == expected, n
+    points = icosphere_points(2562)
+    np.testing.assert_allclose(np.linalg.norm(points, axis=1), 1.0, atol=1e-12)
+    assert len(np.unique(points.round(9), axis=0)) == 2562
+    areas = SphericalVoronoi(points).calculate_areas()
+    assert areas.std() / areas.mean() < 0.15  # nearly uniform (pentagon cells are a bit smaller)
+    nearest = np.sort(points @ points.T, axis=1)[:, -2]  # cosine to the nearest other vertex
+    gaps = np.degrees(np.arccos(nearest))
+    assert 3.5 < gaps.min() and gaps.max() < 5.0  # 4.0 to 4.7 degrees between neighbours
+    with pytest.raises(ValueError):
+        icosphere_points(0)
 
 
 def test_sphere_point_rotations_pose_the_object_as_the_original_landscape():

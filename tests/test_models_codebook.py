@@ -16,21 +16,22 @@ def random_codebook(m: int = 50, d: int = 16, seed: int = 0) -> Codebook:
 
 def test_codebook_rotations_grid():
     R = codebook_rotations(num_views=100, num_inplane=6)
-    assert R.shape == (99 * 6, 3, 3) and R.dtype == torch.float32  # Deserno gives 99 points for 100
+    assert R.shape == (162 * 6, 3, 3) and R.dtype == torch.float32  # the icosphere with >= 100 vertices
     torch.testing.assert_close(R @ R.transpose(1, 2), torch.eye(3).expand_as(R), atol=1e-5, rtol=0)
     torch.testing.assert_close(torch.linalg.det(R), torch.ones(len(R)), atol=1e-5, rtol=0)
-    grid = R.view(99, 6, 3, 3)
+    grid = R.view(162, 6, 3, 3)
     # entry (v, j) is view v rolled by 60 j degrees about the camera's optical axis
     for j in range(6):
         torch.testing.assert_close(grid[:, j], rotation_about_axis([0, 0, 1], 60.0 * j) @ grid[:, 0], atol=1e-5, rtol=0)
     # the views are distinct: the closest pair of distinct views is well apart
     views = grid[:, 0]
     angles = geodesic_angle_deg(views[:, None], views[None])
-    assert angles[~torch.eye(99, dtype=torch.bool)].min() > 5.0
+    assert angles[~torch.eye(162, dtype=torch.bool)].min() > 5.0
 
 
 def test_aae_sized_grid():
-    assert codebook_rotations(2562, 36).shape == (2565 * 36, 3, 3)  # the AAE had 2,562 x 36 = 92,232
+    assert codebook_rotations(2562, 36).shape == (92_232, 3, 3)  # the AAE's 2,562 x 36
+    assert codebook_rotations(2563, 1).shape[0] == 10_242 and codebook_rotations(1, 1).shape[0] == 12
 
 
 def test_lookup_of_a_code_in_the_codebook_is_exact(device):
@@ -108,7 +109,7 @@ def test_save_load_round_trip_and_errors(tmp_path):
 
 def test_build_codebook_from_an_encode_callable():
     """A stand-in encoder (a fixed linear map of the rotation) finds every grid rotation again."""
-    rotations = codebook_rotations(num_views=30, num_inplane=4)
+    rotations = codebook_rotations(num_views=30, num_inplane=3)  # 42 x 3 = 126
     projection = torch.randn(9, 12, generator=torch.Generator().manual_seed(0))
     calls = []
 
@@ -118,7 +119,7 @@ def test_build_codebook_from_an_encode_callable():
         return R.flatten(1) @ projection
 
     codebook = build_codebook(encode, rotations, batch_size=50)
-    assert calls == [50, 50, len(rotations) - 100] and codebook.num_entries == len(rotations)
+    assert calls == [50, 50, 26] and len(rotations) == 126 and codebook.num_entries == len(rotations)
     with torch.no_grad():
         found = codebook(encode(rotations))
     assert torch.equal(found, rotations)

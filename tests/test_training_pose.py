@@ -133,6 +133,28 @@ def test_a_different_config_is_refused_unless_forced(shared, tmp_path):
     assert forced.last_epoch == 3
 
 
+def test_resuming_on_other_encoder_weights_is_refused_unless_forced(shared, tmp_path):
+    """The encoder file is replaced under a run (re-pretrained, or another file copied there): the
+    head's checkpoint records the sha256 of the encoder it was trained on, so resuming is refused."""
+    out = tmp_path / "run"
+    weights = tmp_path / "encoder.pt"
+    weights.write_bytes((shared / "encoder.pt").read_bytes())
+    extra = (f"Dataset.ENCODER_WEIGHTS={weights}",)
+    train_pose_head(_cfg(shared, out, epochs=1, extra=extra), torch.device("cpu"), progress=False)
+    from multipose.models import load_encoder
+    from multipose.models.weights import encoder_digest
+
+    trained_on = _final_state(out)["encoder_sha256"]
+    assert trained_on == encoder_digest(load_encoder(_cfg(shared, out, extra=extra)))
+    torch.manual_seed(1)
+    save_encoder(Encoder(EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)), weights)
+    with pytest.raises(RunFolderError, match=rf"other encoder weights \(sha256 {trained_on[:12]}\)"):
+        train_pose_head(_cfg(shared, out, epochs=2, extra=extra), torch.device("cpu"), progress=False)
+    assert CheckpointStore(out / "models").epochs() == [1]  # nothing was written
+    forced = train_pose_head(_cfg(shared, out, epochs=2, extra=extra), torch.device("cpu"), progress=False, force=True)
+    assert forced.last_epoch == 2 and _final_state(out)["encoder_sha256"] != trained_on
+
+
 @pytest.mark.slow
 def test_kill_9_during_training_then_rerun_gives_the_uninterrupted_weights(shared, tmp_path, python):
     """The end-to-end contract through train.py: SIGKILL at a random moment after the first

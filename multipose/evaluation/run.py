@@ -75,7 +75,7 @@ from multipose.evaluation.report import (
 from multipose.geometry import random_rotations
 from multipose.mesh import file_sha256, load_loss_mesh, load_mesh
 from multipose.models import Codebook, Encoder, PoseHead, PoseHeadConfig, codebook_rotations, load_encoder
-from multipose.models.weights import ModelFileError
+from multipose.models.weights import ModelFileError, encoder_digest, encoder_weights_path
 from multipose.render import MeshRenderer
 from multipose.timing import timed
 
@@ -108,7 +108,7 @@ BOP_VSD_PAD = 2.0
 BOP_VSD_SCALE = 2
 #: Most depth maps rendered in one call (memory of the rasterizer's fragments).
 _RENDER_CHUNK = 64
-_CODEBOOK_CACHE_VERSION = 1
+_CODEBOOK_CACHE_VERSION = 2  # 2: icosphere viewpoints (1: Deserno)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -324,14 +324,6 @@ def module_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
 
 
-def _encoder_digest(encoder: Encoder) -> str:
-    digest = hashlib.sha256(json.dumps(encoder.config.to_dict(), sort_keys=True).encode())
-    for name, value in sorted(encoder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _codebook_path(cfg: Config, encoder: Encoder) -> Path:
     """Where the codebook of ``cfg`` and ``encoder`` is cached (the name hashes all it depends on)."""
     d, ev = cfg.Dataset, cfg.Evaluation
@@ -343,7 +335,7 @@ def _codebook_path(cfg: Config, encoder: Encoder) -> Path:
         "view": settings.as_dict(),
         "views": ev.CODEBOOK_VIEWS,
         "inplane": ev.CODEBOOK_INPLANE,
-        "encoder": _encoder_digest(encoder),
+        "encoder": encoder_digest(encoder),
     }
     key = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:24]
     return Path(d.CACHE_DIR) / "codebooks" / f"codebook-{ev.CODEBOOK_VIEWS}x{ev.CODEBOOK_INPLANE}-{key}.pt"
@@ -671,6 +663,13 @@ def evaluate_checkpoint(
         raise ModelFileError(
             f"{path}: the head was trained on an encoder with {stored}, but [Dataset] ENCODER_WEIGHTS gives "
             f"{encoder.config.to_dict()}; evaluate with the training run's encoder"
+        )
+    trained_on = state.get("encoder_sha256")  # absent in checkpoints written before it was recorded
+    if trained_on is not None and trained_on != encoder_digest(encoder):
+        raise ModelFileError(
+            f"{path}: the head was trained on other encoder weights (sha256 {trained_on[:12]}) than [Dataset] "
+            f"ENCODER_WEIGHTS = {encoder_weights_path(cfg)} holds ({encoder_digest(encoder)[:12]}); its codes would "
+            "mean nothing to the head: evaluate with the training run's encoder"
         )
     if encoder.config.latent_size != head.config.input_dim:
         raise ModelFileError(f"{path}: the head takes codes of size {head.config.input_dim}, the encoder gives "

@@ -2,8 +2,8 @@
 
 Sundermeyer et al. (ECCV 2018) encode clean renders of the object at M rotations once; a test code
 gets the rotation of the most cosine-similar codebook code. The AAE used 2,562 viewpoints on a sphere
-x 36 in-plane rotations = 92,232 entries; :func:`codebook_rotations` builds that grid from our
-Deserno sphere points (2,565 of them for 2,562 requested, so 92,340 entries).
+x 36 in-plane rotations = 92,232 entries; :func:`codebook_rotations` builds that grid the same way
+(the vertices of a refined icosahedron, :func:`~multipose.geometry.icosphere_points`).
 
 Memory: :attr:`Codebook.nbytes` = ``M * D * 4 + M * 9 * 4`` bytes (float32 codes and rotations; 47.2 MB
 + 3.3 MB for M = 92,232, D = 128). A lookup of B codes is one ``(B, D) @ (D, M)`` product plus top-k,
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from multipose.checkpoint import atomic_torch_save
-from multipose.geometry import camera_rotation_from_sphere_point, deserno_sphere_points
+from multipose.geometry import camera_rotation_from_sphere_point, icosphere_points
 from multipose.models.encoder import l2_normalize
 from multipose.models.weights import ModelFileError, read_torch_file
 
@@ -33,17 +33,18 @@ _CODEBOOK_VERSION = 1
 
 
 def codebook_rotations(num_views: int = 2562, num_inplane: int = 36) -> torch.Tensor:
-    """The AAE's rotation grid: cameras on ``~num_views`` sphere points, each rolled by ``num_inplane``
-    in-plane angles ``360 * j / num_inplane`` degrees: ``() -> (V * num_inplane, 3, 3)`` float32.
+    """The AAE's rotation grid: cameras on at least ``num_views`` sphere points, each rolled by
+    ``num_inplane`` in-plane angles ``360 * j / num_inplane`` degrees: ``() -> (V * num_inplane, 3, 3)``
+    float32.
 
-    ``V`` is the number of :func:`~multipose.geometry.deserno_sphere_points` (close to ``num_views``);
+    ``V`` is the number of :func:`~multipose.geometry.icosphere_points` (the smallest refined
+    icosahedron with at least ``num_views`` vertices: 2,562 for the AAE's 2,562);
     the rotations are model-to-camera (:func:`~multipose.geometry.camera_rotation_from_sphere_point`),
     entry ``v * num_inplane + j`` is view ``v`` at in-plane angle ``j``.
     """
     if num_views < 1 or num_inplane < 1:
         raise ValueError(f"need num_views >= 1 and num_inplane >= 1, got {num_views}, {num_inplane}")
-    _, points = deserno_sphere_points(num_views)
-    points = torch.from_numpy(points).to(torch.float64)
+    points = torch.from_numpy(icosphere_points(num_views))
     views = points.shape[0]
     angles = torch.arange(num_inplane, dtype=torch.float64) * (360.0 / num_inplane)
     R = camera_rotation_from_sphere_point(

@@ -33,7 +33,9 @@ Every problem (missing/unreadable file, missing or mis-shaped tensor, architectu
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import pickle
 import zipfile
@@ -59,6 +61,7 @@ __all__ = [
     "aae_state_dict",
     "aae_weights_dict",
     "encoder_checkpoint",
+    "encoder_digest",
     "encoder_from_checkpoint",
     "encoder_weights_path",
     "load_aae_npy",
@@ -399,6 +402,16 @@ def encoder_from_checkpoint(
         raise ModelFileError(f"{source}: unexpected tensor '{extra[0]}' for an encoder with {config.describe()}")
     encoder.load_state_dict(dict(state), strict=True)
     return encoder.eval()
+
+
+def encoder_digest(encoder: Encoder) -> str:
+    """sha256 (hex) of an encoder's architecture and weights: the identity of the frozen encoder a pose
+    head was trained on (stored in pose checkpoints, part of the codebook cache key)."""
+    digest = hashlib.sha256(json.dumps(encoder.config.to_dict(), sort_keys=True).encode())
+    for name, value in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_encoder(

@@ -36,8 +36,10 @@ from multipose.data.io import SampleSet
 from multipose.errors import ConfigError, UserInputError
 from multipose.losses import MultiPoseLoss
 from multipose.models import Encoder, PoseHead, PoseHeadConfig, load_encoder
+from multipose.models.weights import encoder_digest, encoder_weights_path
 from multipose.training.common import (
     MetricsLog,
+    RunFolderError,
     plot_curves,
     prepare_run_folder,
     rng_state,
@@ -151,6 +153,26 @@ def _save_examples(path: Path, loss_fn: MultiPoseLoss, outputs: list, indices: t
     save_figure(image_grid(rows, titles, row_titles=row_titles, cmaps=[None, "viridis", *["viridis"] * K, "magma"]), path)
 
 
+def _check_same_encoder(
+    state: dict, encoder: Encoder, sha256: str, path: Path, cfg: Config, force: bool
+) -> None:
+    """A resumed head must keep its frozen encoder: refuse (unless ``force``) a checkpoint whose
+    ``encoder_sha256`` differs from the encoder loaded now (re-pretrained, or ENCODER_WEIGHTS changed)."""
+    stored = state.get("encoder_sha256")  # absent in checkpoints written before it was recorded
+    if stored is None or stored == sha256:
+        return
+    message = (
+        f"{path}: the head was trained on other encoder weights (sha256 {stored[:12]}) than "
+        f"{encoder_weights_path(cfg)} holds now ({sha256[:12]}, {encoder.config.describe()})"
+    )
+    if not force:
+        raise RunFolderError(
+            f"{message}; restore that encoder, use another [Training] OUTPUT_PATH, or --force to continue "
+            "training this head on the new encoder"
+        )
+    logger.warning("--force: %s; continuing on the new encoder", message)
+
+
 def train_pose_head(
     cfg: Config,
     device: torch.device,
@@ -179,6 +201,7 @@ def train_pose_head(
             f"{cfg.origin('Dataset', 'CROP_SIZE')}: [Dataset] CROP_SIZE = {crop_size(cfg)}: expected the encoder's "
             f"input size {encoder.config.image_size} (leave CROP_SIZE empty to follow the encoder)"
         )
+    encoder_sha256 = encoder_digest(encoder)
     head = build_head(cfg, encoder).to(device)
     data: TrainingData = training_data_from_config(cfg, device, progress=progress)
     validation = validation_data_from_config(cfg, device, progress=progress)
@@ -197,6 +220,7 @@ def train_pose_head(
                 f"{path}: holds a head with {state['head_args']}, but the config asks for {head.config.to_dict()}; "
                 "use another [Training] OUTPUT_PATH"
             )
+        _check_same_encoder(state, encoder, encoder_sha256, path, cfg, force)
         head.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -262,6 +286,7 @@ def train_pose_head(
             "seconds": elapsed,
             "head_args": head.config.to_dict(),
             "encoder_args": encoder.config.to_dict(),
+            "encoder_sha256": encoder_sha256,
             "data": data.state_dict(),
             "rng": rng_state(),
             "config": cfg.to_ini(),
