@@ -102,48 +102,72 @@ def reference(shared) -> Path:
 
 @pytest.fixture(scope="module")
 def pretrained(shared):
-    """A short real pretraining (250 iterations of 16 crops at lr 2e-3, 64-d code): the config, whose
+    """A short real pretraining (500 iterations of 16 crops at lr 2e-3, 64-d code, ~12 s): the config, whose
     ``<OUTPUT_PATH>/encoder.pt`` then exists. No augmentation, so that background invariance is
     learnt within a test's time."""
-    cfg = _cfg(shared, shared / "pretrained", 250, "Encoder.BATCH_SIZE=16", "Encoder.LEARNING_RATE=2e-3",
+    cfg = _cfg(shared, shared / "pretrained", 500, "Encoder.BATCH_SIZE=16", "Encoder.LEARNING_RATE=2e-3",
                "Encoder.LATENT_SIZE=64",
-               "Encoder.SAVE_INTERVAL=50", "Encoder.LOG_INTERVAL=10", "Training.AUGMENT_IMGS=false",
+               "Encoder.SAVE_INTERVAL=100", "Encoder.LOG_INTERVAL=10", "Training.AUGMENT_IMGS=false",
                "Training.SAVE_IMAGES=true")
     pretrain_encoder(cfg, CPU, progress=False)
     return cfg
 
 
-def test_training_data_can_return_the_clean_target(shared, tmp_path):
-    cfg = _cfg(shared, tmp_path / "run")
+def _box_centre(mask: torch.Tensor) -> torch.Tensor:
+    """Centre ``(B, 2)`` (x, y) of each silhouette's pixel bounding box."""
+    out = []
+    for m in mask:
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        out.append(torch.stack([(xs.min() + xs.max()) / 2.0, (ys.min() + ys.max()) / 2.0]))
+    return torch.stack(out)
+
+
+def test_training_data_can_return_the_aae_target(shared, tmp_path):
+    """The AAE's target: the same rotation, centred in its window and headlit (the codebook's image),
+    while the input's window is moved by the random offset; cached beside the view cache."""
+    cfg = _cfg(shared, tmp_path / "run", 1, f"Dataset.CACHE_DIR={tmp_path / 'cache'}", "Training.AUGMENT_IMGS=false")
+    assert cfg.Training.MAX_REL_OFFSET == 0.2
     plain = training_data_from_config(cfg, progress=False)
     assert "target" not in plain.batch(2)
+    assert not list(Path(cfg.Dataset.CACHE_DIR).glob("views/*-targets.npz"))  # only made when asked for
     data = training_data_from_config(cfg, progress=False, with_target=True)
-    batch = data.batch(5)
+    assert len(list(Path(cfg.Dataset.CACHE_DIR).glob("views/*-targets.npz"))) == 1
+    batch = data.batch(6)
     views = data.cache.take(batch["index"])
-    assert batch["target"].shape == batch["image"].shape == (5, 3, 64, 64)
-    assert torch.equal(batch["target"], views.rgb.float() / 255.0)
-    off = ~batch["mask"][:, None].expand(-1, 3, -1, -1)
-    assert (batch["target"][off] == 0).all() and (batch["target"][~off] > 0).any()  # object on black
-    assert not torch.equal(batch["image"], batch["target"])  # the input has a background and augmentation
+    assert batch["target"].shape == batch["image"].shape == (6, 3, 64, 64)
+    renderer = ViewRenderer(load_mesh(cfg.Dataset.MODEL_PATH_DATA[0]), view_settings(cfg))
+    assert torch.equal(batch["target"], renderer.render_centred(views.R).float() / 255.0)
+    target_mask = batch["target"].amax(1) > 0
+    centre = (64 - 1) / 2.0
+    assert (_box_centre(target_mask) - centre).abs().max() <= 1.0  # centred
+    assert (_box_centre(batch["mask"]) - centre).abs().max() > 3.0  # the input's window is offset
+    assert not torch.equal(batch["target"], views.rgb.float() / 255.0)  # not the randomly lit view
+    again = training_data_from_config(cfg, progress=False, with_target=True)  # loaded from the file
+    assert torch.equal(again.cache.targets, data.cache.targets)
+    uncached = training_data_from_config(
+        _cfg(shared, tmp_path / "run2", 1, "Dataset.NOOF_TRAINING_IMGS=0", f"Dataset.CACHE_DIR={tmp_path / 'cache'}"),
+        progress=False, with_target=True
+    ).batch(3)
+    assert torch.equal(uncached["target"], renderer.render_centred(uncached["R"]).float() / 255.0)
 
 
 def test_pretraining_lowers_the_reconstruction_loss_and_writes_its_files(pretrained):
     out = Path(pretrained.Training.OUTPUT_PATH)
     rows = _rows(out / "encoder" / "train-loss.csv")
-    assert [int(r["iteration"]) for r in rows] == list(range(10, 251, 10))
+    assert [int(r["iteration"]) for r in rows] == list(range(10, 501, 10))
     assert float(rows[0]["lr"]) == pytest.approx(2e-3) and float(rows[-1]["seconds"]) > 0
     losses = [float(r["loss"]) for r in rows]
     assert losses[-1] < 0.6 * losses[0], losses
-    for name in ("config.cfg", "encoder.pt", "encoder/loss.png", "encoder/preview-iter50.png",
-                 "encoder/preview-iter250.png", "encoder/encoder-epoch250.pt"):
+    for name in ("config.cfg", "encoder.pt", "encoder/loss.png", "encoder/preview-iter100.png",
+                 "encoder/preview-iter500.png", "encoder/encoder-epoch500.pt"):
         assert (out / name).is_file(), name
-    assert CheckpointStore(out / "encoder", prefix="encoder").epochs() == [200, 250]  # the newest two
+    assert CheckpointStore(out / "encoder", prefix="encoder").epochs() == [400, 500]  # the newest two
     encoder = load_encoder(pretrained)
     assert encoder.config.channels == (8, 8, 16, 16) and encoder.config.latent_size == 64
     state = _final(out)
     assert {"model", "optimizer", "iteration", "rng", "data", "encoder_args", "config"} <= set(state)
-    assert state["iteration"] == 250 and state["encoder_args"] == encoder.config.to_dict()
-    assert "NUM_ITER: 250" in state["config"]
+    assert state["iteration"] == 500 and state["encoder_args"] == encoder.config.to_dict()
+    assert "NUM_ITER: 500" in state["config"]
     _assert_same_state({k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")},
                        encoder.state_dict())
 

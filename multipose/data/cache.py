@@ -16,6 +16,11 @@ Writes are atomic; a corrupt or mismatching file is logged and rebuilt.
 File arrays: ``rgb`` uint8 ``[N, 3, S, S]``, ``mask`` bit-packed ``[N, S, ceil(S/8)]``, ``depth``
 float16 ``[N, S, S]`` holding ``z - RADIUS`` in mm on the object (0 elsewhere; float16 keeps
 ~0.1 mm at the object's size), ``R``, ``t``, ``K`` float32, ``key`` and ``settings`` (JSON).
+
+Encoder pretraining also needs each view's reconstruction target, the AAE's clean image of the same
+rotation (centred window, headlight: :meth:`~multipose.data.crops.ViewRenderer.render_centred`). It is
+rendered only when asked for (``targets=True``) into a companion file ``<same name>-targets.npz``
+(``key``, ``rgb`` uint8 ``[N, 3, S, S]``), so pose-head training never pays for it.
 """
 
 from __future__ import annotations
@@ -59,11 +64,14 @@ class ViewCache:
             float32 mm.
         key: the cache key (hex sha256).
         path: the file it was loaded from or written to (None when not stored).
+        targets: ``(N, 3, S, S)`` uint8 reconstruction targets (centred, headlit renders of the same
+            rotations), or None when not asked for.
     """
 
     views: Views
     key: str
     path: Path | None = None
+    targets: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.views)
@@ -78,7 +86,8 @@ class ViewCache:
         return self.views.take(index)
 
     def to(self, device: torch.device | str) -> ViewCache:
-        return ViewCache(self.views.to(device), self.key, self.path)
+        targets = self.targets.to(device) if self.targets is not None else None
+        return ViewCache(self.views.to(device), self.key, self.path, targets)
 
 
 def render_views(
@@ -169,6 +178,43 @@ def _read(path: Path, key: str, size: int, num: int, distance: float) -> Views |
                  t=torch.from_numpy(t), K=torch.from_numpy(K))
 
 
+def _read_targets(path: Path, key: str, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """The cached targets, or None (logged) when absent, corrupt or of other settings."""
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
+            if str(npz["key"]) != key:
+                raise ValueError("its key does not match the view cache")
+            rgb = np.asarray(npz["rgb"])
+        if rgb.dtype != np.uint8 or tuple(rgb.shape) != shape:
+            raise ValueError(f"rgb is {rgb.dtype} {tuple(rgb.shape)}, expected uint8 {shape}")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        logger.warning("target cache %s is unusable (%s); rendering it again", path, str(exc)[:200])
+        return None
+    return torch.from_numpy(rgb)
+
+
+def _targets(renderer: ViewRenderer, views: Views, path: Path, key: str, batch_size: int, progress: bool) -> torch.Tensor:
+    """The reconstruction targets of ``views`` from ``path``, or rendered and stored there (CPU)."""
+    shape = tuple(views.rgb.shape)
+    cached = _read_targets(path, key, shape)
+    if cached is not None:
+        return cached
+    R = views.R
+    parts = []
+    with tqdm(total=R.shape[0], desc="rendering reconstruction targets", unit="view", disable=not progress,
+              leave=False) as bar:
+        for start in range(0, R.shape[0], batch_size):
+            parts.append(renderer.render_centred(R[start : start + batch_size]).cpu())
+            bar.update(parts[-1].shape[0])
+    targets = torch.cat(parts)
+    with atomic_open(path) as f:
+        np.savez(f, key=np.array(key), rgb=targets.numpy())
+    logger.info("view cache: rendered %d reconstruction targets; wrote %s", len(targets), path)
+    return targets
+
+
 def build_view_cache(
     mesh_path: str | os.PathLike,
     settings: ViewSettings,
@@ -181,6 +227,7 @@ def build_view_cache(
     device: torch.device | str = "cpu",
     batch_size: int = 32,
     progress: bool = True,
+    targets: bool = False,
 ) -> ViewCache:
     """Load the view cache of these settings, or render and store it.
 
@@ -196,6 +243,7 @@ def build_view_cache(
         device: where to render and where the returned cache lives.
         batch_size: views rendered per rasterizer call.
         progress: show a tqdm bar while rendering.
+        targets: also load (or render and store) the reconstruction targets of encoder pretraining.
 
     Returns:
         :class:`ViewCache` on ``device``.
@@ -212,14 +260,16 @@ def build_view_cache(
         file_sha256(mesh_path), settings, normalize, sampling, file_sha, num_views, seed
     )
     path = Path(cache_dir) / "views" / f"{mesh_path.stem}-{settings.size}px-{num_views}-{key[:16]}.npz"
+    targets_path = path.with_name(f"{path.stem}-targets.npz")
+    renderer = ViewRenderer(mesh, settings, device)
     cached = _read(path, key, settings.size, num_views, settings.distance)
     if cached is not None:
         logger.info("view cache: %d views of %s (cache hit: %s)", len(cached), mesh_path.name, path)
-        return ViewCache(cached.to(device), key, path)
+        target_rgb = _targets(renderer, cached, targets_path, key, batch_size, progress) if targets else None
+        return ViewCache(cached, key, path, target_rgb).to(device)
 
     generator = make_generator(seed, "view-cache")
     R = base_rotations(spec, num_views, generator, file_rotations=file_rotations)
-    renderer = ViewRenderer(mesh, settings, device)
     start = time.perf_counter()
     views = render_views(renderer, R, generator, batch_size=batch_size, progress=progress,
                          desc=f"rendering view cache ({mesh_path.name})")
@@ -233,11 +283,16 @@ def build_view_cache(
     )
     # Serve what the file holds (float16 depth), so a fresh cache and a loaded one are identical.
     stored = _read(path, key, settings.size, num_views, settings.distance)
-    return ViewCache((stored if stored is not None else views).to(device), key, path)
+    views = stored if stored is not None else views
+    target_rgb = _targets(renderer, views, targets_path, key, batch_size, progress) if targets else None
+    return ViewCache(views, key, path, target_rgb).to(device)
 
 
-def view_cache_from_config(cfg: Config, device: torch.device | str = "cpu", progress: bool = True) -> ViewCache:
-    """The view cache of a config (``NOOF_TRAINING_IMGS`` views of ``MODEL_PATH_DATA``)."""
+def view_cache_from_config(
+    cfg: Config, device: torch.device | str = "cpu", progress: bool = True, targets: bool = False
+) -> ViewCache:
+    """The view cache of a config (``NOOF_TRAINING_IMGS`` views of ``MODEL_PATH_DATA``), with the
+    reconstruction targets when ``targets``."""
     d = cfg.Dataset
     if d.NOOF_TRAINING_IMGS < 1:
         raise ValueError("NOOF_TRAINING_IMGS is 0: views are rendered per batch, there is no cache")
@@ -251,4 +306,5 @@ def view_cache_from_config(cfg: Config, device: torch.device | str = "cpu", prog
         seed=d.VIEW_SEED,
         device=device,
         progress=progress,
+        targets=targets,
     )

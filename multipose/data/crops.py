@@ -215,3 +215,15 @@ class ViewRenderer:
         out = self.renderer.render_rgb(R, t, K, st.size, light_dir=light.to(self.device), color=st.color)
         rgb = (out.rgb * 255.0).round().to(torch.uint8)
         return Views(rgb=rgb, mask=out.mask > 0, depth=out.depth.float(), R=R, t=t, K=K)
+
+    @torch.no_grad()
+    def render_centred(self, R: torch.Tensor) -> torch.Tensor:
+        """The AAE's clean image of a rotation: the window *without* offset, lit by a headlight
+        (its ``random_light=False``): ``R (B, 3, 3) -> rgb (B, 3, S, S)`` uint8 on the device. It is
+        the reconstruction target of encoder pretraining and the image a codebook entry encodes."""
+        st = self.settings
+        R = R.to(self.device, torch.float32)
+        t, _, K = self.windows(R, torch.zeros(R.shape[0], 2, device=self.device))
+        headlight = torch.tensor([0.0, 0.0, -1.0], device=self.device)
+        out = self.renderer.render_rgb(R, t, K, st.size, light_dir=headlight, color=st.color)
+        return (out.rgb * 255.0).round().to(torch.uint8)

@@ -9,9 +9,9 @@ Training (:class:`TrainingData`): each epoch yields ``[Training] NUM_SAMPLES`` s
     K      (B, 3, 3)    float32                 the crop's intrinsics (of the clean render)
     mask   (B, S, S)    bool                    object silhouette before augmentation
     index  (B,)         int64                   position in the sampling pool (the view cache), -1 if fresh
-    target (B, 3, S, S) float32 RGB in [0, 1]   only with ``with_target``: the clean render of the same
-                                                view (object on black, not augmented), the AAE's
-                                                reconstruction target
+    target (B, 3, S, S) float32 RGB in [0, 1]   only with ``with_target``: the AAE's reconstruction
+                                                target, the clean image of the same rotation (object
+                                                on black, centred window, headlight, not augmented)
 
 Views come from the view cache (:mod:`multipose.data.cache`) when ``[Dataset] NOOF_TRAINING_IMGS``
 > 0 (drawn from it by the :class:`~multipose.data.sampling.PoseSampler`), else they are rendered
@@ -89,7 +89,9 @@ class TrainingData:
         device: where batches are made.
         cache: the view cache, or None to render views per batch with ``renderer``.
         renderer: the view renderer (needed without cache).
-        with_target: also return each sample's clean render as ``target`` (encoder pretraining).
+        with_target: also return each sample's reconstruction target as ``target`` (encoder
+            pretraining): the AAE's clean image of the same rotation, centred and headlit
+            (:meth:`~multipose.data.crops.ViewRenderer.render_centred`; from ``cache.targets``).
     """
 
     def __init__(
@@ -110,6 +112,8 @@ class TrainingData:
             raise ValueError("TrainingData needs a view cache or a view renderer")
         if cache is not None and (sampler.pool is None or sampler.pool.shape[0] != len(cache)):
             raise ValueError("with a view cache the sampler must draw from the cache's rotations (pool=cache.R)")
+        if with_target and cache is not None and cache.targets is None:
+            raise ValueError("with_target needs a view cache built with targets=True")
         if batch_size < 1 or num_samples < 1:
             raise ValueError(f"batch_size and num_samples must be >= 1, got {batch_size}, {num_samples}")
         self.sampler = sampler
@@ -152,7 +156,11 @@ class TrainingData:
             "index": draw.index.to(self.device),
         }
         if self.with_target:
-            batch["target"] = views.rgb.float() / 255.0
+            if self.cache is not None:
+                target = self.cache.targets[draw.index.to(self.device)]
+            else:
+                target = self.renderer.render_centred(views.R).to(self.device)
+            batch["target"] = target.float() / 255.0
         return batch
 
     def update(self, batch: dict[str, torch.Tensor], per_sample_loss: torch.Tensor) -> None:
@@ -178,7 +186,7 @@ def training_data_from_config(
     device = torch.device(device)
     cache, renderer, pool = None, None, None
     if cfg.Dataset.NOOF_TRAINING_IMGS > 0:
-        cache = view_cache_from_config(cfg, device, progress=progress)
+        cache = view_cache_from_config(cfg, device, progress=progress, targets=with_target)
         pool = cache.R
     else:
         mesh = load_mesh(cfg.Dataset.MODEL_PATH_DATA[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)

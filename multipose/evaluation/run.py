@@ -57,7 +57,7 @@ from torch import nn
 from tqdm import tqdm
 
 from multipose.config import Config, crop_size, resolve_device
-from multipose.data.crops import SURFACE_COLOR, ViewRenderer, view_settings
+from multipose.data.crops import ViewRenderer, view_settings
 from multipose.data.datasets import generate_samples
 from multipose.data.io import load_samples
 from multipose.data.sampling import make_generator
@@ -360,21 +360,16 @@ def codebook_from_config(
     device = torch.device(device)
     ev = cfg.Evaluation
     rotations = codebook_rotations(ev.CODEBOOK_VIEWS, ev.CODEBOOK_INPLANE)
-    settings = replace(view_settings(cfg), max_rel_offset=0.0)
     mesh = load_mesh(cfg.Dataset.MODEL_PATH_DATA[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
-    renderer = ViewRenderer(mesh, settings, device)
+    renderer = ViewRenderer(mesh, view_settings(cfg), device)
     encoder = encoder.to(device).eval()
-    headlight = torch.tensor([0.0, 0.0, -1.0], device=device)
     codes = []
     start = time.perf_counter()
     with tqdm(total=rotations.shape[0], desc="building codebook", unit="view", disable=not progress, leave=False) as bar:
         for chunk in rotations.split(cfg.Evaluation.BATCH_SIZE):
-            R = chunk.to(device)
-            t, _, K = renderer.windows(R, torch.zeros(R.shape[0], 2, device=device))
-            out = renderer.renderer.render_rgb(R, t, K, settings.size, light_dir=headlight, color=SURFACE_COLOR)
-            images = (out.rgb * 255.0).round() / 255.0  # 8-bit levels, as the training images
+            images = renderer.render_centred(chunk).float() / 255.0  # 8-bit levels, as the training images
             codes.append(encoder.encode(images).float().cpu())
-            bar.update(R.shape[0])
+            bar.update(chunk.shape[0])
     codebook = Codebook(torch.cat(codes), rotations)
     codebook.save(path)
     logger.info("codebook: %d entries built in %.1f s, saved to %s", codebook.num_entries,

@@ -1,9 +1,11 @@
 """Encoder pretraining: the Augmented Autoencoder (``train_encoder.py``, config ``[Encoder]``).
 
 As Sundermeyer et al. (ECCV 2018, ``DLR-RM/AugmentedAutoencoder``): the encoder and its mirrored
-decoder learn to reconstruct the *clean* render of a view (object on black) from an augmented crop
-of the same view on a background, with the bootstrapped L2 loss (the mean squared error over the
-worst ``1 / BOOTSTRAP_RATIO`` of each image's values) and Adam at a constant learning rate. The
+decoder learn to reconstruct the *clean* image of a rotation (object on black, centred in its window,
+lit by a headlight: the image a codebook entry encodes) from an augmented crop of the same rotation
+(random light, random offset of the window) on a background, with the bootstrapped L2 loss (the mean
+squared error over the worst ``1 / BOOTSTRAP_RATIO`` of each image's values) and Adam at a constant
+learning rate. The
 encoder learns to keep what the object's orientation changes and to drop background, lighting and
 occluders, which is what the frozen pose pipeline needs.
 
