@@ -33,14 +33,20 @@ from PIL import Image
 from tqdm import tqdm
 
 from multipose import cli
-from multipose.config import Config, crop_size, load_config_text, view_sampling
-from multipose.data.backgrounds import IMAGE_SUFFIXES, READ_ERRORS, find_background_files, read_background_crop
+from multipose.config import Config, check_crop_size, crop_size, view_sampling
+from multipose.data.backgrounds import (
+    READ_ERRORS,
+    chosen_background_files,
+    find_background_files,
+    read_background_crop,
+)
+from multipose.data.datasets import VALIDATION_FILE
 from multipose.data.io import load_rotations, load_samples
 from multipose.errors import UserInputError
 from multipose.evaluation import bop
 from multipose.evaluation.metrics import symmetry_transformations
 from multipose.mesh import load_mesh, loss_mesh_cache_file
-from multipose.models.weights import encoder_weights_path, load_encoder
+from multipose.models.weights import encoder_digest, encoder_mismatch, encoder_weights_path, load_encoder
 
 __all__ = ["STATUSES", "Finding", "check_data", "format_report", "main"]
 
@@ -175,13 +181,16 @@ def _check_backgrounds(cfg: Config, quick: bool, progress: bool) -> list[Finding
             except READ_ERRORS:
                 bad.append(path)
         where = files[0].parent
-        used = min(cfg.Dataset.NOOF_BG_IMGS, len(files) - len(bad))
+        limit = cfg.Dataset.NOOF_BG_IMGS
+        used = chosen_background_files(folder, limit)  # what training reads (validation: the other end)
+        used_bad = set(used) & set(bad)
         how = "headers only, --quick" if quick else "all decoded"
-        if len(bad) == len(files):
-            return [Finding("malformed", what, f"{where}: none of its {_count(len(files), 'image file')} can be read "
-                                               f"(e.g. {_names(bad)}); replace them with JPEG/PNG files")]
+        if len(used_bad) == len(used):
+            return [Finding("malformed", what, f"{where}: none of the {_count(len(used), 'image file')} a run reads "
+                                               f"(NOOF_BG_IMGS {limit:,}) can be read (e.g. {_names(sorted(used_bad))}); "
+                                               "replace them with JPEG/PNG files")]
         findings = [Finding("ok", what, f"{where}: {_count(len(files) - len(bad), 'readable image')} ({how}); a run "
-                                        f"uses {used:,} (NOOF_BG_IMGS {cfg.Dataset.NOOF_BG_IMGS:,})")]
+                                        f"reads {len(used) - len(used_bad):,} of them (NOOF_BG_IMGS {limit:,})")]
         if bad:
             findings.append(Finding("warning", what, f"{where}: {_count(len(bad), 'file')} cannot be read and will "
                                                      f"be skipped: {_names(bad)}"))
@@ -211,7 +220,7 @@ def _check_sample_files(paths: Sequence[str], what: str, size: int, purpose: str
 def _check_validation(cfg: Config) -> list[Finding]:
     what = _key("Dataset", "VALID_DATA_PATH")
     if not cfg.Dataset.VALID_DATA_PATH:
-        target = Path(cfg.Training.OUTPUT_PATH) / "validation.npz"
+        target = Path(cfg.Training.OUTPUT_PATH) / VALIDATION_FILE
         state = "present" if target.is_file() else "made by the first run"
         return [Finding("note", what, f"empty: {cfg.Dataset.NOOF_VALID_IMGS:,} validation samples are generated "
                                       f"into {target} ({state})")]
@@ -231,12 +240,8 @@ def _check_encoder(cfg: Config) -> list[Finding]:
 
     def check() -> list[Finding]:
         encoder = load_encoder(cfg)
-        size = crop_size(cfg)
-        text = f"{path}: {encoder.config.describe()}"
-        if encoder.config.image_size != size:
-            return [Finding("malformed", what, f"{text}; it takes {encoder.config.image_size} px images but [Dataset] "
-                                               f"CROP_SIZE is {size}: leave CROP_SIZE empty to follow the encoder")]
-        return [Finding("ok", what, text)]
+        check_crop_size(cfg, encoder.config.image_size, f"the encoder {path}")  # ConfigError -> malformed
+        return [Finding("ok", what, f"{path}: {encoder.config.describe()}")]
 
     return _guarded(what, check)
 
@@ -250,10 +255,13 @@ def _check_cache(cfg: Config) -> list[Finding]:
         return _writable_parent(folder, what, "created on first use")
     if not os.access(folder, os.W_OK | os.X_OK):
         return [Finding("malformed", what, f"{folder}: not writable; fix its permissions or set CACHE_DIR elsewhere")]
-    parts = []
-    for sub, word, plural in (("meshes", "loss mesh", "loss meshes"), ("views", "view cache", None), ("codebooks", "codebook", None)):
-        n = len(list((folder / sub).glob("*.npz"))) + len(list((folder / sub).glob("*.pt")))
-        parts.append(_count(n, word, plural))
+    views = list((folder / "views").glob("*.npz"))
+    targets = [p for p in views if p.stem.endswith("-targets")]
+    parts = [
+        _count(len(list((folder / "meshes").glob("*.npz"))), "loss mesh", "loss meshes"),
+        _count(len(views) - len(targets), "view cache") + f" ({len(targets):,} with pretraining targets)",
+        _count(len(list((folder / "codebooks").glob("*.pt"))), "codebook"),
+    ]
     mb = _folder_bytes(folder) / 1e6
     return [Finding("ok", what, f"{folder}: {', '.join(parts)}, {mb:,.1f} MB (safe to delete)")]
 
@@ -281,7 +289,8 @@ def _check_view_sampling(cfg: Config) -> list[Finding]:
 
 
 def _check_run_folder(cfg: Config) -> list[Finding]:
-    from multipose.training.common import config_differences  # the rule train.py applies
+    from multipose.checkpoint import CheckpointStore
+    from multipose.training.common import RunFolderError, describe_changes, stored_config_changes
 
     what = _key("Training", "OUTPUT_PATH")
     folder = Path(cfg.Training.OUTPUT_PATH)
@@ -291,20 +300,27 @@ def _check_run_folder(cfg: Config) -> list[Finding]:
         return _writable_parent(folder, what, "new run folder, created by the first run")
     if not os.access(folder, os.W_OK | os.X_OK):
         return [Finding("malformed", what, f"{folder}: not writable; fix its permissions or set OUTPUT_PATH elsewhere")]
-    checkpoints = sorted((folder / "models").glob("model-epoch*.pt"), key=lambda p: (len(p.name), p.name))
-    state = f"holds a run, newest checkpoint {checkpoints[-1].name}" if checkpoints else "holds no pose checkpoint"
-    stored = folder / "config.cfg"
-    if stored.is_file():
+    try:  # the rules train.py applies to a folder it resumes
+        changes = stored_config_changes(cfg)
+    except RunFolderError as exc:
+        return [Finding("warning", what, f"{exc}; train.py refuses this folder without --force")]
+    if changes:
+        return [Finding("warning", what, f"{folder} holds a run with another config ({describe_changes(changes, 3)}); "
+                                         "train.py refuses it without --force: set another OUTPUT_PATH")]
+    latest = CheckpointStore(folder / "models", prefix="model").load_latest()
+    if latest is None:
+        return [Finding("ok", what, f"{folder}: holds no pose checkpoint")]
+    state, path = latest
+    text = f"{folder}: holds a run, newest checkpoint {path.name}"
+    weights = encoder_weights_path(cfg)
+    if weights.is_file():
         try:
-            changes = config_differences(load_config_text(stored.read_text(), source=stored), cfg)
-        except (UserInputError, OSError, UnicodeDecodeError) as exc:
-            return [Finding("warning", what, f"{stored} cannot be read ({exc}); train.py refuses this folder "
-                                             "without --force")]
-        if changes:
-            shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
-            return [Finding("warning", what, f"{folder} {state} with another config ({shown}); train.py refuses it "
-                                             "without --force: set another OUTPUT_PATH")]
-    return [Finding("ok", what, f"{folder}: {state}")]
+            mismatch = encoder_mismatch(state, encoder_digest(load_encoder(cfg)), path, weights)
+        except UserInputError:
+            mismatch = None  # reported under ENCODER_WEIGHTS
+        if mismatch:
+            return [Finding("warning", what, f"{mismatch}; train.py refuses to resume without --force")]
+    return [Finding("ok", what, text)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -326,16 +342,18 @@ def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[F
         instances = bop.read_bop_split(folder, ev.OBJ_ID, ev.MIN_VISIB_FRACT)
         scenes = len({i.scene_id for i in instances})
         used = [instances[i] for i in bop.subsample(len(instances), ev.NUM_SAMPLES)]
-        no_depth = sum(i.depth_path is None for i in used)
+        no_depth = sum(i.depth_path is None for i in used)  # any: the run reads no depth at all
         text = (f"{folder}: {_count(len(instances), 'instance')} of object {ev.OBJ_ID} in {_count(scenes, 'scene')}; "
                 f"evaluation uses {len(used):,} (NUM_SAMPLES)")
         findings = []
         if not quick:
             bad: list[Path] = []
             for inst in tqdm(used, desc="reading test images", unit="instance", disable=not progress, leave=False):
-                for path, read in ((inst.image_path, bop.read_rgb),
-                                   (inst.depth_path, lambda p, s=inst.depth_scale: bop.read_depth(p, s))):
-                    if path is None or path in bad:
+                reads = [(inst.image_path, bop.read_rgb)]
+                if not no_depth:
+                    reads.append((inst.depth_path, lambda p, s=inst.depth_scale: bop.read_depth(p, s)))
+                for path, read in reads:
+                    if path in bad:
                         continue
                     try:
                         read(path)
@@ -347,8 +365,9 @@ def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[F
                                                            f"{', '.join(map(str, bad[:SHOWN_FILES]))}"))
         findings.insert(0, Finding("ok", what, text))
         if no_depth:
-            findings.append(Finding("warning", what, f"{folder}: {no_depth:,} of the instances used have no depth/ PNG; "
-                                                     "VSD then uses the ground-truth render as the test depth"))
+            findings.append(Finding("warning", what, f"{folder}: {no_depth:,} of the {len(used):,} instances used have no "
+                                                     "depth/ PNG, so VSD uses the ground-truth render as the test depth "
+                                                     "for all of them"))
         return findings
 
     return _guarded(what, check)

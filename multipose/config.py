@@ -73,6 +73,7 @@ __all__ = [
     "Section",
     "ViewSampling",
     "ENCODER_INPUT_SIZES",
+    "check_crop_size",
     "crop_size",
     "default_config",
     "encoder_arch",
@@ -1247,6 +1248,18 @@ def crop_size(cfg: Config) -> int:
     """Side of the training crops: ``[Dataset] CROP_SIZE``, or the encoder's input size when empty."""
     size = cfg.Dataset.CROP_SIZE
     return int(size) if size is not None else ENCODER_INPUT_SIZES[encoder_arch(cfg)]
+
+
+def check_crop_size(cfg: Config, encoder_size: int, encoder: str = "the encoder") -> None:
+    """Raise :class:`ConfigError` unless the training crops (:func:`crop_size`) are ``encoder_size``
+    pixels, the input size of ``encoder`` (a description for the message)."""
+    size = crop_size(cfg)
+    if size != encoder_size:
+        shown = "empty, i.e. the [Encoder] ARCH preset's size" if cfg.Dataset.CROP_SIZE is None else "set"
+        raise ConfigError(
+            f"{cfg.origin('Dataset', 'CROP_SIZE')}: [Dataset] CROP_SIZE = {size} ({shown}): expected the input size "
+            f"{encoder_size} of {encoder}; set [Dataset] CROP_SIZE: {encoder_size}"
+        )
 
 
 def num_hypotheses(cfg: Config) -> int:

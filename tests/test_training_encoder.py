@@ -255,7 +255,7 @@ def test_another_architecture_in_the_folder_is_an_error(shared, reference, tmp_p
 
 
 def test_a_crop_size_other_than_the_encoder_input_is_refused_before_any_work(shared, tmp_path):
-    with pytest.raises(ConfigError, match=r"CROP_SIZE = 32: expected the encoder's input size 64"):
+    with pytest.raises(ConfigError, match=r"CROP_SIZE = 32 \(set\): expected the input size 64 .*set \[Dataset\] CROP_SIZE: 64"):
         pretrain_encoder(_cfg(shared, tmp_path / "run", 6, "Dataset.CROP_SIZE=32"), CPU, progress=False)
     assert not (tmp_path / "run").exists()
 

@@ -148,9 +148,11 @@ def test_resuming_on_other_encoder_weights_is_refused_unless_forced(shared, tmp_
     assert trained_on == encoder_digest(load_encoder(_cfg(shared, out, extra=extra)))
     torch.manual_seed(1)
     save_encoder(Encoder(EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)), weights)
+    (out / "validation.npz").unlink()
     with pytest.raises(RunFolderError, match=rf"other encoder weights \(sha256 {trained_on[:12]}\)"):
         train_pose_head(_cfg(shared, out, epochs=2, extra=extra), torch.device("cpu"), progress=False)
-    assert CheckpointStore(out / "models").epochs() == [1]  # nothing was written
+    # refused before any data is made or any epoch trained
+    assert CheckpointStore(out / "models").epochs() == [1] and not (out / "validation.npz").exists()
     forced = train_pose_head(_cfg(shared, out, epochs=2, extra=extra), torch.device("cpu"), progress=False, force=True)
     assert forced.last_epoch == 2 and _final_state(out)["encoder_sha256"] != trained_on
 

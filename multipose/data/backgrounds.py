@@ -41,6 +41,7 @@ __all__ = [
     "ImageBackgrounds",
     "ProceduralBackgrounds",
     "backgrounds_from_config",
+    "chosen_background_files",
     "find_background_files",
     "load_background_images",
     "read_background_crop",
@@ -89,6 +90,18 @@ def find_background_files(folder: str | os.PathLike) -> list[Path]:
     )
 
 
+def chosen_background_files(
+    folder: str | os.PathLike, max_images: int, part: Literal["train", "held-out"] = "train"
+) -> list[Path]:
+    """The files a run reads from ``folder``: the first ``max_images`` of a fixed shuffle of
+    :func:`find_background_files` (``part="held-out"``: of the reversed shuffle)."""
+    files = find_background_files(folder)
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(_SPLIT_SEED)).tolist()
+    if part == "held-out":
+        order = order[::-1]
+    return [files[i] for i in order[:max_images]]
+
+
 def read_background_crop(path: Path, size: int, u: np.ndarray) -> np.ndarray:
     """One random square crop of an image file, resized: ``(size, size, 3)`` uint8 RGB.
 
@@ -120,11 +133,7 @@ def load_background_images(
     from its back (for validation sets). ``seed`` chooses the crops. Unreadable files are skipped
     (one warning with the count); if none can be read a :class:`DataError` names the folder.
     """
-    files = find_background_files(folder)
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(_SPLIT_SEED)).tolist()
-    if part == "held-out":
-        order = order[::-1]
-    chosen = [files[i] for i in order[:max_images]]
+    chosen = chosen_background_files(folder, max_images, part)
     u = torch.rand(len(chosen), 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).numpy()
     images, failed = [], []
     for path, ui in zip(tqdm(chosen, desc="loading backgrounds", unit="img", disable=not progress, leave=False), u):

@@ -56,7 +56,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from multipose.config import Config, crop_size, resolve_device
+from multipose.config import Config, check_crop_size, crop_size, resolve_device
 from multipose.data.crops import ViewRenderer, view_settings
 from multipose.data.datasets import generate_samples
 from multipose.data.io import load_samples
@@ -75,7 +75,7 @@ from multipose.evaluation.report import (
 from multipose.geometry import random_rotations
 from multipose.mesh import file_sha256, load_loss_mesh, load_mesh
 from multipose.models import Codebook, Encoder, PoseHead, PoseHeadConfig, codebook_rotations, load_encoder
-from multipose.models.weights import ModelFileError, encoder_digest, encoder_weights_path
+from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch, encoder_weights_path
 from multipose.render import MeshRenderer
 from multipose.timing import timed
 
@@ -659,21 +659,14 @@ def evaluate_checkpoint(
             f"{path}: the head was trained on an encoder with {stored}, but [Dataset] ENCODER_WEIGHTS gives "
             f"{encoder.config.to_dict()}; evaluate with the training run's encoder"
         )
-    trained_on = state.get("encoder_sha256")  # absent in checkpoints written before it was recorded
-    if trained_on is not None and trained_on != encoder_digest(encoder):
-        raise ModelFileError(
-            f"{path}: the head was trained on other encoder weights (sha256 {trained_on[:12]}) than [Dataset] "
-            f"ENCODER_WEIGHTS = {encoder_weights_path(cfg)} holds ({encoder_digest(encoder)[:12]}); its codes would "
-            "mean nothing to the head: evaluate with the training run's encoder"
-        )
+    mismatch = encoder_mismatch(state, encoder_digest(encoder), path, encoder_weights_path(cfg))
+    if mismatch:
+        raise ModelFileError(f"{mismatch}; its codes would mean nothing to the head: set [Dataset] ENCODER_WEIGHTS "
+                             "to the encoder the head was trained with")
     if encoder.config.latent_size != head.config.input_dim:
         raise ModelFileError(f"{path}: the head takes codes of size {head.config.input_dim}, the encoder gives "
                              f"{encoder.config.latent_size}")
-    if encoder.config.image_size != crop_size(cfg):
-        raise ConfigError(
-            f"{cfg.origin('Dataset', 'CROP_SIZE')}: [Dataset] CROP_SIZE = {crop_size(cfg)}: expected the encoder's "
-            f"input size {encoder.config.image_size} (leave CROP_SIZE empty to follow the encoder)"
-        )
+    check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
     test_set = load_test_set(cfg, device, num=num_samples, progress=progress)
     use_codebook = cfg.Evaluation.CODEBOOK_BASELINE if codebook is None else codebook
     cb = codebook_from_config(cfg, encoder, device, progress=progress) if use_codebook else None

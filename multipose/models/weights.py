@@ -62,6 +62,7 @@ __all__ = [
     "aae_weights_dict",
     "encoder_checkpoint",
     "encoder_digest",
+    "encoder_mismatch",
     "encoder_from_checkpoint",
     "encoder_weights_path",
     "load_aae_npy",
@@ -412,6 +413,19 @@ def encoder_digest(encoder: Encoder) -> str:
         digest.update(name.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def encoder_mismatch(
+    checkpoint: Mapping[str, Any], sha256: str, source: str | os.PathLike[str], weights: str | os.PathLike[str]
+) -> str | None:
+    """Why a pose-head ``checkpoint`` (read from ``source``) does not fit the encoder of digest
+    ``sha256`` (loaded from ``weights``), or None when it does -- or when the checkpoint predates
+    ``encoder_sha256`` and cannot tell."""
+    stored = checkpoint.get("encoder_sha256")
+    if stored is None or stored == sha256:
+        return None
+    return (f"{os.fspath(source)}: the head was trained on other encoder weights (sha256 {stored[:12]}) than "
+            f"{os.fspath(weights)} holds now ({sha256[:12]})")
 
 
 def save_encoder(

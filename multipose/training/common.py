@@ -32,6 +32,8 @@ __all__ = [
     "RESUMABLE_KEYS",
     "MetricsLog",
     "RunFolderError",
+    "describe_changes",
+    "stored_config_changes",
     "config_differences",
     "plot_curves",
     "prepare_run_folder",
@@ -104,32 +106,49 @@ def config_differences(old: Config, new: Config, allowed: Iterable[tuple[str, st
     return changes
 
 
+def stored_config_changes(cfg: Config) -> list[str] | None:
+    """How ``<OUTPUT_PATH>/config.cfg`` differs from ``cfg`` outside :data:`RESUMABLE_KEYS`: a list of
+    ``"[Section] KEY: old -> new"`` (empty when the same), or None when the folder holds no config.
+    Raises :class:`RunFolderError` when that file cannot be read."""
+    folder = Path(cfg.Training.OUTPUT_PATH)
+    stored = folder / "config.cfg"
+    if not stored.is_file():
+        return None
+    try:
+        old = load_config_text(stored.read_text(), source=stored)
+    except (UserInputError, OSError, UnicodeDecodeError) as exc:
+        raise RunFolderError(
+            f"{folder}: its config.cfg cannot be read ({exc}); use another [Training] OUTPUT_PATH or --force"
+        ) from exc
+    return config_differences(old, cfg)
+
+
+def describe_changes(changes: list[str], most: int = 5) -> str:
+    """The first ``most`` config changes, joined for a one-line message."""
+    shown = "; ".join(changes[:most])
+    return shown + (f"; and {len(changes) - most} more" if len(changes) > most else "")
+
+
 def prepare_run_folder(cfg: Config, force: bool = False) -> Path:
     """Create ``OUTPUT_PATH`` (if needed) and make sure it belongs to this config.
 
-    A folder whose ``config.cfg`` differs in keys outside :data:`RESUMABLE_KEYS` raises
-    :class:`RunFolderError` unless ``force``. The resolved config is (re)written afterwards.
+    A folder whose ``config.cfg`` differs in keys outside :data:`RESUMABLE_KEYS` (or cannot be read)
+    raises :class:`RunFolderError` unless ``force``. The resolved config is (re)written afterwards.
     """
     folder = Path(cfg.Training.OUTPUT_PATH)
-    stored = folder / "config.cfg"
-    if stored.is_file():
-        try:
-            old = load_config_text(stored.read_text(), source=stored)
-        except UserInputError as exc:
-            if not force:
-                raise RunFolderError(
-                    f"{folder}: its config.cfg cannot be read ({exc}); use another [Training] OUTPUT_PATH or --force"
-                ) from exc
-            old = None
-        changes = config_differences(old, cfg) if old is not None else []
-        if changes and not force:
-            shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
-            raise RunFolderError(
-                f"{folder} holds a run with another config ({shown}); use another [Training] OUTPUT_PATH, "
-                "or --force to continue this run with the new values"
-            )
-        if changes:
-            logger.warning("--force: continuing %s with changed config: %s", folder, "; ".join(changes))
+    try:
+        changes = stored_config_changes(cfg) or []
+    except RunFolderError:
+        if not force:
+            raise
+        changes = []
+    if changes and not force:
+        raise RunFolderError(
+            f"{folder} holds a run with another config ({describe_changes(changes)}); use another "
+            "[Training] OUTPUT_PATH, or --force to continue this run with the new values"
+        )
+    if changes:
+        logger.warning("--force: continuing %s with changed config: %s", folder, "; ".join(changes))
     write_resolved_config(cfg, folder)
     return folder
 

@@ -39,10 +39,10 @@ import torch
 from tqdm import tqdm
 
 from multipose.checkpoint import CheckpointStore
-from multipose.config import Config, crop_size
+from multipose.config import Config, check_crop_size
 from multipose.data.datasets import TrainingData, training_data_from_config
 from multipose.data.sampling import derive_seed
-from multipose.errors import ConfigError, UserInputError
+from multipose.errors import UserInputError
 from multipose.models import Autoencoder, Encoder, bootstrapped_l2_loss, load_encoder, save_encoder
 from multipose.models.weights import ENCODER_FILE, encoder_weights_path, requested_encoder_config
 from multipose.training.common import (
@@ -149,12 +149,7 @@ def pretrain_encoder(
     """
     device = torch.device(device)
     architecture = requested_encoder_config(cfg)
-    if architecture.image_size != crop_size(cfg):
-        raise ConfigError(
-            f"{cfg.origin('Dataset', 'CROP_SIZE')}: [Dataset] CROP_SIZE = {crop_size(cfg)}: expected the encoder's "
-            f"input size {architecture.image_size} ({architecture.describe()}); leave CROP_SIZE empty to follow "
-            "the encoder"
-        )
+    check_crop_size(cfg, architecture.image_size, f"the encoder to pretrain ({architecture.describe()})")
     run_dir = prepare_run_folder(cfg, force)
     saved_rng = rng_state()
     try:

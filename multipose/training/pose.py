@@ -30,13 +30,13 @@ from torch import nn
 from tqdm import tqdm
 
 from multipose.checkpoint import CheckpointStore
-from multipose.config import Config, crop_size, num_hypotheses
+from multipose.config import Config, check_crop_size, num_hypotheses
 from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
 from multipose.data.io import SampleSet
-from multipose.errors import ConfigError, UserInputError
+from multipose.errors import UserInputError
 from multipose.losses import MultiPoseLoss
 from multipose.models import Encoder, PoseHead, PoseHeadConfig, load_encoder
-from multipose.models.weights import encoder_digest, encoder_weights_path
+from multipose.models.weights import encoder_digest, encoder_mismatch, encoder_weights_path
 from multipose.training.common import (
     MetricsLog,
     RunFolderError,
@@ -153,26 +153,6 @@ def _save_examples(path: Path, loss_fn: MultiPoseLoss, outputs: list, indices: t
     save_figure(image_grid(rows, titles, row_titles=row_titles, cmaps=[None, "viridis", *["viridis"] * K, "magma"]), path)
 
 
-def _check_same_encoder(
-    state: dict, encoder: Encoder, sha256: str, path: Path, cfg: Config, force: bool
-) -> None:
-    """A resumed head must keep its frozen encoder: refuse (unless ``force``) a checkpoint whose
-    ``encoder_sha256`` differs from the encoder loaded now (re-pretrained, or ENCODER_WEIGHTS changed)."""
-    stored = state.get("encoder_sha256")  # absent in checkpoints written before it was recorded
-    if stored is None or stored == sha256:
-        return
-    message = (
-        f"{path}: the head was trained on other encoder weights (sha256 {stored[:12]}) than "
-        f"{encoder_weights_path(cfg)} holds now ({sha256[:12]}, {encoder.config.describe()})"
-    )
-    if not force:
-        raise RunFolderError(
-            f"{message}; restore that encoder, use another [Training] OUTPUT_PATH, or --force to continue "
-            "training this head on the new encoder"
-        )
-    logger.warning("--force: %s; continuing on the new encoder", message)
-
-
 def train_pose_head(
     cfg: Config,
     device: torch.device,
@@ -196,31 +176,36 @@ def train_pose_head(
 
         explicit = ensure_encoder(cfg, device)
     encoder = freeze(explicit.to(device))
-    if encoder.config.image_size != crop_size(cfg):
-        raise ConfigError(
-            f"{cfg.origin('Dataset', 'CROP_SIZE')}: [Dataset] CROP_SIZE = {crop_size(cfg)}: expected the encoder's "
-            f"input size {encoder.config.image_size} (leave CROP_SIZE empty to follow the encoder)"
-        )
+    check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
     encoder_sha256 = encoder_digest(encoder)
     head = build_head(cfg, encoder).to(device)
-    data: TrainingData = training_data_from_config(cfg, device, progress=progress)
-    validation = validation_data_from_config(cfg, device, progress=progress)
-    optimizer = torch.optim.Adam(head.parameters(), lr=tr.LEARNING_RATE_LOW or tr.LEARNING_RATE)
-    scheduler, per_batch = build_scheduler(cfg, optimizer, len(data))
-
     store = CheckpointStore(run_dir / "models", prefix="model", keep=tr.KEEP_CHECKPOINTS)
-    train_log = MetricsLog(run_dir / "train-loss.csv", TRAIN_FIELDS)
-    valid_log = MetricsLog(run_dir / "validation-loss.csv", VALID_FIELDS)
-    epoch, best_loss, best_epoch, stale, elapsed = 0, math.inf, 0, 0, 0.0
     latest = store.load_latest()
-    if latest is not None:
+    if latest is not None:  # check that the run can go on before any data is built
         state, path = latest
         if state["head_args"] != head.config.to_dict():
             raise UserInputError(
                 f"{path}: holds a head with {state['head_args']}, but the config asks for {head.config.to_dict()}; "
                 "use another [Training] OUTPUT_PATH"
             )
-        _check_same_encoder(state, encoder, encoder_sha256, path, cfg, force)
+        mismatch = encoder_mismatch(state, encoder_sha256, path, encoder_weights_path(cfg))
+        if mismatch and not force:
+            raise RunFolderError(
+                f"{mismatch}; restore that encoder, use another [Training] OUTPUT_PATH, or --force to continue "
+                "training this head on the new encoder"
+            )
+        if mismatch:
+            logger.warning("--force: %s; continuing on the new encoder", mismatch)
+    data: TrainingData = training_data_from_config(cfg, device, progress=progress)
+    validation = validation_data_from_config(cfg, device, progress=progress)
+    optimizer = torch.optim.Adam(head.parameters(), lr=tr.LEARNING_RATE_LOW or tr.LEARNING_RATE)
+    scheduler, per_batch = build_scheduler(cfg, optimizer, len(data))
+
+    train_log = MetricsLog(run_dir / "train-loss.csv", TRAIN_FIELDS)
+    valid_log = MetricsLog(run_dir / "validation-loss.csv", VALID_FIELDS)
+    epoch, best_loss, best_epoch, stale, elapsed = 0, math.inf, 0, 0, 0.0
+    if latest is not None:
+        state, path = latest
         head.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
