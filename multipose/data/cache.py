@@ -31,9 +31,10 @@ import logging
 import os
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -47,6 +48,8 @@ from multipose.data.sampling import base_rotations, make_generator
 from multipose.mesh import file_sha256, load_mesh
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 __all__ = ["CACHE_VERSION", "ViewCache", "build_view_cache", "render_views", "view_cache_from_config",
            "view_cache_key"]
@@ -144,18 +147,29 @@ def _encode(views: Views, distance: float) -> dict[str, np.ndarray]:
     }
 
 
-def _read(path: Path, key: str, size: int, num: int, distance: float) -> Views | None:
-    """The cached views, or None (logged) when the file is absent, corrupt or of other settings."""
+def _read_npz(path: Path, key: str, what: str, read: Callable[[Any], T]) -> T | None:
+    """``read(npz)`` of a cache file whose ``key`` matches, or None (logged) when the file is absent,
+    corrupt, of other settings, or ``read`` finds it malformed (ValueError/KeyError)."""
     if not path.is_file():
         return None
     try:
         with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
             if str(npz["key"]) != key:
                 raise ValueError("its key does not match the settings")
-            rgb = np.asarray(npz["rgb"])
-            mask = np.unpackbits(np.asarray(npz["mask"]), axis=-1, count=size).astype(bool)
-            depth_rel = np.asarray(npz["depth"]).astype(np.float32)
-            R, t, K = (np.asarray(npz[k]).astype(np.float32) for k in ("R", "t", "K"))
+            return read(npz)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        logger.warning("%s %s is unusable (%s); rendering it again", what, path, str(exc)[:200])
+        return None
+
+
+def _read(path: Path, key: str, size: int, num: int, distance: float) -> Views | None:
+    """The cached views, or None (logged) when the file is absent, corrupt or of other settings."""
+
+    def read(npz: Any) -> Views:
+        rgb = np.asarray(npz["rgb"])
+        mask = np.unpackbits(np.asarray(npz["mask"]), axis=-1, count=size).astype(bool)
+        depth_rel = np.asarray(npz["depth"]).astype(np.float32)
+        R, t, K = (np.asarray(npz[k]).astype(np.float32) for k in ("R", "t", "K"))
         n = rgb.shape[0]
         shapes = {
             "rgb": (rgb.shape, (n, 3, size, size)), "mask": (mask.shape, (n, size, size)),
@@ -169,30 +183,24 @@ def _read(path: Path, key: str, size: int, num: int, distance: float) -> Views |
             raise ValueError(f"rgb is {rgb.dtype} with {n} views")
         if not (np.isfinite(depth_rel).all() and np.isfinite(R).all() and np.isfinite(K).all()):
             raise ValueError("non-finite values")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        logger.warning("view cache %s is unusable (%s); rendering it again", path, str(exc)[:200])
-        return None
-    mask_t = torch.from_numpy(mask)
-    depth = torch.where(mask_t, torch.from_numpy(depth_rel) + distance, torch.zeros(()))
-    return Views(rgb=torch.from_numpy(rgb), mask=mask_t, depth=depth, R=torch.from_numpy(R),
-                 t=torch.from_numpy(t), K=torch.from_numpy(K))
+        mask_t = torch.from_numpy(mask)
+        depth = torch.where(mask_t, torch.from_numpy(depth_rel) + distance, torch.zeros(()))
+        return Views(rgb=torch.from_numpy(rgb), mask=mask_t, depth=depth, R=torch.from_numpy(R),
+                     t=torch.from_numpy(t), K=torch.from_numpy(K))
+
+    return _read_npz(path, key, "view cache", read)
 
 
 def _read_targets(path: Path, key: str, shape: tuple[int, ...]) -> torch.Tensor | None:
     """The cached targets, or None (logged) when absent, corrupt or of other settings."""
-    if not path.is_file():
-        return None
-    try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            if str(npz["key"]) != key:
-                raise ValueError("its key does not match the view cache")
-            rgb = np.asarray(npz["rgb"])
+
+    def read(npz: Any) -> torch.Tensor:
+        rgb = np.asarray(npz["rgb"])
         if rgb.dtype != np.uint8 or tuple(rgb.shape) != shape:
             raise ValueError(f"rgb is {rgb.dtype} {tuple(rgb.shape)}, expected uint8 {shape}")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        logger.warning("target cache %s is unusable (%s); rendering it again", path, str(exc)[:200])
-        return None
-    return torch.from_numpy(rgb)
+        return torch.from_numpy(rgb)
+
+    return _read_npz(path, key, "target cache", read)
 
 
 def _targets(renderer: ViewRenderer, views: Views, path: Path, key: str, batch_size: int, progress: bool) -> torch.Tensor:
