@@ -65,6 +65,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_DEPTH_MAX",
     "DEPRECATED",
+    "ENCODER_FILE",
     "SCHEMA",
     "SECTIONS",
     "Config",
@@ -75,6 +76,7 @@ __all__ = [
     "ENCODER_INPUT_SIZES",
     "check_crop_size",
     "crop_size",
+    "encoder_weights_path",
     "default_config",
     "encoder_arch",
     "load_config",
@@ -625,7 +627,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("Dataset", "CACHE_DIR", PathType(), "./cache",
         "Where decimated meshes and rendered view caches are stored."),
     Key("Dataset", "CROP_SIZE", IntType(min=8), "",
-        "Side of the synthetic training crops (pixels); empty: the encoder's input size (aae 128, small 64).",
+        "Side of the synthetic training crops (pixels); empty: the encoder's input size (aae 128, small 64; with ARCH auto, the size stored in a multipose .pt).",
         optional=True),
     Key("Dataset", "K", IntrinsicsType(), "[1075.65, 0, 360, 0, 1073.9, 270, 0, 0, 1]",
         "Base camera intrinsics (OpenCV) of the training renders; crops are cut from its image plane."),
@@ -1232,6 +1234,14 @@ class LossParameters:
 #: Input size (pixels) of each ``[Encoder] ARCH`` preset; :mod:`multipose.models.encoder` builds its
 #: presets from it, so crops and encoder agree by construction.
 ENCODER_INPUT_SIZES = MappingProxyType({"aae": 128, "small": 64})
+#: File name of the pretrained encoder inside ``[Training] OUTPUT_PATH`` (``ENCODER_WEIGHTS: auto``).
+ENCODER_FILE = "encoder.pt"
+
+
+def encoder_weights_path(cfg: Config) -> Path:
+    """``[Dataset] ENCODER_WEIGHTS`` as a path; ``auto`` is ``<[Training] OUTPUT_PATH>/encoder.pt``."""
+    weights = cfg.Dataset.ENCODER_WEIGHTS
+    return Path(cfg.Training.OUTPUT_PATH) / ENCODER_FILE if weights == "auto" else Path(weights)
 
 
 def encoder_arch(cfg: Config) -> str:
@@ -1244,10 +1254,31 @@ def encoder_arch(cfg: Config) -> str:
     return "aae" if str(cfg.Dataset.ENCODER_WEIGHTS).lower().endswith(".npy") else "small"
 
 
+def _stored_input_size(path: Path) -> int | None:
+    """The input size recorded in a multipose encoder ``.pt``, or None when the file cannot tell (the
+    encoder loader reports a broken file properly when the run loads it)."""
+    import torch  # lazy: only when such a file exists
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return int(payload["encoder_config"]["image_size"])
+    except Exception:  # noqa: BLE001 - garbage makes the unpickler raise anything; the loader reports it
+        return None
+
+
 def crop_size(cfg: Config) -> int:
-    """Side of the training crops: ``[Dataset] CROP_SIZE``, or the encoder's input size when empty."""
+    """Side of the training crops: ``[Dataset] CROP_SIZE``, or, when empty, the encoder's input size:
+    with ``[Encoder] ARCH: auto`` and an existing multipose ``.pt`` in ``ENCODER_WEIGHTS`` (or
+    ``<OUTPUT_PATH>/encoder.pt`` for ``auto``) the size stored in it, else the ARCH preset's."""
     size = cfg.Dataset.CROP_SIZE
-    return int(size) if size is not None else ENCODER_INPUT_SIZES[encoder_arch(cfg)]
+    if size is not None:
+        return int(size)
+    weights = encoder_weights_path(cfg)
+    if cfg.Encoder.ARCH == "auto" and weights.suffix.lower() in (".pt", ".pth") and weights.is_file():
+        stored = _stored_input_size(weights)
+        if stored is not None:
+            return stored
+    return ENCODER_INPUT_SIZES[encoder_arch(cfg)]
 
 
 def check_crop_size(cfg: Config, encoder_size: int, encoder: str = "the encoder") -> None:
@@ -1255,7 +1286,7 @@ def check_crop_size(cfg: Config, encoder_size: int, encoder: str = "the encoder"
     pixels, the input size of ``encoder`` (a description for the message)."""
     size = crop_size(cfg)
     if size != encoder_size:
-        shown = "empty, i.e. the [Encoder] ARCH preset's size" if cfg.Dataset.CROP_SIZE is None else "set"
+        shown = "empty: the encoder's size as the config tells it" if cfg.Dataset.CROP_SIZE is None else "set"
         raise ConfigError(
             f"{cfg.origin('Dataset', 'CROP_SIZE')}: [Dataset] CROP_SIZE = {size} ({shown}): expected the input size "
             f"{encoder_size} of {encoder}; set [Dataset] CROP_SIZE: {encoder_size}"

@@ -478,8 +478,9 @@ def test_pt_errors_name_file_and_tensor(tmp_path):
     cfg_bad = {**payload, "encoder_config": {**payload["encoder_config"], "image_size": 33}}
     assert "invalid 'encoder_config'" in one_line_error(ModelFileError, load_encoder_pt, write("c.pt", cfg_bad))
     garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(b"\x00\x01 not a zip")
-    assert "not a readable PyTorch file" in one_line_error(ModelFileError, load_encoder_pt, garbage)
+    for junk in (b"\x00\x01 not a zip", b"broken", b""):  # b"broken": the unpickler raises IndexError
+        garbage.write_bytes(junk)
+        assert "not a readable PyTorch file" in one_line_error(ModelFileError, load_encoder_pt, garbage)
     msg = one_line_error(ModelFileError, load_encoder_pt, good, expected=PRESETS["small"])
     assert "holds an encoder with image 32" in msg and "asks for image 64" in msg
 
