@@ -132,6 +132,12 @@ def test_background_folders_good_partly_broken_and_all_broken(tmp_path, mesh_fil
         found = _by_key(check_data(cfg, quick=quick, progress=False))["[Dataset] BACKGROUND_IMAGES"]
         assert [f.status for f in found] == ["malformed"] and "none of the 2 image files" in found[0].message
 
+    a_file = tmp_path / "bg.jpg"
+    a_file.write_bytes(b"x")
+    cfg = small_config(tmp_path, mesh_file, f"Dataset.BACKGROUND_IMAGES={a_file}")
+    found = _by_key(check_data(cfg, progress=False))["[Dataset] BACKGROUND_IMAGES"]
+    assert [f.status for f in found] == ["malformed"] and "is a file, not a folder" in found[0].message
+
     empty = tmp_path / "empty"
     empty.mkdir()
     cfg = small_config(tmp_path, mesh_file, f"Dataset.BACKGROUND_IMAGES={empty}")

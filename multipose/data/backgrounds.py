@@ -71,8 +71,9 @@ def find_background_files(folder: str | os.PathLike) -> list[Path]:
     """
     root = Path(folder)
     if not root.is_dir():
+        state = "is a file, not a folder" if root.exists() else "does not exist"
         raise DataError(
-            f"background folder {root} does not exist; set [Dataset] BACKGROUND_IMAGES to a folder of "
+            f"background folder {root} {state}; set [Dataset] BACKGROUND_IMAGES to a folder of "
             "JPEG/PNG images (e.g. VOC2012/JPEGImages) or to procedural"
         )
     candidates = [root]
