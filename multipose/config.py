@@ -746,8 +746,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("Encoder", "BOOTSTRAP_RATIO", _INT_GE1, "4",
         "Pretraining loss: squared error averaged over the worst 1/BOOTSTRAP_RATIO of each image (1: plain MSE)."),
     # Encoder pretraining (train_encoder.py; names and meaning of the AAE's [Training] section)
-    Key("Encoder", "NUM_ITER", _INT_GE1, "300",
-        "Pretraining iterations (batches); the AAE trained 40000 on a GPU, 300 take ~3.5 min on a 2-core CPU."),
+    Key("Encoder", "NUM_ITER", _INT_GE1, "1500",
+        "Pretraining iterations (batches); the AAE trained 40000 on a GPU, 1500 take ~14 min on a 2-core CPU."),
     Key("Encoder", "BATCH_SIZE", IntType(min=2), "64", "Pretraining batch size (>= 2 for batch norm)."),
     Key("Encoder", "LEARNING_RATE", _FLOAT_GT0, "2e-4", "Adam learning rate of pretraining (constant)."),
     Key("Encoder", "SAVE_INTERVAL", _INT_GE1, "100",

@@ -496,7 +496,7 @@ def _cfg(tmp_path, *lines: str):
 def test_encoder_section_defaults_and_parsing(tmp_path):
     enc = default_config().Encoder
     assert dict(enc) == {"ARCH": "auto", "CHANNELS": None, "LATENT_SIZE": None, "BATCH_NORMALIZATION": None,
-                         "BOOTSTRAP_RATIO": 4, "NUM_ITER": 300, "BATCH_SIZE": 64, "LEARNING_RATE": 2e-4,
+                         "BOOTSTRAP_RATIO": 4, "NUM_ITER": 1500, "BATCH_SIZE": 64, "LEARNING_RATE": 2e-4,
                          "SAVE_INTERVAL": 100, "LOG_INTERVAL": 10}
     cfg = _cfg(tmp_path, "[Encoder]", "ARCH: small", "CHANNELS: [8, 8, 16, 16]", "LATENT_SIZE: 32")
     assert cfg.Encoder.CHANNELS == (8, 8, 16, 16)
