@@ -41,7 +41,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     if evaluate:
         from multipose.evaluation import evaluate_checkpoint
 
-        evaluation = evaluate_checkpoint(cfg, result.run_dir / "models" / "model-best.pt")
+        evaluation = evaluate_checkpoint(cfg)  # the run's model-best.pt
         print(f"evaluation: {evaluation.summary()}; results in {evaluation.out_dir}")
     return 0
 

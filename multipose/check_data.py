@@ -46,6 +46,7 @@ from multipose.errors import UserInputError
 from multipose.evaluation import bop
 from multipose.evaluation.metrics import symmetry_transformations
 from multipose.mesh import load_mesh, loss_mesh_cache_file
+from multipose.models import Encoder
 from multipose.models.weights import encoder_digest, encoder_mismatch, encoder_weights_path, load_encoder
 
 __all__ = ["STATUSES", "Finding", "check_data", "format_report", "main"]
@@ -227,23 +228,26 @@ def _check_validation(cfg: Config) -> list[Finding]:
     return _check_sample_files(cfg.Dataset.VALID_DATA_PATH, what, crop_size(cfg), "validation")
 
 
-def _check_encoder(cfg: Config) -> list[Finding]:
+def _check_encoder(cfg: Config) -> tuple[list[Finding], Encoder | None]:
+    """The findings on ``ENCODER_WEIGHTS`` and the encoder when it loads (the run-folder check reuses it)."""
     what = _key("Dataset", "ENCODER_WEIGHTS")
     path = encoder_weights_path(cfg)
     auto = cfg.Dataset.ENCODER_WEIGHTS == "auto"
     if not path.exists():
         if auto:
             return [Finding("note", what, f"auto: {path} does not exist yet; train.py pretrains it first (or run "
-                                          "python train_encoder.py CFG)")]
+                                          "python train_encoder.py CFG)")], None
         return [Finding("missing", what, f"{path}: no such file; put the AAE encoder .npy or a multipose encoder .pt "
-                                         "there (data/README.md, 'Encoder weights') or set ENCODER_WEIGHTS: auto")]
+                                         "there (data/README.md, 'Encoder weights') or set ENCODER_WEIGHTS: auto")], None
+    encoder = None
 
     def check() -> list[Finding]:
+        nonlocal encoder
         encoder = load_encoder(cfg)
         check_crop_size(cfg, encoder.config.image_size, f"the encoder {path}")  # ConfigError -> malformed
         return [Finding("ok", what, f"{path}: {encoder.config.describe()}")]
 
-    return _guarded(what, check)
+    return _guarded(what, check), encoder
 
 
 def _check_cache(cfg: Config) -> list[Finding]:
@@ -288,9 +292,9 @@ def _check_view_sampling(cfg: Config) -> list[Finding]:
     return _guarded(what, lambda: [Finding("ok", what, f"{base}: {_count(len(load_rotations(base)), 'rotation')}")])
 
 
-def _check_run_folder(cfg: Config) -> list[Finding]:
-    from multipose.checkpoint import CheckpointStore
-    from multipose.training.common import RunFolderError, describe_changes, stored_config_changes
+def _check_run_folder(cfg: Config, encoder: Encoder | None) -> list[Finding]:
+    """``OUTPUT_PATH`` as train.py would find it; ``encoder``: the loaded ``ENCODER_WEIGHTS``, if any."""
+    from multipose.training.common import RunFolderError, describe_changes, pose_checkpoints, stored_config_changes
 
     what = _key("Training", "OUTPUT_PATH")
     folder = Path(cfg.Training.OUTPUT_PATH)
@@ -307,17 +311,13 @@ def _check_run_folder(cfg: Config) -> list[Finding]:
     if changes:
         return [Finding("warning", what, f"{folder} holds a run with another config ({describe_changes(changes, 3)}); "
                                          "train.py refuses it without --force: set another OUTPUT_PATH")]
-    latest = CheckpointStore(folder / "models", prefix="model").load_latest()
+    latest = pose_checkpoints(cfg).load_latest()
     if latest is None:
         return [Finding("ok", what, f"{folder}: holds no pose checkpoint")]
     state, path = latest
     text = f"{folder}: holds a run, newest checkpoint {path.name}"
-    weights = encoder_weights_path(cfg)
-    if weights.is_file():
-        try:
-            mismatch = encoder_mismatch(state, encoder_digest(load_encoder(cfg)), path, weights)
-        except UserInputError:
-            mismatch = None  # reported under ENCODER_WEIGHTS
+    if encoder is not None:  # a missing or broken encoder is reported under ENCODER_WEIGHTS
+        mismatch = encoder_mismatch(state, encoder_digest(encoder), path, encoder_weights_path(cfg))
         if mismatch:
             return [Finding("warning", what, f"{mismatch}; train.py refuses to resume without --force")]
     return [Finding("ok", what, text)]
@@ -468,15 +468,16 @@ def check_data(cfg: Config, quick: bool = False, progress: bool = True, data_roo
     ``quick``: read only image headers (backgrounds) and skip decoding BOP test images.
     ``data_root``: where to look for assets the config does not use (``data/README.md``'s layout).
     """
+    encoder_findings, encoder = _check_encoder(cfg)
     findings = [
         *_check_mesh(cfg, "MODEL_PATH_DATA"),
         *_check_mesh(cfg, "MODEL_PATH_LOSS"),
         *_check_backgrounds(cfg, quick, progress),
-        *_check_encoder(cfg),
+        *encoder_findings,
         *_check_validation(cfg),
         *_check_cache(cfg),
         *_check_view_sampling(cfg),
-        *_check_run_folder(cfg),
+        *_check_run_folder(cfg, encoder),
         *_check_test_data(cfg, quick, progress),
         *_check_models_info(cfg),
     ]

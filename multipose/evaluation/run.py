@@ -78,6 +78,7 @@ from multipose.models import Codebook, Encoder, PoseHead, PoseHeadConfig, codebo
 from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch, encoder_weights_path
 from multipose.render import MeshRenderer
 from multipose.timing import timed
+from multipose.training.common import pose_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -292,7 +293,7 @@ def check_evaluation_inputs(cfg: Config) -> None:
 
 def default_checkpoint(cfg: Config) -> Path:
     """``<OUTPUT_PATH>/models/model-best.pt``."""
-    return Path(cfg.Training.OUTPUT_PATH) / "models" / "model-best.pt"
+    return pose_checkpoints(cfg).best_path
 
 
 def load_pose_checkpoint(path: str | os.PathLike[str]) -> tuple[PoseHead, dict[str, Any]]:

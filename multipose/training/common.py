@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from multipose.checkpoint import atomic_write_bytes
+from multipose.checkpoint import CheckpointStore, atomic_write_bytes
 from multipose.config import Config, load_config_text, write_resolved_config
 from multipose.errors import UserInputError
 from multipose.visualize import save_figure
@@ -36,6 +36,7 @@ __all__ = [
     "stored_config_changes",
     "config_differences",
     "plot_curves",
+    "pose_checkpoints",
     "prepare_run_folder",
     "rng_state",
     "seed_everything",
@@ -104,6 +105,12 @@ def config_differences(old: Config, new: Config, allowed: Iterable[tuple[str, st
             if before != value:
                 changes.append(f"[{section}] {key}: {before!r} -> {value!r}")
     return changes
+
+
+def pose_checkpoints(cfg: Config) -> CheckpointStore:
+    """The pose-head checkpoints of a run: ``<OUTPUT_PATH>/models/model-epoch{N}.pt`` (the newest
+    ``KEEP_CHECKPOINTS``) and ``model-best.pt``."""
+    return CheckpointStore(Path(cfg.Training.OUTPUT_PATH) / "models", prefix="model", keep=cfg.Training.KEEP_CHECKPOINTS)
 
 
 def stored_config_changes(cfg: Config) -> list[str] | None:

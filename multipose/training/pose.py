@@ -29,7 +29,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from multipose.checkpoint import CheckpointStore
 from multipose.config import Config, check_crop_size, num_hypotheses
 from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
 from multipose.data.io import SampleSet
@@ -41,6 +40,7 @@ from multipose.training.common import (
     MetricsLog,
     RunFolderError,
     plot_curves,
+    pose_checkpoints,
     prepare_run_folder,
     rng_state,
     seed_everything,
@@ -179,7 +179,7 @@ def train_pose_head(
     check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
     encoder_sha256 = encoder_digest(encoder)
     head = build_head(cfg, encoder).to(device)
-    store = CheckpointStore(run_dir / "models", prefix="model", keep=tr.KEEP_CHECKPOINTS)
+    store = pose_checkpoints(cfg)
     latest = store.load_latest()
     if latest is not None:  # check that the run can go on before any data is built
         state, path = latest
