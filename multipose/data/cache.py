@@ -203,18 +203,22 @@ def _read_targets(path: Path, key: str, shape: tuple[int, ...]) -> torch.Tensor 
     return _read_npz(path, key, "target cache", read)
 
 
-def _targets(renderer: ViewRenderer, views: Views, path: Path, key: str, batch_size: int, progress: bool) -> torch.Tensor:
-    """The reconstruction targets of ``views`` from ``path``, or rendered and stored there (CPU)."""
+def _targets(
+    renderer: Callable[[], ViewRenderer], views: Views, path: Path, key: str, batch_size: int, progress: bool
+) -> torch.Tensor:
+    """The reconstruction targets of ``views`` from ``path``, or rendered (with ``renderer()``, made
+    only then) and stored there (CPU)."""
     shape = tuple(views.rgb.shape)
     cached = _read_targets(path, key, shape)
     if cached is not None:
         return cached
+    render_centred = renderer().render_centred
     R = views.R
     parts = []
     with tqdm(total=R.shape[0], desc="rendering reconstruction targets", unit="view", disable=not progress,
               leave=False) as bar:
         for start in range(0, R.shape[0], batch_size):
-            parts.append(renderer.render_centred(R[start : start + batch_size]).cpu())
+            parts.append(render_centred(R[start : start + batch_size]).cpu())
             bar.update(parts[-1].shape[0])
     targets = torch.cat(parts)
     with atomic_open(path) as f:
@@ -269,15 +273,18 @@ def build_view_cache(
     )
     path = Path(cache_dir) / "views" / f"{mesh_path.stem}-{settings.size}px-{num_views}-{key[:16]}.npz"
     targets_path = path.with_name(f"{path.stem}-targets.npz")
-    renderer = ViewRenderer(mesh, settings, device)
     cached = _read(path, key, settings.size, num_views, settings.distance)
     if cached is not None:
         logger.info("view cache: %d views of %s (cache hit: %s)", len(cached), mesh_path.name, path)
-        target_rgb = _targets(renderer, cached, targets_path, key, batch_size, progress) if targets else None
+        target_rgb = None
+        if targets:
+            target_rgb = _targets(lambda: ViewRenderer(mesh, settings, device), cached, targets_path, key,
+                                  batch_size, progress)
         return ViewCache(cached, key, path, target_rgb).to(device)
 
     generator = make_generator(seed, "view-cache")
     R = base_rotations(spec, num_views, generator, file_rotations=file_rotations)
+    renderer = ViewRenderer(mesh, settings, device)
     start = time.perf_counter()
     views = render_views(renderer, R, generator, batch_size=batch_size, progress=progress,
                          desc=f"rendering view cache ({mesh_path.name})")
@@ -292,7 +299,7 @@ def build_view_cache(
     # Serve what the file holds (float16 depth), so a fresh cache and a loaded one are identical.
     stored = _read(path, key, settings.size, num_views, settings.distance)
     views = stored if stored is not None else views
-    target_rgb = _targets(renderer, views, targets_path, key, batch_size, progress) if targets else None
+    target_rgb = _targets(lambda: renderer, views, targets_path, key, batch_size, progress) if targets else None
     return ViewCache(views, key, path, target_rgb).to(device)
 
 
