@@ -3,14 +3,18 @@ the codebook baseline, and the entry points (train.py evaluates at the end, eval
 
 from __future__ import annotations
 
+import csv
 import json
 import pickle
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from _original_support import original_state_dict, ortho6d_columns
 
 from multipose.config import load_config
 from multipose.data.datasets import generate_samples
@@ -210,3 +214,71 @@ def test_train_py_checks_the_test_set_before_it_trains(shared, tmp_path):
     with pytest.raises(ConfigError, match="missing.npz.*AFTER_TRAINING=false"):
         train.main(argparse.Namespace(force=False), cfg)
     assert not out.exists()
+
+
+def _original_checkpoint(path: Path, K: int, code: int) -> np.ndarray:
+    """A checkpoint as the original's train.py writes it whose head outputs one fixed 6D vector per
+    hypothesis (l3's weight zero, its bias the confidences and vectors); returns the vectors (K, 6)."""
+    sixd = np.array([[0.3, -0.8, 0.4, 0.9, 0.2, -0.1], [-0.5, 0.1, 0.7, 0.2, 0.9, 0.4]])[:K]
+    state = original_state_dict(K, code)
+    state["l3.weight"] = torch.zeros_like(state["l3.weight"])
+    state["l3.bias"] = torch.tensor([2.0, *[0.0] * (K - 1), *sixd.ravel()], dtype=torch.float32)
+    torch.save({"model": state, "optimizer": {"state": {}, "param_groups": []}, "lr_reducer": None, "epoch": 12}, path)
+    return sixd
+
+
+def test_evaluate_py_evaluates_a_checkpoint_of_the_original_with_its_decoding(shared, tmp_path, python):
+    sixd = _original_checkpoint(tmp_path / "model-epoch12.pt", K=2, code=16)
+    args = sum((["--set", o] for o in _overrides(shared, tmp_path / "run")), [])
+    evaluated = subprocess.run(
+        [python, "evaluate.py", "experiment_template.cfg", *args, "--num", "3", "--checkpoint",
+         str(tmp_path / "model-epoch12.pt"), "--out", str(tmp_path / "eval")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["epoch"] == 12
+    rows = list(csv.DictReader(open(tmp_path / "eval" / "multipose_synthetic-test.csv")))
+    assert len(rows) == 3 * 2
+    expected = [np.diag([-1.0, -1.0, 1.0]) @ ortho6d_columns(v).T for v in sixd]  # the physical poses
+    for row in rows:  # every sample gets the same two hypotheses, the first the more confident
+        R = np.array([float(x) for x in row["R"].split()]).reshape(3, 3)
+        k = 0 if float(row["score"]) > 0.5 else 1
+        np.testing.assert_allclose(R, expected[k], atol=1e-5)
+    wrong_k = subprocess.run(
+        [python, "evaluate.py", "experiment_template.cfg", *args, "--set", "Rendering.VIEWS=4", "--checkpoint",
+         str(tmp_path / "model-epoch12.pt")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert wrong_k.returncode == 1 and "K = 2, but the config asks for K = 4" in wrong_k.stderr, wrong_k.stderr
+
+
+def test_training_starts_from_an_original_checkpoint_and_keeps_its_decoding(shared, tmp_path):
+    from multipose.training.pose import train_pose_head
+
+    _original_checkpoint(tmp_path / "original.pt", K=2, code=16)
+    cfg = _cfg(shared, tmp_path / "run", f"Training.INIT_CHECKPOINT={tmp_path / 'original.pt'}",
+               "Evaluation.AFTER_TRAINING=false")
+    train_pose_head(cfg, torch.device("cpu"), progress=False)
+    state = torch.load(tmp_path / "run" / "models" / "model-epoch1.pt", weights_only=False)
+    assert state["head_args"]["convention"] == "original"
+    start = torch.load(tmp_path / "original.pt")["model"]["l01.weight"]
+    change = (state["model"]["l01.weight"] - start).abs().max().item()
+    assert 0 < change < 0.01  # two Adam steps of 1e-3 away from the original's weights
+    bad = _cfg(shared, tmp_path / "run2", f"Training.INIT_CHECKPOINT={tmp_path / 'missing.pt'}")
+    with pytest.raises(ModelFileError, match="missing.pt: checkpoint not found"):
+        train_pose_head(bad, torch.device("cpu"), progress=False)
+    assert not (tmp_path / "run2").exists()
+
+
+def test_the_originals_final_template_trains_end_to_end(shared, tmp_path, python):
+    """The original's final template (T [[0, 0, 1000]], NORMALIZE_VERTICES, K = 10, one-cycle rates,
+    WEIGHT_INIT_NAME) with overrides for its paths and a tiny budget."""
+    out = tmp_path / "run"
+    overrides = [o for o in _overrides(shared, out) if not o.startswith("Rendering.VIEWS")] + [
+        f"Dataset.MODEL_PATH_DATA={REPO_ROOT / 'data/cad-files/tless_like_2fold.ply'}",
+        f"Dataset.MODEL_PATH_LOSS={REPO_ROOT / 'data/cad-files/tless_like_2fold.ply'}",
+        "Dataset.VALID_DATA_PATH=", "Dataset.BACKGROUND_IMAGES=procedural", "Evaluation.TEST_DATA_PATH="]
+    args = sum((["--set", o] for o in overrides), [])
+    trained = subprocess.run([python, "train.py", "tests/data/original_experiment_template_final.cfg", *args],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    assert "evaluation: VSD recall" in trained.stdout
+    state = torch.load(out / "models" / "model-epoch1.pt", weights_only=False)
+    assert state["head_args"]["num_hypotheses"] == 10

@@ -1,11 +1,84 @@
-"""The pose head: shapes, valid rotations, softmax confidences, both representations."""
+"""The pose head: the original's architecture and parameter names, shapes, valid rotations, softmax
+confidences, both representations, the original's 6D decoding and weight initialisations."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from _original_support import original_forward, original_state_dict, ortho6d_columns
 from multipose.models import PoseHead, PoseHeadConfig
+from multipose.models.head import WEIGHT_INITS, init_head_weights
+
+
+def test_head_is_the_originals_architecture_with_its_parameter_count():
+    head = PoseHead(PoseHeadConfig(num_hypotheses=4))
+    assert sum(p.numel() for p in head.parameters()) == 159_580
+    state = original_state_dict(K=4)
+    assert {k: tuple(v.shape) for k, v in head.state_dict().items()} == {k: tuple(v.shape) for k, v in state.items()}
+
+
+def test_an_original_state_dict_loads_strictly_and_computes_the_originals_forward():
+    K = 4
+    state = original_state_dict(K)
+    head = PoseHead(PoseHeadConfig(num_hypotheses=K))
+    head.load_state_dict(state, strict=True)
+    head.eval()
+    code = F.normalize(torch.randn(5, 128, generator=torch.Generator().manual_seed(1)), dim=1)
+    with torch.no_grad():
+        out = head(code)
+        expected = original_forward(state, code, K)
+    torch.testing.assert_close(out.confidence, expected[:, :K], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.logits.softmax(1), expected[:, :K], atol=1e-5, rtol=1e-5)
+
+
+def test_original_convention_returns_the_physical_pose_of_the_originals_camera_rotation():
+    torch.manual_seed(3)
+    cfg = PoseHeadConfig(num_hypotheses=2, input_dim=16, width=32, convention="original")
+    head = PoseHead(cfg).eval()
+    ours = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16, width=32)).eval()
+    ours.load_state_dict(head.state_dict())
+    code = torch.randn(3, 16)
+    raw = []
+    head.l3.register_forward_hook(lambda module, inputs, output: raw.append(output))
+    with torch.no_grad():
+        R, R_ours = head(code).R, ours(code).R
+    params = raw[0][:, 2:].reshape(3, 2, 6)
+    flip = np.diag([-1.0, -1.0, 1.0])
+    for b in range(3):
+        for k in range(2):
+            R_orig = ortho6d_columns(params[b, k].double().numpy())  # the original's PyTorch3D camera R
+            np.testing.assert_allclose(R[b, k].double().numpy(), flip @ R_orig.T, atol=1e-5)
+            # ours and the original's decoding of the same vector differ by a 180-degree roll about z
+            np.testing.assert_allclose(R[b, k].numpy(), flip @ R_ours[b, k].numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="6d-pose heads only"):
+        PoseHeadConfig(num_hypotheses=2, representation="quat", convention="original")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in WEIGHT_INITS if n))
+def test_weight_initialisations_change_linear_weights_only(name):
+    torch.manual_seed(0)
+    head = PoseHead(PoseHeadConfig(num_hypotheses=2))
+    before = {k: v.clone() for k, v in head.state_dict().items()}
+    init_head_weights(head, name)
+    after = head.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    linear = {f"{n}.weight" for n in ("l01", "l02", "l03", "l04", "l1", "l2", "l3")}
+    assert changed == linear
+    if name == "orthogonal":
+        w = head.l2.weight  # (64, 128): orthogonal rows scaled by the ReLU gain sqrt(2)
+        torch.testing.assert_close(w @ w.T, 2.0 * torch.eye(64), atol=1e-4, rtol=0)
+    else:  # kaiming with a = sqrt(5): std = sqrt(2 / (1 + 5) / fan) for leaky_relu, sqrt(2 / fan) for relu
+        fan = 128 if "fanout" in name else 256  # l1: 256 -> 128
+        gain2 = 2.0 if "_relu_" in name else 2.0 / 6.0
+        assert head.l1.weight.std().item() == pytest.approx((gain2 / fan) ** 0.5, rel=0.05)
+
+
+def test_unknown_weight_initialisation_is_rejected():
+    with pytest.raises(ValueError, match="unknown weight initialisation"):
+        init_head_weights(PoseHead(PoseHeadConfig(num_hypotheses=2)), "xavier")
 
 
 @pytest.mark.parametrize("representation", ["6d-pose", "quat"])
@@ -25,10 +98,11 @@ def test_head_outputs_k_rotations_and_softmax_confidences(representation, device
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
 
 
-def test_head_uses_skip_concatenations_of_the_code():
+def test_head_layer_widths_follow_code_and_width():
     head = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16, width=32))
-    widths = [layer[0].in_features for layer in head.layers]
-    assert widths == [16, 48, 48, 48] and head.out.out_features == 2 * 7
+    widths = [head.l01.in_features, head.l02.in_features, head.l03.in_features, head.l04.in_features,
+              head.l1.in_features, head.l2.in_features, head.l3.in_features]
+    assert widths == [16, 48, 64, 64, 64, 32, 64] and head.l3.out_features == 2 * 7
 
 
 def test_bad_arguments_are_rejected():

@@ -56,7 +56,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from multipose.config import Config, check_crop_size, crop_size, resolve_device
+from multipose.config import Config, check_crop_size, crop_size, num_hypotheses, render_distance, resolve_device
 from multipose.data.crops import ViewRenderer, view_settings
 from multipose.data.datasets import generate_samples
 from multipose.data.io import load_samples
@@ -73,8 +73,9 @@ from multipose.evaluation.report import (
     write_table,
 )
 from multipose.geometry import random_rotations
-from multipose.mesh import file_sha256, load_loss_mesh, load_mesh
-from multipose.models import Codebook, Encoder, PoseHead, PoseHeadConfig, codebook_rotations, load_encoder
+from multipose.mesh import file_sha256, load_loss_mesh, load_mesh, normalization_key
+from multipose.models import Codebook, Encoder, PoseHead, codebook_rotations, load_encoder
+from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch, encoder_weights_path
 from multipose.render import MeshRenderer
 from multipose.timing import timed
@@ -253,7 +254,7 @@ def load_test_set(
         logger.info("resizing %d test images from %d to %d px", len(chosen), images.shape[-1], size)
         images = torch.nn.functional.interpolate(images, size=(size, size), mode="area")
         t = K = None  # the stored crop intrinsics belong to the old size
-    t = t[chosen] if t is not None else torch.tensor([0.0, 0.0, cfg.Dataset.RADIUS]).expand(len(chosen), 3).clone()
+    t = t[chosen] if t is not None else torch.tensor([0.0, 0.0, render_distance(cfg)]).expand(len(chosen), 3).clone()
     K = K[chosen] if K is not None else _centred_crop_intrinsics(cfg, R)
     return TestSet(
         images=images, R=R, t=t, K_vsd=K, vsd_size=size, obj_id=obj_id, symmetries=_symmetries(cfg, None),
@@ -296,28 +297,11 @@ def default_checkpoint(cfg: Config) -> Path:
     return pose_checkpoints(cfg).best_path
 
 
-def load_pose_checkpoint(path: str | os.PathLike[str]) -> tuple[PoseHead, dict[str, Any]]:
-    """The pose head of a ``train.py`` checkpoint (rebuilt from its ``head_args``; eval mode, CPU) and
-    the checkpoint dict. Raises :class:`~multipose.models.weights.ModelFileError` for a missing,
-    unreadable or foreign file. Checkpoints are pickles: load only files you trust."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: checkpoint not found; train first (python train.py CFG) or pass --checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, the user gets one line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path}: not a readable checkpoint ({reason[:160]})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or not isinstance(
-        state.get("head_args"), dict
-    ):
-        raise ModelFileError(f"{path}: not a pose-head checkpoint of train.py (expected the keys 'model' and 'head_args')")
-    try:
-        head = PoseHead(PoseHeadConfig(**state["head_args"]))
-        head.load_state_dict(state["model"])
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(f"{path}: the pose head cannot be rebuilt ({str(exc).splitlines()[0][:160]})") from None
-    return head.eval(), state
+def load_pose_checkpoint(path: str | os.PathLike[str], cfg: Config | None = None) -> tuple[PoseHead, dict[str, Any]]:
+    """The pose head of a checkpoint, ours or the original's ``train.py``'s (eval mode, CPU), and the
+    checkpoint dict; the original's is checked against the K of ``cfg``
+    (:func:`multipose.models.head_checkpoint.load_head_checkpoint`)."""
+    return load_head_checkpoint(path, num_hypotheses(cfg) if cfg is not None else None)
 
 
 def module_bytes(module: nn.Module) -> int:
@@ -332,7 +316,7 @@ def _codebook_path(cfg: Config, encoder: Encoder) -> Path:
     described = {
         "version": _CODEBOOK_CACHE_VERSION,
         "mesh_sha256": file_sha256(d.MODEL_PATH_DATA[0]),
-        "normalize": cfg.Rendering.NORMALIZE_VERTICES,
+        "normalize": normalization_key(cfg.Rendering.NORMALIZE_VERTICES),
         "view": settings.as_dict(),
         "views": ev.CODEBOOK_VIEWS,
         "inplane": ev.CODEBOOK_INPLANE,
@@ -652,7 +636,7 @@ def evaluate_checkpoint(
     check_evaluation_inputs(cfg)
     device = resolve_device(cfg) if device is None else torch.device(device)
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(cfg)
-    head, state = load_pose_checkpoint(path)
+    head, state = load_pose_checkpoint(path, cfg)
     encoder = load_encoder(cfg)
     stored = state.get("encoder_args")
     if stored is not None and stored != encoder.config.to_dict():

@@ -1,10 +1,25 @@
 """The pose head: K rotation hypotheses with confidences from an encoder code.
 
-Architecture (the original's): four dense layers of width 128 with batch norm and ReLU, each fed the
-concatenation of the previous layer's output and the input code (skip concatenations), then
-``128 -> 64 -> K * (1 + D)``: one confidence logit and a D-dimensional rotation parameter per
-hypothesis (``D = 6`` for ``6d-pose``, PyTorch3D's row convention; ``D = 4`` for ``quat``, a
-quaternion (w, x, y, z) normalised to unit length). Confidences are the softmax over the K logits.
+Architecture, as the original's ``Model.py`` (its parameter names, so that an original ``state_dict``
+loads with ``strict=True``): five dense layers of width 128, each followed by batch norm and ReLU,
+where every layer after the first takes the concatenation of the two previous outputs::
+
+    x1 = l01(x0)            x2 = l02([x0, x1])      x3 = l03([x1, x2])
+    x4 = l04([x2, x3])      x  = l1([x3, x4])       x  = l2(x) (128 -> 64, batch norm, ReLU)
+    y  = l3(x)              (64 -> K * (1 + D), no activation)
+
+``x0`` is the encoder code. The first K outputs are confidence logits (softmax over K); the rest are
+K rotation parameters of size D (``D = 6`` for ``6d-pose``, ``D = 4`` for ``quat``, a quaternion
+(w, x, y, z) normalised to unit length). For K = 4, a 128-d code and 6d-pose: 159,580 parameters.
+
+Decoding the 6D parameters (``convention``):
+
+- ``opencv`` (heads trained here): ``pytorch3d.transforms.rotation_6d_to_matrix`` (the two vectors
+  become the first two *rows* after Gram-Schmidt), read directly as an OpenCV model-to-camera rotation.
+- ``original`` (checkpoints of the original's ``train.py``): the original stacked the Gram-Schmidt
+  vectors as *columns* (``M^T``) and used the result as a PyTorch3D camera rotation, whose physical
+  OpenCV pose is ``diag(-1, -1, 1) @ (M^T)^T = diag(-1, -1, 1) @ M``: the same matrix turned 180
+  degrees about the optical axis. This head returns that physical pose.
 
 The architecture arguments live in :class:`PoseHeadConfig`, which checkpoints store, so a model is
 always rebuilt from its arguments and never guessed back from tensor shapes.
@@ -12,16 +27,49 @@ always rebuilt from its arguments and never guessed back from tensor shapes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from pytorch3d.transforms import quaternion_to_matrix, rotation_6d_to_matrix
 from torch import nn
 
-__all__ = ["REPRESENTATIONS", "HeadOutput", "PoseHead", "PoseHeadConfig"]
+__all__ = [
+    "CONVENTIONS",
+    "REPRESENTATIONS",
+    "WEIGHT_INITS",
+    "HeadOutput",
+    "PoseHead",
+    "PoseHeadConfig",
+    "init_head_weights",
+]
 
 #: Parameters per hypothesis for each ``POSE_REPRESENTATION``.
 REPRESENTATIONS = {"6d-pose": 6, "quat": 4}
+#: How a 6D output becomes an OpenCV rotation (see the module docstring).
+CONVENTIONS = ("opencv", "original")
+#: ``diag(-1, -1, 1)``: the roll that turns a PyTorch3D camera rotation's transpose into OpenCV's.
+_FLIP_XY = (-1.0, -1.0, 1.0)
+
+
+def _kaiming(fn, mode: str, nonlinearity: str):
+    def init(weight: torch.Tensor) -> None:
+        fn(weight, a=math.sqrt(5), mode=mode, nonlinearity=nonlinearity)
+
+    return init
+
+
+#: ``[Training] WEIGHT_INIT_NAME`` -> initialiser of every linear layer's weight (biases keep
+#: PyTorch's default), the original's choices; the empty name keeps PyTorch's default for weights too.
+WEIGHT_INITS = {
+    "": None,
+    "kaiming_uniform_leakyrelu_fanout": _kaiming(nn.init.kaiming_uniform_, "fan_out", "leaky_relu"),
+    "kaiming_normal_leakyrelu_fanout": _kaiming(nn.init.kaiming_normal_, "fan_out", "leaky_relu"),
+    "kaiming_uniform_leakyrelu_fanin": _kaiming(nn.init.kaiming_uniform_, "fan_in", "leaky_relu"),
+    "kaiming_uniform_relu_fanout": _kaiming(nn.init.kaiming_uniform_, "fan_out", "relu"),
+    "orthogonal": lambda weight: nn.init.orthogonal_(weight, nn.init.calculate_gain("relu")),
+}
 
 
 @dataclass(frozen=True)
@@ -32,17 +80,23 @@ class PoseHeadConfig:
         num_hypotheses: K (config ``[Rendering] VIEWS``).
         representation: ``"6d-pose"`` or ``"quat"`` (config ``POSE_REPRESENTATION``).
         input_dim: size of the encoder code (128 for the AAE).
-        width: width of the four skip-connected layers (128 in the original).
+        width: width of the five dense layers (128 in the original).
+        convention: how 6D outputs are decoded: ``"opencv"`` or ``"original"`` (module docstring).
     """
 
     num_hypotheses: int
     representation: str = "6d-pose"
     input_dim: int = 128
     width: int = 128
+    convention: str = "opencv"
 
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"unknown representation {self.representation!r}; expected one of {list(REPRESENTATIONS)}")
+        if self.convention not in CONVENTIONS:
+            raise ValueError(f"unknown convention {self.convention!r}; expected one of {list(CONVENTIONS)}")
+        if self.convention == "original" and self.representation != "6d-pose":
+            raise ValueError("the original's convention is defined for 6d-pose heads only")
         if self.num_hypotheses < 1 or self.input_dim < 1 or self.width < 1:
             raise ValueError(f"bad head arguments {self}")
 
@@ -52,7 +106,7 @@ class PoseHeadConfig:
 
 @dataclass(frozen=True)
 class HeadOutput:
-    """Attributes: ``confidence (B, K)`` softmax; ``logits (B, K)``; ``R (B, K, 3, 3)`` rotations."""
+    """Attributes: ``confidence (B, K)`` softmax; ``logits (B, K)``; ``R (B, K, 3, 3)`` OpenCV rotations."""
 
     confidence: torch.Tensor
     logits: torch.Tensor
@@ -66,24 +120,48 @@ class PoseHead(nn.Module):
         super().__init__()
         self.config = config
         d, w = config.input_dim, config.width
-        self.layers = nn.ModuleList(
-            nn.Sequential(nn.Linear(w + d if i else d, w), nn.BatchNorm1d(w), nn.ReLU()) for i in range(4)
-        )
-        self.reduce = nn.Sequential(nn.Linear(w, 64), nn.ReLU())
-        self.out = nn.Linear(64, config.num_hypotheses * (1 + REPRESENTATIONS[config.representation]))
+        self.l01 = nn.Linear(d, w)
+        self.l02 = nn.Linear(d + w, w)
+        self.l03 = nn.Linear(2 * w, w)
+        self.l04 = nn.Linear(2 * w, w)
+        self.bn01, self.bn02, self.bn03, self.bn04 = (nn.BatchNorm1d(w) for _ in range(4))
+        self.l1 = nn.Linear(2 * w, w)
+        self.l2 = nn.Linear(w, 64)
+        self.l3 = nn.Linear(64, config.num_hypotheses * (1 + REPRESENTATIONS[config.representation]))
+        self.bn1 = nn.BatchNorm1d(w)
+        self.bn2 = nn.BatchNorm1d(64)
 
     def forward(self, code: torch.Tensor) -> HeadOutput:
         if code.ndim != 2 or code.shape[1] != self.config.input_dim:
             raise ValueError(f"code must be (B, {self.config.input_dim}), got {tuple(code.shape)}")
-        h = code
-        for i, layer in enumerate(self.layers):
-            h = layer(torch.cat([h, code], dim=1) if i else h)
-        raw = self.out(self.reduce(h))  # (B, K * (1 + D))
+        x0 = code
+        x1 = F.relu(self.bn01(self.l01(x0)))
+        x2 = F.relu(self.bn02(self.l02(torch.cat([x0, x1], dim=1))))
+        x3 = F.relu(self.bn03(self.l03(torch.cat([x1, x2], dim=1))))
+        x4 = F.relu(self.bn04(self.l04(torch.cat([x2, x3], dim=1))))
+        x = F.relu(self.bn1(self.l1(torch.cat([x3, x4], dim=1))))
+        x = F.relu(self.bn2(self.l2(x)))
+        raw = self.l3(x)  # (B, K * (1 + D))
         K, D = self.config.num_hypotheses, REPRESENTATIONS[self.config.representation]
         logits, params = raw[:, :K], raw[:, K:].reshape(-1, K, D)
         if self.config.representation == "6d-pose":
             R = rotation_6d_to_matrix(params)
+            if self.config.convention == "original":
+                R = R * R.new_tensor(_FLIP_XY)[:, None]  # diag(-1, -1, 1) @ R: negate the first two rows
         else:
             q = params / params.norm(dim=-1, keepdim=True).clamp_min(1e-8)
             R = quaternion_to_matrix(q)
         return HeadOutput(confidence=torch.softmax(logits, dim=1), logits=logits, R=R)
+
+
+def init_head_weights(head: PoseHead, name: str) -> PoseHead:
+    """Re-initialise every linear layer's weight of ``head`` with ``WEIGHT_INITS[name]`` (in place,
+    with the global torch RNG), as the original's ``Model.init_weights``; ``""`` changes nothing."""
+    if name not in WEIGHT_INITS:
+        raise ValueError(f"unknown weight initialisation {name!r}; expected one of {sorted(WEIGHT_INITS)}")
+    init = WEIGHT_INITS[name]
+    if init is not None:
+        for module in head.modules():
+            if isinstance(module, nn.Linear):
+                init(module.weight)
+    return head

@@ -35,6 +35,8 @@ from multipose.data.io import SampleSet
 from multipose.errors import UserInputError
 from multipose.losses import MultiPoseLoss
 from multipose.models import Encoder, PoseHead, PoseHeadConfig, load_encoder
+from multipose.models.head import init_head_weights
+from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import encoder_digest, encoder_mismatch, encoder_weights_path
 from multipose.training.common import (
     MetricsLog,
@@ -50,7 +52,7 @@ from multipose.visualize import image_grid, save_figure
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainResult", "build_head", "build_scheduler", "evaluate_loss", "freeze", "train_pose_head"]
+__all__ = ["TrainResult", "build_head", "build_scheduler", "evaluate_loss", "freeze", "load_init_head", "train_pose_head"]
 
 TRAIN_FIELDS = ("epoch", "loss", "depth", "diversity", "lr", "seconds")
 VALID_FIELDS = ("epoch", "loss", "depth", "diversity", "best_of_k_depth")
@@ -76,15 +78,43 @@ def freeze(encoder: Encoder) -> Encoder:
     return encoder
 
 
-def build_head(cfg: Config, encoder: Encoder) -> PoseHead:
-    """The pose head for ``K = num_hypotheses(cfg)`` and ``POSE_REPRESENTATION`` on the encoder's code."""
-    return PoseHead(
+def load_init_head(cfg: Config) -> PoseHead | None:
+    """The head of ``[Training] INIT_CHECKPOINT`` (ours or the original's), checked against the
+    config's K and ``POSE_REPRESENTATION``; None when the key is empty."""
+    path = cfg.Training.INIT_CHECKPOINT
+    if path is None:
+        return None
+    head, _ = load_head_checkpoint(path, num_hypotheses(cfg))
+    wanted = (num_hypotheses(cfg), cfg.Training.POSE_REPRESENTATION)
+    if (head.config.num_hypotheses, head.config.representation) != wanted:
+        raise UserInputError(
+            f"[Training] INIT_CHECKPOINT = {path}: holds a head with K = {head.config.num_hypotheses} and "
+            f"{head.config.representation}, but the config asks for K = {wanted[0]} and {wanted[1]}"
+        )
+    return head
+
+
+def build_head(cfg: Config, encoder: Encoder, init: PoseHead | None = None) -> PoseHead:
+    """The pose head for ``K = num_hypotheses(cfg)`` and ``POSE_REPRESENTATION`` on the encoder's code:
+    a copy of ``init`` (:func:`load_init_head`, keeping its 6D convention) or a fresh head whose linear
+    weights are initialised by ``[Training] WEIGHT_INIT_NAME`` (with the global torch RNG)."""
+    if init is not None:
+        if init.config.input_dim != encoder.config.latent_size:
+            raise UserInputError(
+                f"[Training] INIT_CHECKPOINT = {cfg.Training.INIT_CHECKPOINT}: the head takes codes of size "
+                f"{init.config.input_dim}, the encoder gives {encoder.config.latent_size}"
+            )
+        head = PoseHead(init.config)
+        head.load_state_dict(init.state_dict())
+        return head.train()
+    head = PoseHead(
         PoseHeadConfig(
             num_hypotheses=num_hypotheses(cfg),
             representation=cfg.Training.POSE_REPRESENTATION,
             input_dim=encoder.config.latent_size,
         )
     )
+    return init_head_weights(head, cfg.Training.WEIGHT_INIT_NAME or "")
 
 
 def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
@@ -167,6 +197,7 @@ def train_pose_head(
     tr = cfg.Training
     # read every input that can be wrong before the run folder is touched
     loss_fn = MultiPoseLoss.from_config(cfg, device)
+    init = load_init_head(cfg)
     explicit = None if cfg.Dataset.ENCODER_WEIGHTS == "auto" else load_encoder(cfg)
     run_dir = prepare_run_folder(cfg, force)
     seed_everything(tr.RANDOM_SEED)
@@ -178,7 +209,7 @@ def train_pose_head(
     encoder = freeze(explicit.to(device))
     check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
     encoder_sha256 = encoder_digest(encoder)
-    head = build_head(cfg, encoder).to(device)
+    head = build_head(cfg, encoder, init).to(device)
     store = pose_checkpoints(cfg)
     latest = store.load_latest()
     if latest is not None:  # check that the run can go on before any data is built

@@ -1,0 +1,101 @@
+"""Pose-head checkpoint files: ``train.py``'s and the original repository's.
+
+- ours (``models/model-epoch{N}.pt``, ``model-best.pt``): a dict with ``model`` (the head's state
+  dict), ``head_args`` (:class:`~multipose.models.head.PoseHeadConfig`, from which the head is
+  rebuilt), optimizer, scheduler, RNG and data states, the config and the encoder's sha256;
+- the original's ``train.py`` (``models/model-epoch{N}.pt``): a dict with ``model`` (the state dict
+  of its ``Model``, parameter names ``l01 ... l3``), ``optimizer``, ``lr_reducer`` and ``epoch``, and
+  no architecture arguments. Its head is our :class:`~multipose.models.head.PoseHead` with the
+  original's 6D decoding (``convention="original"``): K is read from the config (``[Rendering]
+  VIEWS``) and checked against the output layer, the code size from the first layer.
+
+The original's variants that are not a single-object pose head (``FINETUNE_ENCODER``'s ``encoder.*``
+layer, ``CLASSIFY_OBJECTS``'s ``c1..c3``, several objects) are refused with a message saying so.
+Checkpoints are pickles (ours store Python RNG states): load only files you trust.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from multipose.models.head import PoseHead, PoseHeadConfig
+from multipose.models.weights import ModelFileError
+
+__all__ = ["is_original_checkpoint", "load_head_checkpoint", "original_head_config"]
+
+
+def is_original_checkpoint(state: Any) -> bool:
+    """Whether ``state`` (a loaded checkpoint) was written by the original's ``train.py``."""
+    return (
+        isinstance(state, dict)
+        and "head_args" not in state
+        and isinstance(state.get("model"), dict)
+        and "l3.weight" in state["model"]
+        and "epoch" in state
+    )
+
+
+def original_head_config(state: dict, num_hypotheses: int | None, path: str | os.PathLike = "") -> PoseHeadConfig:
+    """The :class:`PoseHeadConfig` of an original checkpoint ``state`` (see the module docstring).
+
+    ``num_hypotheses``: K of the config the checkpoint is used with (None: inferred from the output
+    layer, ``K * 7`` outputs for one object). Raises :class:`ModelFileError` for a variant this head
+    cannot represent or a K that does not match."""
+    model = state["model"]
+    extra = sorted({k.split(".")[0] for k in model} - {"l01", "l02", "l03", "l04", "l1", "l2", "l3",
+                                                        "bn01", "bn02", "bn03", "bn04", "bn1", "bn2"})
+    if extra:
+        raise ModelFileError(
+            f"{path}: an original checkpoint with the layers {extra} (FINETUNE_ENCODER or CLASSIFY_OBJECTS): "
+            "only the single-object pose head can be evaluated or trained here"
+        )
+    outputs, width = model["l3.weight"].shape
+    if width != 64 or "l01.weight" not in model:
+        raise ModelFileError(f"{path}: not the original's pose head (l3 takes {width} inputs, expected 64)")
+    if num_hypotheses is None:
+        if outputs % 7:
+            raise ModelFileError(f"{path}: the original head gives {outputs} outputs, not K * (1 + 6)")
+        num_hypotheses = outputs // 7
+    if outputs != num_hypotheses * 7:
+        raise ModelFileError(
+            f"{path}: the original head gives {outputs} outputs = K * (1 + 6) for K = {outputs / 7:g}, but the "
+            f"config asks for K = {num_hypotheses} ([Rendering] VIEWS); set VIEWS to the checkpoint's K "
+            "(several objects per head are not supported)"
+        )
+    hidden, code = model["l01.weight"].shape
+    return PoseHeadConfig(num_hypotheses=num_hypotheses, representation="6d-pose", input_dim=int(code),
+                          width=int(hidden), convention="original")
+
+
+def load_head_checkpoint(path: str | os.PathLike, num_hypotheses: int | None = None) -> tuple[PoseHead, dict[str, Any]]:
+    """The pose head of a checkpoint (ours or the original's; eval mode, CPU) and the checkpoint dict.
+
+    ``num_hypotheses``: the config's K, checked against an original checkpoint (ours store theirs).
+    Raises :class:`ModelFileError` for a missing, unreadable or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: checkpoint not found; train first (python train.py CFG) or pass --checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, the user gets one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path}: not a readable checkpoint ({reason[:160]})") from None
+    if is_original_checkpoint(state):
+        config = original_head_config(state, num_hypotheses, path)
+    elif isinstance(state, dict) and isinstance(state.get("model"), dict) and isinstance(state.get("head_args"), dict):
+        config = None
+    else:
+        raise ModelFileError(
+            f"{path}: not a pose-head checkpoint (expected train.py's keys 'model' and 'head_args', or the "
+            "original's 'model', 'optimizer' and 'epoch')"
+        )
+    try:
+        head = PoseHead(config or PoseHeadConfig(**state["head_args"]))
+        head.load_state_dict(state["model"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: the pose head cannot be rebuilt ({str(exc).splitlines()[0][:160]})") from None
+    return head.eval(), state
