@@ -64,6 +64,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_DEPTH_MAX",
+    "DEFAULT_RADIUS_MM",
+    "WEIGHT_INIT_NAMES",
     "DEPRECATED",
     "ENCODER_FILE",
     "SCHEMA",
@@ -83,6 +85,7 @@ __all__ = [
     "load_config_text",
     "loss_parameters",
     "num_hypotheses",
+    "render_distance",
     "resolve_device",
     "schema_markdown",
     "view_sampling",
@@ -91,6 +94,15 @@ __all__ = [
 
 #: ``[Loss_parameters] DEPTH_MAX`` when neither it nor ``[Training] LOSS_PARAMS`` sets it (mm).
 DEFAULT_DEPTH_MAX = 30.0
+#: ``[Training] WEIGHT_INIT_NAME`` values: the original's ``Model.init_weights`` names
+#: (:data:`multipose.models.head.WEIGHT_INITS` implements them).
+WEIGHT_INIT_NAMES = (
+    "kaiming_uniform_leakyrelu_fanout",
+    "kaiming_normal_leakyrelu_fanout",
+    "kaiming_uniform_leakyrelu_fanin",
+    "kaiming_uniform_relu_fanout",
+    "orthogonal",
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -631,8 +643,9 @@ SCHEMA: tuple[Key, ...] = (
         optional=True),
     Key("Dataset", "K", IntrinsicsType(), "[1075.65, 0, 360, 0, 1073.9, 270, 0, 0, 1]",
         "Base camera intrinsics (OpenCV) of the training renders; crops are cut from its image plane."),
-    Key("Dataset", "RADIUS", _FLOAT_GT0, "700.0",
-        "Camera distance (mm) of the training renders: the object sits at t = [0, 0, RADIUS]."),
+    Key("Dataset", "RADIUS", _FLOAT_GT0, "",
+        "Camera distance (mm) of the training renders (the object sits at t = [0, 0, RADIUS]); empty: the z of "
+        "an explicit [Rendering] T, as the original, else the AAE's 700.", optional=True),
     Key("Dataset", "PAD_FACTOR", FloatType(min=1.0), "1.2",
         "Side of the square crop window relative to the larger side of the object's 2D box."),
     Key("Dataset", "NOOF_TRAINING_IMGS", IntType(min=0), "10000",
@@ -647,15 +660,16 @@ SCHEMA: tuple[Key, ...] = (
         "Depth shader of the loss renderer."),
     Key("Rendering", "FACES_PER_PIXEL", _INT_GE1, "1", "Faces kept per pixel by the rasterizer."),
     Key("Rendering", "NORMALIZE_VERTICES", BoolType(), "false",
-        "Centre the model on its bounding-box centre and scale it to a 100 mm bounding radius."),
+        "As the original's data generator: centre the model on its vertex mean and scale it so that its "
+        "largest absolute coordinate is 100 mm."),
     Key("Rendering", "IMAGE_SIZE", IntType(min=8), "64",
         "Side of the loss renderer's square depth maps (pixels)."),
     Key("Rendering", "T", TranslationType(), "auto",
         "Object translation for the loss renders (mm); auto: from T_FILL, FOV and the model's size."),
     Key("Rendering", "T_FILL", FloatType(min=0.0, max=1.0, min_inclusive=False), "0.6",
         "With T auto, the fraction of the loss view's width the model's bounding sphere fills."),
-    Key("Rendering", "FOV", FloatType(min=0.0, max=180.0, min_inclusive=False, max_inclusive=False), "60.0",
-        "Vertical field of view of the loss camera (degrees)."),
+    Key("Rendering", "FOV", FloatType(min=0.0, max=180.0, min_inclusive=False, max_inclusive=False), "15.0",
+        "Vertical field of view of the loss camera (degrees; the original's renderer used 15)."),
     Key("Rendering", "VIEWS", ViewsType(), "1",
         "Number of pose hypotheses K: an int, or a list whose length is K (the original's form)."),
     Key("Rendering", "LOSS_MESH_FACES", IntType(min=0), "800",
@@ -696,6 +710,12 @@ SCHEMA: tuple[Key, ...] = (
     Key("Training", "RANDOM_SEED", IntType(min=0, max=2**32 - 1), "10", "Seed for torch, NumPy and Python."),
     Key("Training", "POSE_REPRESENTATION", ChoiceType(("6d-pose", "quat")), "6d-pose",
         "Rotation parametrisation of the pose head's output."),
+    Key("Training", "WEIGHT_INIT_NAME", ChoiceType(WEIGHT_INIT_NAMES), "",
+        "Initialisation of the pose head's linear weights (torch.nn.init, as the original's names); empty: "
+        "PyTorch's default.", optional=True),
+    Key("Training", "INIT_CHECKPOINT", PathType(), "",
+        "Start a new run from the head weights of this checkpoint (ours, or a models/model-epochN.pt of the "
+        "original's train.py); empty: a fresh head.", optional=True),
     Key("Training", "SAVE_IMAGES", BoolType(), "true", "Save example input and depth images while training."),
     Key("Training", "EARLY_STOPPING", BoolType(), "false",
         "Stop when the validation loss has not improved for STOPPING_WINDOW epochs."),
@@ -760,6 +780,10 @@ SCHEMA: tuple[Key, ...] = (
         optional=True),
     Key("Loss_parameters", "POSE_MAX", _FLOAT_GT0, "40.0",
         "Angle (degrees) beyond which two hypotheses no longer pay the diversity penalty."),
+    Key("Loss_parameters", "DEPTH_NORMALIZATION", ChoiceType(("union", "image")), "union",
+        "Depth term's denominator: the union of both silhouettes (the authors' corrected code), or every "
+        "pixel of the image (the paper-era code; the depth term then shrinks with the object's share of "
+        "the image, so the diversity term weighs relatively more)."),
     Key("Loss_parameters", "GAMMA", FloatType(min=0.0), "",
         "Confidence weight gamma; empty: 1/K (vsd-union) or LOSS_PARAMS (vsd-union-var-gamma).",
         optional=True),
@@ -814,7 +838,6 @@ _SECTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 #: Keys of the original repository that multipose accepts and ignores (with a warning).
 DEPRECATED: Mapping[tuple[str, str], str] = MappingProxyType({
     ("Dataset", "TRAIN_DATA_PATH"): "training images are rendered on the fly",
-    ("Training", "WEIGHT_INIT_NAME"): "the pose head uses PyTorch's default initialisation",
 })
 
 
@@ -1223,12 +1246,14 @@ class LossParameters:
     """Constants of the multi-pose loss.
 
     ``depth_max``: depth-error clamp d_max (mm); ``pose_max``: angle (degrees) beyond which two
-    hypotheses pay no diversity penalty; ``gamma``: weight of the confidence-independent term.
+    hypotheses pay no diversity penalty; ``gamma``: weight of the confidence-independent term;
+    ``depth_normalization``: ``"union"`` (sum over the silhouettes' union) or ``"image"`` (all pixels).
     """
 
     depth_max: float
     pose_max: float
     gamma: float
+    depth_normalization: str = "union"
 
 
 #: Input size (pixels) of each ``[Encoder] ARCH`` preset; :mod:`multipose.models.encoder` builds its
@@ -1332,7 +1357,22 @@ def loss_parameters(cfg: Config) -> LossParameters:
                 "this loss takes gamma from the config"
             )
         depth_max = lp.DEPTH_MAX if lp.DEPTH_MAX is not None else DEFAULT_DEPTH_MAX
-    return LossParameters(depth_max=float(depth_max), pose_max=float(lp.POSE_MAX), gamma=float(gamma))
+    return LossParameters(depth_max=float(depth_max), pose_max=float(lp.POSE_MAX), gamma=float(gamma),
+                          depth_normalization=lp.DEPTH_NORMALIZATION)
+
+
+#: Camera distance (mm) of the training renders when neither ``RADIUS`` nor ``T`` is set (the AAE's).
+DEFAULT_RADIUS_MM = 700.0
+
+
+def render_distance(cfg: Config) -> float:
+    """Camera distance (mm) of the training renders: ``[Dataset] RADIUS``; if empty, the z of an
+    explicit ``[Rendering] T`` (the original rendered its training images at T's z), else 700."""
+    if cfg.Dataset.RADIUS is not None:
+        return float(cfg.Dataset.RADIUS)
+    if cfg.Rendering.T is not None:
+        return float(cfg.Rendering.T[2])
+    return DEFAULT_RADIUS_MM
 
 
 def view_sampling(cfg: Config) -> ViewSampling:

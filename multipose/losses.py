@@ -7,6 +7,11 @@ decimated loss mesh at the fixed translation ``T``). Then, per hypothesis:
 - union mask ``U_k = (D* > 0) OR (D_k > 0)``;
 - per-pixel error ``e_k = min(|D* - D_k|, d_max) / d_max``;
 - depth term ``l_k = sum(e_k * U_k) / sum(U_k)`` (0 when the union is empty: both renders agree);
+  with ``[Loss_parameters] DEPTH_NORMALIZATION: image`` (the paper-era code, whose background depth
+  of -1 made its mask the whole image) ``l_k = sum(e_k) / (S * S)`` over all pixels instead: the
+  same errors (a pixel that is background in both renders has ``e = 0``), divided by the image's
+  area, so ``l_k`` shrinks with the object's share of the image and the diversity term weighs
+  relatively more (by 1 / the union's share of the image: 2.5x when the union covers 40 %);
 - weighted term ``l'_k = (c_k * l_k + gamma * l_k) / 2``;
 
 and over pairs ``i < j`` of hypotheses, with ``theta_ij`` their geodesic angle in degrees, the
@@ -65,15 +70,23 @@ class LossTerms:
     rendered: torch.Tensor
 
 
-def depth_term(depth_gt: torch.Tensor, depth: torch.Tensor, depth_max: float) -> torch.Tensor:
-    """``l = sum(min(|D* - D|, d_max) / d_max * U) / sum(U)`` over ``U = (D* > 0) | (D > 0)``.
+def depth_term(
+    depth_gt: torch.Tensor, depth: torch.Tensor, depth_max: float, normalization: str = "union"
+) -> torch.Tensor:
+    """``l = sum(min(|D* - D|, d_max) / d_max * U) / N`` over ``U = (D* > 0) | (D > 0)``.
 
-    ``(*, H, W), (*, H, W) -> (*)``; depth 0 means background; an empty union gives 0.
+    ``N = sum(U)`` for ``normalization="union"`` (an empty union gives 0), ``N = H * W`` for
+    ``"image"``. ``(*, H, W), (*, H, W) -> (*)``; depth 0 means background.
     """
     union = ((depth_gt > 0) | (depth > 0)).to(depth.dtype)
     error = (depth_gt - depth).abs().clamp(max=depth_max) / depth_max
-    area = union.sum(dim=(-1, -2))
-    return (error * union).sum(dim=(-1, -2)) / area.clamp_min(1.0)
+    if normalization == "union":
+        area = union.sum(dim=(-1, -2)).clamp_min(1.0)
+    elif normalization == "image":
+        area = float(depth.shape[-1] * depth.shape[-2])
+    else:
+        raise ValueError(f"unknown depth normalization {normalization!r}; expected 'union' or 'image'")
+    return (error * union).sum(dim=(-1, -2)) / area
 
 
 def diversity_term(R: torch.Tensor, pose_max: float) -> torch.Tensor:
@@ -113,7 +126,7 @@ def multi_pose_loss(
         R_gt: ``(B, 3, 3)`` ground-truth rotations (no gradient is needed through them).
         R_hyp: ``(B, K, 3, 3)`` hypotheses.
         confidence: ``(B, K)`` softmax confidences.
-        params: ``depth_max`` (mm), ``pose_max`` (degrees), ``gamma``.
+        params: ``depth_max`` (mm), ``pose_max`` (degrees), ``gamma``, ``depth_normalization``.
         viewpoints: ``(V, 3, 3)`` viewpoint rotations; None = identity only.
         depth_gt: optional ``(B, V, S, S)`` ground-truth depth already rendered for these viewpoints.
 
@@ -134,7 +147,7 @@ def multi_pose_loss(
             depth_gt = render_viewpoints(view, R_gt, viewpoints)
     depth = render_viewpoints(view, R_hyp.reshape(B * K, 3, 3), viewpoints)
     depth = depth.reshape(B, K, *depth.shape[1:])
-    l = depth_term(depth_gt[:, None], depth, params.depth_max).mean(dim=2)  # (B, K)
+    l = depth_term(depth_gt[:, None], depth, params.depth_max, params.depth_normalization).mean(dim=2)  # (B, K)
     weighted = (confidence * l + params.gamma * l) / 2.0
     diversity = diversity_term(R_hyp, params.pose_max)
     per_sample = weighted.sum(dim=1) + diversity

@@ -34,8 +34,11 @@ from multipose.errors import MeshError
 
 logger = logging.getLogger(__name__)
 
-#: Bounding radius (mm) of a mesh loaded with ``normalize=True`` (config ``NORMALIZE_VERTICES``).
-NORMALIZED_RADIUS_MM = 100.0
+#: Largest absolute vertex coordinate (mm) of a mesh loaded with ``normalize=True`` (config
+#: ``NORMALIZE_VERTICES``), as the original's data generator.
+NORMALIZED_EXTENT_MM = 100.0
+#: What ``normalize=True`` does, as cache keys record it: a change of meaning changes every key.
+NORMALIZATION = "vertex-mean-centre/max-abs-coordinate-100mm"
 
 #: File extensions :func:`load_mesh` accepts (lower case).
 SUPPORTED_EXTENSIONS = (".ply", ".obj")
@@ -235,22 +238,24 @@ def _clean(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     return mesh
 
 
-def normalize_vertices(
-    vertices: torch.Tensor, radius: float = NORMALIZED_RADIUS_MM
-) -> torch.Tensor:
-    """Centre on the bounding-box centre and scale to bounding radius ``radius``.
+def normalize_vertices(vertices: torch.Tensor, extent: float = NORMALIZED_EXTENT_MM) -> torch.Tensor:
+    """Centre on the vertex mean and scale so that the largest absolute coordinate is ``extent``.
 
-    ``(V, 3) -> (V, 3)``: ``(v - c) * radius / max_i |v_i - c|`` with ``c`` the bounding-box centre,
-    so the model origin (the rotation centre) becomes the box centre and the farthest vertex is at
-    ``radius`` mm. Computed in float64, returned in the input dtype.
+    ``(V, 3) -> (V, 3)``: ``(v - m) * extent / max_{i,a} |v_ia - m_a|`` with ``m`` the mean vertex, as
+    the original's data generator (``DatasetGeneratorOpenGL``) did with ``extent`` = 100 mm; the model
+    origin (the rotation centre) becomes the vertex mean. Computed in float64, returned in the input dtype.
     """
     v = vertices.double()
-    centre = (v.amin(dim=0) + v.amax(dim=0)) / 2
-    v = v - centre
-    r = torch.linalg.vector_norm(v, dim=1).max()
-    if not bool(r > 0):
+    v = v - v.mean(dim=0)
+    scale = v.abs().max()
+    if not bool(scale > 0):
         raise ValueError("cannot normalise a mesh whose vertices all coincide")
-    return (v * (radius / r)).to(vertices.dtype)
+    return (v * (extent / scale)).to(vertices.dtype)
+
+
+def normalization_key(normalize: bool) -> str:
+    """How a mesh loaded with ``normalize`` was transformed, for cache keys: :data:`NORMALIZATION` or ``"none"``."""
+    return NORMALIZATION if normalize else "none"
 
 
 def load_mesh(path: str | os.PathLike, normalize: bool = False) -> Mesh:
@@ -261,9 +266,9 @@ def load_mesh(path: str | os.PathLike, normalize: bool = False) -> Mesh:
 
     Args:
         path: a ``.ply`` or ``.obj`` file.
-        normalize: config ``NORMALIZE_VERTICES``. If true, the mesh is centred on its bounding-box
-            centre and uniformly scaled so its bounding radius (max vertex distance from the
-            origin) is :data:`NORMALIZED_RADIUS_MM` = 100 mm. Poses then refer to that frame.
+        normalize: config ``NORMALIZE_VERTICES``. If true, the mesh is centred on its vertex mean and
+            uniformly scaled so that its largest absolute coordinate is :data:`NORMALIZED_EXTENT_MM`
+            = 100 mm (:func:`normalize_vertices`). Poses then refer to that frame.
 
     Returns:
         ``Mesh`` with vertices ``(V, 3)`` float32 and faces ``(F, 3)`` int64.
@@ -346,7 +351,7 @@ def simplify_mesh(mesh: Mesh, target_faces: int) -> Mesh:
 
 def _cache_path(cache_dir: Path, content_sha: str, target_faces: int, normalize: bool) -> Path:
     key = (
-        f"{content_sha}|faces={target_faces}|normalize={bool(normalize)}"
+        f"{content_sha}|faces={target_faces}|normalize={normalization_key(normalize)}"
         f"|v{LOSS_MESH_CACHE_VERSION}"
     )
     key_sha = hashlib.sha256(key.encode()).hexdigest()[:24]

@@ -92,7 +92,7 @@ def test_defaults():
     assert cfg.Dataset.CACHE_DIR == "./cache"
     r = cfg.Rendering
     assert (r.SHADER, r.FACES_PER_PIXEL, r.NORMALIZE_VERTICES, r.IMAGE_SIZE) == ("hard-depth", 1, False, 64)
-    assert (r.T, r.T_FILL, r.FOV, r.VIEWS, r.LOSS_MESH_FACES) == (None, 0.6, 60.0, 1, 800)
+    assert (r.T, r.T_FILL, r.FOV, r.VIEWS, r.LOSS_MESH_FACES) == (None, 0.6, 15.0, 1, 800)
     assert r.LOSS_VIEWPOINTS == ((0.0, 0.0, 0.0),) and r.DEPTH_GRADIENT == "auto"
     t = cfg.Training
     assert (t.NUM_ITER, t.NUM_SAMPLES, t.BATCH_SIZE, t.LEARNING_RATE) == (100, 1000, 32, 1e-3)
@@ -102,7 +102,7 @@ def test_defaults():
     assert (t.POSE_REPRESENTATION, t.SAVE_IMAGES, t.EARLY_STOPPING, t.STOPPING_WINDOW) == (
         "6d-pose", True, False, 10)
     assert (t.STOPPING_TIME_LIMIT, t.MAX_REL_OFFSET, t.AUGMENT_IMGS, t.DEVICE) == (10.0, 0.2, True, "auto")
-    assert dict(cfg.Loss_parameters) == {"DEPTH_MAX": None, "POSE_MAX": 40.0, "GAMMA": None}
+    assert dict(cfg.Loss_parameters) == {"DEPTH_MAX": None, "POSE_MAX": 40.0, "GAMMA": None, "DEPTH_NORMALIZATION": "union"}
     assert dict(cfg.Evaluation) == {
         "BATCH_SIZE": 50, "SAVE_IMAGES": True, "TEST_DATA_PATH": None, "AFTER_TRAINING": True, "NUM_SAMPLES": 100,
         "OBJ_ID": None, "MODELS_INFO": None, "MIN_VISIB_FRACT": 0.1, "VSD_DELTA": 15.0, "VSD_TAU": 20.0,
@@ -174,7 +174,7 @@ def test_original_final_template_loads_every_key():
                   "VIEW_SAMPLING": "sundermeyer-random", "OUTPUT_PATH": "./output/test", "RANDOM_SEED": 10,
                   "POSE_REPRESENTATION": "6d-pose", "SAVE_IMAGES": True, "EARLY_STOPPING": False,
                   "STOPPING_WINDOW": 10, "STOPPING_TIME_LIMIT": 10.0, "MAX_REL_OFFSET": 0.0,
-                  "AUGMENT_IMGS": True},
+                  "AUGMENT_IMGS": True, "WEIGHT_INIT_NAME": "kaiming_uniform_leakyrelu_fanout"},
         Loss_parameters={"DEPTH_MAX": 30.0, "POSE_MAX": 40.0, "GAMMA": 0.01},
         Evaluation={"BATCH_SIZE": 50, "SAVE_IMAGES": True,
                     "TEST_DATA_PATH": "./data/validationsets/tless-train-obj10.p"},
@@ -188,10 +188,10 @@ def test_original_deprecated_keys_warn(caplog):
     with caplog.at_level(logging.WARNING, logger="multipose.config"):
         cfg = load_config(FINAL)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warned) == 2
+    assert len(warned) == 1
     assert any("[Dataset] TRAIN_DATA_PATH is not used by multipose" in m and "remove it" in m for m in warned)
-    assert any("[Training] WEIGHT_INIT_NAME is not used by multipose" in m for m in warned)
-    assert "TRAIN_DATA_PATH" not in cfg.Dataset and "WEIGHT_INIT_NAME" not in cfg.Training
+    assert "TRAIN_DATA_PATH" not in cfg.Dataset
+    assert cfg.Training.WEIGHT_INIT_NAME == "kaiming_uniform_leakyrelu_fanout"  # used, not ignored
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="multipose.config"):
         assert load_config(FINAL, ["dataset.train_data_path=x"]) == cfg
@@ -671,7 +671,7 @@ def test_cli_bad_override_and_missing_file(tmp_path):
 def test_cli_good_file_prints_resolved_config():
     proc = _check(str(FINAL), "--set", "training.num_iter=3")
     assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr and "WEIGHT_INIT_NAME is not used" in proc.stderr
+    assert "Traceback" not in proc.stderr and "TRAIN_DATA_PATH is not used" in proc.stderr
     cfg = load_config_text(proc.stdout)
     assert cfg == load_config(FINAL, ["Training.NUM_ITER=3"])
     assert cfg.Training.NUM_ITER == 3
@@ -685,3 +685,22 @@ def test_checking_a_config_does_not_import_torch():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
     assert C.logger.name == "multipose.config"
+
+
+def test_weight_init_names_are_the_heads_initialisers():
+    from multipose.config import WEIGHT_INIT_NAMES
+    from multipose.models.head import WEIGHT_INITS
+
+    assert set(WEIGHT_INIT_NAMES) == set(WEIGHT_INITS) - {""}
+    with pytest.raises(ConfigError, match=r"\[Training\] WEIGHT_INIT_NAME = 'xavier': expected one of kaiming"):
+        load_config_text("[Training]\nWEIGHT_INIT_NAME: xavier\n")
+
+
+def test_render_distance_follows_radius_then_an_explicit_t_like_the_original():
+    from multipose.config import DEFAULT_RADIUS_MM, render_distance
+
+    assert render_distance(default_config()) == DEFAULT_RADIUS_MM == 700.0  # T auto, RADIUS empty: the AAE's
+    assert render_distance(load_config_text("[Rendering]\nT: [0, 0, 375]\n")) == 375.0  # the original's T z
+    assert render_distance(load_config(FINAL)) == 1000.0  # T: [[0.0, 0.0, 1000.0]]
+    both = load_config_text("[Rendering]\nT: [0, 0, 375]\n[Dataset]\nRADIUS: 650\n")
+    assert render_distance(both) == 650.0  # an explicit RADIUS wins

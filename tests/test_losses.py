@@ -48,6 +48,37 @@ def test_depth_term_by_hand():
     assert value.item() == 0.0 and torch.isfinite(value)
 
 
+def test_depth_term_union_and_image_normalisations_by_hand():
+    # a 1x3 image: the object in pixel 0 (both renders), pixel 1 (prediction only), pixel 2 background in both
+    gt = torch.tensor([[100.0, 0.0, 0.0]])
+    pred = torch.tensor([[110.0, 50.0, 0.0]])
+    errors = 10 / 30 + 1.0  # min(10, 30)/30 and min(50, 30)/30; pixel 2 contributes 0 either way
+    assert depth_term(gt, pred, 30.0, "union").item() == pytest.approx(errors / 2)  # 2 pixels in the union
+    assert depth_term(gt, pred, 30.0, "image").item() == pytest.approx(errors / 3)  # all 3 pixels
+    empty = torch.zeros(1, 3)
+    assert depth_term(empty, empty, 30.0, "image").item() == 0.0
+    with pytest.raises(ValueError, match="unknown depth normalization"):
+        depth_term(gt, pred, 30.0, "pixels")
+
+
+def test_image_normalisation_scales_the_depth_term_by_the_unions_share(twofold):
+    torch.manual_seed(4)
+    R_gt, R_hyp = random_rotations(3), random_rotations(6).reshape(3, 2, 3, 3)
+    conf = torch.full((3, 2), 0.5)
+    union = multi_pose_loss(twofold, R_gt, R_hyp, conf, PARAMS)
+    image = multi_pose_loss(twofold, R_gt, R_hyp, conf, LossParameters(30.0, 40.0, 0.25, "image"))
+    gt = twofold(R_gt).depth[:, None]
+    share = ((gt > 0) | (union.rendered[:, :, 0] > 0)).float().mean(dim=(-1, -2))  # (B, K)
+    torch.testing.assert_close(image.depth, union.depth * share)
+    torch.testing.assert_close(image.diversity, union.diversity)  # the diversity term is unchanged
+
+
+def test_depth_normalization_comes_from_the_config():
+    assert MultiPoseLoss.from_config(default_config(), torch.device("cpu")).params.depth_normalization == "union"
+    cfg = load_config(REPO_ROOT / "experiment_template.cfg", ["Loss_parameters.DEPTH_NORMALIZATION=image"])
+    assert MultiPoseLoss.from_config(cfg, torch.device("cpu")).params.depth_normalization == "image"
+
+
 def test_diversity_term_is_1_for_identical_and_0_beyond_pose_max():
     R = rotation_about_axis([0.3, -0.2, 0.9], torch.tensor([0.0, 0.0, 20.0, 40.0, 75.0]))
     same = torch.stack([R[0], R[1]])[None]

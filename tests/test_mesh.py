@@ -16,11 +16,12 @@ from scipy.spatial import cKDTree
 import multipose.mesh as mesh_mod
 from multipose.errors import MeshError, UserInputError
 from multipose.mesh import (
-    NORMALIZED_RADIUS_MM,
+    NORMALIZED_EXTENT_MM,
     Mesh,
     file_sha256,
     load_loss_mesh,
     load_mesh,
+    normalize_vertices,
     simplify_mesh,
 )
 from multipose.procedural import (
@@ -184,9 +185,8 @@ def test_normalize(tmp_path):
     _box().export(path)
     mesh = load_mesh(path, normalize=True)
     v = mesh.vertices.double()
-    centre = (v.amin(dim=0) + v.amax(dim=0)) / 2
-    assert torch.allclose(centre, torch.zeros(3, dtype=torch.float64), atol=1e-5)
-    assert mesh.radius == pytest.approx(NORMALIZED_RADIUS_MM, rel=1e-6)
+    assert torch.allclose(v.mean(dim=0), torch.zeros(3, dtype=torch.float64), atol=1e-5)
+    assert v.abs().max().item() == pytest.approx(NORMALIZED_EXTENT_MM, rel=1e-6)
     # the shape is only scaled: the box's extents keep their ratios
     extents = (v.amax(dim=0) - v.amin(dim=0)).numpy()
     np.testing.assert_allclose(
@@ -194,6 +194,13 @@ def test_normalize(tmp_path):
     )
     # not normalised by default
     assert load_mesh(path).radius == pytest.approx(BOX_RADIUS, rel=1e-6)
+
+
+def test_normalize_centres_on_the_vertex_mean_like_the_original():
+    # mean (2.5, 5, 10) differs from the box centre (5, 10, 20); the largest |coordinate - mean| is 30 (z)
+    v = torch.tensor([[0.0, 0, 0], [10, 0, 0], [0, 20, 0], [0, 0, 40]])
+    expected = (v - torch.tensor([2.5, 5.0, 10.0])) * (100.0 / 30.0)
+    torch.testing.assert_close(normalize_vertices(v), expected)
 
 
 def test_file_sha256(tmp_path):
@@ -317,7 +324,7 @@ def test_loss_mesh_cache_key_includes_target_and_normalize(tmp_path, model_copy,
     c = load_loss_mesh(model_copy, 700, cache, normalize=True)
     assert calls == [700, 900, 700]
     assert a.num_faces <= 700 < b.num_faces <= 900
-    assert c.radius == pytest.approx(NORMALIZED_RADIUS_MM, rel=0.02)
+    assert c.vertices.abs().max().item() == pytest.approx(NORMALIZED_EXTENT_MM, rel=0.02)
     assert a.radius < 50
     assert len(list((cache / "meshes").glob("*.npz"))) == 3
 

@@ -45,7 +45,7 @@ from multipose.config import Config, ViewSampling, view_sampling
 from multipose.data.crops import ViewRenderer, Views, ViewSettings, view_settings
 from multipose.data.io import load_rotations
 from multipose.data.sampling import base_rotations, make_generator
-from multipose.mesh import file_sha256, load_mesh
+from multipose.mesh import file_sha256, load_mesh, normalization_key
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def view_cache_key(
     described = {
         "version": CACHE_VERSION,
         "mesh_sha256": mesh_sha256,
-        "normalize": bool(normalize),
+        "normalize": normalization_key(normalize),
         "view": settings.as_dict(),
         "sampling": sampling_file_sha256 if sampling_file_sha256 else sampling_base,
         "num_views": int(num_views),

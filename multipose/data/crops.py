@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from multipose.config import Config, crop_size
+from multipose.config import Config, crop_size, render_distance
 from multipose.geometry import project_points
 from multipose.mesh import Mesh
 from multipose.render import MeshRenderer
@@ -88,7 +88,7 @@ def view_settings(cfg: Config) -> ViewSettings:
     return ViewSettings(
         size=crop_size(cfg),
         K=tuple(float(x) for x in d.K),
-        distance=float(d.RADIUS),
+        distance=render_distance(cfg),
         pad_factor=float(d.PAD_FACTOR),
         max_rel_offset=float(cfg.Training.MAX_REL_OFFSET),
     )

@@ -49,7 +49,7 @@ from multipose.data.crops import ViewRenderer, Views, view_settings
 from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
 from multipose.data.sampling import PoseSampler, derive_seed, make_generator, pose_sampler_from_config
 from multipose.errors import DataError
-from multipose.mesh import file_sha256, load_mesh
+from multipose.mesh import file_sha256, load_mesh, normalization_key
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def _validation_key(cfg: Config) -> str:
     base = view_sampling(cfg).base
     described = {
         "mesh_sha256": file_sha256(d.MODEL_PATH_DATA[0]),
-        "normalize": cfg.Rendering.NORMALIZE_VERTICES,
+        "normalize": normalization_key(cfg.Rendering.NORMALIZE_VERTICES),
         "view": view_settings(cfg).as_dict(),
         "sampling": base if base in ("sundermeyer-random", "sphere") else file_sha256(base),
         "backgrounds": d.BACKGROUND_IMAGES,
