@@ -103,31 +103,33 @@ def rotation_about_axis(axis: Sequence[float], angle_deg: torch.Tensor | float) 
 
 
 def deserno_sphere_points(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """About ``n`` equal-area points on the unit sphere (Deserno, "How to generate equidistributed
-    points on the surface of a sphere", 2004), as the original's ``eqv_dist_points``.
+    """Equal-area points on the unit sphere (Deserno, "How to generate equidistributed points on the
+    surface of a sphere", 2004): exactly the original's ``eqv_dist_points`` (same count, same order).
 
-    The sphere is cut into ``M_theta = round(pi / d)`` latitude bands, ``d = sqrt(4 pi / n)``; band
-    ``m`` (polar angle ``theta = pi (m + 1/2) / M_theta``) gets ``round(2 pi sin(theta) / d_phi)``
-    points at ``phi = 2 pi k / M_phi``. Every point covers an area of about ``4 pi / n``.
+    The sphere is cut into ``M_theta = floor(pi / d)`` latitude bands, ``d = sqrt(4 pi / n)``; band
+    ``m`` (polar angle ``theta = pi (m + 1/2) / M_theta``) gets ``floor(2 pi sin(theta) / d_phi)``
+    points at ``phi = 2 pi k / M_phi``, ``d_phi = (4 pi / n) / (pi / M_theta)``. Rounding down makes
+    fewer points than asked: 1,984 for n = 2,000. Every point covers an area of about ``4 pi / n``.
 
     Returns ``spherical (M, 2)`` as ``[theta, phi]`` in radians (polar angle from +z, azimuth) and
-    ``cartesian (M, 3)`` unit vectors; M is close to n but not equal (1,992 for n = 2,000, 2,565
-    for n = 2,562).
+    ``cartesian (M, 3)`` unit vectors. Raises ``ValueError`` when ``n`` gives no point (n < 4).
     """
     if n < 1:
         raise ValueError(f"need at least one point on the sphere, got n={n}")
     area = 4.0 * math.pi / n
     d = math.sqrt(area)
-    m_theta = max(1, round(math.pi / d))
+    m_theta = math.floor(math.pi / d)
+    if m_theta < 1:
+        raise ValueError(f"n={n} gives no equal-area point on the sphere; ask for at least 2")
     d_theta = math.pi / m_theta
     d_phi = area / d_theta
     thetas, phis = [], []
     for m in range(m_theta):
         theta = math.pi * (m + 0.5) / m_theta
-        m_phi = max(1, round(2.0 * math.pi * math.sin(theta) / d_phi))
+        m_phi = math.floor(2.0 * math.pi * math.sin(theta) / d_phi)
         k = np.arange(m_phi)
         thetas.append(np.full(m_phi, theta))
-        phis.append(2.0 * math.pi * k / m_phi)
+        phis.append(2.0 * math.pi * k / max(m_phi, 1))
     theta = np.concatenate(thetas)
     phi = np.concatenate(phis)
     spherical = np.stack([theta, phi], axis=1)

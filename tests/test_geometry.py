@@ -88,6 +88,20 @@ def test_deserno_points_are_nearly_equal_area():
         deserno_sphere_points(0)
 
 
+def test_deserno_points_are_the_originals_point_set():
+    """The original's eqv_dist_points rounds the band and point counts down: 2,000 asked -> 1,984 points,
+    and point 500 (the original's REFERENCE_NUM) at theta 1.08747438, phi 0.53097341 (computed with
+    the original's function)."""
+    spherical, cartesian = deserno_sphere_points(2000)
+    assert len(spherical) == 1984
+    np.testing.assert_allclose(spherical[500], [1.08747438, 0.53097341], atol=1e-8)
+    np.testing.assert_allclose(cartesian[500], [np.sin(1.08747438) * np.cos(0.53097341),
+                                                np.sin(1.08747438) * np.sin(0.53097341), np.cos(1.08747438)], atol=1e-8)
+    assert len(deserno_sphere_points(2562)[0]) == 2540
+    with pytest.raises(ValueError, match="at least 2"):
+        deserno_sphere_points(1)
+
+
 def test_icosphere_points_are_the_aae_codebook_viewpoints():
     """hinter_sampling: the smallest refined icosahedron with at least n vertices (2,562 for the AAE)."""
     for n, expected in ((1, 12), (12, 12), (13, 42), (162, 162), (2000, 2562), (2562, 2562)):

@@ -103,8 +103,12 @@ def test_basins_follow_steepest_descent_to_each_minimum():
     assert len(minima) == 2
     nearest = [int(np.argmax(points @ a)), int(np.argmax(points @ b))]
     assert sorted(minima.tolist()) == sorted(nearest)
-    closer_to_a = np.arccos(np.clip(points @ a, -1, 1)) < 0.5 + np.arccos(np.clip(points @ b, -1, 1))
-    assert (labels == labels[nearest[0]]).tolist() == closer_to_a.tolist()
+    margin = np.arccos(np.clip(points @ a, -1, 1)) - (0.5 + np.arccos(np.clip(points @ b, -1, 1)))
+    # on a discrete point set the watershed is only resolved to a point spacing: points within half a
+    # spacing of it (6 of the 394 here) may descend either way; every other point goes to its own basin
+    clear = np.abs(margin) > 0.5 * np.sqrt(4 * np.pi / 400)
+    assert clear.sum() > 0.95 * len(points)
+    assert (labels == labels[nearest[0]])[clear].tolist() == (margin < 0)[clear].tolist()
 
 
 def test_show_loss_landscape_writes_three_pngs_headless(twofold_dir, python, tmp_path):
