@@ -682,13 +682,16 @@ SCHEMA: tuple[Key, ...] = (
     Key("Training", "NUM_ITER", _INT_GE1, "100", "Number of epochs."),
     Key("Training", "NUM_SAMPLES", _INT_GE1, "1000", "Training samples per epoch."),
     Key("Training", "BATCH_SIZE", _INT_GE1, "32", "Training batch size."),
-    Key("Training", "LEARNING_RATE", _FLOAT_GT0, "1e-3", "Adam learning rate (unless LOW/HIGH are set)."),
+    Key("Training", "LEARNING_RATE", _FLOAT_GT0, "1e-3",
+        "Adam learning rate, constant as the original (unless LR_STEP_EPOCHS, or LOW/HIGH, are set)."),
     Key("Training", "LEARNING_RATE_LOW", _FLOAT_GT0, "",
-        "With LEARNING_RATE_HIGH: cyclic learning rate between LOW and HIGH.", optional=True),
+        "With LEARNING_RATE_HIGH: the original's one-cycle policy over NUM_ITER epochs, stepped per epoch: "
+        "LOW -> HIGH -> LOW over the first 90 % of the epochs, then down to LOW x 0.01.", optional=True),
     Key("Training", "LEARNING_RATE_HIGH", _FLOAT_GT0, "",
-        "With LEARNING_RATE_LOW: cyclic learning rate between LOW and HIGH.", optional=True),
-    Key("Training", "LR_STEP_EPOCHS", _INT_GE1, "50",
-        "Epochs per learning-rate step (LEARNING_RATE times LR_STEP_GAMMA) or per half cycle (cyclic LR)."),
+        "With LEARNING_RATE_LOW: the peak of the one-cycle policy.", optional=True),
+    Key("Training", "LR_STEP_EPOCHS", _INT_GE1, "",
+        "Step schedule (not in the original): LEARNING_RATE times LR_STEP_GAMMA every LR_STEP_EPOCHS epochs; "
+        "empty: constant.", optional=True),
     Key("Training", "LR_STEP_GAMMA", FloatType(min=0.0, max=1.0, min_inclusive=False), "0.5",
         "Factor applied to the learning rate every LR_STEP_EPOCHS epochs (step schedule)."),
     Key("Training", "KEEP_CHECKPOINTS", _INT_GE1, "3",
@@ -718,10 +721,14 @@ SCHEMA: tuple[Key, ...] = (
         "original's train.py); empty: a fresh head.", optional=True),
     Key("Training", "SAVE_IMAGES", BoolType(), "true", "Save example input and depth images while training."),
     Key("Training", "EARLY_STOPPING", BoolType(), "false",
-        "Stop when the validation loss has not improved for STOPPING_WINDOW epochs."),
-    Key("Training", "STOPPING_WINDOW", _INT_GE1, "10", "Early-stopping patience (epochs)."),
-    Key("Training", "STOPPING_TIME_LIMIT", FloatType(min=0.0), "10.0",
-        "Stop training after this many hours (0 = no limit)."),
+        "Stop when the moving average of the validation loss stops improving (STOPPING_WINDOW, STOPPING_TIME_LIMIT)."),
+    Key("Training", "STOPPING_WINDOW", _INT_GE1, "10",
+        "Early stopping: length (epochs) of the moving average of validation losses, as the original."),
+    Key("Training", "STOPPING_TIME_LIMIT", IntType(min=0), "10",
+        "Early stopping: epochs without a new lowest moving average before training stops (the original's patience)."),
+    Key("Training", "MAX_HOURS", _FLOAT_GT0, "",
+        "Stop training after the epoch that passes this many hours of training (not in the original); empty: no limit.",
+        optional=True),
     Key("Training", "MAX_REL_OFFSET", FloatType(min=0.0, max=1.0, max_inclusive=False), "0.2",
         "Random crop offset relative to the object's bounding box."),
     Key("Training", "AUGMENT_IMGS", BoolType(), "true", "Augment the training images."),
@@ -1170,6 +1177,12 @@ def _validate(cfg: Config) -> None:
             f"{cfg.origin('Training', have)}: [Training] {have} = '{cfg._shown('Training', have)}': "
             f"expected [Training] {missing} to be set too (a cyclic learning rate runs between LOW and "
             "HIGH), or neither"
+        )
+    if low is not None and cfg.Training.LR_STEP_EPOCHS is not None:
+        raise ConfigError(
+            f"{cfg.origin('Training', 'LR_STEP_EPOCHS')}: [Training] LR_STEP_EPOCHS = "
+            f"'{cfg._shown('Training', 'LR_STEP_EPOCHS')}': expected it empty with LEARNING_RATE_LOW/HIGH "
+            "(the one-cycle policy spans NUM_ITER epochs); remove one of the two schedules"
         )
     if low is not None and high is not None and low >= high:
         raise ConfigError(

@@ -101,7 +101,7 @@ def test_defaults():
         "vsd-union", "sundermeyer-random", "./output/default", 10)
     assert (t.POSE_REPRESENTATION, t.SAVE_IMAGES, t.EARLY_STOPPING, t.STOPPING_WINDOW) == (
         "6d-pose", True, False, 10)
-    assert (t.STOPPING_TIME_LIMIT, t.MAX_REL_OFFSET, t.AUGMENT_IMGS, t.DEVICE) == (10.0, 0.2, True, "auto")
+    assert (t.STOPPING_TIME_LIMIT, t.MAX_REL_OFFSET, t.AUGMENT_IMGS, t.DEVICE) == (10, 0.2, True, "auto")
     assert dict(cfg.Loss_parameters) == {"DEPTH_MAX": None, "POSE_MAX": 40.0, "GAMMA": None, "DEPTH_NORMALIZATION": "union"}
     assert dict(cfg.Evaluation) == {
         "BATCH_SIZE": 50, "SAVE_IMAGES": True, "TEST_DATA_PATH": None, "AFTER_TRAINING": True, "NUM_SAMPLES": 100,
@@ -704,3 +704,10 @@ def test_render_distance_follows_radius_then_an_explicit_t_like_the_original():
     assert render_distance(load_config(FINAL)) == 1000.0  # T: [[0.0, 0.0, 1000.0]]
     both = load_config_text("[Rendering]\nT: [0, 0, 375]\n[Dataset]\nRADIUS: 650\n")
     assert render_distance(both) == 650.0  # an explicit RADIUS wins
+
+
+def test_step_schedule_and_one_cycle_exclude_each_other():
+    with pytest.raises(ConfigError, match=r"LR_STEP_EPOCHS = '5': expected it empty with LEARNING_RATE_LOW/HIGH"):
+        load_config_text("[Training]\nLEARNING_RATE_LOW: 1e-4\nLEARNING_RATE_HIGH: 1e-3\nLR_STEP_EPOCHS: 5\n")
+    assert load_config_text("[Training]\nLR_STEP_EPOCHS: 5\n").Training.LR_STEP_EPOCHS == 5
+    assert default_config().Training.LR_STEP_EPOCHS is None  # constant, as the original

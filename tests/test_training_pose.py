@@ -16,7 +16,7 @@ from multipose.data.datasets import training_data_from_config
 from multipose.losses import MultiPoseLoss
 from multipose.models import Encoder, EncoderConfig, save_encoder
 from multipose.training.common import RunFolderError
-from multipose.training.pose import build_head, freeze, train_pose_head
+from multipose.training.pose import build_head, early_stopping_epoch, freeze, one_cycle_lr, train_pose_head
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,3 +193,46 @@ def test_train_py_bad_input_is_one_error_line(shared, tmp_path, python):
     )
     assert missing.returncode != 0 and missing.stderr.strip().splitlines()[-1].startswith("error:")
     assert "nope.pt" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_one_cycle_policy_is_the_originals_at_three_epochs():
+    """utils/onecyclelr.py with num_steps = NUM_ITER = 20: cycle 18 epochs, peak at epoch 9, back to
+    LOW at 18, then halfway from LOW to LOW x 0.01 at epoch 19 (the last one trained)."""
+    low, high = 5e-4, 5e-3
+    assert one_cycle_lr(0, 20, low, high) == pytest.approx(low)
+    assert one_cycle_lr(9, 20, low, high) == pytest.approx(high)
+    assert one_cycle_lr(18, 20, low, high) == pytest.approx(low)
+    assert one_cycle_lr(19, 20, low, high) == pytest.approx(low - 0.99 * low / 2)
+    assert one_cycle_lr(4, 20, low, high) == pytest.approx(low + (high - low) * 4 / 9)
+
+
+def test_learning_rate_is_constant_by_default_and_one_cycle_with_low_high(shared, tmp_path):
+    """train-loss.csv records each epoch's rate: constant with LEARNING_RATE alone (the original never
+    stepped its scheduler), the original's one cycle with LOW/HIGH (3 epochs: cycle 2, peak at epoch 2)."""
+    import csv
+
+    def rates(run, extra):
+        overrides = [o for o in _overrides(shared, tmp_path / run) if "LR_STEP_EPOCHS" not in o]
+        cfg = load_config(REPO_ROOT / "experiment_template.cfg", [*overrides, *extra])
+        train_pose_head(cfg, torch.device("cpu"), progress=False)
+        return [float(r["lr"]) for r in csv.DictReader(open(tmp_path / run / "train-loss.csv"))]
+
+    assert rates("constant", []) == pytest.approx([1e-3] * 3)
+    assert rates("cycle", ["Training.LEARNING_RATE_LOW=1e-3", "Training.LEARNING_RATE_HIGH=5e-3"]) == pytest.approx(
+        [1e-3, 5e-3, 1e-3])
+
+
+def test_early_stopping_replays_the_originals_moving_average_rule():
+    # window 2, patience 1: moving averages (of the 2 losses before each epoch) 4.5, 3.5, 3.0, 3.0, 3.0
+    losses = [5.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0]
+    assert early_stopping_epoch(losses[:6], window=2, patience=1) is None
+    assert early_stopping_epoch(losses, window=2, patience=1) == 7
+    assert early_stopping_epoch([5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.2], window=2, patience=1) is None  # improving
+    assert early_stopping_epoch([1.0, 1.0, 1.0], window=1, patience=0) == 2  # patience 0: right after the window
+
+
+def test_early_stopping_ends_a_run(shared, tmp_path):
+    cfg = _cfg(shared, tmp_path / "run", epochs=3, extra=("Training.EARLY_STOPPING=true", "Training.STOPPING_WINDOW=1",
+                                                           "Training.STOPPING_TIME_LIMIT=0"))
+    result = train_pose_head(cfg, torch.device("cpu"), progress=False)
+    assert result.stopped_early and result.last_epoch == 2

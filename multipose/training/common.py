@@ -50,6 +50,7 @@ RESUMABLE_KEYS = frozenset(
         ("Training", "EARLY_STOPPING"),
         ("Training", "STOPPING_WINDOW"),
         ("Training", "STOPPING_TIME_LIMIT"),
+        ("Training", "MAX_HOURS"),
         ("Training", "DEVICE"),
         ("Training", "SAVE_IMAGES"),
         ("Dataset", "CACHE_DIR"),

@@ -7,7 +7,7 @@ followed by validation, metrics, images and an atomic checkpoint.
 
 Exact resume: a checkpoint is written after every epoch and holds everything the next epoch depends
 on (head, optimizer, scheduler, global RNG states, the data pipeline's generators and hard-sample
-pool, early-stopping counters). An interrupted epoch is simply run again from that state, so a run
+pool; early stopping is replayed from the validation losses). An interrupted epoch is simply run again from that state, so a run
 killed at any moment and restarted ends with the same weights as one that was never interrupted
 (same seed, same device).
 
@@ -21,7 +21,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +54,17 @@ from multipose.visualize import image_grid, save_figure
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainResult", "build_head", "build_scheduler", "evaluate_loss", "freeze", "load_init_head", "train_pose_head"]
+__all__ = [
+    "TrainResult",
+    "build_head",
+    "build_scheduler",
+    "early_stopping_epoch",
+    "evaluate_loss",
+    "freeze",
+    "load_init_head",
+    "one_cycle_lr",
+    "train_pose_head",
+]
 
 TRAIN_FIELDS = ("epoch", "loss", "depth", "diversity", "lr", "seconds")
 VALID_FIELDS = ("epoch", "loss", "depth", "diversity", "best_of_k_depth")
@@ -117,21 +129,57 @@ def build_head(cfg: Config, encoder: Encoder, init: PoseHead | None = None) -> P
     return init_head_weights(head, cfg.Training.WEIGHT_INIT_NAME or "")
 
 
-def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
-    """``(scheduler, per_batch)``: cyclic (triangular, between ``LEARNING_RATE_LOW`` and ``HIGH``,
-    half cycle ``LR_STEP_EPOCHS`` epochs, stepped per batch) when both are set, else a step
-    schedule (times ``LR_STEP_GAMMA`` every ``LR_STEP_EPOCHS`` epochs, stepped per epoch)."""
+def one_cycle_lr(epoch: int, num_epochs: int, low: float, high: float) -> float:
+    """The learning rate of ``epoch`` (0-based) under the original's one-cycle policy
+    (``utils/onecyclelr.py``, stepped once per epoch, momentum cycling dropped: Adam has none): with
+    ``C = floor(0.9 * num_epochs)`` and ``H = C // 2``, linear ``low -> high`` over epochs ``0..H``,
+    ``high -> low`` over ``H..C``, then ``low -> 0.01 * low`` over ``C..num_epochs`` (reached one epoch
+    after the last); constant beyond."""
+    cycle = int(num_epochs * 0.9)
+    half = cycle // 2
+    if half > 0 and epoch <= half:
+        return low + (high - low) * epoch / half
+    if epoch <= cycle:
+        return high - (high - low) * (epoch - half) / (cycle - half)
+    final = 0.01 * low
+    return low - (low - final) * min(epoch - cycle, num_epochs - cycle) / (num_epochs - cycle)
+
+
+def _one_cycle_factor(epoch: int, num_epochs: int, low: float, high: float) -> float:
+    return one_cycle_lr(epoch, num_epochs, low, high) / low
+
+
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule, stepped once after every epoch (the optimizer's lr starts at
+    ``LEARNING_RATE_LOW`` or ``LEARNING_RATE``): the original's one-cycle policy (:func:`one_cycle_lr`
+    as a ``LambdaLR``) when ``LEARNING_RATE_LOW``/``HIGH`` are set, a ``StepLR`` (times ``LR_STEP_GAMMA``
+    every ``LR_STEP_EPOCHS``) when that is set, else a constant rate, as the original."""
     tr = cfg.Training
     if tr.LEARNING_RATE_LOW is not None:
-        scheduler = torch.optim.lr_scheduler.CyclicLR(
-            optimizer,
-            base_lr=tr.LEARNING_RATE_LOW,
-            max_lr=tr.LEARNING_RATE_HIGH,
-            step_size_up=tr.LR_STEP_EPOCHS * steps_per_epoch,
-            cycle_momentum=False,
-        )
-        return scheduler, True
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=tr.LR_STEP_EPOCHS, gamma=tr.LR_STEP_GAMMA), False
+        factor = partial(_one_cycle_factor, num_epochs=tr.NUM_ITER, low=tr.LEARNING_RATE_LOW, high=tr.LEARNING_RATE_HIGH)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if tr.LR_STEP_EPOCHS is not None:
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=tr.LR_STEP_EPOCHS, gamma=tr.LR_STEP_GAMMA)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def early_stopping_epoch(validation_losses: Sequence[float], window: int, patience: int) -> int | None:
+    """The epoch (1-based) after which the original's early stopping ends training, or None.
+
+    Replays the original's rule over the validation losses so far: from the epoch after the first
+    ``window`` ones on, every epoch counts one more without improvement, and training stops once that
+    count exceeds ``patience`` (``STOPPING_TIME_LIMIT``); otherwise the moving average of the ``window``
+    losses *before* that epoch is computed and, if it is the lowest yet, the count restarts at 0.
+    """
+    lowest, count = math.inf, 0
+    for epoch0 in range(window, len(validation_losses)):
+        count += 1
+        if count > patience:
+            return epoch0 + 1
+        mean = float(np.mean(validation_losses[epoch0 - window : epoch0]))
+        if mean < lowest:
+            lowest, count = mean, 0
+    return None
 
 
 @torch.no_grad()
@@ -230,11 +278,11 @@ def train_pose_head(
     data: TrainingData = training_data_from_config(cfg, device, progress=progress)
     validation = validation_data_from_config(cfg, device, progress=progress)
     optimizer = torch.optim.Adam(head.parameters(), lr=tr.LEARNING_RATE_LOW or tr.LEARNING_RATE)
-    scheduler, per_batch = build_scheduler(cfg, optimizer, len(data))
+    scheduler = build_scheduler(cfg, optimizer)
 
     train_log = MetricsLog(run_dir / "train-loss.csv", TRAIN_FIELDS)
     valid_log = MetricsLog(run_dir / "validation-loss.csv", VALID_FIELDS)
-    epoch, best_loss, best_epoch, stale, elapsed = 0, math.inf, 0, 0, 0.0
+    epoch, best_loss, best_epoch, elapsed = 0, math.inf, 0, 0.0
     if latest is not None:
         state, path = latest
         head.load_state_dict(state["model"])
@@ -243,7 +291,7 @@ def train_pose_head(
         data.load_state_dict(state["data"])
         set_rng_state(state["rng"])
         epoch, best_loss, best_epoch = state["epoch"], state["best_validation_loss"], state["best_epoch"]
-        stale, elapsed = state["stale_epochs"], state["seconds"]
+        elapsed = state["seconds"]
         logger.info("resuming %s from %s (epoch %d, best validation loss %.4f)", run_dir, path.name, epoch, best_loss)
     train_log.truncate(epoch)
     valid_log.truncate(epoch)
@@ -267,15 +315,12 @@ def train_pose_head(
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             optimizer.step()
-            if per_batch:
-                scheduler.step()
             data.update(batch, terms.per_sample.detach())
             sums += torch.stack([terms.loss.detach(), terms.depth.detach().mean(), terms.diversity.detach().mean()]).cpu() * n
             seen += n
             bar.set_postfix(loss=f"{sums[0].item() / seen:.4f}")
         lr = optimizer.param_groups[0]["lr"]
-        if not per_batch:
-            scheduler.step()
+        scheduler.step()
         metrics, per_sample, outputs = evaluate_loss(encoder, head, loss_fn, validation, tr.BATCH_SIZE, device)
         elapsed += time.perf_counter() - start
         means = (sums / max(seen, 1)).tolist()
@@ -283,9 +328,7 @@ def train_pose_head(
         valid_log.append({"epoch": epoch, **metrics})
         improved = metrics["loss"] < best_loss
         if improved:
-            best_loss, best_epoch, stale = metrics["loss"], epoch, 0
-        else:
-            stale += 1
+            best_loss, best_epoch = metrics["loss"], epoch
         if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES:
             n_img = min(tr.NUM_SAVED_IMAGES, len(per_sample))
             images = run_dir / "images"
@@ -298,7 +341,6 @@ def train_pose_head(
             "epoch": epoch,
             "best_validation_loss": best_loss,
             "best_epoch": best_epoch,
-            "stale_epochs": stale,
             "seconds": elapsed,
             "head_args": head.config.to_dict(),
             "encoder_args": encoder.config.to_dict(),
@@ -317,12 +359,14 @@ def train_pose_head(
             "epoch %d/%d: train %.4f, validation %.4f (best-of-K depth %.4f), lr %.2e, %.1f s",
             epoch, tr.NUM_ITER, means[0], metrics["loss"], metrics["best_of_k_depth"], lr, elapsed,
         )
-        if tr.EARLY_STOPPING and stale >= tr.STOPPING_WINDOW:
-            logger.info("early stopping: no validation improvement for %d epochs", stale)
+        if tr.EARLY_STOPPING and early_stopping_epoch(valid_log.column("loss")[1], tr.STOPPING_WINDOW,
+                                                      tr.STOPPING_TIME_LIMIT) == epoch:
+            logger.info("early stopping: the %d-epoch moving average of the validation loss has not improved for "
+                        "more than %d epochs", tr.STOPPING_WINDOW, tr.STOPPING_TIME_LIMIT)
             stopped_early = True
             break
-        if tr.EARLY_STOPPING and elapsed >= tr.STOPPING_TIME_LIMIT * 3600.0:
-            logger.info("early stopping: time limit of %.2f h reached", tr.STOPPING_TIME_LIMIT)
+        if tr.MAX_HOURS is not None and elapsed >= tr.MAX_HOURS * 3600.0:
+            logger.info("stopping: MAX_HOURS = %g h of training reached", tr.MAX_HOURS)
             stopped_early = True
             break
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
