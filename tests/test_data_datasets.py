@@ -87,6 +87,23 @@ def test_hard_samples_come_back_through_update(tmp_path, mesh_path):
     assert sorted(again["index"][:2].tolist()) == sorted(b["index"][[1, 3]].tolist())
 
 
+def test_every_epoch_starts_with_an_empty_hard_pool_as_the_original(tmp_path, mesh_path):
+    cfg = small_config(tmp_path, mesh_path, "Training.VIEW_SAMPLING=sundermeyer-random-hard",
+                       "Training.HARD_MINING_RATIO=0.5", "Training.HARD_SAMPLE_RATIO=0.0")
+    data = training_data_from_config(cfg, progress=False)
+    b = data.batch()
+    data.update(b, torch.tensor([0.0, 5.0, 1.0, 9.0]))
+    assert data.sampler.num_hard == 2
+    next(iter(data))  # a new epoch: the pool is emptied before its first batch (nothing was drawn from it)
+    assert data.sampler.num_hard == 0
+    keep = training_data_from_config(small_config(tmp_path, mesh_path, "Training.VIEW_SAMPLING=sundermeyer-random-hard",
+                                                  "Training.HARD_SAMPLE_RATIO=0.0", "Training.HARD_POOL=accumulate"),
+                                     progress=False)
+    keep.update(b, torch.tensor([0.0, 5.0, 1.0, 9.0]))
+    next(iter(keep))
+    assert keep.sampler.num_hard == 1  # int(0.3 * 4) = 1, kept across the epoch boundary
+
+
 def test_state_dict_resumes_the_stream(tmp_path, mesh_path):
     data = training_data_from_config(small_config(tmp_path, mesh_path), progress=False)
     data.batch()

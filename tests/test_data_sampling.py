@@ -121,6 +121,31 @@ def test_hard_mining_reuses_the_worst_fraction_of_the_last_batch():
     assert plain.num_hard == 0
 
 
+def test_hard_mining_defaults_are_the_originals_and_replace_the_pool():
+    """The original keeps int(0.3 B) of each batch, replacing the previous ones, and draws each sample
+    from them with probability 0.2."""
+    sampler = PoseSampler(ViewSampling("sundermeyer-random", hard=True), torch.Generator().manual_seed(1))
+    assert (sampler.hard_mining_ratio, sampler.hard_sample_ratio, sampler.hard_pool) == (0.3, 0.2, "replace")
+    cfg = load_config_text("[Training]\nVIEW_SAMPLING: sundermeyer-random-hard\n")
+    assert (cfg.Training.HARD_MINING_RATIO, cfg.Training.HARD_SAMPLE_RATIO, cfg.Training.HARD_POOL) == (0.3, 0.2, "replace")
+    first, second = sundermeyer_random(10, torch.Generator().manual_seed(2)), sundermeyer_random(3, torch.Generator())
+    sampler.update(first, torch.arange(10.0), None)
+    assert sampler.num_hard == 3  # int(0.3 * 10), the three worst
+    assert torch.equal(sampler.state_dict()["hard_R"], first[[9, 8, 7]])
+    sampler.update(second, torch.arange(3.0), None)
+    assert sampler.num_hard == 0  # int(0.3 * 3) = 0: the pool is replaced by nothing
+    sampler.update(first, torch.arange(10.0), None)
+    sampler.start_epoch()
+    assert sampler.num_hard == 0
+    growing = PoseSampler(ViewSampling("sundermeyer-random", hard=True), torch.Generator(), hard_pool="accumulate")
+    growing.update(first, torch.arange(10.0), None)
+    growing.update(first, torch.arange(10.0), None)
+    growing.start_epoch()
+    assert growing.num_hard == 6
+    with pytest.raises(ValueError, match="hard_pool must be one of"):
+        PoseSampler(ViewSampling("sundermeyer-random", hard=True), torch.Generator(), hard_pool="keep")
+
+
 def test_hard_sample_ratio_controls_how_many_come_back():
     spec = ViewSampling("sphere", hard=True)
     sampler = PoseSampler(spec, torch.Generator().manual_seed(6), hard_mining_ratio=0.5, hard_sample_ratio=0.3)

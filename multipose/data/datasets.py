@@ -133,6 +133,7 @@ class TrainingData:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         """One epoch of batches."""
+        self.sampler.start_epoch()
         for start in range(0, self.num_samples, self.batch_size):
             yield self.batch(min(self.batch_size, self.num_samples - start))
 

@@ -12,9 +12,13 @@ Base methods:
   OpenCV rotations): samples are drawn from it uniformly with replacement.
 
 Suffixes (as the original): ``-reuse`` draws from a fixed pool of :data:`REUSE_POOL_SIZE` rotations
-drawn once; ``-hard`` re-uses hard samples: :meth:`PoseSampler.update` keeps the worst
-``HARD_MINING_RATIO`` of a batch (by its per-sample loss), and each later sample is one of them with
-probability ``HARD_SAMPLE_RATIO`` while any are left (each hard sample is re-used once).
+drawn once; ``-hard`` re-uses hard samples: :meth:`PoseSampler.update` keeps the
+``int(HARD_MINING_RATIO * B)`` worst samples of a batch (by their per-sample loss; 0.3 as the
+original), and each later sample is one of them with probability ``HARD_SAMPLE_RATIO`` (0.2) while
+any are left, each hard sample being re-used once. ``HARD_POOL: replace`` (the original's): the kept
+samples replace the previous ones and the pool is emptied at the start of every epoch
+(:meth:`PoseSampler.start_epoch`); ``accumulate``: they join the waiting ones (at most
+:data:`HARD_POOL_CAPACITY`, oldest dropped first) and stay across epochs.
 
 A sampler may draw from a *pool* of rotations (a rotation file, the ``-reuse`` pool, or the view
 cache's rotations, see :mod:`multipose.data.cache`); its draws then carry pool indices so the
@@ -53,8 +57,10 @@ __all__ = [
 
 #: Rotations drawn once for ``-reuse`` (the original's 20 * 1000).
 REUSE_POOL_SIZE = 20_000
-#: Most hard samples kept waiting for re-use; older ones are dropped first.
+#: Most hard samples kept waiting for re-use with ``HARD_POOL: accumulate``; older ones are dropped first.
 HARD_POOL_CAPACITY = 10_000
+#: ``[Training] HARD_POOL`` policies (see the module docstring).
+HARD_POOLS = ("replace", "accumulate")
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -134,8 +140,9 @@ class PoseSampler:
         pool: ``(P, 3, 3)`` rotations to draw from (e.g. the view cache's); then the draws carry
             indices into it and ``-reuse`` is implied. Without it a rotation file or ``-reuse``
             makes the pool, else every rotation is fresh.
-        hard_mining_ratio: fraction of a batch kept by :meth:`update` with ``-hard``.
+        hard_mining_ratio: fraction of a batch kept by :meth:`update` with ``-hard`` (rounded down).
         hard_sample_ratio: probability that a drawn sample is a kept hard one.
+        hard_pool: ``"replace"`` or ``"accumulate"`` (module docstring).
         reuse_pool_size: pool size for ``-reuse`` without ``pool``.
     """
 
@@ -145,10 +152,13 @@ class PoseSampler:
         generator: torch.Generator,
         *,
         pool: torch.Tensor | None = None,
-        hard_mining_ratio: float = 0.2,
-        hard_sample_ratio: float = 0.3,
+        hard_mining_ratio: float = 0.3,
+        hard_sample_ratio: float = 0.2,
+        hard_pool: str = "replace",
         reuse_pool_size: int = REUSE_POOL_SIZE,
     ) -> None:
+        if hard_pool not in HARD_POOLS:
+            raise ValueError(f"hard_pool must be one of {HARD_POOLS}, got {hard_pool!r}")
         if not 0.0 <= hard_mining_ratio <= 1.0 or not 0.0 <= hard_sample_ratio <= 1.0:
             raise ValueError(
                 f"hard_mining_ratio and hard_sample_ratio must be in [0, 1], got "
@@ -158,6 +168,7 @@ class PoseSampler:
         self.generator = generator
         self.hard_mining_ratio = float(hard_mining_ratio)
         self.hard_sample_ratio = float(hard_sample_ratio)
+        self.hard_pool = hard_pool
         if pool is None and spec.base not in ("sundermeyer-random", "sphere"):
             pool = load_rotations(spec.base)
         elif pool is None and spec.reuse:
@@ -195,8 +206,9 @@ class PoseSampler:
         self, R: torch.Tensor, per_sample_loss: torch.Tensor, index: torch.Tensor | None = None
     ) -> None:
         """Report a batch's losses: ``R (B, 3, 3), per_sample_loss (B,), index (B,)`` (pool indices
-        from :class:`PoseDraw`, or None). With ``-hard`` the worst ``ceil(ratio * B)`` samples are
-        kept for re-use; otherwise this does nothing."""
+        from :class:`PoseDraw`, or None). With ``-hard`` the worst ``int(ratio * B)`` samples are
+        kept for re-use (replacing or joining the waiting ones, per ``hard_pool``); otherwise this
+        does nothing."""
         if not self.spec.hard:
             return
         if R.ndim != 3 or R.shape[1:] != (3, 3) or per_sample_loss.shape != (R.shape[0],):
@@ -206,14 +218,18 @@ class PoseSampler:
             )
         if index is None:
             index = torch.full((R.shape[0],), -1, dtype=torch.long)
-        k = min(R.shape[0], math.ceil(self.hard_mining_ratio * R.shape[0]))
-        if k == 0:
-            return
+        k = min(R.shape[0], int(self.hard_mining_ratio * R.shape[0]))
         worst = per_sample_loss.detach().float().cpu().topk(k).indices
-        self._hard_R = torch.cat([self._hard_R, R.detach().float().cpu()[worst]])[-HARD_POOL_CAPACITY:]
-        self._hard_index = torch.cat([self._hard_index, index.detach().long().cpu()[worst]])[
-            -HARD_POOL_CAPACITY:
-        ]
+        hard_R, hard_index = R.detach().float().cpu()[worst], index.detach().long().cpu()[worst]
+        if self.hard_pool == "accumulate":
+            hard_R, hard_index = torch.cat([self._hard_R, hard_R]), torch.cat([self._hard_index, hard_index])
+        self._hard_R, self._hard_index = hard_R[-HARD_POOL_CAPACITY:], hard_index[-HARD_POOL_CAPACITY:]
+
+    def start_epoch(self) -> None:
+        """Called before every epoch's first batch: ``HARD_POOL: replace`` empties the hard pool (the
+        original reset it every epoch); ``accumulate`` keeps it."""
+        if self.hard_pool == "replace":
+            self._hard_R, self._hard_index = self._hard_R[:0], self._hard_index[:0]
 
     def state_dict(self) -> dict[str, Any]:
         """Generator state and waiting hard samples (the pool is rebuilt from the config)."""
@@ -232,11 +248,12 @@ class PoseSampler:
 def pose_sampler_from_config(
     cfg: Config, generator: torch.Generator, pool: torch.Tensor | None = None
 ) -> PoseSampler:
-    """The sampler of ``[Training] VIEW_SAMPLING, HARD_MINING_RATIO, HARD_SAMPLE_RATIO``."""
+    """The sampler of ``[Training] VIEW_SAMPLING, HARD_MINING_RATIO, HARD_SAMPLE_RATIO, HARD_POOL``."""
     return PoseSampler(
         view_sampling(cfg),
         generator,
         pool=pool,
         hard_mining_ratio=cfg.Training.HARD_MINING_RATIO,
         hard_sample_ratio=cfg.Training.HARD_SAMPLE_RATIO,
+        hard_pool=cfg.Training.HARD_POOL,
     )
