@@ -41,7 +41,8 @@ from multipose.data.backgrounds import (
     read_background_crop,
 )
 from multipose.data.datasets import VALIDATION_FILE
-from multipose.data.io import load_rotations, load_samples
+from multipose.data.io import load_samples
+from multipose.data.sampling import load_view_sampling_file
 from multipose.errors import UserInputError
 from multipose.evaluation import bop
 from multipose.evaluation.metrics import symmetry_transformations
@@ -284,12 +285,13 @@ def _writable_parent(folder: Path, what: str, state: str) -> list[Finding]:
 
 def _check_view_sampling(cfg: Config) -> list[Finding]:
     what = _key("Training", "VIEW_SAMPLING")
-    base = view_sampling(cfg).base
-    if base in ("sundermeyer-random", "sphere"):
+    spec = view_sampling(cfg)
+    base = spec.base
+    if not spec.is_file:
         return [Finding("ok", what, f"{cfg.Training.VIEW_SAMPLING}: drawn at random, no file needed")]
     if not Path(base).is_file():
         return [Finding("missing", what, f"{base}: no such rotation file (.npy [N, 3, 3] or a pickle with 'Rs')")]
-    return _guarded(what, lambda: [Finding("ok", what, f"{base}: {_count(len(load_rotations(base)), 'rotation')}")])
+    return _guarded(what, lambda: [Finding("ok", what, f"{base}: {_count(len(load_view_sampling_file(base)), 'rotation')}")])
 
 
 def _check_run_folder(cfg: Config, encoder: Encoder | None) -> list[Finding]:

@@ -74,6 +74,7 @@ __all__ = [
     "Key",
     "LossParameters",
     "Section",
+    "VIEW_SAMPLING_METHODS",
     "ViewSampling",
     "ENCODER_INPUT_SIZES",
     "check_crop_size",
@@ -535,7 +536,28 @@ class IntListType:
         return json.dumps(list(value))
 
 
-_VIEW_SAMPLING_BASES = ("sundermeyer-random", "sphere")
+#: ``[Training] VIEW_SAMPLING`` methods: the original's distributions of rotations
+#: (:mod:`multipose.data.sampling` implements and documents each).
+VIEW_SAMPLING_METHODS = (
+    "sundermeyer-random",
+    "sphere",
+    "sphere-simple",
+    "sphere-fixed",
+    "sphere-wolfram",
+    "sphere-wolfram-fixed",
+    "tless",
+    "tless-simple",
+    "fixed",
+    "viewsphere-aug",
+    "viewsphere-aug-no-conv",
+    "mixed",
+    "quat",
+)
+#: Methods of the original that depend on data it did not distribute.
+_VIEW_SAMPLING_REFUSED = {
+    "viewsphere": "the original's viewsphere reads its data/view-sphere.p, which it does not distribute; "
+    "give that file itself as VIEW_SAMPLING (a .p path), or use viewsphere-aug",
+}
 _VIEW_SAMPLING_FILES = (".npy", ".p", ".pkl", ".pickle")
 _VIEW_SAMPLING_SUFFIXES = ("-hard", "-reuse")
 
@@ -544,13 +566,18 @@ _VIEW_SAMPLING_SUFFIXES = ("-hard", "-reuse")
 class ViewSampling:
     """``[Training] VIEW_SAMPLING`` split into its parts.
 
-    ``base``: ``sundermeyer-random``, ``sphere``, or a path to a file of rotations
+    ``base``: one of :data:`VIEW_SAMPLING_METHODS`, or a path to a file of rotations
     (``.npy``/``.p``/``.pkl``/``.pickle``); ``hard``: the ``-hard`` suffix; ``reuse``: the ``-reuse`` suffix.
     """
 
     base: str
     hard: bool = False
     reuse: bool = False
+
+    @property
+    def is_file(self) -> bool:
+        """Whether ``base`` is a rotation file rather than a method."""
+        return self.base not in VIEW_SAMPLING_METHODS
 
 
 def _parse_view_sampling(text: str) -> ViewSampling:
@@ -561,8 +588,10 @@ def _parse_view_sampling(text: str) -> ViewSampling:
             break
         found.add(suffix)
         base = base[: -len(suffix)]
-    if base.lower() in _VIEW_SAMPLING_BASES:
+    if base.lower() in VIEW_SAMPLING_METHODS:
         base = base.lower()
+    elif base.lower() in _VIEW_SAMPLING_REFUSED:
+        raise _Invalid(_VIEW_SAMPLING_REFUSED[base.lower()])
     elif not base.lower().endswith(_VIEW_SAMPLING_FILES) or Path(base).name.lower() in _VIEW_SAMPLING_FILES:
         raise _Invalid()
     return ViewSampling(base, hard="-hard" in found, reuse="-reuse" in found)
@@ -571,11 +600,11 @@ def _parse_view_sampling(text: str) -> ViewSampling:
 @dataclass(frozen=True)
 class ViewSamplingType:
     summary: str = (
-        "sundermeyer-random, sphere, or a .npy/.p/.pkl/.pickle path; optional suffixes -hard, -reuse"
+        ", ".join(VIEW_SAMPLING_METHODS) + ", or a .npy/.p/.pkl/.pickle path; optional suffixes -hard, -reuse"
     )
     expected: str = (
-        "sundermeyer-random, sphere or a path to a .npy/.p/.pkl/.pickle file of rotations, "
-        "optionally followed by -hard and/or -reuse (e.g. sundermeyer-random-hard)"
+        "one of " + ", ".join(VIEW_SAMPLING_METHODS) + " or a path to a .npy/.p/.pkl/.pickle file of "
+        "rotations, optionally followed by -hard and/or -reuse (e.g. sundermeyer-random-hard)"
     )
 
     def parse(self, text: str) -> str:
@@ -703,7 +732,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("Training", "LOSS_PARAMS", _FLOAT_GT0, "",
         "Original form: depth clamp in mm for vsd-union, gamma for vsd-union-var-gamma.", optional=True),
     Key("Training", "VIEW_SAMPLING", ViewSamplingType(), "sundermeyer-random",
-        "How training rotations are drawn: Sundermeyer's random, sphere points or a rotation file."),
+        "How training rotations are drawn: one of the original's methods (README, Synthetic training data) or a rotation file."),
     Key("Training", "HARD_MINING_RATIO", FloatType(min=0.0, max=1.0), "0.3",
         "With -hard sampling: the worst int(ratio x batch) samples of each batch (by loss) are kept for re-use (the original's 0.3)."),
     Key("Training", "HARD_SAMPLE_RATIO", FloatType(min=0.0, max=1.0), "0.2",

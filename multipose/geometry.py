@@ -112,7 +112,7 @@ def deserno_sphere_points(n: int) -> tuple[np.ndarray, np.ndarray]:
     fewer points than asked: 1,984 for n = 2,000. Every point covers an area of about ``4 pi / n``.
 
     Returns ``spherical (M, 2)`` as ``[theta, phi]`` in radians (polar angle from +z, azimuth) and
-    ``cartesian (M, 3)`` unit vectors. Raises ``ValueError`` when ``n`` gives no point (n < 4).
+    ``cartesian (M, 3)`` unit vectors. Raises ``ValueError`` when ``n`` gives no point (n < 2).
     """
     if n < 1:
         raise ValueError(f"need at least one point on the sphere, got n={n}")

@@ -373,7 +373,7 @@ def test_overrides_must_be_a_list():
     ("Rendering", "T", "[0, 0]", "[x, y, z] or [[x, y, z]] in mm"),
     ("Rendering", "T", "375", "auto, or [x, y, z]"),
     ("Rendering", "T", "[[0, 0, 1], [0, 0, 2]]", "got 2 triples"),
-    ("Training", "VIEW_SAMPLING", "random", "sundermeyer-random, sphere or a path to a .npy/.p/.pkl/.pickle"),
+    ("Training", "VIEW_SAMPLING", "random", "one of sundermeyer-random, sphere, sphere-simple"),
     ("Training", "VIEW_SAMPLING", "views.txt-hard", "optionally followed by -hard and/or -reuse"),
     ("Training", "VIEW_SAMPLING", "sphere-hard-hard", "sundermeyer-random, sphere"),
     ("Dataset", "MODEL_PATH_DATA", '["a.ply", "b.ply"]', "got 2 paths; multipose trains one object per run"),

@@ -22,7 +22,7 @@ def test_defaults_are_the_aae_settings_and_old_files_get_them():
     assert augment_settings(cfg) == AugmentSettings()
     d = cfg.Dataset
     assert (d.NOOF_TRAINING_IMGS, d.NOOF_BG_IMGS, d.VIEW_SEED) == (10000, 15000, 0)
-    assert (cfg.Training.HARD_MINING_RATIO, cfg.Training.HARD_SAMPLE_RATIO) == (0.2, 0.3)
+    assert (cfg.Training.HARD_MINING_RATIO, cfg.Training.HARD_SAMPLE_RATIO) == (0.3, 0.2)  # the original's
     final = load_config(FINAL)  # the original's final template: MAX_REL_OFFSET 0.0, T [[0, 0, 1000]]
     # .npy encoder: aae, 128 px; no RADIUS: the training renders at T's z, as the original
     assert view_settings(final) == ViewSettings(max_rel_offset=0.0, distance=1000.0)

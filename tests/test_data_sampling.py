@@ -9,13 +9,16 @@ import pytest
 import torch
 
 from multipose.config import ViewSampling, load_config_text, view_sampling
+import multipose.data.sampling as sampling_mod
 from multipose.data.sampling import (
+    METHODS,
     PoseSampler,
     base_rotations,
     derive_seed,
     pose_sampler_from_config,
     sphere_rotations,
     sundermeyer_random,
+    viewsphere_grid,
 )
 from multipose.errors import ConfigError, DataError
 from multipose.geometry import geodesic_angle_deg
@@ -45,20 +48,86 @@ def test_sphere_sampling_covers_the_sphere_with_inplane_within_90_degrees():
     view_dir = R[:, 2, :]  # camera z axis in model coordinates: -p, uniform on the sphere
     assert view_dir.mean(0).abs().max() < 0.05
     assert ((view_dir[:, 2] > 0.9).float().mean() - 0.05).abs() < 0.02  # cap area fraction (1 - 0.9) / 2
-    # the model's +z axis projects upwards in the image rolled by at most 90 degrees: its image y
-    # component (R[1, 2], image y points down) is <= 0 before the roll; after a roll in [-90, 90] the
-    # projected up vector stays in the upper half-plane rotated by at most 90 degrees
+    # before the roll the model's +z axis projects up in the image for a camera above the equator and
+    # down for one below it (the original flipped its up vector there); a roll in [-90, 90] keeps it
+    # within 90 degrees of that direction
     up_img = R[:, :2, 2]
     ok = up_img.norm(dim=1) > 0.2
-    angle = torch.rad2deg(torch.atan2(up_img[ok, 0], -up_img[ok, 1]))
+    above = view_dir[:, 2] < 0  # the camera at p = -view_dir, above the equator
+    sign = torch.where(above, 1.0, -1.0)  # +1: compare with image up (-y), -1: with image down (+y)
+    angle = torch.rad2deg(torch.atan2(sign * up_img[:, 0], -sign * up_img[:, 1]))[ok]
     assert angle.abs().max() <= 90.0 + 1e-3 and angle.abs().max() > 80.0
 
 
+def test_sphere_simple_flips_the_up_vector_below_the_equator_like_the_original():
+    R = METHODS["sphere-simple"](500, torch.Generator().manual_seed(3))
+    above = R[:, 2, 2] < 0  # the camera's z axis points down: the camera is above the equator
+    assert 100 < above.sum() < 400
+    # image y points down: the model's +z has a negative image y above the equator, positive below
+    assert (R[above, 1, 2] < 0).all() and (R[~above, 1, 2] > 0).all()
+    assert R[:, 0, 2].abs().max() < 1e-5  # no in-plane turn: the model's z axis stays vertical in the image
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_original_method_draws_seeded_rotations(method):
+    R = base_rotations(ViewSampling(method), 64, torch.Generator().manual_seed(0))
+    assert R.shape == (64, 3, 3) and R.dtype == torch.float32 and _is_rotation(R)
+    assert torch.equal(R, base_rotations(ViewSampling(method), 64, torch.Generator().manual_seed(0)))
+    assert not torch.equal(R, base_rotations(ViewSampling(method), 64, torch.Generator().manual_seed(1)))
+
+
+def test_viewpoint_distributions_of_the_original_methods():
+    g = torch.Generator().manual_seed(4)
+    polar = {name: METHODS[name](4000, g)[:, 2, 2].abs() for name in ("sphere", "sphere-wolfram", "tless", "fixed")}
+    # uniform viewpoints: P(|z| > 0.9) = 0.1; tless (polar angle uniform): 4 acos(0.9) / (2 pi) = 0.287
+    assert abs((polar["sphere"] > 0.9).float().mean() - 0.1) < 0.02
+    assert abs((polar["sphere-wolfram"] > 0.9).float().mean() - 0.1) < 0.02
+    assert abs((polar["tless"] > 0.9).float().mean() - 0.287) < 0.03
+    assert polar["fixed"].max() < 1e-4  # cameras on the equator
+    for name in ("sundermeyer-random", "quat", "mixed"):  # uniform on SO(3): mean angle to I 126.5 degrees
+        R = METHODS[name](4000, g)
+        assert abs(geodesic_angle_deg(R, torch.eye(3).expand_as(R)).mean().item() - 126.5) < 2.5, name
+
+
+def test_viewsphere_aug_is_the_grid_turned_by_one_rotation(monkeypatch):
+    """With the random turn replaced by the identity, viewsphere-aug draws distinct grid rotations and
+    viewsphere-aug-no-conv the grid rotations read as PyTorch3D camera rotations."""
+    monkeypatch.setattr(sampling_mod, "random_rotations", lambda n, generator: torch.eye(3)[None].expand(n, 3, 3))
+    grid36, grid18 = viewsphere_grid(600, 36), viewsphere_grid(600, 18)
+    assert grid36.shape == (642 * 36, 3, 3) and grid18.shape == (642 * 18, 3, 3)
+    R = METHODS["viewsphere-aug"](50, torch.Generator().manual_seed(0))
+    distance = torch.cdist(R.reshape(50, 9), grid36.reshape(-1, 9), compute_mode="donot_use_mm_for_euclid_dist")
+    assert distance.min(dim=1).values.max() < 1e-5
+    assert len(set(distance.argmin(dim=1).tolist())) == 50
+    R = METHODS["viewsphere-aug-no-conv"](50, torch.Generator().manual_seed(0))
+    as_pytorch3d = (R * torch.tensor([-1.0, -1.0, 1.0])[:, None]).transpose(1, 2)  # undo diag(-1,-1,1) @ R^T
+    assert torch.cdist(as_pytorch3d.reshape(50, 9), grid18.reshape(-1, 9),
+                       compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values.max() < 1e-5
+
+
+def test_inplane_turn_is_scipys_z_rotation():
+    from scipy.spatial.transform import Rotation
+
+    angles = torch.tensor([-90.0, -10.0, 45.0, 90.0])
+    expected = Rotation.from_euler("z", angles.numpy()[:, None], degrees=True).as_matrix()
+    torch.testing.assert_close(sampling_mod.rotation_about_axis([0.0, 0.0, 1.0], angles),
+                               torch.from_numpy(expected).float(), atol=1e-6, rtol=0)
+
+
+def test_the_originals_viewsphere_needs_a_file_it_did_not_distribute():
+    with pytest.raises(ConfigError, match=r"VIEW_SAMPLING = 'viewsphere'.*data/view-sphere.p"):
+        load_config_text("[Training]\nVIEW_SAMPLING: viewsphere\n")
+    assert view_sampling(load_config_text("[Training]\nVIEW_SAMPLING: tless-simple-hard\n")) == ViewSampling(
+        "tless-simple", hard=True)
+
+
 def test_rotation_files_npy_and_original_pickle(tmp_path):
+    """A .npy holds OpenCV rotations; the original's pickle sampling used its rotations as PyTorch3D
+    camera rotations, R_p3d = R^T diag(-1, -1, 1), which are converted back."""
     R = sundermeyer_random(7, torch.Generator().manual_seed(2)).numpy()
     np.save(tmp_path / "r.npy", R)
     with open(tmp_path / "r.p", "wb") as f:
-        pickle.dump({"Rs": list(R.astype(np.float64))}, f, protocol=2)
+        pickle.dump({"Rs": list(R.astype(np.float64).transpose(0, 2, 1) @ np.diag([-1.0, -1.0, 1.0]))}, f, protocol=2)
     for name in ("r.npy", "r.p"):
         sampler = PoseSampler(ViewSampling(str(tmp_path / name)), torch.Generator().manual_seed(0))
         draw = sampler.sample(50)

@@ -204,6 +204,8 @@ def test_one_cycle_policy_is_the_originals_at_three_epochs():
     assert one_cycle_lr(18, 20, low, high) == pytest.approx(low)
     assert one_cycle_lr(19, 20, low, high) == pytest.approx(low - 0.99 * low / 2)
     assert one_cycle_lr(4, 20, low, high) == pytest.approx(low + (high - low) * 4 / 9)
+    assert [one_cycle_lr(e, 1, low, high) for e in range(1)] == pytest.approx([low])  # one epoch: LOW
+    assert [one_cycle_lr(e, 2, low, high) for e in range(2)] == pytest.approx([low, low])  # cycle of 1 epoch
 
 
 def test_learning_rate_is_constant_by_default_and_one_cycle_with_low_high(shared, tmp_path):

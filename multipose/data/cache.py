@@ -43,8 +43,7 @@ from tqdm import tqdm
 from multipose.checkpoint import atomic_open
 from multipose.config import Config, ViewSampling, view_sampling
 from multipose.data.crops import ViewRenderer, Views, ViewSettings, view_settings
-from multipose.data.io import load_rotations
-from multipose.data.sampling import base_rotations, make_generator
+from multipose.data.sampling import base_rotations, load_view_sampling_file, make_generator
 from multipose.mesh import file_sha256, load_mesh, normalization_key
 
 logger = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ __all__ = ["CACHE_VERSION", "ViewCache", "build_view_cache", "render_views", "vi
            "view_cache_key"]
 
 #: Bump when the rendering code changes what a cached view holds.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the original's sphere sampling (up vector flipped below the equator), .p files converted
 
 
 @dataclass(frozen=True, eq=False)
@@ -265,8 +264,8 @@ def build_view_cache(
     spec = ViewSampling(sampling)
     file_sha = None
     file_rotations = None
-    if sampling not in ("sundermeyer-random", "sphere"):
-        file_rotations = load_rotations(sampling)
+    if spec.is_file:
+        file_rotations = load_view_sampling_file(sampling)
         file_sha = file_sha256(sampling)
     key, described = view_cache_key(
         file_sha256(mesh_path), settings, normalize, sampling, file_sha, num_views, seed

@@ -261,17 +261,17 @@ def generate_samples(
 def _validation_key(cfg: Config) -> str:
     """Hash of everything a generated validation set depends on."""
     d = cfg.Dataset
-    base = view_sampling(cfg).base
+    spec = view_sampling(cfg)
     described = {
         "mesh_sha256": file_sha256(d.MODEL_PATH_DATA[0]),
         "normalize": normalization_key(cfg.Rendering.NORMALIZE_VERTICES),
         "view": view_settings(cfg).as_dict(),
-        "sampling": base if base in ("sundermeyer-random", "sphere") else file_sha256(base),
+        "sampling": file_sha256(spec.base) if spec.is_file else spec.base,
         "backgrounds": d.BACKGROUND_IMAGES,
         "augment": asdict(augment_settings(cfg)) if cfg.Training.AUGMENT_IMGS else None,
         "num": d.NOOF_VALID_IMGS,
         "seed": VALIDATION_SEED,
-        "version": 1,
+        "version": 2,  # 2: the original's sphere sampling, .p rotation files converted
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 

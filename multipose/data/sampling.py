@@ -1,15 +1,34 @@
 """Training rotations: ``[Training] VIEW_SAMPLING`` and hard-sample mining.
 
 Rotations are OpenCV / BOP model-to-camera ``R (N, 3, 3)`` float32 (see :mod:`multipose.geometry`).
-Base methods:
+The methods are the original's (``DatasetGeneratorOpenGL``). Most of them built a PyTorch3D camera
+rotation ``R_p3d`` with ``look_at_rotation`` (camera at a point of the view sphere looking at the model
+origin, its up vector the model's +z, or -z for a camera below the equator), then turned it in-plane
+by ``R_p3d @ Rz(U(-90, 90) degrees)``; the physical pose is ``diag(-1, -1, 1) @ R_p3d^T``
+(:func:`from_pytorch3d_camera`). Base methods:
 
 - ``sundermeyer-random``: uniform on SO(3) (the AAE's and the original's default; Shoemake's unit
   quaternions, here :func:`multipose.geometry.random_rotations`);
-- ``sphere``: a camera at a uniformly random point of the view sphere looking at the model origin,
-  model +z up in the image, then rolled by a uniform in-plane angle in [-90, 90] degrees
-  (the original's ``sphere`` sampling; :func:`multipose.geometry.camera_rotation_from_sphere_point`);
-- a file of rotations (``.npy`` ``[N, 3, 3]`` or an original-format pickle ``{"Rs": [...]}``, read as
-  OpenCV rotations): samples are drawn from it uniformly with replacement.
+- ``quat``: uniform on SO(3) too, from a normalised Gaussian quaternion (the original's ``quat``);
+- ``sphere``: viewpoints uniform on the sphere (``z ~ U(-1, 1)``, azimuth ``~ U(0, 2 pi)``), in-plane
+  turn in [-90, 90]; ``sphere-simple``: no in-plane turn; ``sphere-fixed``: the original's
+  ``look_at_rotation_fixed`` (a perturbed up vector for a camera on the up axis; otherwise the same);
+- ``sphere-wolfram`` / ``sphere-wolfram-fixed``: the same distribution drawn with Marsaglia's method
+  (MathWorld's sphere point picking);
+- ``tless`` / ``tless-simple``: polar angle *uniform* in [0, 2 pi) (viewpoints crowd at the poles, as
+  T-LESS's top and bottom views), with / without the in-plane turn;
+- ``fixed`` (the original's debugging aid): cameras on the equator, in-plane turn in [-90, 90];
+- ``viewsphere-aug``: the AAE codebook's grid (642 viewpoints x 36 in-plane angles) turned by one
+  uniformly random rotation per draw (the original drew one per epoch), distinct grid entries;
+  ``viewsphere-aug-no-conv``: 18 in-plane angles, the grid rotation used as a PyTorch3D camera
+  rotation without conversion (as the original did);
+- ``mixed``: ``sphere-wolfram-fixed`` or ``sundermeyer-random``, each with probability 1/2;
+- a file of rotations: ``.npy`` ``[N, 3, 3]`` (OpenCV rotations), or an original-format pickle
+  ``{"Rs": [...]}`` holding PyTorch3D camera rotations as the original's pickle sampling used them
+  (converted with :func:`from_pytorch3d_camera`); samples are drawn from it uniformly with replacement.
+
+The original's ``viewsphere`` read a file it did not distribute (``data/view-sphere.p``) and is
+refused by the config (give that file as a rotation file instead).
 
 Suffixes (as the original): ``-reuse`` draws from a fixed pool of :data:`REUSE_POOL_SIZE` rotations
 drawn once; ``-hard`` re-uses hard samples: :meth:`PoseSampler.update` keeps the
@@ -36,23 +55,30 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from pytorch3d.renderer import look_at_rotation
+from pytorch3d.transforms import quaternion_to_matrix
 
 from multipose.config import Config, ViewSampling, view_sampling
-from multipose.data.io import load_rotations
-from multipose.geometry import camera_rotation_from_sphere_point, random_rotations
+from multipose.data.io import PICKLE_SUFFIXES, load_rotations
+from multipose.geometry import camera_rotation_from_sphere_point, icosphere_points, random_rotations, rotation_about_axis
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "METHODS",
     "REUSE_POOL_SIZE",
     "PoseDraw",
     "PoseSampler",
     "base_rotations",
     "derive_seed",
+    "from_pytorch3d_camera",
+    "load_view_sampling_file",
     "make_generator",
     "pose_sampler_from_config",
     "sphere_rotations",
     "sundermeyer_random",
+    "viewsphere_grid",
 ]
 
 #: Rotations drawn once for ``-reuse`` (the original's 20 * 1000).
@@ -80,20 +106,124 @@ def sundermeyer_random(n: int, generator: torch.Generator) -> torch.Tensor:
     return random_rotations(n, generator=generator)
 
 
-def sphere_rotations(n: int, generator: torch.Generator, inplane_max_deg: float = 90.0) -> torch.Tensor:
-    """The original's ``sphere`` sampling: ``() -> (n, 3, 3)`` float32 (CPU).
+def from_pytorch3d_camera(R: torch.Tensor) -> torch.Tensor:
+    """The OpenCV model-to-camera pose of a PyTorch3D camera rotation ``R`` (world-to-view ``x @ R``):
+    ``diag(-1, -1, 1) @ R^T``, ``(*, 3, 3) -> (*, 3, 3)``."""
+    return R.transpose(-1, -2) * R.new_tensor([-1.0, -1.0, 1.0])[:, None]
 
-    Viewpoints uniform on the sphere (``z ~ U(-1, 1)``, azimuth ``~ U(0, 2 pi)``: Archimedes), the
-    camera looking at the origin with the model's +z axis up in the image, rolled about the optical
-    axis by ``U(-inplane_max_deg, inplane_max_deg)`` degrees.
-    """
-    u = torch.rand(n, 3, generator=generator, dtype=torch.float64)
-    z = 2.0 * u[:, 0] - 1.0
-    phi = 2.0 * math.pi * u[:, 1]
+
+def _uniform(n: int, generator: torch.Generator, low: float, high: float) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+
+
+def _look_at(points: torch.Tensor, fixed: bool = False) -> torch.Tensor:
+    """The original's PyTorch3D camera rotations for cameras at ``points (n, 3)`` looking at the origin,
+    up = model +z, or -z for a camera below the equator: ``(n, 3, 3)`` float32. ``fixed``: its
+    ``look_at_rotation_fixed``, which perturbs the up vector by 5e-3 where it is parallel to the view."""
+    points = points.float()
+    up = torch.zeros_like(points)
+    up[:, 2] = torch.where(points[:, 2] < 0, -1.0, 1.0)
+    if fixed:
+        x_axis = F.normalize(torch.cross(up, F.normalize(-points, eps=1e-5), dim=1), eps=1e-5)
+        degenerate = torch.isclose(x_axis, torch.tensor(0.0), atol=5e-3).all(dim=1, keepdim=True)
+        up = torch.where(degenerate, up + 5e-3, up)
+    return look_at_rotation(points, up=up)
+
+
+def _inplane(R: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``R @ Rz(a)``, ``a ~ U(-90, 90)`` degrees, as the original turned its PyTorch3D rotations."""
+    return R @ rotation_about_axis([0.0, 0.0, 1.0], _uniform(R.shape[0], generator, -90.0, 90.0))
+
+
+def _from_viewpoints(points: torch.Tensor, generator: torch.Generator, simple: bool, fixed: bool) -> torch.Tensor:
+    R = _look_at(points, fixed)
+    return from_pytorch3d_camera(R if simple else _inplane(R, generator))
+
+
+def sphere_rotations(n: int, generator: torch.Generator, *, simple: bool = False, fixed: bool = False) -> torch.Tensor:
+    """The original's ``sphere`` sampling (module docstring): ``() -> (n, 3, 3)`` float32 (CPU)."""
+    z = _uniform(n, generator, -1.0, 1.0)
+    azimuth = _uniform(n, generator, 0.0, 2.0 * math.pi)
     r = (1.0 - z * z).clamp_min(0.0).sqrt()
-    points = torch.stack([r * phi.cos(), r * phi.sin(), z], dim=-1)
-    inplane = (2.0 * u[:, 2] - 1.0) * inplane_max_deg
-    return camera_rotation_from_sphere_point(points, inplane).float()
+    return _from_viewpoints(torch.stack([r * azimuth.cos(), r * azimuth.sin(), z], dim=1), generator, simple, fixed)
+
+
+def _wolfram_points(n: int, generator: torch.Generator) -> torch.Tensor:
+    """Marsaglia (1972): ``(x1, x2)`` uniform in the unit disc -> a uniform point of the sphere."""
+    accepted = []
+    while sum(len(a) for a in accepted) < n:
+        x = _uniform(2 * n, generator, -1.0, 1.0).reshape(n, 2)
+        accepted.append(x[(x * x).sum(1) < 1.0])
+    x1, x2 = torch.cat(accepted)[:n].unbind(1)
+    s = x1 * x1 + x2 * x2
+    root = (1.0 - s).sqrt()
+    return torch.stack([2.0 * x1 * root, 2.0 * x2 * root, 1.0 - 2.0 * s], dim=1)
+
+
+def _tless_points(n: int, generator: torch.Generator) -> torch.Tensor:
+    theta, phi = _uniform(n, generator, 0.0, 2.0 * math.pi), _uniform(n, generator, 0.0, 2.0 * math.pi)
+    return torch.stack([theta.sin() * phi.cos(), theta.sin() * phi.sin(), theta.cos()], dim=1)
+
+
+def _equator_points(n: int, generator: torch.Generator) -> torch.Tensor:
+    azimuth = _uniform(n, generator, 0.0, 2.0 * math.pi)
+    return torch.stack([azimuth.cos(), azimuth.sin(), torch.full_like(azimuth, -1e-5)], dim=1)
+
+
+def viewsphere_grid(num_views: int = 600, num_inplane: int = 36) -> torch.Tensor:
+    """The original's ``viewsphere_for_embedding``: the AAE's viewpoints (the smallest refined
+    icosahedron with at least ``num_views`` vertices: 642 for 600), each rolled by the in-plane angles
+    ``-linspace(0, 360, num_inplane)`` degrees (both ends included, as it did): ``(V * num_inplane, 3, 3)``."""
+    points = torch.from_numpy(icosphere_points(num_views))
+    angles = -torch.linspace(0.0, 360.0, num_inplane, dtype=torch.float64)
+    R = camera_rotation_from_sphere_point(points.repeat_interleave(num_inplane, dim=0), angles.repeat(points.shape[0]))
+    return R.float()
+
+
+def _viewsphere_aug(n: int, generator: torch.Generator, num_inplane: int, convert: bool) -> torch.Tensor:
+    grid = viewsphere_grid(600, num_inplane)
+    if n <= grid.shape[0]:
+        index = torch.randperm(grid.shape[0], generator=generator)[:n]
+    else:
+        index = torch.randint(0, grid.shape[0], (n,), generator=generator)
+    R = grid[index] @ random_rotations(1, generator=generator)
+    return R if convert else from_pytorch3d_camera(R)
+
+
+def _mixed(n: int, generator: torch.Generator) -> torch.Tensor:
+    coin = torch.rand(n, generator=generator) < 0.5
+    wolfram = _from_viewpoints(_wolfram_points(n, generator), generator, simple=False, fixed=True)
+    return torch.where(coin[:, None, None], wolfram, sundermeyer_random(n, generator))
+
+
+def _quat(n: int, generator: torch.Generator) -> torch.Tensor:
+    q = torch.randn(n, 4, generator=generator, dtype=torch.float64)
+    return from_pytorch3d_camera(quaternion_to_matrix(q / q.norm(dim=1, keepdim=True))).float()
+
+
+#: ``VIEW_SAMPLING`` method -> ``f(n, generator) -> (n, 3, 3)`` OpenCV rotations (module docstring).
+METHODS = {
+    "sundermeyer-random": sundermeyer_random,
+    "sphere": sphere_rotations,
+    "sphere-simple": lambda n, g: sphere_rotations(n, g, simple=True),
+    "sphere-fixed": lambda n, g: sphere_rotations(n, g, fixed=True),
+    "sphere-wolfram": lambda n, g: _from_viewpoints(_wolfram_points(n, g), g, simple=False, fixed=False),
+    "sphere-wolfram-fixed": lambda n, g: _from_viewpoints(_wolfram_points(n, g), g, simple=False, fixed=True),
+    "tless": lambda n, g: _from_viewpoints(_tless_points(n, g), g, simple=False, fixed=False),
+    "tless-simple": lambda n, g: _from_viewpoints(_tless_points(n, g), g, simple=True, fixed=False),
+    "fixed": lambda n, g: _from_viewpoints(_equator_points(n, g), g, simple=False, fixed=False),
+    "viewsphere-aug": lambda n, g: _viewsphere_aug(n, g, 36, convert=True),
+    "viewsphere-aug-no-conv": lambda n, g: _viewsphere_aug(n, g, 18, convert=False),
+    "mixed": _mixed,
+    "quat": _quat,
+}
+
+
+def load_view_sampling_file(path: str) -> torch.Tensor:
+    """The rotations of a ``VIEW_SAMPLING`` file as OpenCV poses ``(N, 3, 3)``: a ``.npy`` as it is, an
+    original-format pickle converted from the PyTorch3D camera rotations it holds."""
+    R = load_rotations(path)
+    return from_pytorch3d_camera(R) if path.lower().endswith(PICKLE_SUFFIXES) else R
 
 
 def base_rotations(
@@ -102,15 +232,13 @@ def base_rotations(
     """``n`` rotations of a base method, ignoring the ``-hard``/``-reuse`` suffixes: ``(n, 3, 3)``.
 
     For a rotation file (``file_rotations (M, 3, 3)``, read with
-    :func:`multipose.data.io.load_rotations` when not given): all of them in file order when
+    :func:`load_view_sampling_file` when not given): all of them in file order when
     ``n >= M`` (so the result may be shorter than ``n``), else ``n`` distinct ones drawn at random.
     """
-    if spec.base == "sundermeyer-random":
-        return sundermeyer_random(n, generator)
-    if spec.base == "sphere":
-        return sphere_rotations(n, generator)
+    if not spec.is_file:
+        return METHODS[spec.base](n, generator).float()
     if file_rotations is None:
-        file_rotations = load_rotations(spec.base)
+        file_rotations = load_view_sampling_file(spec.base)
     if n >= file_rotations.shape[0]:
         return file_rotations.clone()
     pick = torch.randperm(file_rotations.shape[0], generator=generator)[:n]
@@ -169,8 +297,8 @@ class PoseSampler:
         self.hard_mining_ratio = float(hard_mining_ratio)
         self.hard_sample_ratio = float(hard_sample_ratio)
         self.hard_pool = hard_pool
-        if pool is None and spec.base not in ("sundermeyer-random", "sphere"):
-            pool = load_rotations(spec.base)
+        if pool is None and spec.is_file:
+            pool = load_view_sampling_file(spec.base)
         elif pool is None and spec.reuse:
             pool = base_rotations(spec, reuse_pool_size, generator)
         if pool is not None and (pool.ndim != 3 or pool.shape[1:] != (3, 3) or pool.shape[0] == 0):

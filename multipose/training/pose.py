@@ -137,8 +137,8 @@ def one_cycle_lr(epoch: int, num_epochs: int, low: float, high: float) -> float:
     after the last); constant beyond."""
     cycle = int(num_epochs * 0.9)
     half = cycle // 2
-    if half > 0 and epoch <= half:
-        return low + (high - low) * epoch / half
+    if epoch <= half:  # (the original divided by zero for fewer than 3 epochs; here the cycle starts at LOW)
+        return low + (high - low) * epoch / half if half else low
     if epoch <= cycle:
         return high - (high - low) * (epoch - half) / (cycle - half)
     final = 0.01 * low
