@@ -793,6 +793,14 @@ SCHEMA: tuple[Key, ...] = (
     Key("Augmentation", "CONTRAST_PROB", _PROB, "0.5",
         "Probability of a contrast change about mid-grey (per channel for 30% of those samples)."),
     Key("Augmentation", "CONTRAST_RANGE", FloatRangeType(min=0.0), "[0.5, 2.2]", "Contrast factor range."),
+    Key("Augmentation", "SQUARE_OCCLUSION_PROB", _PROB, "0.0",
+        "Training crops: probability of square occluders cut out of the object, showing the background (the "
+        "original's DatasetGeneratorSquareOcc: 0.7); 0: off."),
+    Key("Augmentation", "SQUARE_OCCLUSION_GRID", _INT_GE1, "3",
+        "Square occluders: cells per side of the coarse grid (imgaug's 3 x 3 at 128 px)."),
+    Key("Augmentation", "SQUARE_OCCLUSION_RATE", _PROB, "0.4", "Square occluders: probability that a cell is cut."),
+    Key("Augmentation", "SQUARE_OCCLUSION_MAX", FloatType(min=0.0, max=1.0, min_inclusive=False), "0.25",
+        "Square occluders: a draw must cut less than this share of the object's pixels (else it is drawn again)."),
     # [Encoder] (architecture presets and their numbers: multipose/models/encoder.py)
     Key("Encoder", "ARCH", ChoiceType(("auto", "aae", "small")), "auto",
         "Encoder: aae (original, 128 px), small (CPU preset, 64 px); auto: a .pt's own, aae for .npy, else small."),

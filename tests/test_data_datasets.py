@@ -64,6 +64,17 @@ def test_without_augmentation_the_object_pixels_are_the_render(tmp_path, mesh_pa
     assert torch.equal(composite(views, bg)[~on], bg[~on])
 
 
+def test_training_crops_show_the_background_where_the_object_is_cut(tmp_path, mesh_path):
+    cfg = small_config(tmp_path, mesh_path, "Training.AUGMENT_IMGS=false", "Augmentation.SQUARE_OCCLUSION_PROB=1.0",
+                       "Dataset.NOOF_TRAINING_IMGS=12")
+    data = training_data_from_config(cfg, progress=False)
+    b = data.batch(4)
+    render = data.cache.take(b["index"]).rgb.float() / 255.0
+    same = (b["image"] == render).all(dim=1) & b["mask"]  # object pixels that still show the object
+    kept = same.sum(dim=(1, 2)) / b["mask"].sum(dim=(1, 2))
+    assert (kept > 0.75).all() and (kept < 1.0).any()
+
+
 def test_views_rendered_per_batch_without_a_cache(tmp_path, mesh_path):
     cfg = small_config(tmp_path, mesh_path, "Dataset.NOOF_TRAINING_IMGS=0", "Training.VIEW_SAMPLING=sphere")
     data = training_data_from_config(cfg, progress=False)

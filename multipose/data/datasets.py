@@ -35,7 +35,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from multipose.data.backgrounds import BackgroundSource, backgrounds_from_config
 from multipose.data.cache import ViewCache, render_views, view_cache_from_config
 from multipose.data.crops import ViewRenderer, Views, view_settings
 from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
+from multipose.data.occlusion import OcclusionSettings, occlusion_settings, square_occlusions
 from multipose.data.sampling import PoseSampler, derive_seed, make_generator, pose_sampler_from_config
 from multipose.errors import DataError
 from multipose.mesh import file_sha256, load_mesh, normalization_key
@@ -92,6 +93,7 @@ class TrainingData:
         with_target: also return each sample's reconstruction target as ``target`` (encoder
             pretraining): the AAE's clean image of the same rotation, centred and headlit
             (:meth:`~multipose.data.crops.ViewRenderer.render_centred`; from ``cache.targets``).
+        occlusion: square occluders cut out of the object (:mod:`multipose.data.occlusion`), or None.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class TrainingData:
         cache: ViewCache | None = None,
         renderer: ViewRenderer | None = None,
         with_target: bool = False,
+        occlusion: OcclusionSettings | None = None,
     ) -> None:
         if cache is None and renderer is None:
             raise ValueError("TrainingData needs a view cache or a view renderer")
@@ -126,6 +129,7 @@ class TrainingData:
         self.cache = cache.to(self.device) if cache is not None else None
         self.renderer = renderer
         self.with_target = bool(with_target)
+        self.occlusion = occlusion
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -145,7 +149,11 @@ class TrainingData:
             views = self.cache.take(draw.index)
         else:
             views = self.renderer.render(draw.R, self.generator).to(self.device)
-        image = composite(views, self.backgrounds.sample(n, self.generator, self.device))
+        backgrounds = self.backgrounds.sample(n, self.generator, self.device)
+        shown = views
+        if self.occlusion is not None and self.occlusion.prob > 0:
+            shown = replace(views, mask=views.mask & ~square_occlusions(views.mask, self.occlusion, self.generator))
+        image = composite(shown, backgrounds)
         if self.augmenter is not None:
             image = self.augmenter(image, self.generator)
         batch = {
@@ -207,6 +215,7 @@ def training_data_from_config(
         cache=cache,
         renderer=renderer,
         with_target=with_target,
+        occlusion=occlusion_settings(cfg),
     )
 
 
