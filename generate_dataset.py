@@ -1,12 +1,19 @@
 """Generate a file of synthetic samples (AAE-style crops of the config's CAD model on backgrounds,
-augmented as in training), e.g. a fixed validation set for [Dataset] VALID_DATA_PATH.
+augmented as in training), e.g. a fixed validation set for [Dataset] VALID_DATA_PATH; or, with
+--from-bop, convert a BOP split into the original's pickle as its bop2pickle.py did.
 
     python generate_dataset.py experiment_template.cfg --num 256 --out data/validationsets/template.npz
     python generate_dataset.py my.cfg --num 1000 --out valid.p --format pickle --seed 3
+    python generate_dataset.py my.cfg --from-bop data/tless/test_primesense --obj-id 10 --out test-obj10.p
 
 .npz: images (uint8 [N,S,S,3] RGB), Rs, ts, Ks (crop intrinsics, OpenCV), masks (object silhouette
 before augmentation and occlusion) and meta (JSON: resolved config, mesh, seed). --format pickle
 writes the original repository's {"Rs": [...], "images": [...]}. Rotations are OpenCV model-to-camera.
+--from-bop: every instance of the object (--obj-id, else [Evaluation] OBJ_ID) with a visible box,
+cropped around that box (side 1.2 x its larger side, clipped at the image border) and resized to --size
+(128) px, as {"images", "Rs", "ts", "visib_fract", "scene_ids", "img_ids", "obj_ids"}; --num keeps at
+most N, evenly spaced. evaluate.py reads such a file as a test set ([Evaluation] TEST_DATA_PATH) and
+writes the scene ids and translations into its results files.
 The file is written atomically; on any error nothing is written.
 """
 
@@ -38,11 +45,41 @@ def _output_format(out: Path, requested: str | None) -> str:
     return fmt
 
 
+def _from_bop(args: argparse.Namespace, cfg: Config, out: Path) -> int:
+    import io
+    import pickle
+
+    from multipose.checkpoint import atomic_write_bytes
+    from multipose.evaluation.bop import bop_split_pickle
+
+    obj_id = args.obj_id if args.obj_id is not None else cfg.Evaluation.OBJ_ID
+    if obj_id is None:
+        raise UserInputError("--from-bop: which object? pass --obj-id N (or set [Evaluation] OBJ_ID)")
+    if args.size < 8:
+        raise UserInputError(f"--size {args.size}: expected the crop side in pixels, >= 8")
+    data = bop_split_pickle(args.from_bop, obj_id, size=args.size, limit=args.num)
+    buf = io.BytesIO()
+    pickle.dump(data, buf, protocol=2)
+    try:
+        atomic_write_bytes(out, buf.getvalue())
+    except OSError as exc:
+        raise UserInputError(f"--out {out}: cannot write the file ({exc.strerror or exc})") from None
+    logger.info("wrote %d crops of object %d (%d px) from %s to %s", len(data["images"]), obj_id, args.size,
+                args.from_bop, out)
+    return 0
+
+
 def main(args: argparse.Namespace, cfg: Config) -> int:
-    if args.num < 1:
+    if args.num is not None and args.num < 1:
         raise UserInputError(f"--num {args.num}: expected the number of samples, >= 1")
     out = Path(args.out)
     fmt = _output_format(out, args.format)
+    if args.from_bop is not None:
+        if fmt != "pickle":
+            raise UserInputError(f"--out {out}: --from-bop writes the original's pickle; name it .p/.pkl/.pickle")
+        return _from_bop(args, cfg, out)
+    if args.num is None:
+        raise UserInputError("--num N is needed: how many synthetic samples to generate")
     from multipose.data.datasets import generate_samples  # heavy imports once the input is known good
     from multipose.data.io import save_samples
 
@@ -59,11 +96,17 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
-    parser.add_argument("--num", type=int, required=True, metavar="N", help="number of samples")
+    parser.add_argument("--num", type=int, default=None, metavar="N",
+                        help="number of samples (with --from-bop: at most N crops)")
     parser.add_argument("--out", required=True, metavar="FILE", help="output file (.npz, or .p/.pkl/.pickle)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: [Training] RANDOM_SEED)")
     parser.add_argument("--format", choices=("npz", "pickle"), default=None,
                         help="file format (default: from the file name)")
+    parser.add_argument("--from-bop", metavar="FOLDER", default=None,
+                        help="convert this BOP split folder (e.g. data/tless/test_primesense) into the original's pickle")
+    parser.add_argument("--obj-id", type=int, default=None, metavar="N",
+                        help="with --from-bop: the object (default [Evaluation] OBJ_ID)")
+    parser.add_argument("--size", type=int, default=128, metavar="PX", help="with --from-bop: crop side (128)")
     return parser
 
 

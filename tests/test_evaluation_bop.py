@@ -121,3 +121,17 @@ def test_a_bop_folder_needs_an_object_id(dataset):
     missing = load_config_text("", "test.cfg", [f"Evaluation.TEST_DATA_PATH={dataset['split'] / 'nothing'}"])
     with pytest.raises(ConfigError, match="TEST_DATA_PATH.*no such file"):
         check_evaluation_inputs(missing)
+
+
+def test_bop2pickle_crop_clips_at_the_border_and_stretches():
+    """The original's crop: side int(1.2 * max(w, h)) about the box centre, clipped at the image border."""
+    from multipose.evaluation.bop import crop_like_bop2pickle
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[:, :, 0] = np.arange(200)[None] % 256  # x in the red channel
+    image[:, :, 1] = np.arange(100)[:, None]  # y in the green channel
+    inside = crop_like_bop2pickle(image, np.array([50, 30, 40, 20]), size=48)  # side 48 about (70, 40)
+    assert inside.shape == (48, 48, 3)
+    np.testing.assert_array_equal(inside, image[16:64, 46:94])  # 48 x 48 window, no resampling at size 48
+    corner = crop_like_bop2pickle(image, np.array([0, 0, 10, 10]), size=24)  # side 12 about (5, 5): [0, 11)
+    np.testing.assert_array_equal(corner, cv2.resize(image[0:11, 0:11], (24, 24), interpolation=cv2.INTER_LINEAR))

@@ -282,3 +282,57 @@ def test_the_originals_final_template_trains_end_to_end(shared, tmp_path, python
     assert "evaluation: VSD recall" in trained.stdout
     state = torch.load(out / "models" / "model-epoch1.pt", weights_only=False)
     assert state["head_args"]["num_hypotheses"] == 10
+
+
+def test_a_bop_split_converts_to_the_originals_pickle_and_evaluates_like_eval_pickle(shared, tmp_path, python):
+    """generate_dataset.py --from-bop (the original's bop2pickle.py), then evaluate.py on the pickle: the
+    results files carry the scene ids and translations (as eval-pickle.py wrote them), and rotations
+    stored in the pickle (Rs_predicted) are evaluated as the method 'stored'."""
+    from _data_support import write_bop_dataset
+
+    bop = write_bop_dataset(tmp_path / "bop")
+    out_pickle = tmp_path / "test-obj01.p"
+    made = subprocess.run([python, "generate_dataset.py", "experiment_template.cfg", "--from-bop", str(bop["split"]),
+                           "--obj-id", "1", "--out", str(out_pickle)], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert made.returncode == 0, made.stderr
+    with open(out_pickle, "rb") as f:
+        data = pickle.load(f)
+    # image 0: one instance of object 1; image 3: two of object 1 (one almost hidden: no threshold here)
+    assert (data["scene_ids"], data["img_ids"], data["obj_ids"]) == ([1, 1, 1], [0, 3, 3], [1, 1, 1])
+    assert all(im.shape == (128, 128, 3) and im.dtype == np.uint8 for im in data["images"])
+    np.testing.assert_allclose(data["Rs"][0], bop["R"][0].double().numpy(), atol=1e-6)
+    np.testing.assert_allclose(data["ts"][1], bop["t"][1].numpy(), atol=1e-4)
+    assert data["visib_fract"] == [1.0, 1.0, 0.05]
+
+    data["Rs_predicted"] = data["Rs"]  # a method that is always right
+    with open(out_pickle, "wb") as f:
+        pickle.dump(data, f, protocol=2)
+    args = sum((["--set", o] for o in _overrides(shared, tmp_path / "run")), [])
+    evaluated = subprocess.run(
+        [python, "evaluate.py", "experiment_template.cfg", *args, "--set", f"Evaluation.TEST_DATA_PATH={out_pickle}",
+         "--checkpoint", str(_trained_head(shared, tmp_path)), "--out", str(tmp_path / "eval")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["num_samples"] == 3 and metrics["recall"]["stored"] == 1.0
+    rows = list(csv.DictReader(open(tmp_path / "eval" / "stored_test-obj01-test.csv")))
+    assert [(int(r["scene_id"]), int(r["im_id"]), int(r["obj_id"])) for r in rows] == [(1, 0, 1), (1, 3, 1), (1, 3, 1)]
+    t = np.array([[float(x) for x in r["t"].split()] for r in rows])
+    np.testing.assert_allclose(t, np.stack(data["ts"]), atol=1e-3)
+    head_rows = list(csv.DictReader(open(tmp_path / "eval" / "multipose_test-obj01-test.csv")))
+    assert len(head_rows) == 3 * 2 and {int(r["im_id"]) for r in head_rows} == {0, 3}
+
+
+def _trained_head(shared: Path, tmp_path: Path) -> Path:
+    """A checkpoint of a random head of this module's config (K = 2 on the tiny encoder)."""
+    from multipose.models import load_encoder
+    from multipose.models.weights import encoder_digest
+
+    cfg = _cfg(shared, tmp_path / "run")
+    torch.manual_seed(0)
+    head = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16))
+    path = tmp_path / "head.pt"
+    torch.save({"model": head.state_dict(), "head_args": head.config.to_dict(), "epoch": 1,
+                "encoder_args": TINY_ENCODER.to_dict(), "encoder_sha256": encoder_digest(load_encoder(cfg))}, path)
+    return path

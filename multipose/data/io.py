@@ -66,6 +66,11 @@ class SampleSet:
         K: ``(N, 3, 3)`` float32 crop intrinsics, or None.
         mask: ``(N, S, S)`` bool clean silhouettes, or None.
         meta: provenance (``config``, ``mesh``, ``seed``, ...); empty for pickles.
+        ids: ``(N, 3)`` int64 BOP ``scene_id, im_id, obj_id`` of each crop, or None (a pickle written by
+            the original's ``bop2pickle.py`` or ``generate_dataset.py --from-bop`` has them).
+        t_scene: ``(N, 3)`` float32 the instance's translation in its scene (mm; such a pickle's ``ts``).
+        R_predicted: ``(N, 3, 3)`` float32 rotations estimated by some method (a pickle's
+            ``Rs_predicted``, which the original's ``eval-pickle.py`` exported), or None.
     """
 
     images: torch.Tensor
@@ -74,6 +79,9 @@ class SampleSet:
     K: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    ids: torch.Tensor | None = None
+    t_scene: torch.Tensor | None = None
+    R_predicted: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -81,7 +89,8 @@ class SampleSet:
             raise ValueError(f"images must be (N, 3, S, S), got {tuple(self.images.shape)}")
         if self.R.shape != (n, 3, 3):
             raise ValueError(f"R must be ({n}, 3, 3), got {tuple(self.R.shape)}")
-        for name, shape in (("t", (n, 3)), ("K", (n, 3, 3)), ("mask", (n, *self.images.shape[2:]))):
+        for name, shape in (("t", (n, 3)), ("K", (n, 3, 3)), ("mask", (n, *self.images.shape[2:])), ("ids", (n, 3)),
+                            ("t_scene", (n, 3)), ("R_predicted", (n, 3, 3))):
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != shape:
                 raise ValueError(f"{name} must be {shape}, got {tuple(value.shape)}")
@@ -252,7 +261,19 @@ def _load_original_pickle(path: Path) -> SampleSet:
         images = images[..., :3]  # RGBA -> RGB
     if len(images) != len(R):
         raise DataError(f"{path}: {len(images)} images but {len(R)} rotations")
-    return SampleSet(images=_images_to_float(images, str(path)), R=torch.from_numpy(R).float())
+    extra: dict[str, torch.Tensor] = {}
+    if all(k in data for k in ("scene_ids", "img_ids", "obj_ids")):
+        extra["ids"] = torch.as_tensor(np.stack([np.asarray(data[k], dtype=np.int64).reshape(-1)
+                                                 for k in ("scene_ids", "img_ids", "obj_ids")], axis=1))
+    if "ts" in data:
+        extra["t_scene"] = torch.as_tensor(np.asarray(data["ts"], dtype=np.float32).reshape(-1, 3))
+    if "Rs_predicted" in data:
+        extra["R_predicted"] = torch.from_numpy(check_rotations(np.stack(
+            [np.asarray(r, dtype=np.float64).reshape(3, 3) for r in data["Rs_predicted"]]), f"{path} (Rs_predicted)")).float()
+    for name, value in extra.items():
+        if len(value) != len(R):
+            raise DataError(f"{path}: {len(value)} entries for {name} but {len(R)} rotations")
+    return SampleSet(images=_images_to_float(images, str(path)), R=torch.from_numpy(R).float(), **extra)
 
 
 def load_samples(path: str | os.PathLike) -> SampleSet:

@@ -6,7 +6,8 @@ All files are written atomically (:mod:`multipose.checkpoint`), figures headless
 - BOP results (``<method>_<dataset>-<split>.csv``, the format of the BOP challenge): header
   ``scene_id,im_id,obj_id,score,R,t,time``; ``R`` is 9 numbers row-major and ``t`` 3 numbers in mm,
   space-separated; ``time`` is the method's seconds per image (the same for every row of an image).
-- ``per-sample.csv``: one row per test instance with each method's errors.
+- ``per-sample.csv``: one row per test instance with each method's errors (read back by
+  :func:`read_per_sample`; :func:`plot_error_distribution` draws them, ``plot_error_dist.py``).
 """
 
 from __future__ import annotations
@@ -24,14 +25,17 @@ import torch
 from matplotlib.figure import Figure
 
 from multipose.checkpoint import atomic_write_text
+from multipose.errors import DataError
 from multipose.evaluation.metrics import recall_curve
 from multipose.visualize import image_grid, save_figure
 
 __all__ = [
     "BOP_HEADER",
+    "plot_error_distribution",
     "plot_examples",
     "plot_recall_curves",
     "plot_rotation_errors",
+    "read_per_sample",
     "write_bop_results",
     "write_json",
     "write_table",
@@ -167,4 +171,56 @@ def plot_examples(
                     0.03, 0.03, note, transform=axes[r * n_cols + c].transAxes, fontsize=6, color="white",
                     bbox={"facecolor": "black", "alpha": 0.6, "pad": 1, "linewidth": 0},
                 )
+    return save_figure(fig, path)
+
+
+def read_per_sample(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The columns of a ``per-sample.csv`` (a file, or an evaluation folder holding one) as float
+    arrays ``(N,)``; :class:`DataError` for a missing or malformed file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "per-sample.csv"
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found; give an evaluation folder written by evaluate.py") from None
+    if not rows:
+        raise DataError(f"{path}: no rows; expected the per-sample.csv of an evaluation")
+    try:
+        return {name: np.array([float(r[name]) for r in rows]) for name in rows[0]}
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: not a per-sample.csv of evaluate.py ({exc})") from None
+
+
+def plot_error_distribution(
+    path: str | os.PathLike[str], errors: Mapping[str, np.ndarray], metric: str, title: str = ""
+) -> Path:
+    """The distribution of one error across a test set, as the original's ``plot_error_dist.py``:
+    left, each method's errors sorted (x: fraction of the instances); right, for each method after
+    the first, the sorted per-instance difference ``error(method) - error(first)`` (above 0 where the
+    first method is better), on the same instances. ``errors[label]``: ``(N,)``, all the same N."""
+    sizes = {len(e) for e in errors.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"every method needs one error per instance of the same test set, got sizes {sorted(sizes)}")
+    fig = Figure(figsize=(10.0, 4.0))
+    left, right = fig.subplots(1, 2)
+    for label, e in errors.items():
+        x = np.linspace(0.0, 1.0, len(e))
+        left.plot(x, np.sort(e), label=f"{label} (median {np.median(e):.3g})")
+    labels = list(errors)
+    for label in labels[1:]:
+        diff = np.sort(errors[label] - errors[labels[0]])
+        right.plot(np.linspace(0.0, 1.0, len(diff)), diff,
+                   label=f"{label} - {labels[0]} ({(diff > 0).mean():.0%} > 0, {(diff < 0).mean():.0%} < 0)")
+    right.axhline(0.0, color="grey", alpha=0.5)
+    left.set_xlabel("fraction of test instances (sorted)")
+    left.set_ylabel(metric)
+    right.set_xlabel("fraction of test instances (sorted)")
+    right.set_ylabel(f"difference in {metric}")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)

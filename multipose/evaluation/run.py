@@ -26,7 +26,14 @@ One evaluation (:func:`evaluate_checkpoint`, ``evaluate.py``, and the end of ``t
    - ``random``: a rotation uniform on SO(3) (seeded), the floor;
    - ``codebook`` (``CODEBOOK_BASELINE`` / ``--baseline codebook``): the AAE's nearest neighbour among
      the codes of ``CODEBOOK_VIEWS x CODEBOOK_INPLANE`` clean renders (built once, cached in
-     ``CACHE_DIR/codebooks/``).
+     ``CACHE_DIR/codebooks/``);
+   - ``stored``: rotations stored in a pickle test set (``Rs_predicted``, as the original's
+     ``eval-pickle.py`` exported them), when it has them.
+
+   A pickle of a BOP split's crops (``scene_ids``, ``img_ids``, ``obj_ids``, ``ts``: the original's
+   ``bop2pickle.py`` or ``generate_dataset.py --from-bop``) puts those ids, the scene translation and
+   the rotation corrected for it (the AAE's correction) in the results files, as ``eval-pickle.py``
+   wrote them (which left the rotation uncorrected); VSD is still computed in the crop's camera.
 
 3. outputs in ``out_dir`` (default ``<OUTPUT_PATH>/evaluation``): ``metrics.json`` (recall at
    ``VSD_THRESHOLD`` per method, mean VSD, rotation-error statistics, ms per image of encoder+head and
@@ -135,6 +142,10 @@ class TestSet:
         obj_id: the object's id in result files (``OBJ_ID``, else 1).
         symmetries: ``(S, 3, 3)`` the object's symmetry rotations (identity included), or None.
         name: ``<dataset>-<split>`` for BOP result file names; description: one line for reports.
+        t_scene: ``(N, 3)`` the instances' translations in their scenes, or None: the results files then
+            hold these and the rotations corrected for them (crops from a pickle of a BOP split).
+        R_stored: ``(N, 3, 3)`` rotations stored with the test set (a pickle's ``Rs_predicted``),
+            evaluated as the method ``stored``, or None.
     """
 
     __test__ = False  # not a pytest test class despite its name
@@ -153,13 +164,16 @@ class TestSet:
     symmetries: torch.Tensor | None = None
     name: str = "synthetic-test"
     description: str = ""
+    t_scene: torch.Tensor | None = None
+    R_stored: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
         if self.images.ndim != 4 or self.images.shape[1] != 3:
             raise ValueError(f"images must be (N, 3, S, S), got {tuple(self.images.shape)}")
         shapes = {"R": (n, 3, 3), "t": (n, 3), "K_vsd": (n, 3, 3), "depth_test": (n, self.vsd_size, self.vsd_size),
-                  "boxes": (n, 4), "K": (n, 3, 3), "scene_id": (n,), "im_id": (n,)}
+                  "boxes": (n, 4), "K": (n, 3, 3), "scene_id": (n,), "im_id": (n,), "t_scene": (n, 3),
+                  "R_stored": (n, 3, 3)}
         for name, shape in shapes.items():
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != shape:
@@ -246,7 +260,16 @@ def load_test_set(
             description=f"{len(instances)} instances of object {ev.OBJ_ID} in BOP folder {path}",
         )
     samples = load_samples(path)
-    chosen = torch.from_numpy(bop.subsample(len(samples), num))
+    rows = torch.arange(len(samples))
+    if samples.ids is not None:  # crops of a BOP split: one object per evaluation
+        objects = sorted(set(samples.ids[:, 2].tolist()))
+        if ev.OBJ_ID is None and len(objects) > 1:
+            raise ConfigError(f"{path} holds objects {objects}; set [Evaluation] OBJ_ID to the one to evaluate")
+        obj_id = ev.OBJ_ID if ev.OBJ_ID is not None else objects[0]
+        rows = torch.nonzero(samples.ids[:, 2] == obj_id).flatten()
+        if len(rows) == 0:
+            raise ConfigError(f"{path} holds no crop of object {obj_id} ([Evaluation] OBJ_ID); it has {objects}")
+    chosen = rows[torch.from_numpy(bop.subsample(len(rows), num))]
     images = samples.images[chosen]
     R = samples.R[chosen]
     t, K = samples.t, samples.K
@@ -256,9 +279,13 @@ def load_test_set(
         t = K = None  # the stored crop intrinsics belong to the old size
     t = t[chosen] if t is not None else torch.tensor([0.0, 0.0, render_distance(cfg)]).expand(len(chosen), 3).clone()
     K = K[chosen] if K is not None else _centred_crop_intrinsics(cfg, R)
+    ids = samples.ids[chosen] if samples.ids is not None else None
     return TestSet(
         images=images, R=R, t=t, K_vsd=K, vsd_size=size, obj_id=obj_id, symmetries=_symmetries(cfg, None),
         name=f"{path.stem.replace('_', '-')}-test", description=f"{len(chosen)} samples from {path}",
+        scene_id=ids[:, 0] if ids is not None else None, im_id=ids[:, 1] if ids is not None else None,
+        t_scene=samples.t_scene[chosen] if samples.t_scene is not None else None,
+        R_stored=samples.R_predicted[chosen] if samples.R_predicted is not None else None,
     )
 
 
@@ -448,12 +475,15 @@ def evaluate_models(
     symmetries = test_set.symmetries.to(device) if test_set.symmetries is not None else None
     random_R = random_rotations(N, generator=make_generator(cfg.Training.RANDOM_SEED, "evaluation-random"))
 
-    methods = ["head", "best-of-K", "random"] + (["codebook"] if codebook is not None else [])
+    stored = test_set.R_stored is not None
+    methods = ["head", "best-of-K", "random"] + (["codebook"] if codebook is not None else []) + (
+        ["stored"] if stored else [])
     vsd_err = {m: [] for m in methods}
     rot_err = {m: [] for m in methods}
     rot_sym = {m: [] for m in methods}
     trans_err = {m: [] for m in methods}
-    conf_top, hyp_vsd, poses = [], [], {"head_R": [], "head_t": [], "conf": [], "cb_R": [], "cb_t": [], "cb_sim": []}
+    conf_top, hyp_vsd = [], []
+    poses = {"head_R": [], "head_t": [], "conf": [], "cb_R": [], "cb_t": [], "cb_sim": [], "st_R": [], "st_t": []}
     seconds = {"encoder": 0.0, "head": 0.0, "codebook": 0.0}
     examples_at = set(bop.subsample(N, ev.NUM_EXAMPLES).tolist()) if ev.SAVE_IMAGES and ev.NUM_EXAMPLES else set()
     examples: dict[str, list] = {"index": [], "gt": [], "top": [], "codebook": []}
@@ -479,7 +509,9 @@ def evaluate_models(
             match, dt = timed(lambda: codebook.lookup(code), device)
             seconds["codebook"] += dt
             views.append(match.rotations)
-        R_view = torch.cat(views, dim=1)  # (B, M, 3, 3): K hypotheses, random[, codebook]
+        if stored:
+            views.append(test_set.R_stored[idx].to(device)[:, None])
+        R_view = torch.cat(views, dim=1)  # (B, M, 3, 3): K hypotheses, random[, codebook][, stored]
         M = R_view.shape[1]
         R_gt, t_gt = test_set.R[idx].to(device), test_set.t[idx].to(device)
         K_vsd = test_set.K_vsd[idx].to(device)
@@ -491,6 +523,10 @@ def evaluate_models(
             t_est = t_est.reshape(B, M, 3)
         else:
             R_est, t_est = R_view, t_gt[:, None].expand(B, M, 3)
+        R_out, t_out = R_est, t_est  # what the results files hold
+        if test_set.t_scene is not None:  # crops of scene instances: their scene pose, as the AAE corrects it
+            t_out = test_set.t_scene[idx].to(device)[:, None].expand(B, M, 3)
+            R_out = bop.correct_rotation(R_view.flatten(0, 1), t_out.flatten(0, 1)).reshape(B, M, 3, 3)
         size = test_set.vsd_size
         depth_gt = _render_depth(renderer, R_gt, t_gt, K_vsd, size)  # (B, V, V)
         depth_est = _render_depth(renderer, R_est.flatten(0, 1), t_est.flatten(0, 1),
@@ -507,6 +543,8 @@ def evaluate_models(
         picks = {"head": top, "best-of-K": best, "random": torch.full_like(top, K_hyp)}
         if codebook is not None:
             picks["codebook"] = torch.full_like(top, K_hyp + 1)
+        if stored:
+            picks["stored"] = torch.full_like(top, M - 1)
         for m, col in picks.items():
             vsd_err[m].append(errors[rows, col].cpu())
             rot_err[m].append(r_err[rows, col].cpu())
@@ -514,20 +552,23 @@ def evaluate_models(
             trans_err[m].append(t_err[rows, col].cpu())
         conf_top.append(out.confidence[rows, top].cpu())
         hyp_vsd.append(errors[:, :K_hyp].cpu())
-        poses["head_R"].append(R_est[:, :K_hyp].cpu())
-        poses["head_t"].append(t_est[:, :K_hyp].cpu())
+        poses["head_R"].append(R_out[:, :K_hyp].cpu())
+        poses["head_t"].append(t_out[:, :K_hyp].cpu())
         poses["conf"].append(out.confidence.cpu())
         if codebook is not None:
-            poses["cb_R"].append(R_est[:, -1:].cpu())
-            poses["cb_t"].append(t_est[:, -1:].cpu())
+            poses["cb_R"].append(R_out[:, K_hyp + 1 : K_hyp + 2].cpu())
+            poses["cb_t"].append(t_out[:, K_hyp + 1 : K_hyp + 2].cpu())
             poses["cb_sim"].append(match.similarity.cpu())
+        if stored:
+            poses["st_R"].append(R_out[:, -1:].cpu())
+            poses["st_t"].append(t_out[:, -1:].cpu())
         for j, i in enumerate(idx.tolist()):
             if i in examples_at:
                 examples["index"].append(i)
                 examples["gt"].append(depth_gt[j].cpu())
                 examples["top"].append(depth_est[j, int(top[j])].cpu())
                 if codebook is not None:
-                    examples["codebook"].append(depth_est[j, -1].cpu())
+                    examples["codebook"].append(depth_est[j, K_hyp + 1].cpu())
         bar.update(B)
     bar.close()
 
@@ -592,6 +633,11 @@ def evaluate_models(
         write_bop_results(out_dir / files["bop_codebook"], test_set.scene_id, test_set.im_id, test_set.obj_id,
                           torch.cat(poses["cb_sim"]), torch.cat(poses["cb_R"]), torch.cat(poses["cb_t"]),
                           torch.full((N,), (seconds["encoder"] + seconds["codebook"]) / N))
+    if stored:  # the original's eval-pickle.py exported these with score -1 and time -1
+        files["bop_stored"] = f"stored_{test_set.name}.csv"
+        write_bop_results(out_dir / files["bop_stored"], test_set.scene_id, test_set.im_id, test_set.obj_id,
+                          torch.full((N, 1), -1.0), torch.cat(poses["st_R"]), torch.cat(poses["st_t"]),
+                          torch.full((N,), -1.0))
     if ev.SAVE_IMAGES:
         title = f"{test_set.description}; tau {ev.VSD_TAU:g} mm, delta {ev.VSD_DELTA:g} mm"
         files["recall_plot"] = "recall.png"

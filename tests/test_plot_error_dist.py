@@ -1,0 +1,43 @@
+"""plot_error_dist.py: the error distribution of evaluations, as the original's tool."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from multipose.errors import DataError
+from multipose.evaluation.report import read_per_sample, write_table
+
+
+def _evaluation(folder, head, codebook):
+    folder.mkdir()
+    n = len(head)
+    write_table(folder / "per-sample.csv", {"index": list(range(n)), "vsd_head": head, "vsd_codebook": codebook,
+                                            "vsd_hypothesis1": head, "re_head": [10.0] * n, "re_sym_head": [1.0] * n})
+    return folder
+
+
+def test_plots_sorted_errors_and_differences(tmp_path, python, repo_root):
+    run = _evaluation(tmp_path / "eval", [0.1, 0.5, 0.2, 0.9], [0.3, 0.4, 0.8, 1.0])
+    table = read_per_sample(run)
+    np.testing.assert_allclose(table["vsd_codebook"], [0.3, 0.4, 0.8, 1.0])
+    proc = subprocess.run([python, "plot_error_dist.py", str(run)], cwd=repo_root, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "head: median 0.35" in proc.stdout and "codebook: median 0.6" in proc.stdout
+    with Image.open(run / "error-distribution-vsd.png") as image:
+        image.verify()
+    proc = subprocess.run([python, "plot_error_dist.py", str(run), "--metric", "re", "--methods", "head", "--out",
+                           str(tmp_path / "re.png")], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "head: median 10" in proc.stdout and (tmp_path / "re.png").is_file(), proc.stderr
+    bad = subprocess.run([python, "plot_error_dist.py", str(run), "--methods", "stored"], cwd=repo_root,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.startswith("error:") and "it has the methods ['codebook', 'head']" in bad.stderr
+
+
+def test_a_folder_without_an_evaluation_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="not found; give an evaluation folder"):
+        read_per_sample(tmp_path)
