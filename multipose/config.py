@@ -41,6 +41,7 @@ Check a file from the shell (prints the resolved configuration, every key, or on
 
 from __future__ import annotations
 
+import ast
 import configparser
 import difflib
 import json
@@ -49,7 +50,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -1144,6 +1145,8 @@ def _read_ini(text: str, where: str, notes: list[str]) -> dict[tuple[str, str], 
     except configparser.Error as exc:
         raise ConfigError(f"{where}: {_one_line(str(exc), 300)}") from None
 
+    if {s.lower() for s in parser.sections()} & _AAE_ONLY_SECTIONS:
+        return _read_aae(parser, where, notes)
     raw: dict[tuple[str, str], str] = {}
     seen: dict[str, str] = {}
     for section in parser.sections():
@@ -1161,6 +1164,149 @@ def _read_ini(text: str, where: str, notes: list[str]) -> dict[tuple[str, str], 
             if found is not None:
                 raw[found] = value
     return raw
+
+
+# --------------------------------------------------------------------------------------------------
+# The Augmented Autoencoder's training config (aae_encoder_test.cfg), read as an encoder-pretraining config
+# --------------------------------------------------------------------------------------------------
+
+#: Sections only the AAE's config has; a file with one of them is read by :func:`_read_aae`.
+_AAE_ONLY_SECTIONS = frozenset({"paths", "network", "embedding", "queue"})
+
+
+def _aae_number_list(text: str) -> str:
+    """A list of numbers that may hold arithmetic (the AAE's ``K: [1075.65, 0, 720/2, ...]``) as JSON,
+    evaluated without executing anything: only numbers, + - * / and parentheses are allowed."""
+    def value(node: ast.AST) -> float:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
+            return -value(node.operand) if isinstance(node.op, ast.USub) else value(node.operand)
+        ops = {ast.Add: float.__add__, ast.Sub: float.__sub__, ast.Mult: float.__mul__, ast.Div: float.__truediv__}
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](float(value(node.left)), float(value(node.right)))
+        raise _Invalid("only numbers and + - * / are allowed")
+
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        raise _Invalid("not a list of numbers") from None
+    if not isinstance(tree, (ast.List, ast.Tuple)):
+        raise _Invalid("not a list of numbers")
+    try:
+        return json.dumps([value(e) for e in tree.elts])
+    except ZeroDivisionError:
+        raise _Invalid("division by zero") from None
+
+
+def _aae_background_folder(text: str) -> str:
+    """``BACKGROUND_IMAGES_GLOB`` (``/data/VOC2012/JPEGImages/*.jpg``) -> the folder it globs."""
+    return os.path.dirname(text) if any(c in text for c in "*?[") else text
+
+
+def _aae_required(expected: str) -> Callable[[str], None]:
+    """A key whose only supported value is ``expected`` (compared case-insensitively, spaces ignored)."""
+    def check(text: str) -> None:
+        if text.replace(" ", "").lower() != expected.replace(" ", "").lower():
+            raise _Invalid(f"multipose's encoder supports only {expected}")
+
+    return check
+
+
+#: (AAE section, KEY) -> (our section, KEY, value transform) for keys that carry over; a callable
+#: alone checks a setting multipose cannot change; None: not used (listed in one note).
+_AAE_KEYS: Mapping[tuple[str, str], Any] = MappingProxyType({
+    ("Paths", "MODEL_PATH"): ("Dataset", "MODEL_PATH_DATA", str),
+    ("Paths", "BACKGROUND_IMAGES_GLOB"): ("Dataset", "BACKGROUND_IMAGES", _aae_background_folder),
+    ("Dataset", "MODEL"): None,
+    ("Dataset", "H"): ("Dataset", "CROP_SIZE", str),
+    ("Dataset", "W"): ("Dataset", "CROP_SIZE", str),
+    ("Dataset", "C"): _aae_required("3"),
+    ("Dataset", "RADIUS"): ("Dataset", "RADIUS", str),
+    ("Dataset", "RENDER_DIMS"): None,
+    ("Dataset", "K"): ("Dataset", "K", _aae_number_list),
+    ("Dataset", "VERTEX_SCALE"): _aae_required("1"),
+    ("Dataset", "ANTIALIASING"): None,
+    ("Dataset", "PAD_FACTOR"): ("Dataset", "PAD_FACTOR", str),
+    ("Dataset", "CLIP_NEAR"): None,
+    ("Dataset", "CLIP_FAR"): None,
+    ("Dataset", "NOOF_TRAINING_IMGS"): ("Dataset", "NOOF_TRAINING_IMGS", str),
+    ("Dataset", "NOOF_BG_IMGS"): ("Dataset", "NOOF_BG_IMGS", str),
+    ("Augmentation", "REALISTIC_OCCLUSION"): _aae_required("False"),
+    ("Augmentation", "SQUARE_OCCLUSION"): _aae_required("False"),
+    ("Augmentation", "MAX_REL_OFFSET"): ("Training", "MAX_REL_OFFSET", str),
+    ("Augmentation", "CODE"): None,  # imgaug code: never executed; the [Augmentation] keys are its pipeline
+    ("Embedding", "EMBED_BB"): None,
+    ("Embedding", "MIN_N_VIEWS"): ("Evaluation", "CODEBOOK_VIEWS", str),
+    ("Embedding", "NUM_CYCLO"): ("Evaluation", "CODEBOOK_INPLANE", str),
+    ("Network", "BATCH_NORMALIZATION"): ("Encoder", "BATCH_NORMALIZATION", str),
+    ("Network", "AUXILIARY_MASK"): _aae_required("False"),
+    ("Network", "VARIATIONAL"): _aae_required("0"),
+    ("Network", "LOSS"): _aae_required("L2"),
+    ("Network", "BOOTSTRAP_RATIO"): ("Encoder", "BOOTSTRAP_RATIO", str),
+    ("Network", "NORM_REGULARIZE"): _aae_required("0"),
+    ("Network", "LATENT_SPACE_SIZE"): ("Encoder", "LATENT_SIZE", str),
+    ("Network", "NUM_FILTER"): ("Encoder", "CHANNELS", str),
+    ("Network", "STRIDES"): _aae_required("[2, 2, 2, 2]"),
+    ("Network", "KERNEL_SIZE_ENCODER"): _aae_required("5"),
+    ("Network", "KERNEL_SIZE_DECODER"): _aae_required("5"),
+    ("Training", "OPTIMIZER"): _aae_required("Adam"),
+    ("Training", "NUM_ITER"): ("Encoder", "NUM_ITER", str),
+    ("Training", "BATCH_SIZE"): ("Encoder", "BATCH_SIZE", str),
+    ("Training", "LEARNING_RATE"): ("Encoder", "LEARNING_RATE", str),
+    ("Training", "SAVE_INTERVAL"): ("Encoder", "SAVE_INTERVAL", str),
+    ("Queue", "OPENGL_RENDER_QUEUE_SIZE"): None,
+    ("Queue", "NUM_THREADS"): None,
+    ("Queue", "QUEUE_SIZE"): None,
+})
+
+
+def _read_aae(parser: configparser.ConfigParser, where: str, notes: list[str]) -> dict[tuple[str, str], str]:
+    """The AAE's training config as multipose keys (:data:`_AAE_KEYS`): its [Training] is encoder
+    pretraining ([Encoder] here), H x W the crop size (128: ``ARCH aae``, 64: ``small``); nothing in it
+    is executed (its imgaug ``CODE`` is ignored: the [Augmentation] keys reproduce that pipeline)."""
+    sections = {s.lower(): s for s in _AAE_KEYS_SECTIONS}
+    raw: dict[tuple[str, str], str] = {}
+    unused = []
+    for section in parser.sections():
+        canonical = sections.get(section.lower())
+        if canonical is None:
+            raise ConfigError(f"{where}: [{section}]: unknown section of an AAE config; known: "
+                              + ", ".join(f"[{s}]" for s in _AAE_KEYS_SECTIONS))
+        for name, text in parser.items(section, raw=True):
+            key = name.strip().upper()
+            if (canonical, key) not in _AAE_KEYS:
+                raise ConfigError(f"{where}: [{canonical}] {key}: unknown key of an AAE config")
+            rule = _AAE_KEYS[canonical, key]
+            if rule is None:
+                unused.append(f"[{canonical}] {key}")
+                continue
+            try:
+                if callable(rule):
+                    rule(text.strip())
+                    continue
+                target_section, target_key, transform = rule
+                value = transform(text.strip())
+            except _Invalid as exc:
+                raise ConfigError(f"{where}: [{canonical}] {key} = '{_one_line(text)}': {exc.detail}") from None
+            if (target_section, target_key) in raw and raw[target_section, target_key] != value:
+                raise ConfigError(f"{where}: [Dataset] H and W differ ({raw[target_section, target_key]} and {value}); "
+                                  "multipose's crops are square")
+            raw[target_section, target_key] = value
+    size = raw.get(("Dataset", "CROP_SIZE"))
+    arch = {v: k for k, v in ENCODER_INPUT_SIZES.items()}.get(int(size)) if size and size.isdigit() else None
+    if size is not None and arch is None:
+        raise ConfigError(f"{where}: [Dataset] H = {size}: multipose's encoders take "
+                          + " or ".join(f"{v} px ({k})" for k, v in ENCODER_INPUT_SIZES.items()))
+    if arch is not None:
+        raw["Encoder", "ARCH"] = arch
+    if unused:
+        notes.append(f"{where}: an Augmented Autoencoder config, read for encoder pretraining (train_encoder.py); "
+                     f"not used by multipose: {', '.join(unused)}")
+    return raw
+
+
+_AAE_KEYS_SECTIONS = tuple(dict.fromkeys(section for section, _ in _AAE_KEYS))
 
 
 def _apply_override(

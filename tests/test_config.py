@@ -711,3 +711,39 @@ def test_step_schedule_and_one_cycle_exclude_each_other():
         load_config_text("[Training]\nLEARNING_RATE_LOW: 1e-4\nLEARNING_RATE_HIGH: 1e-3\nLR_STEP_EPOCHS: 5\n")
     assert load_config_text("[Training]\nLR_STEP_EPOCHS: 5\n").Training.LR_STEP_EPOCHS == 5
     assert default_config().Training.LR_STEP_EPOCHS is None  # constant, as the original
+
+
+AAE = DATA / "original_aae_encoder_test.cfg"
+
+
+def test_the_aae_training_config_reads_as_encoder_pretraining(caplog):
+    """aae_encoder_test.cfg: its [Training] is the encoder's, H x W the crop, [Network] the encoder, K's
+    arithmetic (720/2) evaluated without executing anything; its imgaug CODE is noted as unused."""
+    with caplog.at_level(logging.WARNING, logger="multipose.config"):
+        cfg = load_config(AAE)
+    e, d = cfg.Encoder, cfg.Dataset
+    assert (e.ARCH, e.CHANNELS, e.LATENT_SIZE, e.BATCH_NORMALIZATION, e.BOOTSTRAP_RATIO) == (
+        "aae", (128, 256, 512, 512), 128, False, 4)
+    assert (e.NUM_ITER, e.BATCH_SIZE, e.LEARNING_RATE, e.SAVE_INTERVAL) == (40000, 64, 2e-4, 1000)
+    assert d.K == (1075.65, 0.0, 360.0, 0.0, 1073.9, 270.0, 0.0, 0.0, 1.0)
+    assert (d.CROP_SIZE, d.RADIUS, d.PAD_FACTOR, d.NOOF_TRAINING_IMGS, d.NOOF_BG_IMGS) == (128, 700.0, 1.2, 10000, 15000)
+    assert d.BACKGROUND_IMAGES == "/shared-folder/AugmentedAutoencoder/pytorch3d/data/VOC2012/JPEGImages"
+    assert d.MODEL_PATH_DATA == ("/shared-folder/autoencoder_ws/data/T-LESS/models_reconst/obj_19.ply",)
+    assert (cfg.Training.MAX_REL_OFFSET, cfg.Evaluation.CODEBOOK_VIEWS, cfg.Evaluation.CODEBOOK_INPLANE) == (0.2, 2562, 36)
+    assert cfg.Training.NUM_ITER == 100  # the head's epochs keep their default
+    assert any("[Augmentation] CODE" in m and "not used" in m for m in caplog.messages)
+    assert load_config(AAE, ["Encoder.NUM_ITER=3"]).Encoder.NUM_ITER == 3  # overrides use multipose's names
+
+
+@pytest.mark.parametrize("edit, match", [
+    (("STRIDES: [2, 2, 2, 2]", "STRIDES: [2, 2, 1, 2]"), r"\[Network\] STRIDES = '\[2, 2, 1, 2\]': multipose's encoder supports only"),
+    (("K: [1075.65, 0, 720/2,", "K: [__import__('os').system('touch /tmp/x'), 0, 720/2,"), r"\[Dataset\] K = .*only numbers"),
+    (("H: 128", "H: 96"), r"\[Dataset\] H and W differ"),
+    (("OPTIMIZER: Adam", "OPTIMIZER: SGD"), r"OPTIMIZER = 'SGD'"),
+])
+def test_aae_config_settings_multipose_cannot_follow_are_errors(tmp_path, edit, match):
+    text = AAE.read_text()
+    assert edit[0] in text
+    (tmp_path / "aae.cfg").write_text(text.replace(edit[0], edit[1]))
+    with pytest.raises(ConfigError, match=match):
+        load_config(tmp_path / "aae.cfg")

@@ -315,3 +315,18 @@ def test_train_encoder_script(shared, tmp_path, python):
     assert "from encoder-epoch4.pt (iteration 4 of 6)" in longer.stderr
     assert (out / "encoder" / "preview-iter6.png").is_file()
     assert [r["iteration"] for r in _rows(out / "encoder" / "train-loss.csv")] == [str(i) for i in range(1, 7)]
+
+
+def test_the_aae_training_config_pretrains_an_encoder(tmp_path, python):
+    """The original's aae_encoder_test.cfg with overrides for its paths and a tiny budget (its own
+    architecture shrunk to 8-16 filters so that two iterations take seconds)."""
+    sets = ["Dataset.MODEL_PATH_DATA=data/cad-files/tless_like_2fold.ply", "Dataset.BACKGROUND_IMAGES=procedural",
+            f"Dataset.CACHE_DIR={tmp_path / 'cache'}", f"Training.OUTPUT_PATH={tmp_path / 'run'}",
+            "Dataset.NOOF_TRAINING_IMGS=8", "Dataset.NOOF_BG_IMGS=8", "Encoder.CHANNELS=[8, 8, 16, 16]",
+            "Encoder.LATENT_SIZE=16", "Encoder.NUM_ITER=2", "Encoder.BATCH_SIZE=4", "Encoder.SAVE_INTERVAL=2"]
+    done = subprocess.run([python, "train_encoder.py", "tests/data/original_aae_encoder_test.cfg",
+                           *sum((["--set", s] for s in sets), [])], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    encoder = load_encoder_pt(tmp_path / "run" / "encoder.pt")
+    assert encoder.config.image_size == 128 and not encoder.config.batch_norm
