@@ -267,21 +267,24 @@ def test_training_starts_from_an_original_checkpoint_and_keeps_its_decoding(shar
     assert not (tmp_path / "run2").exists()
 
 
-def test_the_originals_final_template_trains_end_to_end(shared, tmp_path, python):
-    """The original's final template (T [[0, 0, 1000]], NORMALIZE_VERTICES, K = 10, one-cycle rates,
-    WEIGHT_INIT_NAME) with overrides for its paths and a tiny budget."""
+@pytest.mark.parametrize("template, K", [("original_experiment_template.cfg", 10),
+                                         ("original_experiment_template_final.cfg", 10)])
+def test_the_originals_templates_train_end_to_end(shared, tmp_path, python, template, K):
+    """The original's templates with overrides for their paths and a tiny budget: the early one (T [0, 0,
+    375], constant rate, after its VIEWS fix) and the final one (T [[0, 0, 1000]], NORMALIZE_VERTICES,
+    one-cycle rates, WEIGHT_INIT_NAME)."""
     out = tmp_path / "run"
     overrides = [o for o in _overrides(shared, out) if not o.startswith("Rendering.VIEWS")] + [
         f"Dataset.MODEL_PATH_DATA={REPO_ROOT / 'data/cad-files/tless_like_2fold.ply'}",
         f"Dataset.MODEL_PATH_LOSS={REPO_ROOT / 'data/cad-files/tless_like_2fold.ply'}",
         "Dataset.VALID_DATA_PATH=", "Dataset.BACKGROUND_IMAGES=procedural", "Evaluation.TEST_DATA_PATH="]
     args = sum((["--set", o] for o in overrides), [])
-    trained = subprocess.run([python, "train.py", "tests/data/original_experiment_template_final.cfg", *args],
+    trained = subprocess.run([python, "train.py", f"tests/data/{template}", *args],
                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert trained.returncode == 0, trained.stderr
     assert "evaluation: VSD recall" in trained.stdout
     state = torch.load(out / "models" / "model-epoch1.pt", weights_only=False)
-    assert state["head_args"]["num_hypotheses"] == 10
+    assert state["head_args"]["num_hypotheses"] == K
 
 
 def test_a_bop_split_converts_to_the_originals_pickle_and_evaluates_like_eval_pickle(shared, tmp_path, python):

@@ -238,3 +238,14 @@ def test_early_stopping_ends_a_run(shared, tmp_path):
                                                            "Training.STOPPING_TIME_LIMIT=0"))
     result = train_pose_head(cfg, torch.device("cpu"), progress=False)
     assert result.stopped_early and result.last_epoch == 2
+
+
+def test_build_head_initialises_weights_by_weight_init_name(shared, tmp_path):
+    from multipose.models import load_encoder
+
+    cfg = _cfg(shared, tmp_path / "run", extra=("Training.WEIGHT_INIT_NAME=orthogonal",))
+    head = build_head(cfg, freeze(load_encoder(cfg)))
+    w = head.l2.weight  # (64, 128): orthogonal rows scaled by the ReLU gain sqrt(2)
+    torch.testing.assert_close(w @ w.T, 2.0 * torch.eye(64), atol=1e-4, rtol=0)
+    default = build_head(_cfg(shared, tmp_path / "run"), freeze(load_encoder(cfg))).l2.weight
+    assert not torch.allclose(default @ default.T, 2.0 * torch.eye(64), atol=0.1)
