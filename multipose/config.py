@@ -1361,7 +1361,7 @@ def _validate(cfg: Config) -> None:
             "LEARNING_RATE_HIGH", "LEARNING_RATE_LOW")
         raise ConfigError(
             f"{cfg.origin('Training', have)}: [Training] {have} = '{cfg._shown('Training', have)}': "
-            f"expected [Training] {missing} to be set too (a cyclic learning rate runs between LOW and "
+            f"expected [Training] {missing} to be set too (the one-cycle policy runs between LOW and "
             "HIGH), or neither"
         )
     if low is not None and cfg.Training.LR_STEP_EPOCHS is not None:
