@@ -29,6 +29,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         out_dir=args.out,
         num_samples=args.num,
         codebook=True if "codebook" in args.baseline else None,
+        trust=args.trust_checkpoint,
     )
     print(f"{result.summary()}; results in {result.out_dir}")
     return 0
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", action="append", default=[], choices=["codebook"],
                         help="also evaluate the AAE codebook baseline (the random baseline always runs)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default <OUTPUT_PATH>/evaluation)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load a checkpoint that needs Python objects rebuilt (runs code named in the file); "
+                             "only for files from a source you trust")
     return parser
 
 

@@ -33,7 +33,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             check_evaluation_inputs(cfg)  # a bad test-set setting stops the run before it trains
         except ConfigError as exc:
             raise ConfigError(f"{exc} (or train without evaluating: --set Evaluation.AFTER_TRAINING=false)") from None
-    result = train_pose_head(cfg, resolve_device(cfg), force=args.force)
+    result = train_pose_head(cfg, resolve_device(cfg), force=args.force, trust_checkpoints=args.trust_checkpoint)
     print(
         f"done: {result.last_epoch} epochs in {result.run_dir}; best validation loss {result.best_validation_loss:.4f} "
         f"at epoch {result.best_epoch}{' (stopped early)' if result.stopped_early else ''}"
@@ -49,4 +49,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 if __name__ == "__main__":
     parser = make_parser(__doc__)
     parser.add_argument("--force", action="store_true", help="continue a run folder whose config differs")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load checkpoints (the run's, INIT_CHECKPOINT) that need Python objects rebuilt; "
+                             "only for files from a source you trust")
     sys.exit(run(main, parser))

@@ -33,6 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from multipose import cli
+from multipose.checkpoint import CheckpointRefused
 from multipose.config import Config, check_crop_size, crop_size, view_sampling
 from multipose.data.backgrounds import (
     READ_ERRORS,
@@ -313,7 +314,10 @@ def _check_run_folder(cfg: Config, encoder: Encoder | None) -> list[Finding]:
     if changes:
         return [Finding("warning", what, f"{folder} holds a run with another config ({describe_changes(changes, 3)}); "
                                          "train.py refuses it without --force: set another OUTPUT_PATH")]
-    latest = pose_checkpoints(cfg).load_latest()
+    try:
+        latest = pose_checkpoints(cfg).load_latest()
+    except CheckpointRefused as exc:
+        return [Finding("warning", what, f"{exc} (train.py refuses to resume it without it)")]
     if latest is None:
         return [Finding("ok", what, f"{folder}: holds no pose checkpoint")]
     state, path = latest

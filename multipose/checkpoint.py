@@ -4,13 +4,17 @@ Everything is written to a temporary file in the destination folder, flushed and
 into place with :func:`os.replace` (atomic on POSIX). A crash leaves either the old file or the new
 one (after ``kill -9`` a hidden ``.<name>.*.tmp`` may remain beside it; it is never read).
 
-:class:`CheckpointStore` keeps a run's epoch checkpoints on top of these writes.
+:class:`CheckpointStore` keeps a run's epoch checkpoints on top of these writes. Checkpoints hold
+tensors and plain containers only, and :func:`load_checkpoint` reads them with
+``torch.load(weights_only=True)``: a file that would need Python objects rebuilt (code named in the
+file run) is refused, unless its user trusts it (``--trust-checkpoint``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +24,30 @@ from typing import Any, BinaryIO
 
 import torch
 
+from multipose.errors import UserInputError
+
 logger = logging.getLogger(__name__)
+
+
+class CheckpointRefused(UserInputError):
+    """A checkpoint that only an unsafe load (running code named in the file) could read."""
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", trust: bool = False) -> Any:
+    """``torch.load`` of a checkpoint with ``weights_only=True`` (tensors and plain containers only);
+    ``trust``: the unsafe full unpickling, for files from a source the user trusts. Raises
+    :class:`CheckpointRefused` for a file that needs it; other failures propagate."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        if trust or "weights only" not in str(exc).lower():
+            raise
+        needs = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+        raise CheckpointRefused(
+            f"{path}: refused to load: the file holds Python objects beyond tensors and plain containers, which "
+            f"loading would rebuild by running code it names{f' ({needs[:120]})' if needs else ''}; if you trust "
+            "its source, pass --trust-checkpoint"
+        ) from None
 
 
 def _new_file_mode() -> int:
@@ -118,12 +145,18 @@ class CheckpointStore:
             self.path(old).unlink(missing_ok=True)
         return path
 
-    def load_latest(self, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path] | None:
-        """The newest readable checkpoint and its path, or None when there is none."""
+    def load_latest(
+        self, map_location: str | torch.device = "cpu", trust: bool = False
+    ) -> tuple[dict[str, Any], Path] | None:
+        """The newest readable checkpoint and its path, or None when there is none. A checkpoint that
+        would need an unsafe load raises :class:`CheckpointRefused` (never skipped: the run would
+        start again from an older state); ``trust`` loads it anyway (:func:`load_checkpoint`)."""
         for epoch in reversed(self.epochs()):
             path = self.path(epoch)
             try:
-                return torch.load(path, map_location=map_location, weights_only=False), path
+                return load_checkpoint(path, map_location, trust), path
+            except CheckpointRefused:
+                raise
             except Exception as exc:  # noqa: BLE001 - any unreadable file: fall back to the previous one
                 logger.warning("checkpoint %s is unreadable (%s); trying the previous one", path, exc)
         return None

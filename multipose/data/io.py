@@ -35,6 +35,7 @@ import torch
 
 from multipose.checkpoint import atomic_open, atomic_write_bytes
 from multipose.errors import DataError
+from multipose.safe_pickle import ForbiddenPickle, load_arrays_only
 
 logger = logging.getLogger(__name__)
 
@@ -143,9 +144,13 @@ def check_rotations(R: np.ndarray, source: str, tolerance: float = 1e-3) -> np.n
 
 
 def _load_pickle(path: Path) -> Any:
+    """A pickle read without running code from it (:mod:`multipose.safe_pickle`: NumPy arrays in plain
+    containers; Python 2 pickles too)."""
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")  # the original wrote Python 2 pickles too
+            return load_arrays_only(f)
+    except ForbiddenPickle as exc:
+        raise DataError(f"{path}: refused to unpickle: {exc}") from None
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; check the path") from None
     except IsADirectoryError:

@@ -324,11 +324,13 @@ def default_checkpoint(cfg: Config) -> Path:
     return pose_checkpoints(cfg).best_path
 
 
-def load_pose_checkpoint(path: str | os.PathLike[str], cfg: Config | None = None) -> tuple[PoseHead, dict[str, Any]]:
+def load_pose_checkpoint(
+    path: str | os.PathLike[str], cfg: Config | None = None, trust: bool = False
+) -> tuple[PoseHead, dict[str, Any]]:
     """The pose head of a checkpoint, ours or the original's ``train.py``'s (eval mode, CPU), and the
-    checkpoint dict; the original's is checked against the K of ``cfg``
-    (:func:`multipose.models.head_checkpoint.load_head_checkpoint`)."""
-    return load_head_checkpoint(path, num_hypotheses(cfg) if cfg is not None else None)
+    checkpoint dict; the original's is checked against the K of ``cfg``; ``trust``: allow an unsafe
+    load (:func:`multipose.models.head_checkpoint.load_head_checkpoint`)."""
+    return load_head_checkpoint(path, num_hypotheses(cfg) if cfg is not None else None, trust)
 
 
 def module_bytes(module: nn.Module) -> int:
@@ -673,16 +675,18 @@ def evaluate_checkpoint(
     num_samples: int | None = None,
     codebook: bool | None = None,
     progress: bool = True,
+    trust: bool = False,
 ) -> EvaluationResult:
     """Evaluate a ``train.py`` checkpoint (default ``<OUTPUT_PATH>/models/model-best.pt``) with the
     encoder of ``cfg`` on the test set of ``cfg``; results go to ``out_dir`` (default
     ``<OUTPUT_PATH>/evaluation``). ``num_samples`` and ``codebook`` override ``[Evaluation]
     NUM_SAMPLES`` and ``CODEBOOK_BASELINE``. Raises :class:`~multipose.errors.UserInputError`
-    subclasses for bad inputs (checkpoint, encoder, test data)."""
+    subclasses for bad inputs (checkpoint, encoder, test data); ``trust`` allows an unsafe load of the
+    checkpoint (``--trust-checkpoint``)."""
     check_evaluation_inputs(cfg)
     device = resolve_device(cfg) if device is None else torch.device(device)
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(cfg)
-    head, state = load_pose_checkpoint(path, cfg)
+    head, state = load_pose_checkpoint(path, cfg, trust)
     encoder = load_encoder(cfg)
     stored = state.get("encoder_args")
     if stored is not None and stored != encoder.config.to_dict():

@@ -11,7 +11,8 @@
 
 The original's variants that are not a single-object pose head (``FINETUNE_ENCODER``'s ``encoder.*``
 layer, ``CLASSIFY_OBJECTS``'s ``c1..c3``, several objects) are refused with a message saying so.
-Checkpoints are pickles (ours store Python RNG states): load only files you trust.
+Files are read with ``torch.load(weights_only=True)``: a checkpoint that would need Python objects
+rebuilt is refused unless trusted (``--trust-checkpoint``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from multipose.checkpoint import CheckpointRefused, load_checkpoint
 from multipose.models.head import PoseHead, PoseHeadConfig
 from multipose.models.weights import ModelFileError
 
@@ -71,16 +71,22 @@ def original_head_config(state: dict, num_hypotheses: int | None, path: str | os
                           width=int(hidden), convention="original")
 
 
-def load_head_checkpoint(path: str | os.PathLike, num_hypotheses: int | None = None) -> tuple[PoseHead, dict[str, Any]]:
+def load_head_checkpoint(
+    path: str | os.PathLike, num_hypotheses: int | None = None, trust: bool = False
+) -> tuple[PoseHead, dict[str, Any]]:
     """The pose head of a checkpoint (ours or the original's; eval mode, CPU) and the checkpoint dict.
 
     ``num_hypotheses``: the config's K, checked against an original checkpoint (ours store theirs).
-    Raises :class:`ModelFileError` for a missing, unreadable or foreign file."""
+    The file is read with ``weights_only=True`` unless ``trust`` (:func:`multipose.checkpoint.load_checkpoint`).
+    Raises :class:`ModelFileError` for a missing, unreadable or foreign file, and
+    :class:`~multipose.checkpoint.CheckpointRefused` for one that needs an unsafe load."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: checkpoint not found; train first (python train.py CFG) or pass --checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(path, "cpu", trust)
+    except CheckpointRefused:
+        raise
     except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, the user gets one line
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: not a readable checkpoint ({reason[:160]})") from None

@@ -37,10 +37,8 @@ import hashlib
 import io
 import json
 import os
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from importlib import import_module
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +49,7 @@ from multipose.checkpoint import atomic_torch_save, atomic_write_bytes
 from multipose.config import ENCODER_FILE, Config, encoder_arch, encoder_weights_path
 from multipose.errors import ConfigError, UserInputError
 from multipose.models.encoder import PRESETS, Encoder, EncoderConfig
+from multipose.safe_pickle import ForbiddenPickle, load_arrays_only
 
 __all__ = [
     "AAE_LAYOUTS",
@@ -91,31 +90,6 @@ class ModelFileError(UserInputError):
 # Reading the original .npy safely
 # --------------------------------------------------------------------------------------------------
 
-# (module, name) -> (module to import, name): everything NumPy needs to unpickle arrays, nothing else.
-# Old files name ``numpy.core``; NumPy 2 moved it to ``numpy._core`` (importing the old name warns).
-_SAFE_GLOBALS: Mapping[tuple[str, str], tuple[str, str]] = {
-    **{(m, n): ("numpy._core.multiarray", n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
-       for n in ("_reconstruct", "scalar")},
-    **{(m, "_frombuffer"): ("numpy._core.numeric", "_frombuffer")
-       for m in ("numpy.core.numeric", "numpy._core.numeric")},
-    ("numpy", "ndarray"): ("numpy", "ndarray"),
-    ("numpy", "dtype"): ("numpy", "dtype"),
-    ("_codecs", "encode"): ("_codecs", "encode"),  # bytes in protocol-2 pickles
-}
-
-
-class _Forbidden(pickle.UnpicklingError):
-    """The pickle names a global outside :data:`_SAFE_GLOBALS`."""
-
-
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        target = _SAFE_GLOBALS.get((module, name))
-        if target is None:
-            raise _Forbidden(f"it pickles {module}.{name}; only NumPy arrays in dictionaries are read")
-        return getattr(import_module(target[0]), target[1])
-
-
 def _read_bytes(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
@@ -151,8 +125,8 @@ def read_aae_npy(path: str | os.PathLike[str]) -> dict[str, dict[str, np.ndarray
             f"{path}: holds a plain {dtype} array of shape {tuple(shape)}, not a pickled weights dictionary"
         )
     try:
-        array = _ArraysOnlyUnpickler(fp, encoding="latin1").load()
-    except _Forbidden as exc:
+        array = load_arrays_only(fp)
+    except ForbiddenPickle as exc:
         raise ModelFileError(f"{path}: refused to unpickle: {exc}") from None
     except Exception as exc:  # truncated or corrupt pickle: EOFError, struct/Value/TypeError, ...
         raise ModelFileError(f"{path}: truncated or corrupt .npy ({type(exc).__name__}: {exc})") from None

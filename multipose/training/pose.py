@@ -90,13 +90,14 @@ def freeze(encoder: Encoder) -> Encoder:
     return encoder
 
 
-def load_init_head(cfg: Config) -> PoseHead | None:
+def load_init_head(cfg: Config, trust: bool = False) -> PoseHead | None:
     """The head of ``[Training] INIT_CHECKPOINT`` (ours or the original's), checked against the
-    config's K and ``POSE_REPRESENTATION``; None when the key is empty."""
+    config's K and ``POSE_REPRESENTATION``; None when the key is empty. ``trust``: load a file that
+    needs an unsafe load (``--trust-checkpoint``)."""
     path = cfg.Training.INIT_CHECKPOINT
     if path is None:
         return None
-    head, _ = load_head_checkpoint(path, num_hypotheses(cfg))
+    head, _ = load_head_checkpoint(path, num_hypotheses(cfg), trust)
     wanted = (num_hypotheses(cfg), cfg.Training.POSE_REPRESENTATION)
     if (head.config.num_hypotheses, head.config.representation) != wanted:
         raise UserInputError(
@@ -237,15 +238,17 @@ def train_pose_head(
     force: bool = False,
     progress: bool = True,
     stop_after_epoch: int | None = None,
+    trust_checkpoints: bool = False,
 ) -> TrainResult:
     """Train (or resume training) the pose head of ``cfg`` on ``device``; see the module docstring.
 
-    ``stop_after_epoch`` ends the call after that epoch's checkpoint (to test resuming).
+    ``stop_after_epoch`` ends the call after that epoch's checkpoint (to test resuming);
+    ``trust_checkpoints`` loads checkpoints that need an unsafe load (``--trust-checkpoint``).
     """
     tr = cfg.Training
     # read every input that can be wrong before the run folder is touched
     loss_fn = MultiPoseLoss.from_config(cfg, device)
-    init = load_init_head(cfg)
+    init = load_init_head(cfg, trust_checkpoints)
     explicit = None if cfg.Dataset.ENCODER_WEIGHTS == "auto" else load_encoder(cfg)
     run_dir = prepare_run_folder(cfg, force)
     seed_everything(tr.RANDOM_SEED)
@@ -259,7 +262,7 @@ def train_pose_head(
     encoder_sha256 = encoder_digest(encoder)
     head = build_head(cfg, encoder, init).to(device)
     store = pose_checkpoints(cfg)
-    latest = store.load_latest()
+    latest = store.load_latest(trust=trust_checkpoints)
     if latest is not None:  # check that the run can go on before any data is built
         state, path = latest
         if state["head_args"] != head.config.to_dict():
