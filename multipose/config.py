@@ -1333,6 +1333,7 @@ def _build(
     source: Path | None,
     label: str,
     origins: Mapping[tuple[str, str], tuple[str, str]],
+    check_device: bool = True,
 ) -> Config:
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     full_origins = dict(origins)
@@ -1349,11 +1350,11 @@ def _build(
     if values["Dataset"]["MODEL_PATH_LOSS"] is None:
         values["Dataset"]["MODEL_PATH_LOSS"] = values["Dataset"]["MODEL_PATH_DATA"]
     cfg = Config(values, source, label, full_origins)
-    _validate(cfg)
+    _validate(cfg, check_device)
     return cfg
 
 
-def _validate(cfg: Config) -> None:
+def _validate(cfg: Config, check_device: bool = True) -> None:
     """Checks that involve several keys, so a bad file fails before any work."""
     low, high = cfg.Training.LEARNING_RATE_LOW, cfg.Training.LEARNING_RATE_HIGH
     if (low is None) != (high is None):
@@ -1377,7 +1378,7 @@ def _validate(cfg: Config) -> None:
             f"LEARNING_RATE_HIGH = '{cfg._shown('Training', 'LEARNING_RATE_HIGH')}'"
         )
     loss_parameters(cfg)
-    if cfg.Training.DEVICE == "cuda":
+    if check_device and cfg.Training.DEVICE == "cuda":
         resolve_device(cfg)
 
 
@@ -1407,8 +1408,11 @@ def load_config_text(
     overrides: Sequence[str] = (),
     *,
     label: str | None = None,
+    check_device: bool = True,
 ) -> Config:
-    """Like :func:`load_config` for INI text (e.g. the config stored in a checkpoint)."""
+    """Like :func:`load_config` for INI text (e.g. the config stored in a checkpoint).
+    ``check_device=False`` accepts ``DEVICE: cuda`` on a machine without CUDA (a run folder's stored
+    config, written where the run started: ``DEVICE`` may change when it resumes)."""
     if isinstance(overrides, str):
         raise TypeError("overrides must be a sequence of 'SECTION.KEY=VALUE' strings, not one string")
     where = label or (os.fspath(source) if source is not None else "<string>")
@@ -1417,7 +1421,7 @@ def load_config_text(
     origins: dict[tuple[str, str], tuple[str, str]] = {}
     for override in overrides:
         _apply_override(override, raw, origins, notes)
-    cfg = _build(raw, Path(source) if source is not None else None, where, origins)
+    cfg = _build(raw, Path(source) if source is not None else None, where, origins, check_device)
     for note in notes:  # only now: a bad file gets its one error line, not warnings first
         logger.warning("%s", note)
     return cfg

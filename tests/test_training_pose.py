@@ -133,6 +133,20 @@ def test_a_different_config_is_refused_unless_forced(shared, tmp_path):
     assert forced.last_epoch == 3
 
 
+def test_a_run_started_on_a_gpu_resumes_on_the_cpu(shared, tmp_path):
+    """The stored config says DEVICE: cuda (where the run started); DEVICE may change on resuming, so a
+    machine without CUDA reads it without a device check and continues without --force."""
+    from multipose.training.common import stored_config_changes
+
+    out = tmp_path / "run"
+    train_pose_head(_cfg(shared, out, epochs=1), torch.device("cpu"), progress=False)
+    stored = out / "config.cfg"
+    stored.write_text(stored.read_text().replace("DEVICE: cpu", "DEVICE: cuda"))
+    assert "DEVICE: cuda" in stored.read_text()
+    assert stored_config_changes(_cfg(shared, out, epochs=2)) == []
+    assert train_pose_head(_cfg(shared, out, epochs=2), torch.device("cpu"), progress=False).last_epoch == 2
+
+
 def test_resuming_on_other_encoder_weights_is_refused_unless_forced(shared, tmp_path):
     """The encoder file is replaced under a run (re-pretrained, or another file copied there): the
     head's checkpoint records the sha256 of the encoder it was trained on, so resuming is refused."""

@@ -133,7 +133,7 @@ def stored_config_changes(cfg: Config) -> list[str] | None:
     if not stored.is_file():
         return None
     try:
-        old = load_config_text(stored.read_text(), source=stored)
+        old = load_config_text(stored.read_text(), source=stored, check_device=False)  # DEVICE may change
     except (UserInputError, OSError, UnicodeDecodeError) as exc:
         raise RunFolderError(
             f"{folder}: its config.cfg cannot be read ({exc}); use another [Training] OUTPUT_PATH or --force"
