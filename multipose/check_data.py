@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from multipose import cli
 from multipose.checkpoint import CheckpointRefused
@@ -50,6 +49,7 @@ from multipose.evaluation.metrics import symmetry_transformations
 from multipose.mesh import load_mesh, loss_mesh_cache_file
 from multipose.models import Encoder
 from multipose.models.weights import encoder_digest, encoder_mismatch, encoder_weights_path, load_encoder
+from multipose.progress import progress_bar
 
 __all__ = ["STATUSES", "Finding", "check_data", "format_report", "main"]
 
@@ -174,7 +174,7 @@ def _check_backgrounds(cfg: Config, quick: bool, progress: bool) -> list[Finding
         files = find_background_files(folder)
         bad: list[Path] = []
         u = np.full(3, 0.5)
-        for path in tqdm(files, desc="reading backgrounds", unit="img", disable=not progress, leave=False):
+        for path in progress_bar(files, desc="reading backgrounds", unit="img", disable=not progress, leave=False):
             try:
                 if quick:
                     with Image.open(path) as im:
@@ -354,7 +354,7 @@ def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[F
         findings = []
         if not quick:
             bad: list[Path] = []
-            for inst in tqdm(used, desc="reading test images", unit="instance", disable=not progress, leave=False):
+            for inst in progress_bar(used, desc="reading test images", unit="instance", disable=not progress, leave=False):
                 reads = [(inst.image_path, bop.read_rgb)]
                 if not no_depth:
                     reads.append((inst.depth_path, lambda p, s=inst.depth_scale: bop.read_depth(p, s)))

@@ -40,13 +40,13 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from scipy.spatial import ConvexHull, SphericalVoronoi, Voronoi
-from tqdm import tqdm
 
 from multipose.checkpoint import atomic_write_bytes, atomic_write_text
 from multipose.config import Config
 from multipose.errors import UserInputError
 from multipose.geometry import deserno_sphere_points, geodesic_angle_deg, rotation_about_axis, sphere_point_rotations
 from multipose.losses import MultiPoseLoss
+from multipose.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def compute_losses(
     R_ref = R_ref.to(device)
     depth_ref = loss.render_gt(R_ref[None])  # (1, V, S, S), rendered once
     losses, depths = [], []
-    for start in tqdm(range(0, R.shape[0], batch_size), desc="landscape", unit="batch", disable=not progress):
+    for start in progress_bar(range(0, R.shape[0], batch_size), desc="landscape", unit="batch", disable=not progress):
         Rb = R[start : start + batch_size].to(device)
         b = Rb.shape[0]
         terms = loss(R_ref.expand(b, 3, 3), Rb[:, None], Rb.new_ones(b, 1), depth_gt=depth_ref.expand(b, -1, -1, -1))

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from multipose.config import Config, crop_size
 from multipose.errors import DataError
+from multipose.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def load_background_images(
     chosen = chosen_background_files(folder, max_images, part)
     u = torch.rand(len(chosen), 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).numpy()
     images, failed = [], []
-    for path, ui in zip(tqdm(chosen, desc="loading backgrounds", unit="img", disable=not progress, leave=False), u):
+    for path, ui in zip(progress_bar(chosen, desc="loading backgrounds", unit="img", disable=not progress, leave=False), u):
         try:
             images.append(read_background_crop(path, size, ui))
         except READ_ERRORS as exc:

@@ -38,13 +38,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from multipose.checkpoint import atomic_open
 from multipose.config import Config, ViewSampling, view_sampling
 from multipose.data.crops import ViewRenderer, Views, ViewSettings, view_settings
 from multipose.data.sampling import base_rotations, load_view_sampling_file, make_generator
 from multipose.mesh import file_sha256, load_mesh, normalization_key
+from multipose.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def render_views(
     """Render crops of ``R (N, 3, 3)`` in batches with a tqdm bar; :class:`Views` on the renderer's
     device. Offsets and lights come from ``generator`` in batch order (reproducible)."""
     parts = []
-    with tqdm(total=R.shape[0], desc=desc, unit="view", disable=not progress, leave=False) as bar:
+    with progress_bar(total=R.shape[0], desc=desc, unit="view", disable=not progress, leave=False) as bar:
         for start in range(0, R.shape[0], batch_size):
             parts.append(renderer.render(R[start : start + batch_size], generator))
             bar.update(parts[-1].R.shape[0])
@@ -214,7 +214,7 @@ def _targets(
     render_centred = renderer().render_centred
     R = views.R
     parts = []
-    with tqdm(total=R.shape[0], desc="rendering reconstruction targets", unit="view", disable=not progress,
+    with progress_bar(total=R.shape[0], desc="rendering reconstruction targets", unit="view", disable=not progress,
               leave=False) as bar:
         for start in range(0, R.shape[0], batch_size):
             parts.append(render_centred(R[start : start + batch_size]).cpu())

@@ -38,10 +38,10 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from multipose.data.crops import crop_intrinsics, crop_windows, tight_boxes
 from multipose.errors import DataError
+from multipose.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -387,7 +387,7 @@ def load_bop_crops(
     if not has_depth:
         logger.warning("some BOP images have no depth/ PNG: VSD uses the ground-truth render as the test depth")
     cache: dict[Path, np.ndarray] = {}
-    for n, inst in enumerate(tqdm(instances, desc="cropping test images", unit="instance", disable=not progress,
+    for n, inst in enumerate(progress_bar(instances, desc="cropping test images", unit="instance", disable=not progress,
                                   leave=False)):
         if inst.image_path not in cache:
             cache.clear()  # instances are ordered by image: keep one image (and its depth) in memory

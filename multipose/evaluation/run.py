@@ -61,7 +61,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from multipose.config import Config, check_crop_size, crop_size, num_hypotheses, render_distance, resolve_device
 from multipose.data.crops import ViewRenderer, view_settings
@@ -84,6 +83,7 @@ from multipose.mesh import file_sha256, load_loss_mesh, load_mesh, normalization
 from multipose.models import Codebook, Encoder, PoseHead, codebook_rotations, load_encoder
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch, encoder_weights_path
+from multipose.progress import progress_bar
 from multipose.render import MeshRenderer
 from multipose.timing import timed
 from multipose.training.common import pose_checkpoints
@@ -379,7 +379,7 @@ def codebook_from_config(
     encoder = encoder.to(device).eval()
     codes = []
     start = time.perf_counter()
-    with tqdm(total=rotations.shape[0], desc="building codebook", unit="view", disable=not progress, leave=False) as bar:
+    with progress_bar(total=rotations.shape[0], desc="building codebook", unit="view", disable=not progress, leave=False) as bar:
         for chunk in rotations.split(cfg.Evaluation.BATCH_SIZE):
             images = renderer.render_centred(chunk).float() / 255.0  # 8-bit levels, as the training images
             codes.append(encoder.encode(images).float().cpu())
@@ -497,7 +497,7 @@ def evaluate_models(
     if codebook is not None:
         codebook.lookup(code)
 
-    bar = tqdm(total=N, desc="evaluating", unit="sample", disable=not progress, leave=False)
+    bar = progress_bar(total=N, desc="evaluating", unit="sample", disable=not progress, leave=False)
     for start in range(0, N, ev.BATCH_SIZE):
         idx = torch.arange(start, min(N, start + ev.BATCH_SIZE))
         B = idx.numel()

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from multipose.checkpoint import CheckpointStore
 from multipose.config import Config, check_crop_size
@@ -45,6 +44,7 @@ from multipose.data.sampling import derive_seed
 from multipose.errors import UserInputError
 from multipose.models import Autoencoder, Encoder, bootstrapped_l2_loss, load_encoder, save_encoder
 from multipose.models.weights import ENCODER_FILE, encoder_weights_path, requested_encoder_config
+from multipose.progress import progress_bar
 from multipose.training.common import (
     MetricsLog,
     plot_curves,
@@ -225,7 +225,7 @@ def _pretrain(cfg: Config, device: torch.device, run_dir: Path, progress: bool, 
     first = iteration
     timer = time.perf_counter()
     timed_from: float | None = None
-    bar = tqdm(total=enc.NUM_ITER, initial=min(iteration, enc.NUM_ITER), desc="pretraining encoder",
+    bar = progress_bar(total=enc.NUM_ITER, initial=min(iteration, enc.NUM_ITER), desc="pretraining encoder",
                unit="it", disable=not progress, leave=False)
     with bar:
         while iteration < enc.NUM_ITER:

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from multipose.config import Config, check_crop_size, num_hypotheses
 from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
@@ -40,6 +39,7 @@ from multipose.models import Encoder, PoseHead, PoseHeadConfig, load_encoder
 from multipose.models.head import init_head_weights
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import encoder_digest, encoder_mismatch, encoder_weights_path
+from multipose.progress import progress_bar
 from multipose.training.common import (
     MetricsLog,
     RunFolderError,
@@ -306,7 +306,7 @@ def train_pose_head(
         head.train()
         sums = torch.zeros(3)
         seen = 0
-        bar = tqdm(data, desc=f"epoch {epoch}/{tr.NUM_ITER}", unit="batch", disable=not progress, leave=False)
+        bar = progress_bar(data, desc=f"epoch {epoch}/{tr.NUM_ITER}", unit="batch", disable=not progress, leave=False)
         for batch in bar:
             n = batch["R"].shape[0]
             if n < 2:  # batch norm cannot train on one sample; it is drawn again next epoch
