@@ -111,4 +111,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, build_parser()))
+    sys.exit(run(main, build_parser(), preflight=True))

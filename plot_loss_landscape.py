@@ -27,4 +27,4 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, make_parser(__doc__)))
+    sys.exit(run(main, make_parser(__doc__), preflight=True))

@@ -26,4 +26,4 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 if __name__ == "__main__":
     parser = make_parser(__doc__)
     parser.add_argument("--views", type=int, default=6, help="rotations shown in preview.png (default 6)")
-    sys.exit(run(main, parser))
+    sys.exit(run(main, parser, preflight=True))

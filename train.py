@@ -52,4 +52,4 @@ if __name__ == "__main__":
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="load checkpoints (the run's, INIT_CHECKPOINT) that need Python objects rebuilt; "
                              "only for files from a source you trust")
-    sys.exit(run(main, parser))
+    sys.exit(run(main, parser, preflight=True))

@@ -32,4 +32,4 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 if __name__ == "__main__":
     parser = make_parser(__doc__)
     parser.add_argument("--force", action="store_true", help="continue a run folder whose config differs")
-    sys.exit(run(main, parser))
+    sys.exit(run(main, parser, preflight=True))

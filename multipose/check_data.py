@@ -43,7 +43,7 @@ from multipose.data.backgrounds import (
 from multipose.data.datasets import VALIDATION_FILE
 from multipose.data.io import load_samples
 from multipose.data.sampling import load_view_sampling_file
-from multipose.errors import UserInputError
+from multipose.errors import ConfigError, UserInputError
 from multipose.evaluation import bop
 from multipose.evaluation.metrics import symmetry_transformations
 from multipose.mesh import load_mesh, loss_mesh_cache_file
@@ -488,9 +488,25 @@ def check_data(cfg: Config, quick: bool = False, progress: bool = True, data_roo
         *_check_models_info(cfg),
     ]
     root = Path(data_root)
-    if root.is_dir():
+    if data_root and root.is_dir():
         findings += _unused_assets(cfg, root)
     return findings
+
+
+class PreflightError(ConfigError):
+    """An asset the config names is missing or malformed (exit code 2, before any work)."""
+
+
+def preflight(cfg: Config) -> None:
+    """The quick form of :func:`check_data`, run by every entry script before any work: raises
+    :class:`PreflightError` naming the first missing or malformed asset (and how many there are).
+    Notes and warnings pass (the scripts decide about those, e.g. ``--force``)."""
+    problems = [f for f in check_data(cfg, quick=True, progress=False, data_root="") if f.status in FAILING]
+    if problems:
+        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        source = cfg.source if cfg.source is not None else "CFG"
+        raise PreflightError(f"{problems[0].what}: {problems[0].message}{more}; "
+                             f"python -m multipose.check_data {source} lists everything the config uses")
 
 
 def format_report(findings: Sequence[Finding], source: str) -> str:

@@ -40,13 +40,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        if trust or "weights only" not in str(exc).lower():
+        # weights_only refuses a global the file names (damaged bytes fail with other messages)
+        named = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if trust or named is None:
             raise
-        needs = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
         raise CheckpointRefused(
-            f"{path}: refused to load: the file holds Python objects beyond tensors and plain containers, which "
-            f"loading would rebuild by running code it names{f' ({needs[:120]})' if needs else ''}; if you trust "
-            "its source, pass --trust-checkpoint"
+            f"{path}: refused to load: the file holds Python objects beyond tensors and plain containers "
+            f"({named.group(1)}), which loading would rebuild by running code it names; if you trust its "
+            "source, pass --trust-checkpoint"
         ) from None
 
 

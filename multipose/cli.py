@@ -85,13 +85,24 @@ def run(
     main: Callable[[argparse.Namespace, Config], int | None],
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None = None,
+    preflight: bool = False,
 ) -> int:
     """Parse ``argv``, set up logging, load the config, call ``main(args, cfg)``; return the exit code.
 
+    ``preflight``: first check every asset the config names (:func:`multipose.check_data.preflight`,
+    seconds): a missing or malformed one stops the script before any work, with exit code 2.
     ``UserInputError`` (config errors included) -> one ``error: ...`` line on stderr and
     ``exc.exit_code``; Ctrl-C -> 130. Other exceptions are bugs and propagate with their traceback.
     """
-    return run_without_config(lambda args: main(args, load_config(args.config, args.overrides)), parser, argv)
+    def configured(args: argparse.Namespace) -> int | None:
+        cfg = load_config(args.config, args.overrides)
+        if preflight:
+            from multipose.check_data import preflight as check  # lazy: it imports torch and the loaders
+
+            check(cfg)
+        return main(args, cfg)
+
+    return run_without_config(configured, parser, argv)
 
 
 def run_without_config(

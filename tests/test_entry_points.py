@@ -67,7 +67,7 @@ def test_missing_mesh_is_one_error_line_and_no_output(python, tmp_path):
         python, "preview.py", "experiment_template.cfg", *_tiny(tmp_path),
         "--set", f"Dataset.MODEL_PATH_DATA={missing}", "--set", f"Dataset.MODEL_PATH_LOSS={missing}",
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # the pre-flight data check, before any work
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error:") and "obj_99.ply" in lines[-1], result.stderr
     assert "Traceback" not in result.stderr

@@ -86,3 +86,22 @@ def test_dataset_and_rotation_pickles_that_pickle_a_callable_are_refused(tmp_pat
     with open(path, "wb") as f:  # the original's format itself still loads (NumPy arrays, lists, dicts)
         pickle.dump({"Rs": [np.eye(3)], "images": [np.zeros((8, 8, 3), np.uint8)]}, f, protocol=2)
     assert len(load(path)) == 1
+
+
+def test_a_tensor_storage_smuggling_a_callable_is_refused(tmp_path, marker):
+    """torch's own storage loader unpickles its bytes without restriction; ours reads them weights-only."""
+    import io
+
+    inner = io.BytesIO()
+    torch.save(Evil(marker), inner)
+
+    class Storage:
+        def __reduce__(self):
+            return (torch.storage._load_from_bytes, (inner.getvalue(),))
+
+    path = tmp_path / "valid.p"
+    with open(path, "wb") as f:
+        pickle.dump({"Rs": [Storage()], "images": [np.zeros((8, 8, 3), np.uint8)]}, f, protocol=2)
+    with pytest.raises(DataError, match="cannot read the pickle"):
+        load_samples(path)
+    assert not marker.exists()
