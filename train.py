@@ -33,7 +33,10 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             check_evaluation_inputs(cfg)  # a bad test-set setting stops the run before it trains
         except ConfigError as exc:
             raise ConfigError(f"{exc} (or train without evaluating: --set Evaluation.AFTER_TRAINING=false)") from None
-    result = train_pose_head(cfg, resolve_device(cfg), force=args.force, trust_checkpoints=args.trust_checkpoint)
+    from multipose.runlock import run_folder_lock
+
+    with run_folder_lock(cfg.Training.OUTPUT_PATH):  # one writer per run folder
+        result = train_pose_head(cfg, resolve_device(cfg), force=args.force, trust_checkpoints=args.trust_checkpoint)
     print(
         f"done: {result.last_epoch} epochs in {result.run_dir}; best validation loss {result.best_validation_loss:.4f} "
         f"at epoch {result.best_epoch}{' (stopped early)' if result.stopped_early else ''}"

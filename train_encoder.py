@@ -22,9 +22,11 @@ from multipose.config import Config, resolve_device
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
+    from multipose.runlock import run_folder_lock
     from multipose.training.encoder import pretrain_encoder  # heavy imports after the config is known to be valid
 
-    path = pretrain_encoder(cfg, resolve_device(cfg), force=args.force)
+    with run_folder_lock(cfg.Training.OUTPUT_PATH):  # one writer per run folder
+        path = pretrain_encoder(cfg, resolve_device(cfg), force=args.force)
     print(f"done: {cfg.Encoder.NUM_ITER} iterations; encoder written to {path}")
     return 0
 

@@ -33,6 +33,10 @@ class CheckpointRefused(UserInputError):
     """A checkpoint that only an unsafe load (running code named in the file) could read."""
 
 
+class WriteError(UserInputError):
+    """A file could not be written (disk full, permissions, ...); the previous file is intact."""
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", trust: bool = False) -> Any:
     """``torch.load`` of a checkpoint with ``weights_only=True`` (tensors and plain containers only);
     ``trust``: the unsafe full unpickling, for files from a source the user trusts. Raises
@@ -81,14 +85,18 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Open a binary file for writing that appears at ``path`` only when the block ends without an
     exception (then flushed, fsynced and moved into place); for large outputs written in pieces,
-    e.g. ``np.savez(f, ...)``, without holding a second copy in memory::
+    e.g. ``np.savez(f, ...)``, without holding a second copy in memory. An ``OSError`` (disk full, ...)
+    becomes a :class:`WriteError` naming the file, with nothing at ``path`` changed::
 
         with atomic_open("cache/views.npz") as f:
             np.savez(f, rgb=rgb)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     try:
         os.chmod(tmp, _new_file_mode())
         with os.fdopen(fd, "wb") as f:
@@ -96,6 +104,9 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, quota, I/O error: the old file stays as it was
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"{path}: cannot write ({exc.strerror or exc}); the previous file, if any, is kept") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from multipose.checkpoint import WriteError
 from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
 from multipose.data.sampling import sundermeyer_random
 from multipose.errors import DataError
@@ -103,6 +104,6 @@ def test_a_write_that_fails_half_way_leaves_no_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", fail_half_way)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(WriteError, match=r"d.npz: cannot write \(No space left on device\)"):
         save_samples(tmp_path / "d.npz", _samples())
     assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary one

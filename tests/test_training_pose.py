@@ -171,21 +171,57 @@ def test_resuming_on_other_encoder_weights_is_refused_unless_forced(shared, tmp_
     assert forced.last_epoch == 2 and _final_state(out)["encoder_sha256"] != trained_on
 
 
-@pytest.mark.slow
-def test_kill_9_during_training_then_rerun_gives_the_uninterrupted_weights(shared, tmp_path, python):
-    """The end-to-end contract through train.py: SIGKILL at a random moment after the first
-    checkpoint, re-run the command, get exactly the weights of a run that was never killed."""
-    reference = tmp_path / "reference"
-    args = lambda out: [python, "train.py", "experiment_template.cfg", *sum((["--set", o] for o in _overrides(shared, out, 4)), [])]
-    done = subprocess.run(args(reference), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+def _train_py(python: str, shared: Path, out: Path) -> list[str]:
+    return [python, "train.py", "experiment_template.cfg", *sum((["--set", o] for o in _overrides(shared, out, 4)), [])]
+
+
+@pytest.fixture(scope="module")
+def reference_run(shared, tmp_path_factory) -> Path:
+    """An uninterrupted 4-epoch train.py run, the reference of the interruption tests."""
+    import sys
+
+    reference = tmp_path_factory.mktemp("reference") / "run"
+    done = subprocess.run(_train_py(sys.executable, shared, reference), cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr
     assert "done: 4 epochs" in done.stdout
+    return reference
+
+
+def _start_and_wait_for_epoch_1(python: str, shared: Path, out: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(_train_py(python, shared, out), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "models" / "model-epoch1.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.slow
+def test_sigterm_stops_at_a_batch_boundary_with_exit_143_and_the_rerun_resumes_exactly(shared, reference_run, tmp_path,
+                                                                                      python):
+    out = tmp_path / "preempted"
+    proc = _start_and_wait_for_epoch_1(python, shared, out)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: stopped by SIGTERM in epoch"), stderr
+    assert max(CheckpointStore(out / "models").epochs()) < 4
+    rerun = subprocess.run(_train_py(python, shared, out), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    _assert_same_weights(_final_state(reference_run), _final_state(out))
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_rerun_gives_the_uninterrupted_weights(shared, reference_run, tmp_path, python):
+    """The end-to-end contract through train.py: SIGKILL at a random moment after the first
+    checkpoint, re-run the command, get exactly the weights of a run that was never killed."""
+    reference = reference_run
+    args = lambda out: _train_py(python, shared, out)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(args(killed), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (killed / "models" / "model-epoch1.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    proc = _start_and_wait_for_epoch_1(python, shared, killed)
     time.sleep(0.3)  # somewhere inside epoch 2 or a later checkpoint write
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -263,3 +299,77 @@ def test_build_head_initialises_weights_by_weight_init_name(shared, tmp_path):
     torch.testing.assert_close(w @ w.T, 2.0 * torch.eye(64), atol=1e-4, rtol=0)
     default = build_head(_cfg(shared, tmp_path / "run"), freeze(load_encoder(cfg))).l2.weight
     assert not torch.allclose(default @ default.T, 2.0 * torch.eye(64), atol=0.1)
+
+
+def test_a_nan_loss_stops_training_naming_epoch_and_batch_and_keeps_the_last_checkpoint(shared, tmp_path, monkeypatch):
+    """The loss turns NaN at epoch 2's first batch (as a learning rate of 10 would make it): one clear
+    error, and epoch 1's checkpoint stays the newest, with finite weights."""
+    from dataclasses import replace
+
+    from multipose.training.pose import NumericalError
+
+    forward, calls = MultiPoseLoss.forward, []
+
+    def poisoned(self, *args, **kwargs):
+        terms = forward(self, *args, **kwargs)
+        if torch.is_grad_enabled():  # training batches (validation runs without gradients)
+            calls.append(1)
+            if len(calls) == 3:  # 2 batches per epoch: epoch 2, batch 1
+                return replace(terms, loss=terms.loss * float("nan"))
+        return terms
+
+    monkeypatch.setattr(MultiPoseLoss, "forward", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(NumericalError, match=r"^epoch 2, batch 1: the loss became nan .*model-epoch1.pt is the last good"):
+        train_pose_head(_cfg(shared, out, epochs=3), torch.device("cpu"), progress=False)
+    assert CheckpointStore(out / "models").epochs() == [1]
+    assert all(torch.isfinite(v).all() for v in _final_state(out)["model"].values() if v.is_floating_point())
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(shared, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import multipose.checkpoint as checkpoint_mod
+    from multipose.checkpoint import WriteError
+
+    out = tmp_path / "run"
+    train_pose_head(_cfg(shared, out, epochs=1), torch.device("cpu"), progress=False)
+    before = (out / "models" / "model-epoch1.pt").read_bytes()
+
+    real_fsync = checkpoint_mod.os.fsync
+
+    def full(fd):  # the disk fills up while the epoch-2 checkpoint is written
+        if ".model-epoch2.pt." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint_mod.os, "fsync", full)
+    with pytest.raises(WriteError, match=r"model-epoch2.pt: cannot write \(No space left on device\); the previous"):
+        train_pose_head(_cfg(shared, out, epochs=2), torch.device("cpu"), progress=False)
+    assert (out / "models" / "model-epoch1.pt").read_bytes() == before
+    assert not [p for p in (out / "models").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_one_writer_per_run_folder(tmp_path, python):
+    """A second train.py on a folder in use is refused naming the holder's PID; a lock file left by a
+    finished (or killed) process does not block; a folder made only for the lock is removed on failure."""
+    import os
+
+    from multipose.runlock import LOCK_FILE, RunFolderBusy, run_folder_lock
+
+    out = tmp_path / "run"
+    with run_folder_lock(out):
+        second = subprocess.run([python, "train.py", "experiment_template.cfg", "--set", f"Training.OUTPUT_PATH={out}",
+                                 "--set", f"Dataset.CACHE_DIR={tmp_path / 'cache'}"], cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert f"another process (PID {os.getpid()}) is writing to this run folder" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    assert (out / LOCK_FILE).read_text().strip() == str(os.getpid())  # left behind, as by a killed process
+    with run_folder_lock(out):  # ... and it does not block
+        pass
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RunFolderBusy), run_folder_lock(fresh):
+        raise RunFolderBusy("something failed before anything was written")
+    assert not fresh.exists()

@@ -45,6 +45,7 @@ from multipose.errors import UserInputError
 from multipose.models import Autoencoder, Encoder, bootstrapped_l2_loss, load_encoder, save_encoder
 from multipose.models.weights import ENCODER_FILE, encoder_weights_path, requested_encoder_config
 from multipose.progress import progress_bar
+from multipose.runlock import StopRequest
 from multipose.training.common import (
     MetricsLog,
     plot_curves,
@@ -227,8 +228,9 @@ def _pretrain(cfg: Config, device: torch.device, run_dir: Path, progress: bool, 
     timed_from: float | None = None
     bar = progress_bar(total=enc.NUM_ITER, initial=min(iteration, enc.NUM_ITER), desc="pretraining encoder",
                unit="it", disable=not progress, leave=False)
-    with bar:
+    with bar, StopRequest() as stop:
         while iteration < enc.NUM_ITER:
+            stop.check(f"at encoder pretraining iteration {iteration + 1}")
             batch = data.batch(enc.BATCH_SIZE)
             out = model(batch["image"])
             loss = bootstrapped_l2_loss(out.reconstruction, batch["target"], enc.BOOTSTRAP_RATIO)

@@ -40,6 +40,7 @@ from multipose.models.head import init_head_weights
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import encoder_digest, encoder_mismatch, encoder_weights_path
 from multipose.progress import progress_bar
+from multipose.runlock import StopRequest
 from multipose.training.common import (
     MetricsLog,
     RunFolderError,
@@ -232,6 +233,23 @@ def _save_examples(path: Path, loss_fn: MultiPoseLoss, outputs: list, indices: t
     save_figure(image_grid(rows, titles, row_titles=row_titles, cmaps=[None, "viridis", *["viridis"] * K, "magma"]), path)
 
 
+class NumericalError(UserInputError):
+    """Training produced a NaN or infinite loss or gradient."""
+
+
+def _check_finite(value: torch.Tensor, what: str, epoch: int, batch: int | None, store) -> None:
+    """Raise :class:`NumericalError` naming the epoch and batch when ``value`` is NaN or infinite; the
+    checkpoints on disk (all written before) stay as they are."""
+    if bool(torch.isfinite(value).all()):
+        return
+    where = f"epoch {epoch}" + (f", batch {batch}" if batch is not None else " (validation)")
+    kept = f"{store.path(epoch - 1).name} is the last good checkpoint" if epoch > 1 else "no checkpoint was written"
+    raise NumericalError(
+        f"{where}: {what} became {float(value.detach().float().sum())} (too high a learning rate? try a lower "
+        f"[Training] LEARNING_RATE or LEARNING_RATE_HIGH); training stopped, {kept}"
+    )
+
+
 def train_pose_head(
     cfg: Config,
     device: torch.device,
@@ -300,78 +318,84 @@ def train_pose_head(
     valid_log.truncate(epoch)
 
     stopped_early = False
-    while epoch < tr.NUM_ITER:
-        epoch += 1
-        start = time.perf_counter()
-        head.train()
-        sums = torch.zeros(3)
-        seen = 0
-        bar = progress_bar(data, desc=f"epoch {epoch}/{tr.NUM_ITER}", unit="batch", disable=not progress, leave=False)
-        for batch in bar:
-            n = batch["R"].shape[0]
-            if n < 2:  # batch norm cannot train on one sample; it is drawn again next epoch
-                continue
-            with torch.no_grad():
-                code = encoder.encode(batch["image"])
-            out = head(code)
-            terms = loss_fn(batch["R"], out.R, out.confidence)
-            optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            optimizer.step()
-            data.update(batch, terms.per_sample.detach())
-            sums += torch.stack([terms.loss.detach(), terms.depth.detach().mean(), terms.diversity.detach().mean()]).cpu() * n
-            seen += n
-            bar.set_postfix(loss=f"{sums[0].item() / seen:.4f}")
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        metrics, per_sample, outputs = evaluate_loss(encoder, head, loss_fn, validation, tr.BATCH_SIZE, device)
-        elapsed += time.perf_counter() - start
-        means = (sums / max(seen, 1)).tolist()
-        train_log.append(dict(zip(TRAIN_FIELDS, [epoch, *means, lr, round(elapsed, 2)])))
-        valid_log.append({"epoch": epoch, **metrics})
-        improved = metrics["loss"] < best_loss
-        if improved:
-            best_loss, best_epoch = metrics["loss"], epoch
-        if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES:
-            n_img = min(tr.NUM_SAVED_IMAGES, len(per_sample))
-            images = run_dir / "images"
-            _save_examples(images / f"epoch{epoch}-samples.png", loss_fn, outputs, torch.arange(n_img))
-            _save_examples(images / f"epoch{epoch}-hardest.png", loss_fn, outputs, per_sample.argsort(descending=True)[:n_img])
-        state = {
-            "model": head.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "best_validation_loss": best_loss,
-            "best_epoch": best_epoch,
-            "seconds": elapsed,
-            "head_args": head.config.to_dict(),
-            "encoder_args": encoder.config.to_dict(),
-            "encoder_sha256": encoder_sha256,
-            "data": data.state_dict(),
-            "rng": rng_state(),
-            "config": cfg.to_ini(),
-        }
-        store.save(state, epoch, is_best=improved)
-        plot_curves(
-            [("train", *train_log.column("loss")), ("validation", *valid_log.column("loss")),
-             ("validation best-of-K depth", *valid_log.column("best_of_k_depth"))],
-            run_dir / "loss.png", "epoch", "multi-pose loss",
-        )
-        logger.info(
-            "epoch %d/%d: train %.4f, validation %.4f (best-of-K depth %.4f), lr %.2e, %.1f s",
-            epoch, tr.NUM_ITER, means[0], metrics["loss"], metrics["best_of_k_depth"], lr, elapsed,
-        )
-        if tr.EARLY_STOPPING and early_stopping_epoch(valid_log.column("loss")[1], tr.STOPPING_WINDOW,
-                                                      tr.STOPPING_TIME_LIMIT) == epoch:
-            logger.info("early stopping: the %d-epoch moving average of the validation loss has not improved for "
-                        "more than %d epochs", tr.STOPPING_WINDOW, tr.STOPPING_TIME_LIMIT)
-            stopped_early = True
-            break
-        if tr.MAX_HOURS is not None and elapsed >= tr.MAX_HOURS * 3600.0:
-            logger.info("stopping: MAX_HOURS = %g h of training reached", tr.MAX_HOURS)
-            stopped_early = True
-            break
-        if stop_after_epoch is not None and epoch >= stop_after_epoch:
-            break
+    with StopRequest() as stop:
+        while epoch < tr.NUM_ITER:
+            epoch += 1
+            start = time.perf_counter()
+            head.train()
+            sums = torch.zeros(3)
+            seen = 0
+            bar = progress_bar(data, desc=f"epoch {epoch}/{tr.NUM_ITER}", unit="batch", disable=not progress, leave=False)
+            for number, batch in enumerate(bar, 1):
+                stop.check(f"in epoch {epoch} before batch {number}")
+                n = batch["R"].shape[0]
+                if n < 2:  # batch norm cannot train on one sample; it is drawn again next epoch
+                    continue
+                with torch.no_grad():
+                    code = encoder.encode(batch["image"])
+                out = head(code)
+                terms = loss_fn(batch["R"], out.R, out.confidence)
+                _check_finite(terms.loss, "the loss", epoch, number, store)
+                optimizer.zero_grad(set_to_none=True)
+                terms.loss.backward()
+                _check_finite(torch.stack([p.grad.abs().sum() for p in head.parameters() if p.grad is not None]).sum(),
+                              "a gradient", epoch, number, store)
+                optimizer.step()
+                data.update(batch, terms.per_sample.detach())
+                sums += torch.stack([terms.loss.detach(), terms.depth.detach().mean(), terms.diversity.detach().mean()]).cpu() * n
+                seen += n
+                bar.set_postfix(loss=f"{sums[0].item() / seen:.4f}")
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            metrics, per_sample, outputs = evaluate_loss(encoder, head, loss_fn, validation, tr.BATCH_SIZE, device)
+            _check_finite(torch.tensor(metrics["loss"]), "the validation loss", epoch, None, store)
+            elapsed += time.perf_counter() - start
+            means = (sums / max(seen, 1)).tolist()
+            train_log.append(dict(zip(TRAIN_FIELDS, [epoch, *means, lr, round(elapsed, 2)])))
+            valid_log.append({"epoch": epoch, **metrics})
+            improved = metrics["loss"] < best_loss
+            if improved:
+                best_loss, best_epoch = metrics["loss"], epoch
+            if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES:
+                n_img = min(tr.NUM_SAVED_IMAGES, len(per_sample))
+                images = run_dir / "images"
+                _save_examples(images / f"epoch{epoch}-samples.png", loss_fn, outputs, torch.arange(n_img))
+                _save_examples(images / f"epoch{epoch}-hardest.png", loss_fn, outputs, per_sample.argsort(descending=True)[:n_img])
+            state = {
+                "model": head.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "best_validation_loss": best_loss,
+                "best_epoch": best_epoch,
+                "seconds": elapsed,
+                "head_args": head.config.to_dict(),
+                "encoder_args": encoder.config.to_dict(),
+                "encoder_sha256": encoder_sha256,
+                "data": data.state_dict(),
+                "rng": rng_state(),
+                "config": cfg.to_ini(),
+            }
+            store.save(state, epoch, is_best=improved)
+            plot_curves(
+                [("train", *train_log.column("loss")), ("validation", *valid_log.column("loss")),
+                 ("validation best-of-K depth", *valid_log.column("best_of_k_depth"))],
+                run_dir / "loss.png", "epoch", "multi-pose loss",
+            )
+            logger.info(
+                "epoch %d/%d: train %.4f, validation %.4f (best-of-K depth %.4f), lr %.2e, %.1f s",
+                epoch, tr.NUM_ITER, means[0], metrics["loss"], metrics["best_of_k_depth"], lr, elapsed,
+            )
+            if tr.EARLY_STOPPING and early_stopping_epoch(valid_log.column("loss")[1], tr.STOPPING_WINDOW,
+                                                          tr.STOPPING_TIME_LIMIT) == epoch:
+                logger.info("early stopping: the %d-epoch moving average of the validation loss has not improved for "
+                            "more than %d epochs", tr.STOPPING_WINDOW, tr.STOPPING_TIME_LIMIT)
+                stopped_early = True
+                break
+            if tr.MAX_HOURS is not None and elapsed >= tr.MAX_HOURS * 3600.0:
+                logger.info("stopping: MAX_HOURS = %g h of training reached", tr.MAX_HOURS)
+                stopped_early = True
+                break
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                break
     return TrainResult(run_dir, epoch, best_epoch, best_loss, stopped_early)
