@@ -37,6 +37,7 @@ __all__ = [
     "icosphere_points",
     "intrinsics_from_fov",
     "matrix_to_rotation_6d",
+    "opencv_from_pytorch3d_camera",
     "project_points",
     "random_rotations",
     "rotation_6d_to_matrix",
@@ -154,6 +155,13 @@ def icosphere_points(min_points: int) -> np.ndarray:
     return np.asarray(trimesh.creation.icosphere(subdivisions=level).vertices, dtype=np.float64)
 
 
+def opencv_from_pytorch3d_camera(R: torch.Tensor) -> torch.Tensor:
+    """The OpenCV model-to-camera pose of a PyTorch3D camera rotation ``R`` (row vectors, world-to-view
+    ``x @ R``, +x left, +y up): ``diag(-1, -1, 1) @ R^T``, ``(*, 3, 3) -> (*, 3, 3)``. The original code
+    posed its renders (training views, loss, landscape) with such rotations."""
+    return R.transpose(-1, -2) * R.new_tensor([-1.0, -1.0, 1.0])[:, None]
+
+
 def sphere_point_rotations(spherical: np.ndarray) -> torch.Tensor:
     """Object rotations for sphere points exactly as the original landscape tool posed the object:
     ``(M, 2) [theta, phi] -> (M, 3, 3)``.
@@ -167,9 +175,8 @@ def sphere_point_rotations(spherical: np.ndarray) -> torch.Tensor:
     ``-d * p`` in model coordinates, ``p`` the point's unit vector.
     """
     spherical = np.asarray(spherical, dtype=np.float64).reshape(-1, 2)
-    M = Rotation.from_euler("yz", spherical).as_matrix()
-    flip = np.diag([-1.0, -1.0, 1.0])
-    return torch.from_numpy(flip @ M.transpose(0, 2, 1)).float()
+    M = torch.from_numpy(Rotation.from_euler("yz", spherical).as_matrix())
+    return opencv_from_pytorch3d_camera(M).float()
 
 
 def camera_rotation_from_sphere_point(

@@ -17,8 +17,11 @@ class _Log(io.StringIO):
 def test_a_log_gets_a_few_plain_lines_not_carriage_returns(monkeypatch):
     log = _Log()
     monkeypatch.setattr(sys, "stderr", log)
-    for _ in progress_bar(range(5000), desc="work", unit="item"):
-        pass
+    with progress_bar(total=5000, desc="work", unit="item") as bar:
+        for i in range(5000):
+            bar.update(1)
+            if i % 10 == 0:
+                bar.set_postfix(loss=f"{i:.4f}")  # forces a refresh: still at most one line per interval
     text = log.getvalue()
     assert "\r" not in text and "work" in text
     assert len(text.splitlines()) <= 3  # start (and end) lines; updates only every LOG_INTERVAL_S seconds

@@ -5,7 +5,7 @@ The methods are the original's (``DatasetGeneratorOpenGL``). Most of them built 
 rotation ``R_p3d`` with ``look_at_rotation`` (camera at a point of the view sphere looking at the model
 origin, its up vector the model's +z, or -z for a camera below the equator), then turned it in-plane
 by ``R_p3d @ Rz(U(-90, 90) degrees)``; the physical pose is ``diag(-1, -1, 1) @ R_p3d^T``
-(:func:`from_pytorch3d_camera`). Base methods:
+(:func:`multipose.geometry.opencv_from_pytorch3d_camera`). Base methods:
 
 - ``sundermeyer-random``: uniform on SO(3) (the AAE's and the original's default; Shoemake's unit
   quaternions, here :func:`multipose.geometry.random_rotations`);
@@ -25,7 +25,7 @@ by ``R_p3d @ Rz(U(-90, 90) degrees)``; the physical pose is ``diag(-1, -1, 1) @ 
 - ``mixed``: ``sphere-wolfram-fixed`` or ``sundermeyer-random``, each with probability 1/2;
 - a file of rotations: ``.npy`` ``[N, 3, 3]`` (OpenCV rotations), or an original-format pickle
   ``{"Rs": [...]}`` holding PyTorch3D camera rotations as the original's pickle sampling used them
-  (converted with :func:`from_pytorch3d_camera`); samples are drawn from it uniformly with replacement.
+  (converted with :func:`multipose.geometry.opencv_from_pytorch3d_camera`); samples are drawn from it uniformly with replacement.
 
 The original's ``viewsphere`` read a file it did not distribute (``data/view-sphere.p``) and is
 refused by the config (give that file as a rotation file instead).
@@ -61,7 +61,13 @@ from pytorch3d.transforms import quaternion_to_matrix
 
 from multipose.config import Config, ViewSampling, view_sampling
 from multipose.data.io import PICKLE_SUFFIXES, load_rotations
-from multipose.geometry import camera_rotation_from_sphere_point, icosphere_points, random_rotations, rotation_about_axis
+from multipose.geometry import (
+    camera_rotation_from_sphere_point,
+    icosphere_points,
+    opencv_from_pytorch3d_camera,
+    random_rotations,
+    rotation_about_axis,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +78,6 @@ __all__ = [
     "PoseSampler",
     "base_rotations",
     "derive_seed",
-    "from_pytorch3d_camera",
     "load_view_sampling_file",
     "make_generator",
     "pose_sampler_from_config",
@@ -106,12 +111,6 @@ def sundermeyer_random(n: int, generator: torch.Generator) -> torch.Tensor:
     return random_rotations(n, generator=generator)
 
 
-def from_pytorch3d_camera(R: torch.Tensor) -> torch.Tensor:
-    """The OpenCV model-to-camera pose of a PyTorch3D camera rotation ``R`` (world-to-view ``x @ R``):
-    ``diag(-1, -1, 1) @ R^T``, ``(*, 3, 3) -> (*, 3, 3)``."""
-    return R.transpose(-1, -2) * R.new_tensor([-1.0, -1.0, 1.0])[:, None]
-
-
 def _uniform(n: int, generator: torch.Generator, low: float, high: float) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
 
@@ -137,7 +136,7 @@ def _inplane(R: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def _from_viewpoints(points: torch.Tensor, generator: torch.Generator, simple: bool, fixed: bool) -> torch.Tensor:
     R = _look_at(points, fixed)
-    return from_pytorch3d_camera(R if simple else _inplane(R, generator))
+    return opencv_from_pytorch3d_camera(R if simple else _inplane(R, generator))
 
 
 def sphere_rotations(n: int, generator: torch.Generator, *, simple: bool = False, fixed: bool = False) -> torch.Tensor:
@@ -187,7 +186,7 @@ def _viewsphere_aug(n: int, generator: torch.Generator, num_inplane: int, conver
     else:
         index = torch.randint(0, grid.shape[0], (n,), generator=generator)
     R = grid[index] @ random_rotations(1, generator=generator)
-    return R if convert else from_pytorch3d_camera(R)
+    return R if convert else opencv_from_pytorch3d_camera(R)
 
 
 def _mixed(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -198,7 +197,7 @@ def _mixed(n: int, generator: torch.Generator) -> torch.Tensor:
 
 def _quat(n: int, generator: torch.Generator) -> torch.Tensor:
     q = torch.randn(n, 4, generator=generator, dtype=torch.float64)
-    return from_pytorch3d_camera(quaternion_to_matrix(q / q.norm(dim=1, keepdim=True))).float()
+    return opencv_from_pytorch3d_camera(quaternion_to_matrix(q / q.norm(dim=1, keepdim=True))).float()
 
 
 #: ``VIEW_SAMPLING`` method -> ``f(n, generator) -> (n, 3, 3)`` OpenCV rotations (module docstring).
@@ -223,7 +222,7 @@ def load_view_sampling_file(path: str) -> torch.Tensor:
     """The rotations of a ``VIEW_SAMPLING`` file as OpenCV poses ``(N, 3, 3)``: a ``.npy`` as it is, an
     original-format pickle converted from the PyTorch3D camera rotations it holds."""
     R = load_rotations(path)
-    return from_pytorch3d_camera(R) if path.lower().endswith(PICKLE_SUFFIXES) else R
+    return opencv_from_pytorch3d_camera(R) if path.lower().endswith(PICKLE_SUFFIXES) else R
 
 
 def base_rotations(

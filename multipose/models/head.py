@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from pytorch3d.transforms import quaternion_to_matrix, rotation_6d_to_matrix
 from torch import nn
 
+from multipose.geometry import opencv_from_pytorch3d_camera
+
 __all__ = [
     "CONVENTIONS",
     "REPRESENTATIONS",
@@ -49,8 +51,6 @@ __all__ = [
 REPRESENTATIONS = {"6d-pose": 6, "quat": 4}
 #: How a 6D output becomes an OpenCV rotation (see the module docstring).
 CONVENTIONS = ("opencv", "original")
-#: ``diag(-1, -1, 1)``: the roll that turns a PyTorch3D camera rotation's transpose into OpenCV's.
-_FLIP_XY = (-1.0, -1.0, 1.0)
 
 
 def _kaiming(fn, mode: str, nonlinearity: str):
@@ -147,7 +147,7 @@ class PoseHead(nn.Module):
         if self.config.representation == "6d-pose":
             R = rotation_6d_to_matrix(params)
             if self.config.convention == "original":
-                R = R * R.new_tensor(_FLIP_XY)[:, None]  # diag(-1, -1, 1) @ R: negate the first two rows
+                R = opencv_from_pytorch3d_camera(R.transpose(-1, -2))  # the original's R_p3d is M^T
         else:
             q = params / params.norm(dim=-1, keepdim=True).clamp_min(1e-8)
             R = quaternion_to_matrix(q)
