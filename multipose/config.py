@@ -66,6 +66,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_DEPTH_MAX",
     "DEFAULT_RADIUS_MM",
+    "HARD_POOLS",
     "WEIGHT_INIT_NAMES",
     "DEPRECATED",
     "ENCODER_FILE",
@@ -554,6 +555,8 @@ VIEW_SAMPLING_METHODS = (
     "mixed",
     "quat",
 )
+#: ``[Training] HARD_POOL`` policies of ``-hard`` sampling (:mod:`multipose.data.sampling`).
+HARD_POOLS = ("replace", "accumulate")
 #: Methods of the original that depend on data it did not distribute.
 _VIEW_SAMPLING_REFUSED = {
     "viewsphere": "the original's viewsphere reads its data/view-sphere.p, which it does not distribute; "
@@ -738,7 +741,7 @@ SCHEMA: tuple[Key, ...] = (
         "With -hard sampling: the worst int(ratio x batch) samples of each batch (by loss) are kept for re-use (the original's 0.3)."),
     Key("Training", "HARD_SAMPLE_RATIO", FloatType(min=0.0, max=1.0), "0.2",
         "With -hard sampling: probability that a sample is a kept hard one, while any are left (the original's 0.2)."),
-    Key("Training", "HARD_POOL", ChoiceType(("replace", "accumulate")), "replace",
+    Key("Training", "HARD_POOL", ChoiceType(HARD_POOLS), "replace",
         "With -hard sampling: replace (the original's: each batch's hard samples replace the pool, emptied every "
         "epoch) or accumulate (they join it, up to 10,000, across epochs)."),
     Key("Training", "OUTPUT_PATH", PathType(), "./output/default",

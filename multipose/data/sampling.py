@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from pytorch3d.renderer import look_at_rotation
 from pytorch3d.transforms import quaternion_to_matrix
 
-from multipose.config import Config, ViewSampling, view_sampling
+from multipose.config import HARD_POOLS, Config, ViewSampling, view_sampling
 from multipose.data.io import PICKLE_SUFFIXES, load_rotations
 from multipose.geometry import (
     camera_rotation_from_sphere_point,
@@ -90,8 +90,6 @@ __all__ = [
 REUSE_POOL_SIZE = 20_000
 #: Most hard samples kept waiting for re-use with ``HARD_POOL: accumulate``; older ones are dropped first.
 HARD_POOL_CAPACITY = 10_000
-#: ``[Training] HARD_POOL`` policies (see the module docstring).
-HARD_POOLS = ("replace", "accumulate")
 
 
 def derive_seed(seed: int, purpose: str) -> int:
