@@ -7,22 +7,37 @@ Re-running the same command resumes from the newest checkpoint in [Training] OUT
 original did); a folder that holds a run with another config is refused unless --force. With
 [Dataset] ENCODER_WEIGHTS: auto the encoder is <OUTPUT_PATH>/encoder.pt, pretrained first when
 missing (see train_encoder.py). Writes config.cfg, models/model-epoch{N}.pt, models/model-best.pt,
-train-loss.csv, validation-loss.csv, loss.png and images/ to OUTPUT_PATH. With [Evaluation]
+train-loss.csv, validation-loss.csv, loss.png, images/ and timings.json (wall seconds per phase of this
+invocation: encoder_pretraining, caches, head_training, validation, figures, checkpoints, evaluation,
+and the total) to OUTPUT_PATH. With [Evaluation]
 AFTER_TRAINING (the default) model-best.pt is then evaluated as evaluate.py does (VSD recall against a
 random baseline; OUTPUT_PATH/evaluation/) and the recall line is printed.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+import time
 
-from multipose.cli import make_parser, run
-from multipose.config import Config, resolve_device
+STARTED = time.perf_counter()  # timings.json's total counts from here (imports and pre-flight included)
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+from multipose.cli import make_parser, run  # noqa: E402
+from multipose.config import Config, resolve_device  # noqa: E402
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from multipose.timing import PhaseTimes
     from multipose.training.pose import train_pose_head  # heavy imports after the config is known to be valid
+
+    device = resolve_device(cfg)
+    times = PhaseTimes(Path(cfg.Training.OUTPUT_PATH) / "timings.json",
+                       notes={"device": str(device), "torch_threads": torch.get_num_threads()}, started=STARTED)
 
     evaluate = cfg.Evaluation.AFTER_TRAINING
     if evaluate:
@@ -36,7 +51,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     from multipose.runlock import run_folder_lock
 
     with run_folder_lock(cfg.Training.OUTPUT_PATH):  # one writer per run folder
-        result = train_pose_head(cfg, resolve_device(cfg), force=args.force, trust_checkpoints=args.trust_checkpoint)
+        result = train_pose_head(cfg, device, force=args.force, trust_checkpoints=args.trust_checkpoint, times=times)
     print(
         f"done: {result.last_epoch} epochs in {result.run_dir}; best validation loss {result.best_validation_loss:.4f} "
         f"at epoch {result.best_epoch}{' (stopped early)' if result.stopped_early else ''}"
@@ -44,8 +59,11 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     if evaluate:
         from multipose.evaluation import evaluate_checkpoint
 
-        evaluation = evaluate_checkpoint(cfg)  # the run's model-best.pt
+        with times.phase("evaluation"):
+            evaluation = evaluate_checkpoint(cfg)  # the run's model-best.pt
         print(f"evaluation: {evaluation.summary()}; results in {evaluation.out_dir}")
+    times.notes["epochs"] = result.last_epoch
+    times.save()
     return 0
 
 

@@ -1,5 +1,6 @@
 """Benchmark the loss renderer: ms per 64x64 depth map, forward and backward, full vs decimated mesh,
-PyTorch3D's backward vs the torch depth path, and the depth error the decimation introduces.
+PyTorch3D's rasterizer and backward vs the torch rasterizer and depth path, and the depth error the
+decimation introduces.
 
     python benchmarks/render.py                       # T-LESS obj_10 from ../shared/cad if present
     python benchmarks/render.py --mesh data/cad-files/tless_like_2fold.ply --faces 800
@@ -56,13 +57,14 @@ def main() -> int:
     t = (0.0, 0.0, distance_for_fill(full.radius, args.fov, args.fill))
     R = random_rotations(args.batch, generator=torch.Generator().manual_seed(0)).to(device)
 
-    def view(mesh, path):
-        return LossView(MeshRenderer(mesh, RenderSettings(depth_gradient=path)), t, args.fov, args.size).to(device)
+    def view(mesh, path, rasterizer="auto"):
+        settings = RenderSettings(depth_gradient=path, rasterizer=rasterizer)
+        return LossView(MeshRenderer(mesh, settings), t, args.fov, args.size).to(device)
 
     rows = []
     for label, mesh in (("full", full), ("decimated", simple)):
-        for path in ("pytorch3d", "torch"):
-            v = view(mesh, path)
+        for rasterizer, path in (("pytorch3d", "pytorch3d"), ("pytorch3d", "torch"), ("torch", "torch")):
+            v = view(mesh, path, rasterizer)
             with torch.no_grad():
                 coverage = float(v(R).mask.mean())
             timing = time_loss_view(v, R, repeats=args.repeats)
@@ -70,6 +72,7 @@ def main() -> int:
                 {
                     "mesh": label,
                     "faces": mesh.num_faces,
+                    "rasterizer": rasterizer,
                     "depth_gradient": path,
                     "forward_no_grad_ms": timing.no_grad_ms,
                     "forward_ms": timing.forward_ms,
@@ -88,10 +91,11 @@ def main() -> int:
     print(f"device {device}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}; batch {args.batch}, {args.size}x{args.size}, T = {t[2]:.1f} mm, FOV {args.fov}")
     print(f"covered pixels: {100 * rows[0]['covered_pixels']:.0f}% of each depth map")
-    print("| mesh | faces | depth gradient | forward, no grad | forward, with graph | backward | forward + backward |")
-    print("|---|---|---|---|---|---|---|")
+    print("| mesh | faces | rasterizer | depth gradient | forward, no grad | forward, with graph | backward "
+          "| forward + backward |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mesh']} | {r['faces']} | {r['depth_gradient']} | {r['forward_no_grad_ms']:.1f} | "
+        print(f"| {r['mesh']} | {r['faces']} | {r['rasterizer']} | {r['depth_gradient']} | {r['forward_no_grad_ms']:.1f} | "
               f"{r['forward_ms']:.1f} | {r['backward_ms']:.1f} | {r['forward_ms'] + r['backward_ms']:.1f} |")
     print("(ms per 64x64 depth map, median of --repeats batches)")
     print(f"\ndecimation error against the full mesh over {args.error_views} random views (pixels covered in both):")

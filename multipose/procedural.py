@@ -15,6 +15,10 @@ caps included, is revolved with :func:`trimesh.creation.revolve`, and the lugs a
 subdivided boxes.
 ``trimesh.creation.cylinder``-style long thin triangles stall decimation (see ``shared/STACK.md``).
 
+With them, ``models_info.json`` describes both in the BOP format (object ids :data:`OBJ_IDS`: diameter,
+bounding box, ``symmetries_discrete`` / ``symmetries_continuous``), so evaluation reports
+symmetry-aware rotation errors (``[Evaluation] MODELS_INFO``, ``OBJ_ID``).
+
 Regenerate the committed files (deterministic, binary PLY)::
 
     python -m multipose.procedural --out data/cad-files
@@ -27,8 +31,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import json
+
 import numpy as np
 import trimesh
+from scipy.spatial import ConvexHull
+from scipy.spatial.distance import pdist
 
 from multipose.checkpoint import atomic_write_bytes
 
@@ -40,6 +48,9 @@ FILE_NAMES = {
     "revolution": "tless_like_revolution.ply",
     "2fold": "tless_like_2fold.ply",
 }
+
+#: BOP object id of each variant in ``models_info.json``.
+OBJ_IDS = {"2fold": 1, "revolution": 2}
 
 #: Profile corners ``(radius, height)`` in mm, counter-clockwise in the (r, z) half plane, from the
 #: bottom centre to the top centre (so the revolved surface is closed and its normals face out).
@@ -148,15 +159,39 @@ def export_ply_bytes(mesh: trimesh.Trimesh) -> bytes:
     return clean.export(file_type="ply", encoding="binary", vertex_normal=False)
 
 
+def models_info_entry(mesh: trimesh.Trimesh, symmetry: str) -> dict:
+    """The BOP ``models_info.json`` entry of a part: ``diameter`` (largest vertex distance, mm),
+    ``min_x/y/z``, ``size_x/y/z`` and its symmetries about the model z axis through the origin --
+    ``symmetries_discrete`` (row-major 4x4, mm) for ``"2fold"`` (180 degrees), ``symmetries_continuous``
+    for ``"revolution"``."""
+    vertices = np.asarray(mesh.vertices)
+    hull = vertices[ConvexHull(vertices).vertices]
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    entry: dict = {"diameter": round(float(pdist(hull).max()), 4)}
+    for axis, low, size in zip("xyz", lo, hi - lo):
+        entry[f"min_{axis}"] = round(float(low), 4)
+        entry[f"size_{axis}"] = round(float(size), 4)
+    if symmetry == "2fold":
+        entry["symmetries_discrete"] = [[-1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]]
+    else:
+        entry["symmetries_continuous"] = [{"axis": [0, 0, 1], "offset": [0, 0, 0]}]
+    return entry
+
+
 def write_default_models(out_dir: str | os.PathLike) -> list[Path]:
-    """Write every variant as ``out_dir/<FILE_NAMES[symmetry]>`` (atomic). Returns the paths."""
+    """Write every variant as ``out_dir/<FILE_NAMES[symmetry]>`` and their ``models_info.json``
+    (atomic). Returns the paths."""
     out_dir = Path(out_dir)
-    paths = []
+    paths, info = [], {}
     for symmetry in SYMMETRIES:
         path = out_dir / FILE_NAMES[symmetry]
-        atomic_write_bytes(path, export_ply_bytes(make_part(symmetry)))
+        mesh = make_part(symmetry)
+        atomic_write_bytes(path, export_ply_bytes(mesh))
+        info[str(OBJ_IDS[symmetry])] = models_info_entry(mesh, symmetry)
         paths.append(path)
-    return paths
+    info_path = out_dir / "models_info.json"
+    atomic_write_bytes(info_path, (json.dumps(dict(sorted(info.items())), indent=2) + "\n").encode())
+    return [*paths, info_path]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     for path in write_default_models(args.out):
+        if path.suffix == ".json":
+            print(f"wrote {path}")
+            continue
         mesh = trimesh.load(path, force="mesh", process=False)
         print(f"wrote {path} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces)")
     return 0

@@ -178,7 +178,14 @@ def test_train_py_evaluates_at_the_end_and_evaluate_py_writes_its_files(shared, 
     assert trained.returncode == 0, trained.stderr
     assert "evaluation: VSD recall (e < 0.3, tau 20 mm" in trained.stdout, trained.stdout
     after = json.loads((out / "evaluation" / "metrics.json").read_text())
-    assert after["num_samples"] == 6 and after["epoch"] == 1 and after["codebook_entries"] is None
+    # the template's CODEBOOK_BASELINE: the main job puts the codebook of its encoder beside the head
+    assert after["num_samples"] == 6 and after["epoch"] == 1 and after["codebook_entries"] == 24
+    assert "codebook" in trained.stdout.splitlines()[-1]
+    timings = json.loads((out / "timings.json").read_text())  # seconds per phase of this invocation
+    phases = timings["phases"]
+    assert {"caches", "head_training", "validation", "evaluation"} <= set(phases), phases
+    assert all(seconds >= 0 for seconds in phases.values()) and timings["notes"]["epochs"] == 1
+    assert sum(phases.values()) <= timings["total"] and phases["head_training"] > 0
 
     evaluated = subprocess.run(
         [python, "evaluate.py", "experiment_template.cfg", *args, "--num", "4", "--baseline", "codebook",

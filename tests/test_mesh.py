@@ -24,7 +24,10 @@ from multipose.mesh import (
     normalize_vertices,
     simplify_mesh,
 )
+from multipose.evaluation.bop import read_models_info
+from multipose.evaluation.metrics import symmetry_transformations
 from multipose.procedural import (
+    OBJ_IDS,
     FILE_NAMES,
     SYMMETRIES,
     export_ply_bytes,
@@ -445,9 +448,28 @@ def test_committed_models_match_generator(tmp_path, cad_dir):
             f"{committed} is stale: python -m multipose.procedural --out data/cad-files"
         )
     written = write_default_models(tmp_path / "out")
-    assert [p.name for p in written] == [FILE_NAMES[s] for s in SYMMETRIES]
+    assert [p.name for p in written] == [FILE_NAMES[s] for s in SYMMETRIES] + ["models_info.json"]
     for path in written:
         assert path.read_bytes() == (cad_dir / path.name).read_bytes()
+
+
+def test_models_info_symmetries_map_each_part_onto_itself(cad_dir):
+    """The committed models_info.json, read by evaluation's BOP reader: each discrete symmetry maps the
+    mesh's vertices onto vertices (and the 2-fold part has no other), the continuous one is about z,
+    the diameter is the largest vertex distance."""
+    info = read_models_info(cad_dir / "models_info.json")
+    for symmetry in SYMMETRIES:
+        part, entry = make_part(symmetry), info[OBJ_IDS[symmetry]]
+        rotations, _ = symmetry_transformations(entry)
+        vertices = np.asarray(part.vertices)
+        assert entry["diameter"] == pytest.approx(max(np.linalg.norm(vertices - v, axis=1).max() for v in vertices), abs=1e-3)
+        if symmetry == "2fold":
+            assert rotations.shape[0] == 2  # identity and 180 degrees about z
+            for R in rotations.double().numpy():
+                assert cKDTree(vertices).query(vertices @ R.T)[0].max() < 1e-4
+        else:
+            assert entry["symmetries_continuous"][0]["axis"] == [0, 0, 1]
+            assert rotations.shape[0] > 2
 
 
 def test_committed_models_load(part_file):

@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 import multipose.training.encoder as encoder_training
 from _data_support import tiny_mesh, write_mesh
 from multipose.checkpoint import CheckpointStore
-from multipose.config import load_config
+from multipose.config import SCHEMA, load_config
 from multipose.data.backgrounds import ProceduralBackgrounds
 from multipose.data.crops import ViewRenderer, view_settings
 from multipose.data.datasets import composite, training_data_from_config
@@ -330,3 +331,50 @@ def test_the_aae_training_config_pretrains_an_encoder(tmp_path, python):
     assert done.returncode == 0, done.stderr
     encoder = load_encoder_pt(tmp_path / "run" / "encoder.pt")
     assert encoder.config.image_size == 128 and not encoder.config.batch_norm
+
+
+TEMPLATE_ENCODER = REPO_ROOT / "data/encoders/tless_like_2fold-small.pt"
+# every key pretraining reads (the rest of [Dataset]/[Training] names files or only concerns the head)
+PRETRAINING_KEYS = [("Encoder", key) for key in ("ARCH", "CHANNELS", "LATENT_SIZE", "BATCH_NORMALIZATION",
+                                                 "BOOTSTRAP_RATIO", "NUM_ITER", "BATCH_SIZE", "LEARNING_RATE")] + [
+    ("Dataset", key) for key in ("MODEL_PATH_DATA", "BACKGROUND_IMAGES", "CROP_SIZE", "K", "RADIUS", "PAD_FACTOR",
+                                 "NOOF_TRAINING_IMGS")] + [
+    ("Training", key) for key in ("RANDOM_SEED", "MAX_REL_OFFSET", "AUGMENT_IMGS", "VIEW_SAMPLING")] + [
+    ("Rendering", "NORMALIZE_VERTICES")]
+
+
+def test_committed_template_encoder_is_what_its_command_makes(tmp_path):
+    """The template's ENCODER_WEIGHTS was written by `python train_encoder.py experiment_template.cfg`
+    (data/README.md): the file's stored config has the template's value for every key pretraining reads,
+    the augmentation included, and the digest of the template's data model; and that command runs
+    (here 2 iterations on a 32-view cache)."""
+    template = load_config(REPO_ROOT / "experiment_template.cfg")
+    assert template.Dataset.ENCODER_WEIGHTS == str(TEMPLATE_ENCODER.relative_to(REPO_ROOT)) or \
+        Path(template.Dataset.ENCODER_WEIGHTS).resolve() == TEMPLATE_ENCODER
+    metadata = torch.load(TEMPLATE_ENCODER, weights_only=True)["metadata"]
+    (tmp_path / "stored.cfg").write_text(metadata["config"])
+    stored = load_config(tmp_path / "stored.cfg")
+    for section, key in PRETRAINING_KEYS + [(k.section, k.name) for k in SCHEMA if k.section == "Augmentation"]:
+        assert getattr(getattr(stored, section), key) == getattr(getattr(template, section), key), (section, key)
+    assert metadata["iterations"] == template.Encoder.NUM_ITER
+    from multipose.mesh import file_sha256
+
+    assert metadata["data_mesh_sha256"] == file_sha256(REPO_ROOT / template.Dataset.MODEL_PATH_DATA[0])
+    run = subprocess.run(
+        [sys.executable, "train_encoder.py", "experiment_template.cfg", "--set", f"Training.OUTPUT_PATH={tmp_path / 'run'}",
+         "--set", f"Dataset.CACHE_DIR={tmp_path / 'cache'}", "--set", "Encoder.NUM_ITER=2",
+         "--set", "Dataset.NOOF_TRAINING_IMGS=32", "--set", "Dataset.NOOF_BG_IMGS=8"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    written = torch.load(tmp_path / "run" / "encoder.pt", weights_only=True)["metadata"]
+    assert written["data_mesh_sha256"] == metadata["data_mesh_sha256"] and written["iterations"] == 2
+
+
+def test_encoder_of_another_model_is_refused(tmp_path, shared):
+    """An encoder knows only the object it was pretrained on: pointing ENCODER_WEIGHTS at the template's
+    encoder with another data model is one error naming both models."""
+    cfg = load_config(REPO_ROOT / "experiment_template.cfg", [
+        f"Dataset.MODEL_PATH_DATA={shared / 'part.ply'}", f"Dataset.ENCODER_WEIGHTS={TEMPLATE_ENCODER}"])
+    with pytest.raises(UserInputError, match="pretrained on the CAD model tless_like_2fold.ply.*part.ply"):
+        load_encoder(cfg)

@@ -59,6 +59,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -210,12 +211,32 @@ def _symmetries(cfg: Config, bop_folder: Path | None) -> torch.Tensor | None:
     if ev.OBJ_ID not in info:
         logger.warning("%s has no object %d: no symmetries", path, ev.OBJ_ID)
         return None
+    mismatch = _size_mismatch(info[ev.OBJ_ID], cfg)
+    if mismatch:
+        logger.warning("%s: object %d is not the data model (%s): its symmetries are not used; set [Evaluation] "
+                       "MODELS_INFO and OBJ_ID for %s", path, ev.OBJ_ID, mismatch, cfg.Dataset.MODEL_PATH_DATA[0])
+        return None
     try:
         R, _ = symmetry_transformations(info[ev.OBJ_ID])
     except ValueError as exc:
         raise DataError(f"{path}: object {ev.OBJ_ID}: {exc}") from None
     logger.info("symmetries of object %d from %s: %d rotations", ev.OBJ_ID, path, R.shape[0])
     return R.float()
+
+
+def _size_mismatch(entry: dict, cfg: Config) -> str | None:
+    """How a models_info entry's box ``size_x/y/z`` differs from the data mesh's (as loaded, up to one
+    scale factor, for NORMALIZE_VERTICES), or None when they agree within 2 % (or the entry has no box)."""
+    if not all(f"size_{axis}" in entry for axis in "xyz"):
+        return None
+    sizes = np.array([entry[f"size_{axis}"] for axis in "xyz"], dtype=float)
+    vertices = load_mesh(cfg.Dataset.MODEL_PATH_DATA[0], normalize=cfg.Rendering.NORMALIZE_VERTICES).vertices
+    mesh_sizes = (vertices.amax(dim=0) - vertices.amin(dim=0)).double().numpy()
+    ratio = mesh_sizes / np.maximum(sizes, 1e-9)
+    if np.all(np.abs(ratio / ratio.mean() - 1.0) < 0.02):
+        return None
+    return (f"box {' x '.join(f'{v:.1f}' for v in sizes)} mm, the data model's "
+            f"{' x '.join(f'{v:.1f}' for v in mesh_sizes)}")
 
 
 def _centred_crop_intrinsics(cfg: Config, R: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,7 @@ import torch
 from multipose.checkpoint import atomic_torch_save, atomic_write_bytes
 from multipose.config import ENCODER_FILE, Config, encoder_arch, encoder_weights_path
 from multipose.errors import ConfigError, UserInputError
+from multipose.mesh import file_sha256
 from multipose.models.encoder import PRESETS, Encoder, EncoderConfig
 from multipose.safe_pickle import ForbiddenPickle, load_arrays_only
 
@@ -469,4 +470,21 @@ def load_encoder(cfg: Config) -> Encoder:
         return load_aae_npy(path, requested_encoder_config(cfg))
     payload = read_torch_file(path)
     stored = _stored_config(payload, os.fspath(path))
+    _check_data_mesh(payload, cfg, path)
     return encoder_from_checkpoint(payload, source=os.fspath(path), expected=requested_encoder_config(cfg, stored))
+
+
+def _check_data_mesh(payload: Any, cfg: Config, path: Path) -> None:
+    """Refuse an encoder pretrained on another CAD model than ``[Dataset] MODEL_PATH_DATA`` (known from
+    the ``data_mesh_sha256`` that pretraining stores; files without it are not checked): an AAE
+    encoder's code describes the views of the object it was trained on, nothing else."""
+    metadata = payload.get("metadata", {}) if isinstance(payload, dict) else {}
+    trained_on = metadata.get("data_mesh_sha256") if isinstance(metadata, dict) else None
+    model = cfg.Dataset.MODEL_PATH_DATA[0]
+    if trained_on is None or not Path(model).is_file() or file_sha256(model) == trained_on:
+        return
+    raise ModelFileError(
+        f"{cfg.origin('Dataset', 'ENCODER_WEIGHTS')}: {path} was pretrained on the CAD model "
+        f"{metadata.get('data_mesh', '?')}, but [Dataset] MODEL_PATH_DATA is {model} (another file); pretrain "
+        "an encoder for this model with ENCODER_WEIGHTS: auto (train.py does it first) or train_encoder.py"
+    )

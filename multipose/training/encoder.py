@@ -42,6 +42,7 @@ from multipose.config import Config, check_crop_size
 from multipose.data.datasets import TrainingData, training_data_from_config
 from multipose.data.sampling import derive_seed
 from multipose.errors import UserInputError
+from multipose.mesh import file_sha256
 from multipose.models import Autoencoder, Encoder, bootstrapped_l2_loss, load_encoder, save_encoder
 from multipose.models.weights import ENCODER_FILE, encoder_weights_path, requested_encoder_config
 from multipose.progress import progress_bar
@@ -281,6 +282,8 @@ def _pretrain(cfg: Config, device: torch.device, run_dir: Path, progress: bool, 
             "bootstrap_ratio": int(enc.BOOTSTRAP_RATIO),
             "final_loss": None if last_loss is None else float(last_loss),
             "seconds": round(float(elapsed), 2),
+            "data_mesh": Path(cfg.Dataset.MODEL_PATH_DATA[0]).name,
+            "data_mesh_sha256": file_sha256(cfg.Dataset.MODEL_PATH_DATA[0]),
             "config": cfg.to_ini(),
         },
     )

@@ -41,6 +41,7 @@ from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import encoder_digest, encoder_mismatch, encoder_weights_path
 from multipose.progress import progress_bar
 from multipose.runlock import StopRequest
+from multipose.timing import PhaseTimes
 from multipose.training.common import (
     MetricsLog,
     RunFolderError,
@@ -250,6 +251,43 @@ def _check_finite(value: torch.Tensor, what: str, epoch: int, batch: int | None,
     )
 
 
+def _train_epoch(
+    encoder: Encoder,
+    head: PoseHead,
+    loss_fn: MultiPoseLoss,
+    data: TrainingData,
+    optimizer: torch.optim.Optimizer,
+    stop: StopRequest,
+    store,
+    epoch: int,
+    progress: bool,
+) -> list[float]:
+    """One pass over ``data``: returns the sample-weighted means of the loss, depth and diversity terms."""
+    head.train()
+    sums, seen = torch.zeros(3), 0
+    bar = progress_bar(data, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
+    for number, batch in enumerate(bar, 1):
+        stop.check(f"in epoch {epoch} before batch {number}")
+        n = batch["R"].shape[0]
+        if n < 2:  # batch norm cannot train on one sample; it is drawn again next epoch
+            continue
+        with torch.no_grad():
+            code = encoder.encode(batch["image"])
+        out = head(code)
+        terms = loss_fn(batch["R"], out.R, out.confidence)
+        _check_finite(terms.loss, "the loss", epoch, number, store)
+        optimizer.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        _check_finite(torch.stack([p.grad.abs().sum() for p in head.parameters() if p.grad is not None]).sum(),
+                      "a gradient", epoch, number, store)
+        optimizer.step()
+        data.update(batch, terms.per_sample.detach())
+        sums += torch.stack([terms.loss.detach(), terms.depth.detach().mean(), terms.diversity.detach().mean()]).cpu() * n
+        seen += n
+        bar.set_postfix(loss=f"{sums[0].item() / seen:.4f}")
+    return (sums / max(seen, 1)).tolist()
+
+
 def train_pose_head(
     cfg: Config,
     device: torch.device,
@@ -257,13 +295,17 @@ def train_pose_head(
     progress: bool = True,
     stop_after_epoch: int | None = None,
     trust_checkpoints: bool = False,
+    times: PhaseTimes | None = None,
 ) -> TrainResult:
     """Train (or resume training) the pose head of ``cfg`` on ``device``; see the module docstring.
 
     ``stop_after_epoch`` ends the call after that epoch's checkpoint (to test resuming);
-    ``trust_checkpoints`` loads checkpoints that need an unsafe load (``--trust-checkpoint``).
+    ``trust_checkpoints`` loads checkpoints that need an unsafe load (``--trust-checkpoint``);
+    ``times`` receives the seconds of each phase (``encoder_pretraining``, ``caches``,
+    ``head_training``, ``validation``, ``figures``, ``checkpoints``).
     """
     tr = cfg.Training
+    times = times or PhaseTimes()
     # read every input that can be wrong before the run folder is touched
     loss_fn = MultiPoseLoss.from_config(cfg, device)
     init = load_init_head(cfg, trust_checkpoints)
@@ -274,7 +316,8 @@ def train_pose_head(
     if explicit is None:  # ENCODER_WEIGHTS: auto -- <OUTPUT_PATH>/encoder.pt, pretrained first if missing
         from multipose.training.encoder import ensure_encoder
 
-        explicit = ensure_encoder(cfg, device)
+        with times.phase("encoder_pretraining"):
+            explicit = ensure_encoder(cfg, device)
     encoder = freeze(explicit.to(device))
     check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
     encoder_sha256 = encoder_digest(encoder)
@@ -296,8 +339,9 @@ def train_pose_head(
             )
         if mismatch:
             logger.warning("--force: %s; continuing on the new encoder", mismatch)
-    data: TrainingData = training_data_from_config(cfg, device, progress=progress)
-    validation = validation_data_from_config(cfg, device, progress=progress)
+    with times.phase("caches"):
+        data: TrainingData = training_data_from_config(cfg, device, progress=progress)
+        validation = validation_data_from_config(cfg, device, progress=progress)
     optimizer = torch.optim.Adam(head.parameters(), lr=tr.LEARNING_RATE_LOW or tr.LEARNING_RATE)
     scheduler = build_scheduler(cfg, optimizer)
 
@@ -322,45 +366,26 @@ def train_pose_head(
         while epoch < tr.NUM_ITER:
             epoch += 1
             start = time.perf_counter()
-            head.train()
-            sums = torch.zeros(3)
-            seen = 0
-            bar = progress_bar(data, desc=f"epoch {epoch}/{tr.NUM_ITER}", unit="batch", disable=not progress, leave=False)
-            for number, batch in enumerate(bar, 1):
-                stop.check(f"in epoch {epoch} before batch {number}")
-                n = batch["R"].shape[0]
-                if n < 2:  # batch norm cannot train on one sample; it is drawn again next epoch
-                    continue
-                with torch.no_grad():
-                    code = encoder.encode(batch["image"])
-                out = head(code)
-                terms = loss_fn(batch["R"], out.R, out.confidence)
-                _check_finite(terms.loss, "the loss", epoch, number, store)
-                optimizer.zero_grad(set_to_none=True)
-                terms.loss.backward()
-                _check_finite(torch.stack([p.grad.abs().sum() for p in head.parameters() if p.grad is not None]).sum(),
-                              "a gradient", epoch, number, store)
-                optimizer.step()
-                data.update(batch, terms.per_sample.detach())
-                sums += torch.stack([terms.loss.detach(), terms.depth.detach().mean(), terms.diversity.detach().mean()]).cpu() * n
-                seen += n
-                bar.set_postfix(loss=f"{sums[0].item() / seen:.4f}")
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            metrics, per_sample, outputs = evaluate_loss(encoder, head, loss_fn, validation, tr.BATCH_SIZE, device)
+            with times.phase("head_training"):
+                means = _train_epoch(encoder, head, loss_fn, data, optimizer, stop, store, epoch, progress)
+                lr = optimizer.param_groups[0]["lr"]
+                scheduler.step()
+            with times.phase("validation"):
+                metrics, per_sample, outputs = evaluate_loss(encoder, head, loss_fn, validation, tr.BATCH_SIZE, device)
             _check_finite(torch.tensor(metrics["loss"]), "the validation loss", epoch, None, store)
             elapsed += time.perf_counter() - start
-            means = (sums / max(seen, 1)).tolist()
             train_log.append(dict(zip(TRAIN_FIELDS, [epoch, *means, lr, round(elapsed, 2)])))
             valid_log.append({"epoch": epoch, **metrics})
             improved = metrics["loss"] < best_loss
             if improved:
                 best_loss, best_epoch = metrics["loss"], epoch
             if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES:
-                n_img = min(tr.NUM_SAVED_IMAGES, len(per_sample))
-                images = run_dir / "images"
-                _save_examples(images / f"epoch{epoch}-samples.png", loss_fn, outputs, torch.arange(n_img))
-                _save_examples(images / f"epoch{epoch}-hardest.png", loss_fn, outputs, per_sample.argsort(descending=True)[:n_img])
+                with times.phase("figures"):
+                    n_img = min(tr.NUM_SAVED_IMAGES, len(per_sample))
+                    images = run_dir / "images"
+                    _save_examples(images / f"epoch{epoch}-samples.png", loss_fn, outputs, torch.arange(n_img))
+                    _save_examples(images / f"epoch{epoch}-hardest.png", loss_fn, outputs,
+                                   per_sample.argsort(descending=True)[:n_img])
             state = {
                 "model": head.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -376,7 +401,8 @@ def train_pose_head(
                 "rng": rng_state(),
                 "config": cfg.to_ini(),
             }
-            store.save(state, epoch, is_best=improved)
+            with times.phase("checkpoints"):
+                store.save(state, epoch, is_best=improved)
             plot_curves(
                 [("train", *train_log.column("loss")), ("validation", *valid_log.column("loss")),
                  ("validation best-of-K depth", *valid_log.column("best_of_k_depth"))],
