@@ -33,7 +33,10 @@ Two rasterizers for hard (nearest-face) rendering (``RenderSettings.rasterizer``
   each face's bounding box: every (face, pixel) candidate gets its edge functions, the inside test
   (inclusive, like PyTorch3D's with no blur), perspective-correct depth, and the nearest depth per
   pixel wins (``scatter_reduce`` amin). It returns PyTorch3D's :class:`Fragments`, so its shaders work
-  unchanged; a test pins identical ``pix_to_face`` and ``zbuf`` within float rounding.
+  unchanged; a test pins identical ``pix_to_face`` and ``zbuf`` within float rounding. For a closed,
+  consistently wound mesh (checked once with trimesh) it skips the faces turned away from the camera:
+  seen from outside, each of their pixels is covered by a nearer front face, so the result is the same
+  with about half the work.
 
 ``"auto"`` uses ``"torch"`` on CPU and ``"pytorch3d"`` on CUDA. Soft depth always uses PyTorch3D.
 """
@@ -47,6 +50,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import trimesh
 from pytorch3d.renderer import (
     BlendParams,
     DirectionalLights,
@@ -85,6 +89,7 @@ __all__ = [
     "loss_translation",
     "loss_view_from_config",
     "mesh_difference",
+    "closed_orientation",
     "rasterize_nearest",
 ]
 
@@ -177,6 +182,7 @@ class MeshRenderer(nn.Module):
         self.name = mesh.name
         self.register_buffer("verts", mesh.vertices.float().contiguous(), persistent=False)
         self.register_buffer("faces", mesh.faces.long().contiguous(), persistent=False)
+        self.orientation = closed_orientation(mesh)
 
     @property
     def device(self) -> torch.device:
@@ -291,7 +297,8 @@ class MeshRenderer(nn.Module):
         cameras = cameras_from_opencv_projection(R=R, tvec=t, camera_matrix=K_p3d, image_size=hw)
         meshes = Meshes(verts=self.verts[None].expand(B, -1, -1), faces=self.faces[None].expand(B, -1, -1))
         if not differentiable and self.settings.resolved_rasterizer(R.device, faces_per_pixel) == "torch":
-            return rasterize_nearest(self.verts, self.faces, R, t, K, size), meshes, cameras
+            fragments = rasterize_nearest(self.verts, self.faces, R, t, K, size, cull_backfaces=self.orientation)
+            return fragments, meshes, cameras
         blur = 0.0
         if soft:
             blur = math.log(1.0 / 1e-4 - 1.0) * self.settings.sigma
@@ -343,6 +350,16 @@ class MeshRenderer(nn.Module):
         return depth.index_put((b, i, j), depth_px)
 
 
+def closed_orientation(mesh: Mesh) -> int:
+    """1 when ``mesh`` is closed (watertight), consistently wound and its normals point outwards, -1 when
+    they point inwards, 0 when it is open or inconsistent (then no face may be culled)."""
+    shape = trimesh.Trimesh(mesh.vertices.double().numpy(), mesh.faces.numpy(), process=False)
+    shape.merge_vertices()  # files that repeat a vertex per face are closed all the same
+    if not (shape.is_watertight and shape.is_winding_consistent):
+        return 0
+    return 1 if shape.volume > 0 else -1
+
+
 def rasterize_nearest(
     verts: torch.Tensor,
     faces: torch.Tensor,
@@ -351,6 +368,7 @@ def rasterize_nearest(
     K: torch.Tensor,
     size: tuple[int, int],
     max_candidates: int = MAX_CANDIDATES,
+    cull_backfaces: int = 0,
 ) -> Fragments:
     """The nearest face at every pixel centre, vectorised in torch (see the module docstring).
 
@@ -358,7 +376,9 @@ def rasterize_nearest(
     integer = pixel centre), ``size = (H, W)``. Returns PyTorch3D :class:`Fragments` with one face
     per pixel: ``pix_to_face (B, H, W, 1)`` packed ``b * F + f`` (-1 background), ``zbuf`` camera z
     in mm (-1 background), perspective-correct ``bary_coords (B, H, W, 1, 3)`` and ``dists`` 0.
-    Faces with a vertex at ``z <= 0`` (behind the camera) are skipped. Images are processed in
+    Faces with a vertex at ``z <= 0`` (behind the camera) are skipped, and with ``cull_backfaces``
+    (:func:`closed_orientation` of a closed mesh: 1 outward, -1 inward normals) the faces turned away
+    from the camera too; 0 keeps every face, as PyTorch3D. Images are processed in
     groups of at most ``max_candidates`` (face, pixel) pairs (a single larger image is done alone).
     No gradient flows (use :meth:`MeshRenderer._depth_from_faces` for that).
     """
@@ -372,6 +392,10 @@ def rasterize_nearest(
         last = torch.minimum(hi.floor(), torch.tensor([W - 1.0, H - 1.0], device=R.device)).long()
         extent = (last - first + 1).clamp(min=0)  # (B, F, 2) pixel centres covered per axis
         count = extent[..., 0] * extent[..., 1] * (face_z.amin(dim=2) > 0)  # (B, F) candidates
+        if cull_backfaces:
+            corner = cam[:, faces]  # (B, F, 3, 3) camera-space vertices
+            normal = torch.linalg.cross(corner[:, :, 1] - corner[:, :, 0], corner[:, :, 2] - corner[:, :, 0])
+            count = count * ((normal * corner[:, :, 0]).sum(dim=-1) * cull_backfaces < 0)  # front faces only
         # Each face's 9 edge coefficients (barycentric b_i = a_i u + b_i v + c_i) and the plane of 1/z.
         v0, v1, v2 = face_uv.unbind(dim=2)
         area = (v1[..., 0] - v0[..., 0]) * (v2[..., 1] - v0[..., 1]) - (v1[..., 1] - v0[..., 1]) * (v2[..., 0] - v0[..., 0])
@@ -382,11 +406,8 @@ def rasterize_nearest(
             coef.append(torch.stack([-(c[..., 1] - a[..., 1]), c[..., 0] - a[..., 0],
                                      (c[..., 1] - a[..., 1]) * a[..., 0] - (c[..., 0] - a[..., 0]) * a[..., 1]], -1))
         edges = torch.stack(coef, dim=2) / area[..., None, None]  # (B, F, 3, 3): rows b_0..b_2
-        # per face: 9 edge coefficients then 1/z of the 3 vertices; boxes as (first u, first v, width)
-        table = torch.cat([edges.reshape(B * F, 9), 1.0 / face_z.reshape(B * F, 3)], dim=1)  # (B * F, 12)
-        boxes = torch.cat([first, extent[..., :1]], dim=-1).reshape(B * F, 3)
-        count = count.reshape(B * F)
-        per_image = count.view(B, F).sum(dim=1).tolist()
+        inv_z = 1.0 / face_z  # (B, F, 3)
+        per_image = count.sum(dim=1).tolist()
 
         pix_to_face = torch.full((B * H * W,), -1, dtype=torch.long, device=R.device)
         zbuf = torch.full((B * H * W,), float("inf"), dtype=R.dtype, device=R.device)
@@ -396,8 +417,8 @@ def rasterize_nearest(
             stop, total = start + 1, per_image[start]
             while stop < B and total + per_image[stop] <= max_candidates:
                 total, stop = total + per_image[stop], stop + 1
-            faces_in = torch.nonzero(count[start * F : stop * F]).squeeze(1) + start * F  # (M,) b * F + f
-            _rasterize_faces(faces_in, count, boxes, table, F, (H, W), pix_to_face, zbuf, bary)
+            _rasterize_group(slice(start, stop), count, first, extent, edges, inv_z, F, (H, W),
+                             pix_to_face, zbuf, bary)
             start = stop
         covered = pix_to_face >= 0
         zbuf = torch.where(covered, zbuf, torch.full_like(zbuf, -1.0))
@@ -409,29 +430,30 @@ def rasterize_nearest(
     )
 
 
-def _rasterize_faces(faces_in, count, boxes, table, F, size, pix_to_face, zbuf, bary) -> None:
-    """Rasterize the faces ``faces_in (M,)`` (flat ``b * F + f``) of :func:`rasterize_nearest` into the
-    flat ``(B * H * W,)`` outputs, in place: one candidate per pixel centre of each face's box."""
+def _rasterize_group(images, count, first, extent, edges, inv_z, F, size, pix_to_face, zbuf, bary) -> None:
+    """Rasterize images ``images`` (a slice of the batch) of :func:`rasterize_nearest` into the flat
+    ``(B * H * W,)`` outputs, in place."""
     H, W = size
-    n = count[faces_in]
+    b, f = torch.nonzero(count[images], as_tuple=True)  # faces with candidates
+    b = b + images.start
+    n = count[b, f]
     owner = torch.repeat_interleave(torch.arange(len(n), device=n.device), n)  # (N,) face of each candidate
     offset = torch.arange(len(owner), device=n.device) - (torch.cumsum(n, 0) - n)[owner]
-    box = boxes[faces_in][owner]  # (N, 3) first u, first v, width
-    u = box[:, 0] + offset % box[:, 2]
-    v = box[:, 1] + offset // box[:, 2]
-    face = faces_in[owner]
-    rows = table[face]  # (N, 12)
-    uf, vf = u.to(rows.dtype)[:, None], v.to(rows.dtype)[:, None]
-    bc = rows[:, 0:9:3] * uf + rows[:, 1:9:3] * vf + rows[:, 2:9:3]  # (N, 3) screen-space barycentrics
+    width = extent[b, f, 0][owner]
+    u = first[b, f, 0][owner] + offset % width
+    v = first[b, f, 1][owner] + offset // width
+    b, f = b[owner], f[owner]
+    point = torch.stack([u, v, torch.ones_like(u)], dim=-1).to(edges.dtype)  # (N, 3)
+    bc = (edges[b, f] @ point[:, :, None])[..., 0]  # (N, 3) screen-space barycentrics
     inside = (bc >= 0).all(dim=-1)
-    weighted = bc[inside] * rows[inside, 9:]  # perspective correction: b_i / z_i
-    face, u, v = face[inside], u[inside], v[inside]
+    bc, b, f, u, v = bc[inside], b[inside], f[inside], u[inside], v[inside]
+    weighted = bc * inv_z[b, f]  # perspective correction: b_i / z_i
     depth = 1.0 / weighted.sum(dim=-1)
-    pixel = (torch.div(face, F, rounding_mode="floor") * H + v) * W + u
+    pixel = (b * H + v) * W + u
     zbuf.scatter_reduce_(0, pixel, depth, "amin")
     win = depth == zbuf[pixel]  # on a tie (a shared edge at equal depth) one of the faces is kept
     pixel, depth = pixel[win], depth[win]
-    pix_to_face[pixel] = face[win]
+    pix_to_face[pixel] = b[win] * F + f[win]
     bary[pixel] = weighted[win] * depth[:, None]
 
 

@@ -16,7 +16,7 @@ from multipose.geometry import (
     rotation_6d_to_matrix,
 )
 from multipose.mesh import Mesh, load_mesh, simplify_mesh
-from multipose.render import LossView, MeshRenderer, RenderSettings, rasterize_nearest
+from multipose.render import LossView, MeshRenderer, RenderSettings, closed_orientation, rasterize_nearest
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +110,7 @@ def test_torch_rasterizer_matches_pytorch3d_fragments_and_shading(part, device):
         renderer = MeshRenderer(part, RenderSettings(rasterizer=name)).to(device)
         fragments[name] = renderer._rasterize(R, t, K, (S, S), faces_per_pixel=1)[0]
         rgb[name] = renderer.render_rgb(R, t, K, S).rgb
+    assert closed_orientation(part) == 1  # closed and outward: back faces are culled by the torch path
     ours, ref = fragments["torch"], fragments["pytorch3d"]
     same = ours.pix_to_face == ref.pix_to_face
     assert same.float().mean() > 0.999 and (ref.pix_to_face >= 0).sum() > B * 300
@@ -118,8 +119,15 @@ def test_torch_rasterizer_matches_pytorch3d_fragments_and_shading(part, device):
     covered = same & (ref.pix_to_face >= 0)
     assert torch.allclose(ours.bary_coords[covered], ref.bary_coords[covered], atol=1e-3)
     assert (rgb["torch"] - rgb["pytorch3d"]).abs().amax() < 0.02  # edge-tie pixels at most
-    grouped = rasterize_nearest(part.vertices.to(device), part.faces.to(device), R, t, K, (S, S), max_candidates=50)
+    grouped = rasterize_nearest(part.vertices.to(device), part.faces.to(device), R, t, K, (S, S), max_candidates=50,
+                                cull_backfaces=1)
     assert torch.equal(grouped.pix_to_face, ours.pix_to_face) and torch.equal(grouped.zbuf, ours.zbuf)
+    every_face = rasterize_nearest(part.vertices.to(device), part.faces.to(device), R, t, K, (S, S))
+    assert (every_face.pix_to_face == ours.pix_to_face).float().mean() > 0.999
+    inward = Mesh(vertices=part.vertices, faces=part.faces.flip(1), name="inward")
+    assert closed_orientation(inward) == -1 and closed_orientation(_plane(np.eye(4, 3) * 10)) == 0
+    flipped = rasterize_nearest(inward.vertices.to(device), inward.faces.to(device), R, t, K, (S, S), cull_backfaces=-1)
+    assert torch.equal(flipped.pix_to_face >= 0, ours.pix_to_face >= 0)
 
 
 def test_fast_depth_matches_pytorch3d_values_and_gradients(part, device):
