@@ -75,10 +75,10 @@ class PhaseTimes:
             self.save()
 
     def summary(self) -> dict[str, object]:
-        """The figures as written to the file (seconds rounded to 0.1)."""
+        """The figures as written to the file (seconds, rounded to 1 ms)."""
         return {
-            "phases": {name: round(seconds, 1) for name, seconds in self.phases.items()},
-            "total": round(time.perf_counter() - self.started, 1),
+            "phases": {name: round(seconds, 3) for name, seconds in self.phases.items()},
+            "total": round(time.perf_counter() - self.started, 3),
             "notes": self.notes,
         }
 

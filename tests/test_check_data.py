@@ -51,9 +51,10 @@ def test_the_template_needs_nothing_and_nothing_is_written(tmp_path, capsys, mon
     lines = {line.split()[1] + " " + line.split()[2]: line.split()[0] for line in out.splitlines()
              if line.startswith("  ") and line.split()[1].startswith("[")}
     # what the README promises for a fresh checkout (notes about assets under data/ aside)
-    assert sorted(lines.values()).count("ok") == 4 and sorted(lines.values()).count("note") == 6, lines
+    assert sorted(lines.values()).count("ok") == 6 and sorted(lines.values()).count("note") == 4, lines
     assert lines["[Dataset] MODEL_PATH_DATA"] == "ok" and lines["[Dataset] BACKGROUND_IMAGES"] == "ok"
-    assert lines["[Dataset] ENCODER_WEIGHTS"] == "note"  # auto: pretrained by train.py
+    assert lines["[Dataset] ENCODER_WEIGHTS"] == "ok"  # the committed encoder of the part
+    assert lines["[Evaluation] MODELS_INFO"] == "ok" and "2 symmetry rotations" in out
     assert lines["[Dataset] CACHE_DIR"] == "note" and lines["[Training] OUTPUT_PATH"] == "note"
     assert "3,744 faces" in out and "decimated on first use" in out
     assert _files(tmp_path) == before

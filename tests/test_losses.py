@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from multipose.config import LossParameters, default_config, load_config
+from multipose.config import LossParameters, default_config, load_config, loss_parameters
 from multipose.geometry import (
     euler_views,
     matrix_to_rotation_6d,
@@ -164,7 +164,9 @@ def test_loss_from_config_uses_its_parameters_and_viewpoints(tmp_path):
          "Training.DEVICE=cpu"],
     )
     loss = MultiPoseLoss.from_config(cfg, torch.device("cpu"))
-    assert loss.params == LossParameters(depth_max=30.0, pose_max=40.0, gamma=0.25)  # gamma = 1/K, K = 4
+    assert loss.params == LossParameters(depth_max=30.0, pose_max=40.0, gamma=0.01)  # the template's GAMMA
+    unset = load_config(REPO_ROOT / "experiment_template.cfg", ["Loss_parameters.GAMMA="])
+    assert loss_parameters(unset).gamma == 0.25  # empty GAMMA: 1/K, K = 4
     assert loss.viewpoints.shape == (2, 3, 3) and loss.view.image_size == 32
     R = random_rotations(2, generator=torch.Generator().manual_seed(5))
     depth_gt = loss.render_gt(R)

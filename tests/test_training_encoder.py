@@ -57,6 +57,7 @@ def _overrides(shared: Path, out: Path, iterations: int = 6, *extra: str) -> lis
         f"Dataset.MODEL_PATH_DATA={shared / 'part.ply'}",
         f"Dataset.MODEL_PATH_LOSS={shared / 'part.ply'}",
         f"Dataset.CACHE_DIR={shared / 'cache'}",
+        "Dataset.ENCODER_WEIGHTS=auto",
         "Dataset.NOOF_TRAINING_IMGS=24",
         "Dataset.NOOF_BG_IMGS=8",
         "Encoder.CHANNELS=[8, 8, 16, 16]",

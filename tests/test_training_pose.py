@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _data_support import SCHEMA_HEAD_DEFAULTS
 from multipose.checkpoint import CheckpointStore
 from multipose.config import load_config
 from multipose.data.datasets import training_data_from_config
@@ -46,6 +47,7 @@ def _overrides(shared: Path, out: Path, epochs: int = 3) -> list[str]:
         "Training.NUM_SAMPLES=16",
         "Training.BATCH_SIZE=8",
         "Training.LR_STEP_EPOCHS=2",
+        *SCHEMA_HEAD_DEFAULTS,
         "Training.NUM_SAVED_IMAGES=2",
         "Training.DEVICE=cpu",
         "Training.VIEW_SAMPLING=sundermeyer-random-hard",
