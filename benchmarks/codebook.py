@@ -18,6 +18,7 @@ import json
 import platform
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -42,12 +43,12 @@ def bench_encoders(device: torch.device, batch: int, train_batch: int, repeats: 
         encoder = Encoder(config).to(device).eval()
         images = torch.rand(batch, 3, size, size, device=device)
         with torch.no_grad():
-            forward = median_ms(lambda: encoder(images), device, repeats) / batch
+            forward = median_ms(partial(encoder, images), device, repeats) / batch
         ae = Autoencoder.from_config(config).to(device).train()
         optimizer = torch.optim.Adam(ae.parameters(), lr=2e-4)
         x = torch.rand(train_batch, 3, size, size, device=device)
 
-        def step() -> None:
+        def step(ae=ae, x=x, optimizer=optimizer) -> None:
             loss = bootstrapped_l2_loss(ae(x).reconstruction, x, 4)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -73,7 +74,7 @@ def bench_codebooks(device: torch.device, batch: int, repeats: int, code_size: i
         for b in (1, batch):
             queries = torch.randn(b, code_size, device=device)
             with torch.no_grad():
-                ms = median_ms(lambda: codebook(queries), device, repeats) / b
+                ms = median_ms(partial(codebook, queries), device, repeats) / b
             row[f"lookup_ms_per_image_batch{b}"] = round(ms, 4)
         out[str(m)] = row
         print(f"codebook M = {m:6d} x D = {code_size}: {codebook.nbytes / 1e6:.1f} MB; top-1 lookup "

@@ -22,9 +22,11 @@ import torch
 from pytorch3d.transforms import (
     matrix_to_rotation_6d,
     quaternion_to_matrix,
-    random_rotations as _p3d_random_rotations,
     rotation_6d_to_matrix,
     standardize_quaternion,
+)
+from pytorch3d.transforms import (
+    random_rotations as _p3d_random_rotations,
 )
 from scipy.spatial.transform import Rotation
 

@@ -27,11 +27,10 @@ Regenerate the committed files (deterministic, binary PLY)::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-
-import json
 
 import numpy as np
 import trimesh

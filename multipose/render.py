@@ -326,7 +326,7 @@ class MeshRenderer(nn.Module):
         ``p2f (B, H, W)`` packed face index (-1 background). Returns ``(B, H, W)``.
         """
         B, H, W = p2f.shape
-        V, F = self.verts.shape[0], self.faces.shape[0]
+        F = self.faces.shape[0]
         cam = self.verts[None] @ R.transpose(1, 2) + t[:, None, :]  # (B, V, 3)
         z = cam[..., 2]
         uv = (cam @ K.transpose(1, 2))[..., :2] / z[..., None]  # (B, V, 2), integer = pixel centre

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -112,9 +113,9 @@ def time_loss_view(view: LossView, R: torch.Tensor, repeats: int = 3) -> LossVie
     per_image = 1000.0 / R.shape[0]
     for i in range(repeats + 1):
         with torch.no_grad():
-            _, t_plain = timed(lambda: view(R), device)
+            _, t_plain = timed(partial(view, R), device)
         six = matrix_to_rotation_6d(R).clone().requires_grad_(True)
-        loss, t_forward = timed(lambda: (view(rotation_6d_to_matrix(six)).depth * weights).sum(), device)
+        loss, t_forward = timed(lambda six=six: (view(rotation_6d_to_matrix(six)).depth * weights).sum(), device)
         _, t_backward = timed(loss.backward, device)
         if i:
             plain.append(t_plain * per_image)

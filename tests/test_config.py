@@ -221,7 +221,7 @@ def test_access_styles_and_immutability():
     with pytest.raises(TypeError):
         cfg["Training"]["NUM_ITER"] = 5
     with pytest.raises(AttributeError, match="did you mean NUM_ITER"):
-        cfg.Training.NUM_ITR
+        _ = cfg.Training.NUM_ITR
     with pytest.raises(KeyError, match=r"did you mean \[Training\]"):
         cfg["Trainig"]
 

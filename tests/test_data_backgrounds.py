@@ -7,9 +7,9 @@ import logging
 import numpy as np
 import pytest
 import torch
+from _data_support import small_config
 from PIL import Image
 
-from _data_support import small_config
 from multipose.data.backgrounds import (
     ImageBackgrounds,
     ProceduralBackgrounds,

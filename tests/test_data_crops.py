@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from _data_support import iou, rasterize_reference, tiny_mesh
+
 from multipose.data.crops import (
     ViewRenderer,
     ViewSettings,

@@ -8,9 +8,9 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from _data_support import REPO_ROOT, iou, rasterize_reference, small_config, tiny_mesh, write_mesh
 
 import generate_dataset
-from _data_support import REPO_ROOT, iou, rasterize_reference, small_config, tiny_mesh, write_mesh
 from multipose.cli import run
 from multipose.config import load_config_text
 from multipose.data.crops import ViewRenderer

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from multipose.config import ViewSampling, load_config_text, view_sampling
 import multipose.data.sampling as sampling_mod
+from multipose.config import ViewSampling, load_config_text, view_sampling
 from multipose.data.sampling import (
     METHODS,
     PoseSampler,

@@ -3,27 +3,21 @@ PNGs in 0.1 mm units like T-LESS): instances, crops, the AAE translation, and an
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 import torch
+from _data_support import DEPTH_SCALE, REVOLUTION, write_bop_dataset
 from torch.testing import assert_close
 
-from _data_support import DEPTH_SCALE, REVOLUTION, write_bop_dataset
 from multipose.config import load_config_text
 from multipose.data.crops import ViewSettings
 from multipose.errors import ConfigError, DataError
 from multipose.evaluation import bop, evaluate_models, load_test_set
 from multipose.evaluation.metrics import re, vsd
 from multipose.evaluation.run import check_evaluation_inputs
-from multipose.geometry import random_rotations
-from multipose.mesh import load_mesh
 from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig
 from multipose.render import MeshRenderer
-
 
 
 @pytest.fixture(scope="module")

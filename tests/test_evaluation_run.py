@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from _original_support import original_state_dict, ortho6d_columns
+from PIL import Image
 
 from multipose.config import load_config
 from multipose.data.datasets import generate_samples

@@ -14,10 +14,10 @@ from scipy.spatial.transform import Rotation
 from multipose.geometry import (
     camera_rotation_from_sphere_point,
     deserno_sphere_points,
-    icosphere_points,
     distance_for_fill,
     euler_views,
     geodesic_angle_deg,
+    icosphere_points,
     intrinsics_from_fov,
     matrix_to_rotation_6d,
     project_points,

@@ -15,6 +15,8 @@ from scipy.spatial import cKDTree
 
 import multipose.mesh as mesh_mod
 from multipose.errors import MeshError, UserInputError
+from multipose.evaluation.bop import read_models_info
+from multipose.evaluation.metrics import symmetry_transformations
 from multipose.mesh import (
     NORMALIZED_EXTENT_MM,
     Mesh,
@@ -24,16 +26,16 @@ from multipose.mesh import (
     normalize_vertices,
     simplify_mesh,
 )
-from multipose.evaluation.bop import read_models_info
-from multipose.evaluation.metrics import symmetry_transformations
 from multipose.procedural import (
-    OBJ_IDS,
     FILE_NAMES,
+    OBJ_IDS,
     SYMMETRIES,
     export_ply_bytes,
-    main as procedural_main,
     make_part,
     write_default_models,
+)
+from multipose.procedural import (
+    main as procedural_main,
 )
 
 # --------------------------------------------------------------------------------------------------

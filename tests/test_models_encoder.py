@@ -126,7 +126,7 @@ def test_first_conv_equals_explicitly_padded_conv2d():
 def test_nhwc_flatten_order():
     x = torch.randn(2, 5, 3, 4)  # (B, C, H, W)
     flat = nhwc_flatten(x)
-    C, H, W = 5, 3, 4
+    C, W = 5, 4
     for c, h, w in [(0, 0, 0), (4, 2, 3), (1, 0, 2), (3, 1, 0)]:
         assert torch.equal(flat[:, (h * W + w) * C + c], x[:, c, h, w])
     torch.testing.assert_close(flat, x.permute(0, 2, 3, 1).reshape(2, -1))

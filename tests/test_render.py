@@ -18,7 +18,6 @@ from multipose.geometry import (
 from multipose.mesh import Mesh, load_mesh, simplify_mesh
 from multipose.render import LossView, MeshRenderer, RenderSettings, closed_orientation, rasterize_nearest
 
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _data_support import tiny_mesh, write_mesh
 
 import multipose.training.encoder as encoder_training
-from _data_support import tiny_mesh, write_mesh
 from multipose.checkpoint import CheckpointStore
 from multipose.config import SCHEMA, load_config
 from multipose.data.backgrounds import ProceduralBackgrounds

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _data_support import SCHEMA_HEAD_DEFAULTS
+
 from multipose.checkpoint import CheckpointStore
 from multipose.config import load_config
 from multipose.data.datasets import training_data_from_config

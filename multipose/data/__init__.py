@@ -18,7 +18,7 @@ Typical use::
     valid = validation_data_from_config(cfg, device)    # SampleSet
 """
 
-from multipose.data.augment import AugmentSettings, Augmenter
+from multipose.data.augment import Augmenter, AugmentSettings
 from multipose.data.cache import ViewCache, build_view_cache, view_cache_from_config
 from multipose.data.crops import ViewRenderer, Views, ViewSettings, view_settings
 from multipose.data.datasets import (

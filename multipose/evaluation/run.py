@@ -56,6 +56,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -523,13 +524,13 @@ def evaluate_models(
         idx = torch.arange(start, min(N, start + ev.BATCH_SIZE))
         B = idx.numel()
         images = test_set.images[idx].to(device)
-        code, dt = timed(lambda: encoder.encode(images), device)
+        code, dt = timed(partial(encoder.encode, images), device)
         seconds["encoder"] += dt
-        out, dt = timed(lambda: head(code), device)
+        out, dt = timed(partial(head, code), device)
         seconds["head"] += dt
         views = [out.R, random_R[idx].to(device)[:, None]]  # (B, K, 3, 3), (B, 1, 3, 3)
         if codebook is not None:
-            match, dt = timed(lambda: codebook.lookup(code), device)
+            match, dt = timed(partial(codebook.lookup, code), device)
             seconds["codebook"] += dt
             views.append(match.rotations)
         if stored:

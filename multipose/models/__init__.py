@@ -13,7 +13,6 @@ No data loading, loops over data or device handling here: callers move modules w
 from multipose.models.autoencoder import Autoencoder, AutoencoderOutput, bootstrapped_l2_loss
 from multipose.models.codebook import Codebook, CodebookMatch, build_codebook, codebook_rotations
 from multipose.models.decoder import Decoder
-from multipose.models.head import HeadOutput, PoseHead, PoseHeadConfig
 from multipose.models.encoder import (
     PRESETS,
     Encoder,
@@ -24,6 +23,7 @@ from multipose.models.encoder import (
     nhwc_flatten,
     same_padding,
 )
+from multipose.models.head import HeadOutput, PoseHead, PoseHeadConfig
 from multipose.models.weights import (
     ModelFileError,
     aae_state_dict,
