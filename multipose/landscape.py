@@ -296,7 +296,7 @@ def minima_table(data: LandscapeData, minima: np.ndarray, labels: np.ndarray) ->
             "theta_deg": float(np.degrees(data.spherical[m, 0])),
             "phi_deg": float(np.degrees(data.spherical[m, 1])),
         }
-        for k, (m, a) in enumerate(zip(minima, angles))
+        for k, (m, a) in enumerate(zip(minima, angles, strict=True))
     ]
     return sorted(rows, key=lambda r: r["loss"])
 

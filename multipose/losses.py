@@ -98,7 +98,7 @@ def diversity_term(R: torch.Tensor, pose_max: float) -> torch.Tensor:
     B, K = R.shape[:2]
     if K == 1:
         return R.new_zeros(B)
-    i, j = (torch.tensor(idx, device=R.device) for idx in zip(*combinations(range(K), 2)))
+    i, j = (torch.tensor(idx, device=R.device) for idx in zip(*combinations(range(K), 2), strict=True))
     theta = geodesic_angle_deg(R[:, i], R[:, j])  # (B, P)
     return (1.0 - theta.clamp(max=pose_max) / pose_max).mean(dim=1)
 

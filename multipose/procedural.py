@@ -90,7 +90,7 @@ def _sample_polyline(corners: Sequence[tuple[float, float]], max_edge: float) ->
     """
     pts = np.asarray(corners, dtype=np.float64)
     out = [pts[:1]]
-    for a, b in zip(pts[:-1], pts[1:]):
+    for a, b in zip(pts[:-1], pts[1:], strict=True):
         n = max(1, int(np.ceil(np.linalg.norm(b - a) / max_edge - 1e-9)))
         t = np.arange(1, n + 1, dtype=np.float64)[:, None] / n
         out.append(a + (b - a) * t)
@@ -145,7 +145,7 @@ def make_part(symmetry: str) -> trimesh.Trimesh:
         parts += [_lug(0.0), _lug(np.pi)]
     vertices = np.concatenate([np.asarray(p.vertices) for p in parts])
     offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
-    faces = np.concatenate([np.asarray(p.faces) + o for p, o in zip(parts, offsets)])
+    faces = np.concatenate([np.asarray(p.faces) + o for p, o in zip(parts, offsets, strict=True)])
     vertices = vertices - (vertices.min(axis=0) + vertices.max(axis=0)) / 2
     # Round to float32 now, so the mesh equals what its PLY file loads back as.
     vertices = vertices.astype(np.float32).astype(np.float64)
@@ -167,7 +167,7 @@ def models_info_entry(mesh: trimesh.Trimesh, symmetry: str) -> dict:
     hull = vertices[ConvexHull(vertices).vertices]
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     entry: dict = {"diameter": round(float(pdist(hull).max()), 4)}
-    for axis, low, size in zip("xyz", lo, hi - lo):
+    for axis, low, size in zip("xyz", lo, hi - lo, strict=True):
         entry[f"min_{axis}"] = round(float(low), 4)
         entry[f"size_{axis}"] = round(float(size), 4)
     if symmetry == "2fold":

@@ -222,7 +222,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(shared, reference, tmp_p
     a, b = _final(reference), _final(out)
     _assert_same_state(a["model"], b["model"])
     assert torch.equal(a["data"]["generator"], b["data"]["generator"])
-    for p, q in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+    for p, q in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
         _assert_same_state(p, q)
     ref_rows, rows = _rows(reference / "encoder" / "train-loss.csv"), _rows(out / "encoder" / "train-loss.csv")
     assert [(r["iteration"], r["loss"]) for r in rows] == [(r["iteration"], r["loss"]) for r in ref_rows]

@@ -81,11 +81,11 @@ def write_table(path: str | os.PathLike[str], columns: Mapping[str, Sequence[Any
     values = [c.tolist() if isinstance(c, torch.Tensor) else list(c) for c in columns.values()]
     lengths = {len(v) for v in values}
     if len(lengths) > 1:
-        raise ValueError(f"columns of different lengths: {dict(zip(names, map(len, values)))}")
+        raise ValueError(f"columns of different lengths: {dict(zip(names, map(len, values), strict=False))}")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(names)
-    for row in zip(*values):
+    for row in zip(*values, strict=True):
         writer.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in row])
     return atomic_write_text(path, buf.getvalue())
 

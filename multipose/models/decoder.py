@@ -44,7 +44,7 @@ class Decoder(nn.Module):
             nn.BatchNorm1d(config.flat_features, eps=BATCH_NORM_EPS) if config.batch_norm else nn.Identity()
         )
         self.convs = nn.ModuleList(
-            nn.Conv2d(cin, cout, config.kernel_size) for cin, cout in zip(widths[:-1], widths[1:])
+            nn.Conv2d(cin, cout, config.kernel_size) for cin, cout in zip(widths[:-1], widths[1:], strict=True)
         )
         self.norms = nn.ModuleList(
             nn.BatchNorm2d(c, eps=BATCH_NORM_EPS) if config.batch_norm else nn.Identity() for c in widths[1:-1]
@@ -60,7 +60,7 @@ class Decoder(nn.Module):
         x = self.dense_norm(F.relu(self.dense(codes)))
         x = x.view(-1, cfg.feature_size, cfg.feature_size, cfg.channels[-1]).permute(0, 3, 1, 2)
         last = len(self.convs) - 1
-        for i, (conv, size, pad) in enumerate(zip(self.convs, self._sizes, self._pads)):
+        for i, (conv, size, pad) in enumerate(zip(self.convs, self._sizes, self._pads, strict=True)):
             x = conv(F.pad(F.interpolate(x, size=(size, size), mode="nearest"), pad))
             x = torch.sigmoid(x) if i == last else self.norms[i](F.relu(x))
         return x

@@ -195,7 +195,7 @@ class Encoder(nn.Module):
         self.config = config
         in_channels = (3, *config.channels[:-1])
         self.convs = nn.ModuleList(
-            nn.Conv2d(cin, cout, config.kernel_size, stride=2) for cin, cout in zip(in_channels, config.channels)
+            nn.Conv2d(cin, cout, config.kernel_size, stride=2) for cin, cout in zip(in_channels, config.channels, strict=True)
         )
         self.norms = nn.ModuleList(
             nn.BatchNorm2d(c, eps=BATCH_NORM_EPS) if config.batch_norm else nn.Identity() for c in config.channels
@@ -213,7 +213,7 @@ class Encoder(nn.Module):
                 f"expected images of shape (B, 3, {size}, {size}) for this encoder, got {tuple(images.shape)}"
             )
         x = minmax_normalize(images) if self.config.normalize_input else images
-        for conv, norm, pad in zip(self.convs, self.norms, self._pads):
+        for conv, norm, pad in zip(self.convs, self.norms, self._pads, strict=True):
             x = norm(F.relu(conv(F.pad(x, pad))))
         return x
 

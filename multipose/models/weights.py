@@ -166,7 +166,7 @@ def _numbered(base: str, i: int) -> str:
 def _aae_tensors(config: EncoderConfig) -> list[_Tensor]:
     k, n = config.kernel_size, len(config.channels)
     tensors: list[_Tensor] = []
-    for i, (cin, cout) in enumerate(zip((3, *config.channels[:-1]), config.channels)):
+    for i, (cin, cout) in enumerate(zip((3, *config.channels[:-1]), config.channels, strict=True)):
         conv = (f"{_numbered('conv2d', i)}/Conv2D",)
         what = f"convolution {i + 1} of {n}"
         tensors.append(_Tensor(conv, "weights", f"convs.{i}.weight",

@@ -201,7 +201,7 @@ class MetricsLog:
         pairs = [(float(r[self.step_field]), float(r[name])) for r in self.rows if r.get(name, "") != ""]
         if not pairs:
             return np.zeros(0), np.zeros(0)
-        steps, values = zip(*pairs)
+        steps, values = zip(*pairs, strict=True)
         return np.asarray(steps), np.asarray(values)
 
     def _write(self) -> None:

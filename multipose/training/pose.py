@@ -373,7 +373,7 @@ def train_pose_head(
                 metrics, per_sample, outputs = evaluate_loss(encoder, head, loss_fn, validation, tr.BATCH_SIZE, device)
             _check_finite(torch.tensor(metrics["loss"]), "the validation loss", epoch, None, store)
             elapsed += time.perf_counter() - start
-            train_log.append(dict(zip(TRAIN_FIELDS, [epoch, *means, lr, round(elapsed, 2)])))
+            train_log.append(dict(zip(TRAIN_FIELDS, [epoch, *means, lr, round(elapsed, 2)], strict=True)))
             valid_log.append({"epoch": epoch, **metrics})
             improved = metrics["loss"] < best_loss
             if improved:
