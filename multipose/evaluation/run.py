@@ -71,7 +71,8 @@ from multipose.data.io import load_samples
 from multipose.data.sampling import make_generator
 from multipose.errors import ConfigError, DataError, UserInputError
 from multipose.evaluation import bop
-from multipose.evaluation.metrics import re, re_sym, recall, symmetry_transformations, te, vsd
+from multipose.evaluation import metrics as pose_error  # pose_error.re: the name re stays the standard library's
+from multipose.evaluation.metrics import re_sym, recall, symmetry_transformations, te, vsd
 from multipose.evaluation.report import (
     plot_examples,
     plot_recall_curves,
@@ -558,7 +559,7 @@ def evaluate_models(
         depth_test = test_set.depth_test[idx].to(device) if test_set.depth_test is not None else depth_gt
         errors = vsd(depth_est, depth_gt[:, None].expand_as(depth_est), depth_test[:, None].expand_as(depth_est),
                      K_vsd[:, None].expand(B, M, 3, 3), ev.VSD_DELTA, ev.VSD_TAU)[..., 0]  # (B, M)
-        r_err = re(R_est, R_gt[:, None])  # (B, M)
+        r_err = pose_error.re(R_est, R_gt[:, None])  # (B, M)
         r_sym = re_sym(R_est, R_gt[:, None], symmetries)
         t_err = te(t_est, t_gt[:, None])
         top = out.confidence.argmax(dim=1)
