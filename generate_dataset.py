@@ -102,8 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: [Training] RANDOM_SEED)")
     parser.add_argument("--format", choices=("npz", "pickle"), default=None,
                         help="file format (default: from the file name)")
-    parser.add_argument("--from-bop", metavar="FOLDER", default=None,
-                        help="convert this BOP split folder (e.g. data/tless/test_primesense) into the original's pickle")
+    parser.add_argument(
+        "--from-bop",
+        metavar="FOLDER",
+        default=None,
+        help="convert this BOP split folder (e.g. data/tless/test_primesense) into the original's pickle",
+    )
     parser.add_argument("--obj-id", type=int, default=None, metavar="N",
                         help="with --from-bop: the object (default [Evaluation] OBJ_ID)")
     parser.add_argument("--size", type=int, default=128, metavar="PX", help="with --from-bop: crop side (128)")

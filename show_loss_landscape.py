@@ -36,7 +36,9 @@ def main(args: argparse.Namespace) -> int:
     rows = minima_table(data, minima, labels)
     atomic_write_text(args.output_dir / "minima.json", json.dumps(rows, indent=2) + "\n")
     ref_loss = data.point_losses[data.reference]
-    print(f"{len(data.point_losses)} points, reference {data.reference} (loss {ref_loss:.4f}), {len(rows)} local minima")
+    print(
+        f"{len(data.point_losses)} points, reference {data.reference} (loss {ref_loss:.4f}), {len(rows)} local minima"
+    )
     print(f"{'rank':>4} {'point':>6} {'loss':>8} {'angle to ref (deg)':>19} {'basin %':>8} {'theta':>7} {'phi':>7}")
     for rank, r in enumerate(rows[: args.top], 1):
         print(f"{rank:>4} {r['index']:>6} {r['loss']:>8.4f} {r['angle_to_reference_deg']:>19.1f} "

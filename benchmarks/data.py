@@ -104,10 +104,14 @@ def main() -> int:
     @torch.no_grad()
     def into_crop():
         t, _, K = vr.windows(R[:n], offsets)
-        return vr.renderer.render_rgb(R[:n].to(device), t, K, args.size, light_dir=light.to(device), color=settings.color)
+        return vr.renderer.render_rgb(
+            R[:n].to(device), t, K, args.size, light_dir=light.to(device), color=settings.color
+        )
 
     crop_s = median_seconds(into_crop, device, args.repeats)
-    frame_s = median_seconds(lambda: render_frame_then_crop(vr, R[:n], offsets, light, args.frame), device, args.repeats)
+    frame_s = median_seconds(
+        lambda: render_frame_then_crop(vr, R[:n], offsets, light, args.frame), device, args.repeats
+    )
     a = into_crop().mask > 0
     _, b = render_frame_then_crop(vr, R[:n], offsets, light, args.frame)
     iou = float(((a & b).sum((1, 2)) / (a | b).sum((1, 2)).clamp_min(1)).mean())
@@ -146,7 +150,10 @@ def main() -> int:
           f"(silhouette IoU between the two {iou:.3f})")
     for label, rate in rows.items():
         print(f"training batches from the cache, {label} (batch {args.batch}): {rate:.0f} images/s")
-    print(f"  of which: augmentation {aug_s / args.batch * 1000:.2f} ms/img, backgrounds {bg_s / args.batch * 1000:.2f} ms/img")
+    print(
+        f"  of which: augmentation {aug_s / args.batch * 1000:.2f} ms/img, backgrounds "
+        f"{bg_s / args.batch * 1000:.2f} ms/img"
+    )
     if args.json:
         args.json.write_text(json.dumps({
             "device": str(device), "mesh": args.mesh.name, "faces": mesh.num_faces, "size": args.size,

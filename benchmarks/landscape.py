@@ -54,7 +54,9 @@ def main() -> int:
 
     @torch.no_grad()
     def one_pose_per_call() -> list[float]:
-        return [original(R_ref[None].to(device), R[i : i + 1, None].to(device), one).per_sample.item() for i in range(n)]
+        return [
+            original(R_ref[None].to(device), R[i : i + 1, None].to(device), one).per_sample.item() for i in range(n)
+        ]
 
     baseline, original_s = timed(one_pose_per_call, device)
     diff = (torch.tensor(baseline) - losses[:n]).abs()
@@ -62,12 +64,17 @@ def main() -> int:
     print(f"config {args.config} {' '.join(args.overrides)}")
     print(f"device {device}, {torch.get_num_threads()} threads; {r.IMAGE_SIZE}x{r.IMAGE_SIZE} depth, "
           f"{len(ours.viewpoints)} viewpoint(s), T = {[round(x, 1) for x in ours.view.t.tolist()]}")
-    print(f"ours:       {len(R)} poses, batch {cfg.Sampling.BATCH_SIZE}, loss mesh {ours.view.renderer.faces.shape[0]} faces: "
-          f"{len(R) / ours_s:.1f} poses/s ({ours_s:.1f} s)")
+    print(
+        f"ours:       {len(R)} poses, batch {cfg.Sampling.BATCH_SIZE}, loss mesh "
+        f"{ours.view.renderer.faces.shape[0]} faces: "
+        f"{len(R) / ours_s:.1f} poses/s ({ours_s:.1f} s)"
+    )
     print(f"original's: {n} poses, one per call, full mesh {full.num_faces} faces, PyTorch3D path: "
           f"{n / original_s:.1f} poses/s ({original_s:.1f} s)")
-    print(f"speed-up {(len(R) / ours_s) / (n / original_s):.1f}x; |loss difference| from the decimation over those "
-          f"{n} poses: mean {diff.mean():.4f}, max {diff.max():.4f} (losses range {losses.min():.3f}..{losses.max():.3f})")
+    print(
+        f"speed-up {(len(R) / ours_s) / (n / original_s):.1f}x; |loss difference| from the decimation over those "
+        f"{n} poses: mean {diff.mean():.4f}, max {diff.max():.4f} (losses range {losses.min():.3f}..{losses.max():.3f})"
+    )
     return 0
 
 

@@ -95,8 +95,11 @@ def main() -> int:
           "| forward + backward |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mesh']} | {r['faces']} | {r['rasterizer']} | {r['depth_gradient']} | {r['forward_no_grad_ms']:.1f} | "
-              f"{r['forward_ms']:.1f} | {r['backward_ms']:.1f} | {r['forward_ms'] + r['backward_ms']:.1f} |")
+        print(
+            f"| {r['mesh']} | {r['faces']} | {r['rasterizer']} | {r['depth_gradient']} | "
+            f"{r['forward_no_grad_ms']:.1f} | "
+            f"{r['forward_ms']:.1f} | {r['backward_ms']:.1f} | {r['forward_ms'] + r['backward_ms']:.1f} |"
+        )
     print("(ms per 64x64 depth map, median of --repeats batches)")
     print(f"\ndecimation error against the full mesh over {args.error_views} random views (pixels covered in both):")
     print("| faces | mean abs depth error mm | p95 mm | silhouette IoU |")
@@ -104,7 +107,12 @@ def main() -> int:
     for faces, d in differences.items():
         print(f"| {faces} | {d.mean_abs_depth_mm:.3f} | {d.p95_abs_depth_mm:.3f} | {d.silhouette_iou:.4f} |")
     if args.json:
-        report = {"rows": rows, "difference": {k: v.__dict__ for k, v in differences.items()}, "T": t, "device": str(device)}
+        report = {
+            "rows": rows,
+            "difference": {k: v.__dict__ for k, v in differences.items()},
+            "T": t,
+            "device": str(device),
+        }
         args.json.write_text(json.dumps(report, indent=2))
     return 0
 

@@ -40,7 +40,9 @@ def step_time(head, encoder, loss_fn, images, R, per_sample: bool, repeats: int)
         out = head(code)
         optimizer.zero_grad()
         if per_sample:
-            loss = sum(loss_fn(R[j : j + 1], out.R[j : j + 1], out.confidence[j : j + 1]).loss for j in range(len(R))) / len(R)
+            loss = sum(
+                loss_fn(R[j : j + 1], out.R[j : j + 1], out.confidence[j : j + 1]).loss for j in range(len(R))
+            ) / len(R)
         else:
             loss = loss_fn(R, out.R, out.confidence).loss
         loss.backward()
@@ -79,8 +81,11 @@ def main() -> int:
     K = num_hypotheses(cfg)
     print(f"config {args.config} {' '.join(args.overrides)}; cpu, {torch.get_num_threads()} threads; batch {B}, K {K}, "
           f"{r.IMAGE_SIZE}x{r.IMAGE_SIZE} loss depth, {len(ours.viewpoints)} viewpoint(s)")
-    print(f"ours:          loss mesh {ours.view.renderer.faces.shape[0]} faces, {ours.view.renderer.settings.resolved_gradient(device)} "
-          f"gradient, batched: {B / t_ours:.1f} samples/s ({t_ours:.2f} s/step)")
+    print(
+        f"ours:          loss mesh {ours.view.renderer.faces.shape[0]} faces, "
+        f"{ours.view.renderer.settings.resolved_gradient(device)} "
+        f"gradient, batched: {B / t_ours:.1f} samples/s ({t_ours:.2f} s/step)"
+    )
     print(f"seed-faithful: full mesh {full.num_faces} faces, pytorch3d gradient, per-sample loop: "
           f"{B / t_faithful:.1f} samples/s ({t_faithful:.2f} s/step)")
     print(f"speed-up {t_faithful / t_ours:.1f}x")

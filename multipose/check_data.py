@@ -129,7 +129,9 @@ def _check_mesh(cfg: Config, name: str) -> list[Finding]:
         text = "the same file as MODEL_PATH_DATA"
         if not data.is_file():
             return [Finding("note", what, text)]
-        return _guarded(what, lambda: [Finding("ok", what, f"{text}; {_loss_copy(cfg, data, load_mesh(data).num_faces)}")])
+        return _guarded(
+            what, lambda: [Finding("ok", what, f"{text}; {_loss_copy(cfg, data, load_mesh(data).num_faces)}")]
+        )
     path = Path(d[name][0])
     if not path.exists():
         return [Finding("missing", what, f"{path}: no such file; put the CAD model there (PLY/OBJ in mm, see "
@@ -189,9 +191,15 @@ def _check_backgrounds(cfg: Config, quick: bool, progress: bool) -> list[Finding
         used_bad = set(used) & set(bad)
         how = "headers only, --quick" if quick else "all decoded"
         if len(used_bad) == len(used):
-            return [Finding("malformed", what, f"{where}: none of the {_count(len(used), 'image file')} a run reads "
-                                               f"(NOOF_BG_IMGS {limit:,}) can be read (e.g. {_names(sorted(used_bad))}); "
-                                               "replace them with JPEG/PNG files")]
+            return [
+                Finding(
+                    "malformed",
+                    what,
+                    f"{where}: none of the {_count(len(used), 'image file')} a run reads "
+                    f"(NOOF_BG_IMGS {limit:,}) can be read (e.g. {_names(sorted(used_bad))}); "
+                    "replace them with JPEG/PNG files",
+                )
+            ]
         findings = [Finding("ok", what, f"{where}: {_count(len(files) - len(bad), 'readable image')} ({how}); a run "
                                         f"reads {len(used) - len(used_bad):,} of them (NOOF_BG_IMGS {limit:,})")]
         if bad:
@@ -239,8 +247,14 @@ def _check_encoder(cfg: Config) -> tuple[list[Finding], Encoder | None]:
         if auto:
             return [Finding("note", what, f"auto: {path} does not exist yet; train.py pretrains it first (or run "
                                           "python train_encoder.py CFG)")], None
-        return [Finding("missing", what, f"{path}: no such file; put the AAE encoder .npy or a multipose encoder .pt "
-                                         "there (data/README.md, 'Encoder weights') or set ENCODER_WEIGHTS: auto")], None
+        return [
+            Finding(
+                "missing",
+                what,
+                f"{path}: no such file; put the AAE encoder .npy or a multipose encoder .pt "
+                "there (data/README.md, 'Encoder weights') or set ENCODER_WEIGHTS: auto",
+            )
+        ], None
     encoder = None
 
     def check() -> list[Finding]:
@@ -292,7 +306,9 @@ def _check_view_sampling(cfg: Config) -> list[Finding]:
         return [Finding("ok", what, f"{cfg.Training.VIEW_SAMPLING}: drawn at random, no file needed")]
     if not Path(base).is_file():
         return [Finding("missing", what, f"{base}: no such rotation file (.npy [N, 3, 3] or a pickle with 'Rs')")]
-    return _guarded(what, lambda: [Finding("ok", what, f"{base}: {_count(len(load_view_sampling_file(base)), 'rotation')}")])
+    return _guarded(
+        what, lambda: [Finding("ok", what, f"{base}: {_count(len(load_view_sampling_file(base)), 'rotation')}")]
+    )
 
 
 def _check_run_folder(cfg: Config, encoder: Encoder | None) -> list[Finding]:
@@ -354,7 +370,9 @@ def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[F
         findings = []
         if not quick:
             bad: list[Path] = []
-            for inst in progress_bar(used, desc="reading test images", unit="instance", disable=not progress, leave=False):
+            for inst in progress_bar(
+                used, desc="reading test images", unit="instance", disable=not progress, leave=False
+            ):
                 reads = [(inst.image_path, bop.read_rgb)]
                 if not no_depth:
                     reads.append((inst.depth_path, lambda p, s=inst.depth_scale: bop.read_depth(p, s)))
@@ -371,9 +389,15 @@ def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[F
                                                            f"{', '.join(map(str, bad[:SHOWN_FILES]))}"))
         findings.insert(0, Finding("ok", what, text))
         if no_depth:
-            findings.append(Finding("warning", what, f"{folder}: {no_depth:,} of the {len(used):,} instances used have no "
-                                                     "depth/ PNG, so VSD uses the ground-truth render as the test depth "
-                                                     "for all of them"))
+            findings.append(
+                Finding(
+                    "warning",
+                    what,
+                    f"{folder}: {no_depth:,} of the {len(used):,} instances used have no "
+                    "depth/ PNG, so VSD uses the ground-truth render as the test depth "
+                    "for all of them",
+                )
+            )
         return findings
 
     return _guarded(what, check)
@@ -432,8 +456,15 @@ def _check_models_info(cfg: Config) -> list[Finding]:
 
 def _used_paths(cfg: Config) -> set[Path]:
     d, ev = cfg.Dataset, cfg.Evaluation
-    named = [*(d.MODEL_PATH_DATA or []), *(d.MODEL_PATH_LOSS or []), *(d.VALID_DATA_PATH or []), os.fspath(encoder_weights_path(cfg)),
-             d.BACKGROUND_IMAGES, ev.TEST_DATA_PATH, ev.MODELS_INFO]
+    named = [
+        *(d.MODEL_PATH_DATA or []),
+        *(d.MODEL_PATH_LOSS or []),
+        *(d.VALID_DATA_PATH or []),
+        os.fspath(encoder_weights_path(cfg)),
+        d.BACKGROUND_IMAGES,
+        ev.TEST_DATA_PATH,
+        ev.MODELS_INFO,
+    ]
     return {Path(p).absolute() for p in named if p}
 
 
@@ -459,7 +490,9 @@ def _unused_assets(cfg: Config, root: Path) -> list[Finding]:
         if unused:
             shown = ", ".join(os.fspath(p) for p in unused[:SHOWN_FILES])
             more = f" and {len(unused) - SHOWN_FILES} more" if len(unused) > SHOWN_FILES else ""
-            findings.append(Finding("note", f"{root}/ ({name})", f"{shown}{more}: found, not used by this config ({key})"))
+            findings.append(
+                Finding("note", f"{root}/ ({name})", f"{shown}{more}: found, not used by this config ({key})")
+            )
     return findings
 
 
@@ -468,7 +501,9 @@ def _unused_assets(cfg: Config, root: Path) -> list[Finding]:
 # --------------------------------------------------------------------------------------------------
 
 
-def check_data(cfg: Config, quick: bool = False, progress: bool = True, data_root: str | os.PathLike = "data") -> list[Finding]:
+def check_data(
+    cfg: Config, quick: bool = False, progress: bool = True, data_root: str | os.PathLike = "data"
+) -> list[Finding]:
     """Every asset ``cfg`` uses, checked with the loaders the run uses; nothing is written.
 
     ``quick``: read only image headers (backgrounds) and skip decoding BOP test images.

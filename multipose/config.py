@@ -672,7 +672,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("Dataset", "CACHE_DIR", PathType(), "./cache",
         "Where decimated meshes and rendered view caches are stored."),
     Key("Dataset", "CROP_SIZE", IntType(min=8), "",
-        "Side of the synthetic training crops (pixels); empty: the encoder's input size (aae 128, small 64; with ARCH auto, the size stored in a multipose .pt).",
+        "Side of the synthetic training crops (pixels); empty: the encoder's input size (aae 128, small 64; "
+        "with ARCH auto, the size stored in a multipose .pt).",
         optional=True),
     Key("Dataset", "K", IntrinsicsType(), "[1075.65, 0, 360, 0, 1073.9, 270, 0, 0, 1]",
         "Base camera intrinsics (OpenCV) of the training renders; crops are cut from its image plane."),
@@ -736,9 +737,11 @@ SCHEMA: tuple[Key, ...] = (
     Key("Training", "LOSS_PARAMS", _FLOAT_GT0, "",
         "Original form: depth clamp in mm for vsd-union, gamma for vsd-union-var-gamma.", optional=True),
     Key("Training", "VIEW_SAMPLING", ViewSamplingType(), "sundermeyer-random",
-        "How training rotations are drawn: one of the original's methods (README, Synthetic training data) or a rotation file."),
+        "How training rotations are drawn: one of the original's methods (README, Synthetic training data) "
+        "or a rotation file."),
     Key("Training", "HARD_MINING_RATIO", FloatType(min=0.0, max=1.0), "0.3",
-        "With -hard sampling: the worst int(ratio x batch) samples of each batch (by loss) are kept for re-use (the original's 0.3)."),
+        "With -hard sampling: the worst int(ratio x batch) samples of each batch (by loss) are kept for "
+        "re-use (the original's 0.3)."),
     Key("Training", "HARD_SAMPLE_RATIO", FloatType(min=0.0, max=1.0), "0.2",
         "With -hard sampling: probability that a sample is a kept hard one, while any are left (the original's 0.2)."),
     Key("Training", "HARD_POOL", ChoiceType(HARD_POOLS), "replace",
@@ -822,7 +825,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("Encoder", "BATCH_SIZE", IntType(min=2), "64", "Pretraining batch size (>= 2 for batch norm)."),
     Key("Encoder", "LEARNING_RATE", _FLOAT_GT0, "2e-4", "Adam learning rate of pretraining (constant)."),
     Key("Encoder", "SAVE_INTERVAL", _INT_GE1, "100",
-        "Pretraining: checkpoint, loss curve and reconstruction preview every SAVE_INTERVAL iterations (and at the end)."),
+        "Pretraining: checkpoint, loss curve and reconstruction preview every SAVE_INTERVAL iterations (and "
+        "at the end)."),
     Key("Encoder", "LOG_INTERVAL", _INT_GE1, "10",
         "Pretraining: mean loss of every LOG_INTERVAL iterations written to OUTPUT_PATH/encoder/train-loss.csv."),
     # [Loss_parameters]
@@ -848,7 +852,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("Evaluation", "AFTER_TRAINING", BoolType(), "true",
         "train.py evaluates models/model-best.pt when training ends (results in OUTPUT_PATH/evaluation)."),
     Key("Evaluation", "NUM_SAMPLES", _INT_GE1, "100",
-        "Test samples generated when TEST_DATA_PATH is empty; for a file or BOP folder, at most this many (evenly spaced)."),
+        "Test samples generated when TEST_DATA_PATH is empty; for a file or BOP folder, at most this many "
+        "(evenly spaced)."),
     Key("Evaluation", "OBJ_ID", _INT_GE1, "",
         "BOP object id to evaluate (needed with a BOP folder, e.g. 10 for T-LESS obj_000010).", optional=True),
     Key("Evaluation", "MODELS_INFO", PathType(), "",
@@ -865,7 +870,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("Evaluation", "CODEBOOK_BASELINE", BoolType(), "false",
         "Also evaluate the AAE codebook baseline (nearest code among clean renders; evaluate.py --baseline codebook)."),
     Key("Evaluation", "CODEBOOK_VIEWS", _INT_GE1, "2562",
-        "Codebook: at least this many viewpoints on the sphere, the vertices of a refined icosahedron as in the AAE (12, 42, 162, 642, 2562, ...)."),
+        "Codebook: at least this many viewpoints on the sphere, the vertices of a refined icosahedron as in "
+        "the AAE (12, 42, 162, 642, 2562, ...)."),
     Key("Evaluation", "CODEBOOK_INPLANE", _INT_GE1, "36",
         "Codebook: in-plane rotations per viewpoint (the AAE's 36: 2562 x 36 = 92,232 entries)."),
     Key("Evaluation", "NUM_EXAMPLES", IntType(min=0), "8",

@@ -70,7 +70,9 @@ class LandscapeError(UserInputError):
     """A landscape folder whose files are missing or do not match."""
 
 
-def landscape_rotations(num_samples: int, inplane_steps: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
+def landscape_rotations(
+    num_samples: int, inplane_steps: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
     """The landscape's poses.
 
     Returns ``spherical (N, 2)`` [theta, phi], ``cartesian (N, 3)``, in-plane angles ``(I,)`` in
@@ -233,7 +235,9 @@ def load_landscape(folder: str | Path, reference: int | None = None) -> Landscap
     if (folder / "rotations.npy").is_file():
         rotations = np.load(folder / "rotations.npy")
         if rotations.shape != (N, losses.shape[1], 3, 3):
-            raise LandscapeError(f"{folder / 'rotations.npy'}: shape {rotations.shape} does not match losses {losses.shape}")
+            raise LandscapeError(
+                f"{folder / 'rotations.npy'}: shape {rotations.shape} does not match losses {losses.shape}"
+            )
     else:
         rotations = rotations_for_points(spherical, losses.shape[1])[1].numpy()
     meta_file = folder / "landscape.json"

@@ -68,7 +68,9 @@ def run_preview(cfg: Config, device: torch.device, num_views: int = 6, num_error
     light = torch.randn(num_views, 3, generator=generator).to(device)
     light[:, 2] = -light[:, 2].abs() - 0.5  # from the camera's side
     with torch.no_grad():
-        shaded = full_view.renderer.render_rgb(R, full_view.t.expand(num_views, 3), full_view.K, full_view.image_size, light_dir=light)
+        shaded = full_view.renderer.render_rgb(
+            R, full_view.t.expand(num_views, 3), full_view.K, full_view.image_size, light_dir=light
+        )
         loss = loss_view(R)
     rows = []
     for i in range(num_views):

@@ -398,7 +398,9 @@ def rasterize_nearest(
             count = count * ((normal * corner[:, :, 0]).sum(dim=-1) * cull_backfaces < 0)  # front faces only
         # Each face's 9 edge coefficients (barycentric b_i = a_i u + b_i v + c_i) and the plane of 1/z.
         v0, v1, v2 = face_uv.unbind(dim=2)
-        area = (v1[..., 0] - v0[..., 0]) * (v2[..., 1] - v0[..., 1]) - (v1[..., 1] - v0[..., 1]) * (v2[..., 0] - v0[..., 0])
+        area = (v1[..., 0] - v0[..., 0]) * (v2[..., 1] - v0[..., 1]) - (v1[..., 1] - v0[..., 1]) * (
+            v2[..., 0] - v0[..., 0]
+        )
         count = count * (area.abs() > 1e-12)
         area = torch.where(area.abs() > 1e-12, area, torch.ones_like(area))
         coef = []

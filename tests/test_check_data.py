@@ -190,8 +190,14 @@ def test_sample_files_rotation_files_and_encoders(tmp_path, mesh_file):
     assert [f.status for f in found["[Dataset] VALID_DATA_PATH"]] == ["ok", "malformed"]
     assert "3 samples of 32 px" in found["[Dataset] VALID_DATA_PATH"][0].message
     assert str(bad) in found["[Dataset] VALID_DATA_PATH"][1].message
-    assert found["[Training] VIEW_SAMPLING"][0].status == "ok" and "5 rotations" in found["[Training] VIEW_SAMPLING"][0].message
-    assert found["[Dataset] ENCODER_WEIGHTS"][0].status == "ok" and "image 32" in found["[Dataset] ENCODER_WEIGHTS"][0].message
+    assert (
+        found["[Training] VIEW_SAMPLING"][0].status == "ok"
+        and "5 rotations" in found["[Training] VIEW_SAMPLING"][0].message
+    )
+    assert (
+        found["[Dataset] ENCODER_WEIGHTS"][0].status == "ok"
+        and "image 32" in found["[Dataset] ENCODER_WEIGHTS"][0].message
+    )
 
     for weights, expected in ((other, "set [Dataset] CROP_SIZE: 64"), (broken, "broken.pt")):
         cfg = small_config(tmp_path, mesh_file, f"Training.VIEW_SAMPLING={wrong}", f"Dataset.ENCODER_WEIGHTS={weights}")

@@ -102,7 +102,12 @@ def test_defaults():
     assert (t.POSE_REPRESENTATION, t.SAVE_IMAGES, t.EARLY_STOPPING, t.STOPPING_WINDOW) == (
         "6d-pose", True, False, 10)
     assert (t.STOPPING_TIME_LIMIT, t.MAX_REL_OFFSET, t.AUGMENT_IMGS, t.DEVICE) == (10, 0.2, True, "auto")
-    assert dict(cfg.Loss_parameters) == {"DEPTH_MAX": None, "POSE_MAX": 40.0, "GAMMA": None, "DEPTH_NORMALIZATION": "union"}
+    assert dict(cfg.Loss_parameters) == {
+        "DEPTH_MAX": None,
+        "POSE_MAX": 40.0,
+        "GAMMA": None,
+        "DEPTH_NORMALIZATION": "union",
+    }
     assert dict(cfg.Evaluation) == {
         "BATCH_SIZE": 50, "SAVE_IMAGES": True, "TEST_DATA_PATH": None, "AFTER_TRAINING": True, "NUM_SAMPLES": 100,
         "OBJ_ID": None, "MODELS_INFO": None, "MIN_VISIB_FRACT": 0.1, "VSD_DELTA": 15.0, "VSD_TAU": 20.0,
@@ -726,21 +731,40 @@ def test_the_aae_training_config_reads_as_encoder_pretraining(caplog):
         "aae", (128, 256, 512, 512), 128, False, 4)
     assert (e.NUM_ITER, e.BATCH_SIZE, e.LEARNING_RATE, e.SAVE_INTERVAL) == (40000, 64, 2e-4, 1000)
     assert d.K == (1075.65, 0.0, 360.0, 0.0, 1073.9, 270.0, 0.0, 0.0, 1.0)
-    assert (d.CROP_SIZE, d.RADIUS, d.PAD_FACTOR, d.NOOF_TRAINING_IMGS, d.NOOF_BG_IMGS) == (128, 700.0, 1.2, 10000, 15000)
+    assert (d.CROP_SIZE, d.RADIUS, d.PAD_FACTOR, d.NOOF_TRAINING_IMGS, d.NOOF_BG_IMGS) == (
+        128,
+        700.0,
+        1.2,
+        10000,
+        15000,
+    )
     assert d.BACKGROUND_IMAGES == "/shared-folder/AugmentedAutoencoder/pytorch3d/data/VOC2012/JPEGImages"
     assert d.MODEL_PATH_DATA == ("/shared-folder/autoencoder_ws/data/T-LESS/models_reconst/obj_19.ply",)
-    assert (cfg.Training.MAX_REL_OFFSET, cfg.Evaluation.CODEBOOK_VIEWS, cfg.Evaluation.CODEBOOK_INPLANE) == (0.2, 2562, 36)
+    assert (cfg.Training.MAX_REL_OFFSET, cfg.Evaluation.CODEBOOK_VIEWS, cfg.Evaluation.CODEBOOK_INPLANE) == (
+        0.2,
+        2562,
+        36,
+    )
     assert cfg.Training.NUM_ITER == 100  # the head's epochs keep their default
     assert any("[Augmentation] CODE" in m and "not used" in m for m in caplog.messages)
     assert load_config(AAE, ["Encoder.NUM_ITER=3"]).Encoder.NUM_ITER == 3  # overrides use multipose's names
 
 
-@pytest.mark.parametrize("edit, match", [
-    (("STRIDES: [2, 2, 2, 2]", "STRIDES: [2, 2, 1, 2]"), r"\[Network\] STRIDES = '\[2, 2, 1, 2\]': multipose's encoder supports only"),
-    (("K: [1075.65, 0, 720/2,", "K: [__import__('os').system('touch /tmp/x'), 0, 720/2,"), r"\[Dataset\] K = .*only numbers"),
-    (("H: 128", "H: 96"), r"\[Dataset\] H and W differ"),
-    (("OPTIMIZER: Adam", "OPTIMIZER: SGD"), r"OPTIMIZER = 'SGD'"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (
+            ("STRIDES: [2, 2, 2, 2]", "STRIDES: [2, 2, 1, 2]"),
+            r"\[Network\] STRIDES = '\[2, 2, 1, 2\]': multipose's encoder supports only",
+        ),
+        (
+            ("K: [1075.65, 0, 720/2,", "K: [__import__('os').system('touch /tmp/x'), 0, 720/2,"),
+            r"\[Dataset\] K = .*only numbers",
+        ),
+        (("H: 128", "H: 96"), r"\[Dataset\] H and W differ"),
+        (("OPTIMIZER: Adam", "OPTIMIZER: SGD"), r"OPTIMIZER = 'SGD'"),
+    ],
+)
 def test_aae_config_settings_multipose_cannot_follow_are_errors(tmp_path, edit, match):
     text = AAE.read_text()
     assert edit[0] in text

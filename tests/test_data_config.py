@@ -58,15 +58,21 @@ def test_intrinsics_and_ranges_parse_both_forms_and_round_trip():
     assert load_config_text(cfg.to_ini()) == cfg
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("Dataset.K=[1075.65, 0, 720/2, 0, 1073.9, 270, 0, 0, 1]", "expected a JSON list of 9 numbers"),
-    ("Dataset.K=[0, 0, 360, 0, 1073.9, 270, 0, 0, 1]", "focal lengths fx, fy must be > 0"),
-    ("Dataset.CROP_SIZE=4", "expected an int >= 8"),
-    ("Augmentation.CONTRAST_RANGE=[2.2, 0.5]", "expected a JSON list [low, high] with 0 <= low <= high (low is above high)"),
-    ("Augmentation.DROPOUT_RATE=[0.1, 1.5]", "0 <= low <= high <= 1"),
-    ("Augmentation.BLUR_PROB=1.5", "expected a float in [0, 1]"),
-    ("Dataset.NOOF_BG_IMGS=0", "expected an int >= 1"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("Dataset.K=[1075.65, 0, 720/2, 0, 1073.9, 270, 0, 0, 1]", "expected a JSON list of 9 numbers"),
+        ("Dataset.K=[0, 0, 360, 0, 1073.9, 270, 0, 0, 1]", "focal lengths fx, fy must be > 0"),
+        ("Dataset.CROP_SIZE=4", "expected an int >= 8"),
+        (
+            "Augmentation.CONTRAST_RANGE=[2.2, 0.5]",
+            "expected a JSON list [low, high] with 0 <= low <= high (low is above high)",
+        ),
+        ("Augmentation.DROPOUT_RATE=[0.1, 1.5]", "0 <= low <= high <= 1"),
+        ("Augmentation.BLUR_PROB=1.5", "expected a float in [0, 1]"),
+        ("Dataset.NOOF_BG_IMGS=0", "expected an int >= 1"),
+    ],
+)
 def test_bad_values_are_one_line_config_errors(override, expected):
     with pytest.raises(ConfigError) as info:
         load_config_text("", "t.cfg", [override])

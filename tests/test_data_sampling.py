@@ -196,7 +196,11 @@ def test_hard_mining_defaults_are_the_originals_and_replace_the_pool():
     sampler = PoseSampler(ViewSampling("sundermeyer-random", hard=True), torch.Generator().manual_seed(1))
     assert (sampler.hard_mining_ratio, sampler.hard_sample_ratio, sampler.hard_pool) == (0.3, 0.2, "replace")
     cfg = load_config_text("[Training]\nVIEW_SAMPLING: sundermeyer-random-hard\n")
-    assert (cfg.Training.HARD_MINING_RATIO, cfg.Training.HARD_SAMPLE_RATIO, cfg.Training.HARD_POOL) == (0.3, 0.2, "replace")
+    assert (cfg.Training.HARD_MINING_RATIO, cfg.Training.HARD_SAMPLE_RATIO, cfg.Training.HARD_POOL) == (
+        0.3,
+        0.2,
+        "replace",
+    )
     first, second = sundermeyer_random(10, torch.Generator().manual_seed(2)), sundermeyer_random(3, torch.Generator())
     sampler.update(first, torch.arange(10.0), None)
     assert sampler.num_hard == 3  # int(0.3 * 10), the three worst

@@ -129,7 +129,9 @@ def test_every_readme_command_names_a_script_and_flags_that_exist(python):
     --flag it passes appears in that help."""
     commands = _readme_commands()
     targets = {tuple(w[:2]) if w[0] == "-m" else (w[0],) for w in commands}
-    scripts = {(p.name,) for p in REPO_ROOT.glob("*.py")} | {(f"benchmarks/{p.name}",) for p in REPO_ROOT.glob("benchmarks/*.py")}
+    scripts = {(p.name,) for p in REPO_ROOT.glob("*.py")} | {
+        (f"benchmarks/{p.name}",) for p in REPO_ROOT.glob("benchmarks/*.py")
+    }
     assert scripts <= targets, f"entry scripts the README never shows: {sorted(scripts - targets)}"
     assert ("-m", "multipose.check_data") in targets and ("-m", "multipose.config") in targets
     helps: dict[tuple[str, ...], str] = {}

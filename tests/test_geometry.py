@@ -51,7 +51,9 @@ def test_random_rotations_are_seeded_and_uniform():
 def test_geodesic_angle_in_degrees(device):
     R = rotation_about_axis([1.0, 2.0, 3.0], torch.tensor([0.0, 37.0, 90.0, 179.0])).to(device)
     eye = torch.eye(3, device=device)
-    torch.testing.assert_close(geodesic_angle_deg(R, eye), torch.tensor([0.0, 37.0, 90.0, 179.0], device=device), atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        geodesic_angle_deg(R, eye), torch.tensor([0.0, 37.0, 90.0, 179.0], device=device), atol=1e-3, rtol=0
+    )
     # symmetric and invariant to a common rotation
     Q = random_rotations(1, generator=torch.Generator().manual_seed(4)).to(device)
     torch.testing.assert_close(geodesic_angle_deg(Q @ R, Q @ eye), geodesic_angle_deg(eye, R), atol=1e-3, rtol=0)
@@ -64,7 +66,9 @@ def test_six_d_representation_stacks_rows():
     torch.testing.assert_close(six, R[:, :2, :].reshape(4, 6))
     torch.testing.assert_close(rotation_6d_to_matrix(six), R, atol=1e-6, rtol=0)
     # the original's column stacking gives the transpose
-    torch.testing.assert_close(rotation_6d_to_matrix(R.transpose(1, 2)[:, :2, :].reshape(4, 6)), R.transpose(1, 2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        rotation_6d_to_matrix(R.transpose(1, 2)[:, :2, :].reshape(4, 6)), R.transpose(1, 2), atol=1e-6, rtol=0
+    )
 
 
 def test_euler_views_are_extrinsic_xyz_in_degrees():
@@ -125,7 +129,9 @@ def test_sphere_point_rotations_pose_the_object_as_the_original_landscape():
     spherical, cartesian = deserno_sphere_points(50)
     R = sphere_point_rotations(spherical).double()
     M = torch.from_numpy(Rotation.from_euler("yz", spherical).as_matrix())
-    torch.testing.assert_close(R, torch.diag(torch.tensor([-1.0, -1.0, 1.0], dtype=torch.float64)) @ M.transpose(1, 2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        R, torch.diag(torch.tensor([-1.0, -1.0, 1.0], dtype=torch.float64)) @ M.transpose(1, 2), atol=1e-6, rtol=0
+    )
     assert _is_rotation(R)
     # camera centre in model coordinates, for t = [0, 0, 1]: c = -R^T t = -p
     centre = -(R.transpose(1, 2) @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
@@ -143,7 +149,9 @@ def test_camera_rotation_looks_at_the_origin_with_model_up_up():
     R = camera_rotation_from_sphere_point(p)
     assert _is_rotation(R)
     # the model origin seen from a camera at distance d along p is straight ahead: R p = (0, 0, -1)
-    torch.testing.assert_close((R @ p[:, :, None])[..., 0], torch.tensor([0.0, 0.0, -1.0]).expand(len(p), 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        (R @ p[:, :, None])[..., 0], torch.tensor([0.0, 0.0, -1.0]).expand(len(p), 3), atol=1e-5, rtol=0
+    )
     # a side view: the model's +z axis points up in the image (negative camera y)
     side = camera_rotation_from_sphere_point(torch.tensor([[1.0, 0.0, 0.0]]))
     assert (side[0] @ torch.tensor([0.0, 0.0, 1.0]))[1] < -0.99

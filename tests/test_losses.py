@@ -133,7 +133,9 @@ def test_viewpoints_average_the_depth_term(twofold):
     R_gt, R_hyp = random_rotations(2, generator=gen), random_rotations(2, generator=gen)[:, None]
     views = euler_views([[0, 0, 0], [90, 0, 0]])
     both = multi_pose_loss(twofold, R_gt, R_hyp, torch.ones(2, 1), PARAMS, viewpoints=views).depth
-    single = [multi_pose_loss(twofold, v @ R_gt, (v @ R_hyp[:, 0])[:, None], torch.ones(2, 1), PARAMS).depth for v in views]
+    single = [
+        multi_pose_loss(twofold, v @ R_gt, (v @ R_hyp[:, 0])[:, None], torch.ones(2, 1), PARAMS).depth for v in views
+    ]
     torch.testing.assert_close(both, (single[0] + single[1]) / 2)
     assert not torch.allclose(single[0], single[1])
 

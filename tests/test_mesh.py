@@ -464,7 +464,9 @@ def test_models_info_symmetries_map_each_part_onto_itself(cad_dir):
         part, entry = make_part(symmetry), info[OBJ_IDS[symmetry]]
         rotations, _ = symmetry_transformations(entry)
         vertices = np.asarray(part.vertices)
-        assert entry["diameter"] == pytest.approx(max(np.linalg.norm(vertices - v, axis=1).max() for v in vertices), abs=1e-3)
+        assert entry["diameter"] == pytest.approx(
+            max(np.linalg.norm(vertices - v, axis=1).max() for v in vertices), abs=1e-3
+        )
         if symmetry == "2fold":
             assert rotations.shape[0] == 2  # identity and 180 degrees about z
             for R in rotations.double().numpy():

@@ -35,7 +35,11 @@ def test_plots_sorted_errors_and_differences(tmp_path, python, repo_root):
     assert proc.returncode == 0 and "head: median 10" in proc.stdout and (tmp_path / "re.png").is_file(), proc.stderr
     bad = subprocess.run([python, "plot_error_dist.py", str(run), "--methods", "stored"], cwd=repo_root,
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1 and bad.stderr.startswith("error:") and "it has the methods ['codebook', 'head']" in bad.stderr
+    assert (
+        bad.returncode == 1
+        and bad.stderr.startswith("error:")
+        and "it has the methods ['codebook', 'head']" in bad.stderr
+    )
 
 
 def test_a_folder_without_an_evaluation_is_a_clear_error(tmp_path):

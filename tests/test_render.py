@@ -74,7 +74,9 @@ def test_tilted_plane_renders_analytic_depth_and_edges(device, path, rasterizer)
     ex = np.array([np.cos(a), 0.0, np.sin(a)])
     ey = np.array([0.0, 1.0, 0.0])
     c = np.array([0.0, 0.0, z0])
-    corners = np.stack([c - half * ex - half * ey, c + half * ex - half * ey, c + half * ex + half * ey, c - half * ex + half * ey])
+    corners = np.stack(
+        [c - half * ex - half * ey, c + half * ex - half * ey, c + half * ex + half * ey, c - half * ex + half * ey]
+    )
     renderer = MeshRenderer(_plane(corners), RenderSettings(depth_gradient=path, rasterizer=rasterizer)).to(device)
     R = torch.eye(3)[None]
     t = torch.zeros(1, 3)
@@ -229,7 +231,9 @@ def test_loss_view_places_the_object_at_t(part):
 def test_with_mesh_keeps_the_camera_and_settings(part):
     """``LossView.with_mesh``: another mesh in the same camera; only the gradient path may change."""
     coarse = simplify_mesh(part, 200)
-    view = LossView(MeshRenderer(coarse, RenderSettings(shader="soft-depth", faces_per_pixel=4)), (1.0, 2.0, 400.0), 30.0, 32)
+    view = LossView(
+        MeshRenderer(coarse, RenderSettings(shader="soft-depth", faces_per_pixel=4)), (1.0, 2.0, 400.0), 30.0, 32
+    )
     full = view.with_mesh(part, depth_gradient="pytorch3d")
     assert torch.equal(full.t, view.t) and torch.equal(full.K, view.K) and full.image_size == 32
     assert full.renderer.faces.shape[0] == part.num_faces != view.renderer.faces.shape[0]

@@ -257,7 +257,9 @@ def test_another_architecture_in_the_folder_is_an_error(shared, reference, tmp_p
 
 
 def test_a_crop_size_other_than_the_encoder_input_is_refused_before_any_work(shared, tmp_path):
-    with pytest.raises(ConfigError, match=r"CROP_SIZE = 32 \(set\): expected the input size 64 .*set \[Dataset\] CROP_SIZE: 64"):
+    with pytest.raises(
+        ConfigError, match=r"CROP_SIZE = 32 \(set\): expected the input size 64 .*set \[Dataset\] CROP_SIZE: 64"
+    ):
         pretrain_encoder(_cfg(shared, tmp_path / "run", 6, "Dataset.CROP_SIZE=32"), CPU, progress=False)
     assert not (tmp_path / "run").exists()
 
@@ -362,10 +364,25 @@ def test_committed_template_encoder_is_what_its_command_makes(tmp_path):
 
     assert metadata["data_mesh_sha256"] == file_sha256(REPO_ROOT / template.Dataset.MODEL_PATH_DATA[0])
     run = subprocess.run(
-        [sys.executable, "train_encoder.py", "experiment_template.cfg", "--set", f"Training.OUTPUT_PATH={tmp_path / 'run'}",
-         "--set", f"Dataset.CACHE_DIR={tmp_path / 'cache'}", "--set", "Encoder.NUM_ITER=2",
-         "--set", "Dataset.NOOF_TRAINING_IMGS=32", "--set", "Dataset.NOOF_BG_IMGS=8"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "train_encoder.py",
+            "experiment_template.cfg",
+            "--set",
+            f"Training.OUTPUT_PATH={tmp_path / 'run'}",
+            "--set",
+            f"Dataset.CACHE_DIR={tmp_path / 'cache'}",
+            "--set",
+            "Encoder.NUM_ITER=2",
+            "--set",
+            "Dataset.NOOF_TRAINING_IMGS=32",
+            "--set",
+            "Dataset.NOOF_BG_IMGS=8",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     written = torch.load(tmp_path / "run" / "encoder.pt", weights_only=True)["metadata"]

@@ -101,7 +101,9 @@ def test_training_writes_its_files_and_resumes_exactly(shared, tmp_path, caplog)
         assert (out / name).is_file(), name
     state = _final_state(out)
     assert {"model", "optimizer", "epoch", "scheduler", "rng", "data", "head_args", "config"} <= set(state)
-    assert state["scheduler"]["last_epoch"] == 3 and state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 0.5)
+    assert state["scheduler"]["last_epoch"] == 3 and state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(
+        1e-3 * 0.5
+    )
     assert len((out / "train-loss.csv").read_text().splitlines()) == 4
 
     # stop after epoch 1, then run the same command again
@@ -125,12 +127,17 @@ def test_a_different_config_is_refused_unless_forced(shared, tmp_path):
     out = tmp_path / "run"
     train_pose_head(_cfg(shared, out, epochs=1), torch.device("cpu"), progress=False)
     with pytest.raises(RunFolderError, match=r"LEARNING_RATE: 0.001 -> 0.01"):
-        train_pose_head(_cfg(shared, out, epochs=1, extra=("Training.LEARNING_RATE=0.01",)), torch.device("cpu"), progress=False)
+        train_pose_head(
+            _cfg(shared, out, epochs=1, extra=("Training.LEARNING_RATE=0.01",)), torch.device("cpu"), progress=False
+        )
     # training longer is not a different experiment
     result = train_pose_head(_cfg(shared, out, epochs=2), torch.device("cpu"), progress=False)
     assert result.last_epoch == 2
     forced = train_pose_head(
-        _cfg(shared, out, epochs=3, extra=("Training.LEARNING_RATE=0.01",)), torch.device("cpu"), progress=False, force=True
+        _cfg(shared, out, epochs=3, extra=("Training.LEARNING_RATE=0.01",)),
+        torch.device("cpu"),
+        progress=False,
+        force=True,
     )
     assert forced.last_epoch == 3
 
@@ -241,7 +248,10 @@ def test_train_py_bad_input_is_one_error_line(shared, tmp_path, python):
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "LOSS" in bad.stderr
     assert not out.exists()
     missing = subprocess.run(
-        [*cmd, "--set", f"Dataset.ENCODER_WEIGHTS={tmp_path / 'nope.pt'}"], cwd=REPO_ROOT, capture_output=True, text=True
+        [*cmd, "--set", f"Dataset.ENCODER_WEIGHTS={tmp_path / 'nope.pt'}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert missing.returncode != 0 and missing.stderr.strip().splitlines()[-1].startswith("error:")
     assert "nope.pt" in missing.stderr and "Traceback" not in missing.stderr
@@ -322,7 +332,9 @@ def test_a_nan_loss_stops_training_naming_epoch_and_batch_and_keeps_the_last_che
 
     monkeypatch.setattr(MultiPoseLoss, "forward", poisoned)
     out = tmp_path / "run"
-    with pytest.raises(NumericalError, match=r"^epoch 2, batch 1: the loss became nan .*model-epoch1.pt is the last good"):
+    with pytest.raises(
+        NumericalError, match=r"^epoch 2, batch 1: the loss became nan .*model-epoch1.pt is the last good"
+    ):
         train_pose_head(_cfg(shared, out, epochs=3), torch.device("cpu"), progress=False)
     assert CheckpointStore(out / "models").epochs() == [1]
     assert all(torch.isfinite(v).all() for v in _final_state(out)["model"].values() if v.is_floating_point())

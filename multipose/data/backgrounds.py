@@ -137,7 +137,9 @@ def load_background_images(
     chosen = chosen_background_files(folder, max_images, part)
     u = torch.rand(len(chosen), 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).numpy()
     images, failed = [], []
-    for path, ui in zip(progress_bar(chosen, desc="loading backgrounds", unit="img", disable=not progress, leave=False), u, strict=True):
+    for path, ui in zip(
+        progress_bar(chosen, desc="loading backgrounds", unit="img", disable=not progress, leave=False), u, strict=True
+    ):
         try:
             images.append(read_background_crop(path, size, ui))
         except READ_ERRORS as exc:

@@ -273,8 +273,12 @@ def _load_original_pickle(path: Path) -> SampleSet:
     if "ts" in data:
         extra["t_scene"] = torch.as_tensor(np.asarray(data["ts"], dtype=np.float32).reshape(-1, 3))
     if "Rs_predicted" in data:
-        extra["R_predicted"] = torch.from_numpy(check_rotations(np.stack(
-            [np.asarray(r, dtype=np.float64).reshape(3, 3) for r in data["Rs_predicted"]]), f"{path} (Rs_predicted)")).float()
+        extra["R_predicted"] = torch.from_numpy(
+            check_rotations(
+                np.stack([np.asarray(r, dtype=np.float64).reshape(3, 3) for r in data["Rs_predicted"]]),
+                f"{path} (Rs_predicted)",
+            )
+        ).float()
     for name, value in extra.items():
         if len(value) != len(R):
             raise DataError(f"{path}: {len(value)} entries for {name} but {len(R)} rotations")

@@ -25,7 +25,8 @@ by ``R_p3d @ Rz(U(-90, 90) degrees)``; the physical pose is ``diag(-1, -1, 1) @ 
 - ``mixed``: ``sphere-wolfram-fixed`` or ``sundermeyer-random``, each with probability 1/2;
 - a file of rotations: ``.npy`` ``[N, 3, 3]`` (OpenCV rotations), or an original-format pickle
   ``{"Rs": [...]}`` holding PyTorch3D camera rotations as the original's pickle sampling used them
-  (converted with :func:`multipose.geometry.opencv_from_pytorch3d_camera`); samples are drawn from it uniformly with replacement.
+  (converted with :func:`multipose.geometry.opencv_from_pytorch3d_camera`); samples are drawn from it
+  uniformly with replacement.
 
 The original's ``viewsphere`` read a file it did not distribute (``data/view-sphere.p``) and is
 refused by the config (give that file as a rotation file instead).

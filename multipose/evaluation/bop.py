@@ -428,7 +428,9 @@ def subsample(n: int, limit: int) -> np.ndarray:
 
 
 
-def crop_like_bop2pickle(image: np.ndarray, box_xywh: np.ndarray, pad_factor: float = 1.2, size: int = 128) -> np.ndarray:
+def crop_like_bop2pickle(
+    image: np.ndarray, box_xywh: np.ndarray, pad_factor: float = 1.2, size: int = 128
+) -> np.ndarray:
     """The original's ``bop2pickle.py`` crop: a square of side ``int(max(w, h) * pad_factor)`` about the
     box centre, clipped at the image border (so a crop at the border is not square and gets
     stretched), resized to ``size`` x ``size`` with bilinear interpolation: ``(H, W, 3) -> (size, size, 3)``."""
@@ -447,7 +449,9 @@ def bop_split_pickle(
     its visible box, in the original's pickle format ``{"images", "Rs", "ts", "visib_fract",
     "scene_ids", "img_ids", "obj_ids"}`` (uint8 RGB crops, OpenCV ``cam_R_m2c``, ``cam_t_m2c`` in mm).
     ``limit``: at most that many instances, evenly spaced (:func:`subsample`)."""
-    instances = [i for i in read_bop_split(folder, obj_id, min_visib_fract=0.0) if i.bbox_visib[2] > 0 and i.bbox_visib[3] > 0]
+    instances = [
+        i for i in read_bop_split(folder, obj_id, min_visib_fract=0.0) if i.bbox_visib[2] > 0 and i.bbox_visib[3] > 0
+    ]
     if not instances:
         raise DataError(f"{folder}: no instance of object {obj_id} with a visible box")
     if limit is not None:

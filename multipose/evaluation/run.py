@@ -402,7 +402,9 @@ def codebook_from_config(
     encoder = encoder.to(device).eval()
     codes = []
     start = time.perf_counter()
-    with progress_bar(total=rotations.shape[0], desc="building codebook", unit="view", disable=not progress, leave=False) as bar:
+    with progress_bar(
+        total=rotations.shape[0], desc="building codebook", unit="view", disable=not progress, leave=False
+    ) as bar:
         for chunk in rotations.split(cfg.Evaluation.BATCH_SIZE):
             images = renderer.render_centred(chunk).float() / 255.0  # 8-bit levels, as the training images
             codes.append(encoder.encode(images).float().cpu())

@@ -127,10 +127,16 @@ class EncoderConfig:
 
 
 #: Named architectures (config ``[Encoder] ARCH``).
-PRESETS: Mapping[str, EncoderConfig] = MappingProxyType({
-    "aae": EncoderConfig(image_size=ENCODER_INPUT_SIZES["aae"], channels=(128, 256, 512, 512), latent_size=128, kernel_size=5),
-    "small": EncoderConfig(image_size=ENCODER_INPUT_SIZES["small"], channels=(32, 64, 128, 128), latent_size=128, kernel_size=5),
-})
+PRESETS: Mapping[str, EncoderConfig] = MappingProxyType(
+    {
+        "aae": EncoderConfig(
+            image_size=ENCODER_INPUT_SIZES["aae"], channels=(128, 256, 512, 512), latent_size=128, kernel_size=5
+        ),
+        "small": EncoderConfig(
+            image_size=ENCODER_INPUT_SIZES["small"], channels=(32, 64, 128, 128), latent_size=128, kernel_size=5
+        ),
+    }
+)
 
 
 def encoder_config(arch: str, **overrides: Any) -> EncoderConfig:
@@ -195,7 +201,8 @@ class Encoder(nn.Module):
         self.config = config
         in_channels = (3, *config.channels[:-1])
         self.convs = nn.ModuleList(
-            nn.Conv2d(cin, cout, config.kernel_size, stride=2) for cin, cout in zip(in_channels, config.channels, strict=True)
+            nn.Conv2d(cin, cout, config.kernel_size, stride=2)
+            for cin, cout in zip(in_channels, config.channels, strict=True)
         )
         self.norms = nn.ModuleList(
             nn.BatchNorm2d(c, eps=BATCH_NORM_EPS) if config.batch_norm else nn.Identity() for c in config.channels

@@ -121,7 +121,9 @@ def config_differences(old: Config, new: Config, allowed: Iterable[tuple[str, st
 def pose_checkpoints(cfg: Config) -> CheckpointStore:
     """The pose-head checkpoints of a run: ``<OUTPUT_PATH>/models/model-epoch{N}.pt`` (the newest
     ``KEEP_CHECKPOINTS``) and ``model-best.pt``."""
-    return CheckpointStore(Path(cfg.Training.OUTPUT_PATH) / "models", prefix="model", keep=cfg.Training.KEEP_CHECKPOINTS)
+    return CheckpointStore(
+        Path(cfg.Training.OUTPUT_PATH) / "models", prefix="model", keep=cfg.Training.KEEP_CHECKPOINTS
+    )
 
 
 def stored_config_changes(cfg: Config) -> list[str] | None:
@@ -213,7 +215,11 @@ class MetricsLog:
 
 
 def plot_curves(
-    curves: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | os.PathLike, xlabel: str, ylabel: str, log_y: bool = False
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    path: str | os.PathLike,
+    xlabel: str,
+    ylabel: str,
+    log_y: bool = False,
 ) -> Path:
     """A line plot of ``(label, x, y)`` curves, saved atomically as PNG."""
     fig = Figure(figsize=(6, 4))

@@ -121,7 +121,9 @@ def _save_preview(path: Path, model: Autoencoder, samples: dict[str, torch.Tenso
         recon = model(samples["image"]).reconstruction
     finally:
         model.train(was_training)
-    losses = [float(bootstrapped_l2_loss(r[None], t[None], ratio)) for r, t in zip(recon, samples["target"], strict=True)]
+    losses = [
+        float(bootstrapped_l2_loss(r[None], t[None], ratio)) for r, t in zip(recon, samples["target"], strict=True)
+    ]
     rows = [
         [img.permute(1, 2, 0).float().cpu().numpy() for img in (samples["image"][i], samples["target"][i], recon[i])]
         for i in range(recon.shape[0])

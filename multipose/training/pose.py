@@ -7,7 +7,8 @@ followed by validation, metrics, images and an atomic checkpoint.
 
 Exact resume: a checkpoint is written after every epoch and holds everything the next epoch depends
 on (head, optimizer, scheduler, global RNG states, the data pipeline's generators and hard-sample
-pool; early stopping is replayed from the validation losses). An interrupted epoch is simply run again from that state, so a run
+pool; early stopping is replayed from the validation losses). An interrupted epoch is simply run again from
+that state, so a run
 killed at any moment and restarted ends with the same weights as one that was never interrupted
 (same seed, same device).
 
@@ -158,7 +159,9 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.opti
     every ``LR_STEP_EPOCHS``) when that is set, else a constant rate, as the original."""
     tr = cfg.Training
     if tr.LEARNING_RATE_LOW is not None:
-        factor = partial(_one_cycle_factor, num_epochs=tr.NUM_ITER, low=tr.LEARNING_RATE_LOW, high=tr.LEARNING_RATE_HIGH)
+        factor = partial(
+            _one_cycle_factor, num_epochs=tr.NUM_ITER, low=tr.LEARNING_RATE_LOW, high=tr.LEARNING_RATE_HIGH
+        )
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     if tr.LR_STEP_EPOCHS is not None:
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=tr.LR_STEP_EPOCHS, gamma=tr.LR_STEP_GAMMA)
@@ -230,7 +233,9 @@ def _save_examples(path: Path, loss_fn: MultiPoseLoss, outputs: list, indices: t
         row_titles.append(f"#{idx} loss {terms.per_sample[i]:.3f}\nconf {conf}")
     K = len(rows[0]) - 3
     titles = ["input", "GT depth", *[f"hypothesis {k + 1}" for k in range(K)], "|error| top"]
-    save_figure(image_grid(rows, titles, row_titles=row_titles, cmaps=[None, "viridis", *["viridis"] * K, "magma"]), path)
+    save_figure(
+        image_grid(rows, titles, row_titles=row_titles, cmaps=[None, "viridis", *["viridis"] * K, "magma"]), path
+    )
 
 
 class NumericalError(UserInputError):
@@ -281,7 +286,9 @@ def _train_epoch(
                       "a gradient", epoch, number, store)
         optimizer.step()
         data.update(batch, terms.per_sample.detach())
-        sums += torch.stack([terms.loss.detach(), terms.depth.detach().mean(), terms.diversity.detach().mean()]).cpu() * n
+        sums += (
+            torch.stack([terms.loss.detach(), terms.depth.detach().mean(), terms.diversity.detach().mean()]).cpu() * n
+        )
         seen += n
         bar.set_postfix(loss=f"{sums[0].item() / seen:.4f}")
     return (sums / max(seen, 1)).tolist()
