@@ -386,14 +386,14 @@ def rasterize_nearest(
         B, (H, W), F = R.shape[0], size, faces.shape[0]
         cam = verts[None] @ R.transpose(1, 2) + t[:, None, :]  # (B, V, 3)
         uv = (cam @ K.transpose(1, 2))[..., :2] / cam[..., 2:3]
-        face_z, face_uv = cam[..., 2][:, faces], uv[:, faces]  # (B, F, 3), (B, F, 3, 2)
+        corner, face_uv = cam[:, faces], uv[:, faces]  # (B, F, 3, 3) camera-space vertices, (B, F, 3, 2)
+        face_z = corner[..., 2]  # (B, F, 3)
         lo, hi = face_uv.amin(dim=2), face_uv.amax(dim=2)  # (B, F, 2) bounding boxes in pixels
         first = lo.ceil().clamp(min=0).long()
         last = torch.minimum(hi.floor(), torch.tensor([W - 1.0, H - 1.0], device=R.device)).long()
         extent = (last - first + 1).clamp(min=0)  # (B, F, 2) pixel centres covered per axis
         count = extent[..., 0] * extent[..., 1] * (face_z.amin(dim=2) > 0)  # (B, F) candidates
         if cull_backfaces:
-            corner = cam[:, faces]  # (B, F, 3, 3) camera-space vertices
             normal = torch.linalg.cross(corner[:, :, 1] - corner[:, :, 0], corner[:, :, 2] - corner[:, :, 0])
             count = count * ((normal * corner[:, :, 0]).sum(dim=-1) * cull_backfaces < 0)  # front faces only
         # Each face's 9 edge coefficients (barycentric b_i = a_i u + b_i v + c_i) and the plane of 1/z.
