@@ -24,6 +24,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ import trimesh
 
 from multipose.checkpoint import atomic_write_bytes
 from multipose.errors import MeshError
+
+if TYPE_CHECKING:
+    from multipose.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -386,6 +390,12 @@ def loss_mesh_cache_file(
     """Where :func:`load_loss_mesh` stores (or finds) the decimated copy of the model file ``path``
     (which must exist: the name hashes its content)."""
     return _cache_path(Path(cache_dir), file_sha256(path), max(int(target_faces), 0), normalize)
+
+
+def load_data_mesh(cfg: Config) -> Mesh:
+    """The CAD model of a config's training renders, as the renders see it: ``[Dataset] MODEL_PATH_DATA``
+    normalised by ``[Rendering] NORMALIZE_VERTICES`` (:func:`load_mesh`)."""
+    return load_mesh(cfg.Dataset.MODEL_PATH_DATA[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
 
 
 def load_loss_mesh(

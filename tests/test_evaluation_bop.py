@@ -13,9 +13,8 @@ from torch.testing import assert_close
 from multipose.config import load_config_text
 from multipose.data.crops import ViewSettings
 from multipose.errors import ConfigError, DataError
-from multipose.evaluation import bop, evaluate_models, load_test_set
+from multipose.evaluation import bop, check_evaluation_inputs, evaluate_models, load_test_set
 from multipose.evaluation.metrics import re, vsd
-from multipose.evaluation.run import check_evaluation_inputs
 from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig
 from multipose.render import MeshRenderer
 

@@ -157,3 +157,16 @@ def test_recall_counts_errors_strictly_below_the_threshold():
     assert curve.tolist() == pytest.approx([0.0, 0.4, 0.6, 1.0])
     with pytest.raises(ValueError, match="empty"):
         recall(torch.zeros(0), 0.3)
+
+
+def test_the_metrics_import_alone_loads_no_training_rendering_or_plotting():
+    """``from multipose.evaluation import metrics`` stays light: the package re-exports lazily."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from multipose.evaluation import metrics, vsd; "
+            "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'multipose.training', "
+            "'multipose.render', 'pytorch3d.renderer', 'multipose.evaluation.run'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]", out.stdout

@@ -14,13 +14,21 @@ import pytest
 import torch
 from _original_support import original_state_dict, ortho6d_columns
 from PIL import Image
+from torch.testing import assert_close
 
 from multipose.config import load_config
 from multipose.data.datasets import generate_samples
 from multipose.data.io import save_samples
 from multipose.errors import ConfigError
-from multipose.evaluation import TestSet, evaluate_models, load_test_set
-from multipose.evaluation.run import check_evaluation_inputs, codebook_from_config, load_pose_checkpoint
+from multipose.evaluation import (
+    TestSet,
+    check_evaluation_inputs,
+    codebook_from_config,
+    evaluate_models,
+    load_pose_checkpoint,
+    load_test_set,
+)
+from multipose.evaluation.report import read_per_sample
 from multipose.geometry import geodesic_angle_deg
 from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig, codebook_rotations, save_encoder
 from multipose.models.weights import ModelFileError
@@ -345,3 +353,26 @@ def _trained_head(shared: Path, tmp_path: Path) -> Path:
     torch.save({"model": head.state_dict(), "head_args": head.config.to_dict(), "epoch": 1,
                 "encoder_args": TINY_ENCODER.to_dict(), "encoder_sha256": encoder_digest(load_encoder(cfg))}, path)
     return path
+
+
+def test_scores_do_not_depend_on_the_batch_size(shared, tmp_path):
+    """Batches are scored one by one and accumulated: 3 batches give the numbers of one batch."""
+    samples = generate_samples(_cfg(shared, tmp_path / "run"), 5, seed=4, progress=False)
+    test_set = TestSet(images=samples.images, R=samples.R, t=samples.t, K_vsd=samples.K, vsd_size=32)
+    torch.manual_seed(2)
+    head = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16)).eval()
+    encoder = Encoder(TINY_ENCODER).eval()
+    results = [
+        evaluate_models(_cfg(shared, tmp_path / "run", f"Evaluation.BATCH_SIZE={b}", "Evaluation.SAVE_IMAGES=true"),
+                        encoder, head, test_set, tmp_path / f"eval{b}", progress=False)
+        for b in (2, 5)
+    ]
+    for method, errors in results[0].errors.items():
+        assert_close(errors, results[1].errors[method], msg=method)
+    small, whole = (read_per_sample(tmp_path / f"eval{b}") for b in (2, 5))
+    assert list(small) == list(whole)
+    for column in small:
+        np.testing.assert_allclose(small[column], whole[column], rtol=1e-5, atol=1e-4, err_msg=column)
+    bop_rows = [(tmp_path / f"eval{b}" / "multipose_synthetic-test.csv").read_text().splitlines() for b in (2, 5)]
+    assert [r.split(",")[:4] for r in bop_rows[0]] == [r.split(",")[:4] for r in bop_rows[1]]
+    assert (tmp_path / "eval2" / "examples.png").is_file()

@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,10 @@ from multipose.errors import DataError
 from multipose.evaluation.metrics import recall_curve
 from multipose.visualize import image_grid, save_figure
 
+if TYPE_CHECKING:
+    from multipose.evaluation.scoring import Scores
+    from multipose.evaluation.testsets import TestSet
+
 __all__ = [
     "BOP_HEADER",
     "plot_error_distribution",
@@ -37,6 +41,7 @@ __all__ = [
     "plot_rotation_errors",
     "read_per_sample",
     "write_bop_results",
+    "write_evaluation",
     "write_json",
     "write_table",
 ]
@@ -224,3 +229,73 @@ def plot_error_distribution(
     if title:
         fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
+
+
+def write_evaluation(
+    out_dir: str | os.PathLike[str], scores: Scores, test_set: TestSet, metrics: dict[str, Any], figures: bool
+) -> dict[str, str]:
+    """Write an evaluation's files to ``out_dir``: ``per-sample.csv``, a BOP results file per method with
+    estimates (``multipose_<name>.csv``, ``aaecodebook_<name>.csv``, ``stored_<name>.csv``), with
+    ``figures`` ``recall.png``, ``rotation-error.png`` and ``examples.png``, and last ``metrics.json``
+    (``metrics`` with the file names added under ``files``, which are returned)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"metrics": "metrics.json", "per_sample": "per-sample.csv"}
+    write_table(out_dir / files["per_sample"], _per_sample_columns(scores, test_set))
+    n = len(scores)
+    per_image = {"head": (scores.seconds["encoder"] + scores.seconds["head"]) / n,
+                 "codebook": (scores.seconds["encoder"] + scores.seconds["codebook"]) / n, "stored": -1.0}
+    for method, prefix in (("head", "multipose"), ("codebook", "aaecodebook"), ("stored", "stored")):
+        if method in scores.estimates:
+            e = scores.estimates[method]
+            files[f"bop_{method}"] = f"{prefix}_{test_set.name}.csv"
+            write_bop_results(out_dir / files[f"bop_{method}"], test_set.scene_id, test_set.im_id, test_set.obj_id,
+                              e.score, e.R, e.t, torch.full((n,), per_image[method]))
+    if figures:
+        files.update(_plot_evaluation(out_dir, scores, test_set, metrics["settings"]))
+    metrics["files"] = files
+    write_json(out_dir / files["metrics"], metrics)
+    return files
+
+
+def _per_sample_columns(scores: Scores, test_set: TestSet) -> dict[str, Any]:
+    """The columns of ``per-sample.csv``: ids, the top confidence, each method's errors (symmetry-aware
+    rotation errors where the symmetries are known, translation errors where the translation is estimated)
+    and each hypothesis' VSD error."""
+    columns: dict[str, Any] = {
+        "index": list(range(len(scores))), "scene_id": test_set.scene_id, "im_id": test_set.im_id,
+        "top_confidence": scores.top_confidence.tolist(),
+    }
+    for m, e in scores.errors.items():
+        columns[f"vsd_{m}"] = e.vsd.tolist()
+        columns[f"re_{m}"] = e.re.tolist()
+        if test_set.symmetries is not None:
+            columns[f"re_sym_{m}"] = e.re_sym.tolist()
+        if test_set.boxes is not None:
+            columns[f"te_{m}"] = e.te.tolist()
+    for k in range(scores.hypothesis_vsd.shape[1]):
+        columns[f"vsd_hypothesis{k + 1}"] = scores.hypothesis_vsd[:, k].tolist()
+    return columns
+
+
+def _plot_evaluation(out_dir: Path, scores: Scores, test_set: TestSet, settings: Mapping[str, Any]) -> dict[str, str]:
+    """``recall.png``, ``rotation-error.png`` and (with example rows) ``examples.png``; their file names."""
+    title = f"{test_set.description}; tau {settings['vsd_tau']:g} mm, delta {settings['vsd_delta']:g} mm"
+    files = {"recall_plot": "recall.png", "rotation_plot": "rotation-error.png"}
+    plot_recall_curves(out_dir / files["recall_plot"], scores.error("vsd"), settings["vsd_threshold"], title)
+    if test_set.symmetries is not None:
+        rot, label = scores.error("re_sym"), "symmetry-aware rotation error (degrees)"
+    else:
+        rot, label = scores.error("re"), "rotation error (degrees; symmetries unknown)"
+    plot_rotation_errors(out_dir / files["rotation_plot"], rot, label, title)
+    order = scores.example_index.tolist()
+    if order:
+        files["examples"] = "examples.png"
+        vsd = scores.error("vsd")
+        notes = {"top hypothesis": [f"conf {scores.top_confidence[i]:.2f} VSD {vsd['head'][i]:.2f}" for i in order]}
+        if "codebook" in vsd:
+            notes["codebook"] = [f"VSD {vsd['codebook'][i]:.2f}" for i in order]
+        titles = [f"#{i} ({int(test_set.scene_id[i])}/{int(test_set.im_id[i])})" if test_set.boxes is not None
+                  else f"#{i}" for i in order]
+        plot_examples(out_dir / files["examples"], test_set.images[order], scores.example_depths, titles, notes)
+    return files
