@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from multipose.data.datasets import TrainingData, training_data_from_config
 from multipose.data.sampling import derive_seed
 from multipose.errors import UserInputError
 from multipose.mesh import file_sha256
-from multipose.models import Autoencoder, Encoder, bootstrapped_l2_loss, load_encoder, save_encoder
+from multipose.models import Autoencoder, Encoder, EncoderConfig, bootstrapped_l2_loss, load_encoder, save_encoder
 from multipose.models.weights import ENCODER_FILE, encoder_weights_path, requested_encoder_config
 from multipose.progress import progress_bar
 from multipose.runlock import StopRequest
@@ -62,6 +63,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ENCODER_RUN_DIR",
     "KEEP_CHECKPOINTS",
+    "PretrainProgress",
     "PREVIEW_SAMPLES",
     "TRAIN_FIELDS",
     "encoder_output_path",
@@ -162,135 +164,212 @@ def pretrain_encoder(
         set_rng_state(saved_rng)
 
 
+@dataclass
+class PretrainProgress:
+    """The resumable state of the pretraining loop, saved in every checkpoint and restored as a unit:
+    iterations done, seconds spent and the mean loss of the last logged window."""
+
+    iteration: int = 0
+    seconds: float = 0.0
+    loss: float | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, "seconds": self.seconds, "loss": self.loss}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> PretrainProgress:
+        return cls(state["iteration"], state["seconds"], state.get("loss"))
+
+
+@dataclass
+class _PretrainRun:
+    """What every iteration of one pretraining run uses."""
+
+    cfg: Config
+    folder: Path
+    architecture: EncoderConfig
+    model: Autoencoder
+    optimizer: torch.optim.Optimizer
+    data: TrainingData
+    preview: dict[str, torch.Tensor] | None
+    store: CheckpointStore
+    log: MetricsLog
+
+
+class _LossWindow:
+    """The losses since the last log line, and the wall time since then."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.timer = time.perf_counter()
+        self.reset()
+
+    def reset(self) -> None:
+        self.sum, self.count = torch.zeros((), device=self.device), 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.sum += loss.detach()
+        self.count += 1
+
+    def close(self, state: PretrainProgress) -> float:
+        """Add the seconds since the last close to ``state``; the window's mean loss, then start a new window."""
+        now = time.perf_counter()
+        state.seconds, self.timer = state.seconds + (now - self.timer), now
+        mean = float(self.sum / self.count)
+        self.reset()
+        return mean
+
+
 def _pretrain(cfg: Config, device: torch.device, run_dir: Path, progress: bool, stop_after: int | None) -> Path:
-    enc, seed = cfg.Encoder, cfg.Training.RANDOM_SEED
-    architecture = requested_encoder_config(cfg)
-    out_path = encoder_output_path(cfg)
-    folder = run_dir / ENCODER_RUN_DIR
-
-    seed_everything(seed)  # the initial weights
-    model = Autoencoder.from_config(architecture).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=enc.LEARNING_RATE)
-    data = training_data_from_config(cfg, device, progress=progress, with_target=True)
-    preview = _fixed_samples(data, PREVIEW_SAMPLES, seed) if cfg.Training.SAVE_IMAGES else None
-
-    store = CheckpointStore(folder, prefix="encoder", keep=KEEP_CHECKPOINTS)
-    log = MetricsLog(folder / "train-loss.csv", TRAIN_FIELDS, step_field="iteration")
-    iteration, elapsed = 0, 0.0
-    latest = store.load_latest()
+    enc = cfg.Encoder
+    run = _build_run(cfg, device, run_dir / ENCODER_RUN_DIR, progress)
+    latest = run.store.load_latest()
     if latest is not None:
-        state, path = latest
-        if state["encoder_args"] != architecture.to_dict():
-            raise UserInputError(
-                f"{path}: holds an autoencoder with {state['encoder_args']}, but [Encoder] asks for "
-                f"{architecture.to_dict()}; delete {folder} to pretrain from scratch, or use another "
-                "[Training] OUTPUT_PATH"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        for group in optimizer.param_groups:  # --force may have changed it; same value otherwise
-            group["lr"] = enc.LEARNING_RATE
-        data.load_state_dict(state["data"])
-        set_rng_state(state["rng"])
-        iteration, elapsed = state["iteration"], state["seconds"]
-        logger.info("resuming encoder pretraining in %s from %s (iteration %d of %d)",
-                    folder, path.name, iteration, enc.NUM_ITER)
-        if iteration > enc.NUM_ITER:
-            logger.warning("the checkpoint is past [Encoder] NUM_ITER = %d; keeping its weights", enc.NUM_ITER)
+        state = _restore(run, *latest)
     else:
-        logger.info(
-            "pretraining the encoder (%s): %d iterations of %d crops, Adam lr %g, bootstrap ratio %d, on %s",
-            architecture.describe(), enc.NUM_ITER, enc.BATCH_SIZE, enc.LEARNING_RATE, enc.BOOTSTRAP_RATIO, device,
-        )
-    log.truncate(iteration)
-
-    def checkpoint(mean_loss: float | None) -> None:
-        # figures first: the checkpoint commits the chunk, so a kill before it redraws them on re-run
-        plot_curves([("train (bootstrapped L2)", *log.column("loss"))], folder / "loss.png",
-                    "iteration", "reconstruction loss", log_y=True)
-        if preview is not None:
-            _save_preview(folder / f"preview-iter{iteration}.png", model, preview, enc.BOOTSTRAP_RATIO)
-        state: dict[str, Any] = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "iteration": iteration,
-            "seconds": elapsed,
-            "loss": mean_loss,
-            "encoder_args": architecture.to_dict(),
-            "data": data.state_dict(),
-            "rng": rng_state(),
-            "config": cfg.to_ini(),
-        }
-        store.save(state, iteration)
-
-    model.train()
-    window_sum, window_len = torch.zeros((), device=device), 0
-    last_loss = None
-    first = iteration
-    timer = time.perf_counter()
-    timed_from: float | None = None
-    bar = progress_bar(total=enc.NUM_ITER, initial=min(iteration, enc.NUM_ITER), desc="pretraining encoder",
-               unit="it", disable=not progress, leave=False)
+        state = PretrainProgress()
+        logger.info("pretraining the encoder (%s): %d iterations of %d crops, Adam lr %g, bootstrap ratio %d, on %s",
+                    run.architecture.describe(), enc.NUM_ITER, enc.BATCH_SIZE, enc.LEARNING_RATE,
+                    enc.BOOTSTRAP_RATIO, device)
+    run.log.truncate(state.iteration)
+    estimate = _DurationEstimate(enc.NUM_ITER, state.iteration)
+    window = _LossWindow(device)
+    run.model.train()
+    bar = progress_bar(total=enc.NUM_ITER, initial=min(state.iteration, enc.NUM_ITER), desc="pretraining encoder",
+                       unit="it", disable=not progress, leave=False)
     with bar, StopRequest() as stop:
-        while iteration < enc.NUM_ITER:
-            stop.check(f"at encoder pretraining iteration {iteration + 1}")
-            batch = data.batch(enc.BATCH_SIZE)
-            out = model(batch["image"])
-            loss = bootstrapped_l2_loss(out.reconstruction, batch["target"], enc.BOOTSTRAP_RATIO)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            iteration += 1
-            window_sum += loss.detach()
-            window_len += 1
+        while state.iteration < enc.NUM_ITER:
+            stop.check(f"at encoder pretraining iteration {state.iteration + 1}")
+            window.add(_step(run))
+            state.iteration += 1
             bar.update(1)
-
-            # the expected duration, once a few iterations after the warm-up one have been timed
-            if iteration == first + 1:
-                timed_from = time.perf_counter()
-            elif timed_from is not None and iteration == first + 1 + _TIMED_ITERATIONS:
-                per_iteration = (time.perf_counter() - timed_from) / _TIMED_ITERATIONS
-                logger.info("encoder pretraining: %.2f s per iteration; about %s for the remaining %d iterations",
-                            per_iteration, _duration(per_iteration * (enc.NUM_ITER - iteration)),
-                            enc.NUM_ITER - iteration)
-
-            due = iteration % enc.SAVE_INTERVAL == 0 or iteration == enc.NUM_ITER
-            if due or iteration % enc.LOG_INTERVAL == 0:
-                now = time.perf_counter()
-                elapsed, timer = elapsed + (now - timer), now
-                last_loss = float(window_sum / window_len)
-                lr = optimizer.param_groups[0]["lr"]
-                log.append({"iteration": iteration, "loss": last_loss, "lr": lr, "seconds": round(elapsed, 2)})
-                bar.set_postfix(loss=f"{last_loss:.4f}")
-                window_sum, window_len = torch.zeros((), device=device), 0
+            estimate.tick(state.iteration)
+            due = state.iteration % enc.SAVE_INTERVAL == 0 or state.iteration == enc.NUM_ITER
+            if due or state.iteration % enc.LOG_INTERVAL == 0:
+                state.loss = window.close(state)
+                run.log.append({"iteration": state.iteration, "loss": state.loss,
+                                "lr": run.optimizer.param_groups[0]["lr"], "seconds": round(state.seconds, 2)})
+                bar.set_postfix(loss=f"{state.loss:.4f}")
             if due:
-                checkpoint(last_loss)
-                logger.info("encoder pretraining: iteration %d/%d, loss %.4f, %s", iteration, enc.NUM_ITER,
-                            last_loss, _duration(elapsed))
-            if stop_after is not None and iteration >= stop_after and iteration < enc.NUM_ITER:
-                logger.info("encoder pretraining stopped after iteration %d (stop_after)", iteration)
-                return out_path
+                _save_checkpoint(run, state)
+            if stop_after is not None and stop_after <= state.iteration < enc.NUM_ITER:
+                logger.info("encoder pretraining stopped after iteration %d (stop_after)", state.iteration)
+                return encoder_output_path(cfg)
+    return _save_pretrained(run, state)
 
-    if latest is not None and first >= enc.NUM_ITER:
-        last_loss = latest[0].get("loss")
+
+def _build_run(cfg: Config, device: torch.device, folder: Path, progress: bool) -> _PretrainRun:
+    """Seeded initial weights, Adam, the training data with clean targets, the fixed preview samples."""
+    seed_everything(cfg.Training.RANDOM_SEED)  # the initial weights
+    architecture = requested_encoder_config(cfg)
+    model = Autoencoder.from_config(architecture).to(device)
+    data = training_data_from_config(cfg, device, progress=progress, with_target=True)
+    preview = _fixed_samples(data, PREVIEW_SAMPLES, cfg.Training.RANDOM_SEED) if cfg.Training.SAVE_IMAGES else None
+    return _PretrainRun(
+        cfg, folder, architecture, model, torch.optim.Adam(model.parameters(), lr=cfg.Encoder.LEARNING_RATE), data,
+        preview, CheckpointStore(folder, prefix="encoder", keep=KEEP_CHECKPOINTS),
+        MetricsLog(folder / "train-loss.csv", TRAIN_FIELDS, step_field="iteration"),
+    )
+
+
+def _restore(run: _PretrainRun, state: dict[str, Any], path: Path) -> PretrainProgress:
+    """Load a checkpoint's autoencoder, Adam, data streams and RNG states into ``run`` (after checking that
+    it holds the configured architecture)."""
+    enc = run.cfg.Encoder
+    if state["encoder_args"] != run.architecture.to_dict():
+        raise UserInputError(
+            f"{path}: holds an autoencoder with {state['encoder_args']}, but [Encoder] asks for "
+            f"{run.architecture.to_dict()}; delete {run.folder} to pretrain from scratch, or use another "
+            "[Training] OUTPUT_PATH"
+        )
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    for group in run.optimizer.param_groups:  # --force may have changed it; same value otherwise
+        group["lr"] = enc.LEARNING_RATE
+    run.data.load_state_dict(state["data"])
+    set_rng_state(state["rng"])
+    progress = PretrainProgress.from_state_dict(state)
+    logger.info("resuming encoder pretraining in %s from %s (iteration %d of %d)",
+                run.folder, path.name, progress.iteration, enc.NUM_ITER)
+    if progress.iteration > enc.NUM_ITER:
+        logger.warning("the checkpoint is past [Encoder] NUM_ITER = %d; keeping its weights", enc.NUM_ITER)
+    return progress
+
+
+def _step(run: _PretrainRun) -> torch.Tensor:
+    """One iteration: a batch, the bootstrapped L2 loss of its reconstruction, an Adam step; the loss."""
+    enc = run.cfg.Encoder
+    batch = run.data.batch(enc.BATCH_SIZE)
+    out = run.model(batch["image"])
+    loss = bootstrapped_l2_loss(out.reconstruction, batch["target"], enc.BOOTSTRAP_RATIO)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    return loss
+
+
+class _DurationEstimate:
+    """Logs the expected duration once :data:`_TIMED_ITERATIONS` iterations after the warm-up one (the
+    first of this call) are timed."""
+
+    def __init__(self, num_iter: int, first: int) -> None:
+        self.num_iter, self.first = num_iter, first
+        self.start: float | None = None
+
+    def tick(self, iteration: int) -> None:
+        if iteration == self.first + 1:
+            self.start = time.perf_counter()
+        elif self.start is not None and iteration == self.first + 1 + _TIMED_ITERATIONS:
+            per_iteration = (time.perf_counter() - self.start) / _TIMED_ITERATIONS
+            remaining = self.num_iter - iteration
+            logger.info("encoder pretraining: %.2f s per iteration; about %s for the remaining %d iterations",
+                        per_iteration, _duration(per_iteration * remaining), remaining)
+
+
+def _save_checkpoint(run: _PretrainRun, state: PretrainProgress) -> None:
+    """Figures first (the checkpoint commits the chunk, so a kill before it redraws them on re-run), then
+    everything the following iterations depend on."""
+    enc = run.cfg.Encoder
+    plot_curves([("train (bootstrapped L2)", *run.log.column("loss"))], run.folder / "loss.png",
+                "iteration", "reconstruction loss", log_y=True)
+    if run.preview is not None:
+        _save_preview(run.folder / f"preview-iter{state.iteration}.png", run.model, run.preview, enc.BOOTSTRAP_RATIO)
+    checkpoint: dict[str, Any] = {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        **state.state_dict(),
+        "encoder_args": run.architecture.to_dict(),
+        "data": run.data.state_dict(),
+        "rng": rng_state(),
+        "config": run.cfg.to_ini(),
+    }
+    run.store.save(checkpoint, state.iteration)
+    logger.info("encoder pretraining: iteration %d/%d, loss %.4f, %s", state.iteration, enc.NUM_ITER,
+                state.loss, _duration(state.seconds))
+
+
+def _save_pretrained(run: _PretrainRun, state: PretrainProgress) -> Path:
+    """Write the encoder with what it was trained on (:func:`multipose.models.save_encoder`); its path."""
+    cfg, enc = run.cfg, run.cfg.Encoder
+    out_path = encoder_output_path(cfg)
     save_encoder(
-        model.encoder,
+        run.model.encoder,
         out_path,
         metadata={
             "source": "multipose encoder pretraining (train_encoder.py)",
-            "iterations": int(iteration),
+            "iterations": int(state.iteration),
             "batch_size": int(enc.BATCH_SIZE),
             "learning_rate": float(enc.LEARNING_RATE),
             "bootstrap_ratio": int(enc.BOOTSTRAP_RATIO),
-            "final_loss": None if last_loss is None else float(last_loss),
-            "seconds": round(float(elapsed), 2),
+            "final_loss": None if state.loss is None else float(state.loss),
+            "seconds": round(float(state.seconds), 2),
             "data_mesh": Path(cfg.Dataset.MODEL_PATH_DATA[0]).name,
             "data_mesh_sha256": file_sha256(cfg.Dataset.MODEL_PATH_DATA[0]),
             "config": cfg.to_ini(),
         },
     )
-    logger.info("encoder pretraining done: %d iterations in %s, final loss %s; wrote %s", iteration,
-                _duration(elapsed), "n/a" if last_loss is None else f"{last_loss:.4f}", out_path)
+    logger.info("encoder pretraining done: %d iterations in %s, final loss %s; wrote %s", state.iteration,
+                _duration(state.seconds), "n/a" if state.loss is None else f"{state.loss:.4f}", out_path)
     return out_path
 
 

@@ -23,13 +23,15 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from multipose.checkpoint import CheckpointStore
 from multipose.config import Config, check_crop_size, num_hypotheses
 from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
 from multipose.data.io import SampleSet
@@ -57,6 +59,7 @@ from multipose.visualize import image_grid, save_figure
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "HeadProgress",
     "TrainResult",
     "build_head",
     "build_scheduler",
@@ -294,6 +297,58 @@ def _train_epoch(
     return (sums / max(seen, 1)).tolist()
 
 
+@dataclass
+class HeadProgress:
+    """The resumable state of the epoch loop, saved in every checkpoint and restored as a unit. (The
+    epochs without improvement that early stopping counts are not stored: :func:`early_stopping_epoch`
+    replays them from the validation losses, which the log keeps up to the checkpoint's epoch.)"""
+
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    seconds: float = 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "best_validation_loss": self.best_loss, "best_epoch": self.best_epoch,
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> HeadProgress:
+        return cls(state["epoch"], state["best_validation_loss"], state["best_epoch"], state["seconds"])
+
+    def record(self, validation_loss: float) -> bool:
+        """Note this epoch's validation loss; True when it is the best yet."""
+        improved = validation_loss < self.best_loss
+        if improved:
+            self.best_loss, self.best_epoch = validation_loss, self.epoch
+        return improved
+
+
+@dataclass
+class _HeadRun:
+    """What every epoch of one run uses (built once by :func:`train_pose_head`)."""
+
+    cfg: Config
+    device: torch.device
+    run_dir: Path
+    encoder: Encoder
+    head: PoseHead
+    loss_fn: MultiPoseLoss
+    data: TrainingData
+    validation: SampleSet
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    store: CheckpointStore
+    train_log: MetricsLog
+    valid_log: MetricsLog
+    times: PhaseTimes
+    progress: bool
+    encoder_sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.encoder_sha256 = encoder_digest(self.encoder)
+
+
 def train_pose_head(
     cfg: Config,
     device: torch.device,
@@ -310,124 +365,154 @@ def train_pose_head(
     ``times`` receives the seconds of each phase (``encoder_pretraining``, ``caches``,
     ``head_training``, ``validation``, ``figures``, ``checkpoints``).
     """
-    tr = cfg.Training
     times = times or PhaseTimes()
     # read every input that can be wrong before the run folder is touched
     loss_fn = MultiPoseLoss.from_config(cfg, device)
     init = load_init_head(cfg, trust_checkpoints)
     explicit = None if cfg.Dataset.ENCODER_WEIGHTS == "auto" else load_encoder(cfg)
     run_dir = prepare_run_folder(cfg, force)
-    seed_everything(tr.RANDOM_SEED)
+    seed_everything(cfg.Training.RANDOM_SEED)
+    encoder = _frozen_encoder(cfg, explicit, device, times)
+    head = build_head(cfg, encoder, init).to(device)
+    store = pose_checkpoints(cfg)
+    latest = store.load_latest(trust=trust_checkpoints)
+    if latest is not None:  # check that the run can go on before any data is built
+        _check_resumable(cfg, *latest, head, encoder, force)
+    with times.phase("caches"):
+        data = training_data_from_config(cfg, device, progress=progress)
+        validation = validation_data_from_config(cfg, device, progress=progress)
+    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.Training.LEARNING_RATE_LOW or cfg.Training.LEARNING_RATE)
+    run = _HeadRun(cfg, device, run_dir, encoder, head, loss_fn, data, validation, optimizer,
+                   build_scheduler(cfg, optimizer), store, MetricsLog(run_dir / "train-loss.csv", TRAIN_FIELDS),
+                   MetricsLog(run_dir / "validation-loss.csv", VALID_FIELDS), times, progress)
+    state = _restore(run, *latest) if latest is not None else HeadProgress()
+    run.train_log.truncate(state.epoch)
+    run.valid_log.truncate(state.epoch)
 
-    if explicit is None:  # ENCODER_WEIGHTS: auto -- <OUTPUT_PATH>/encoder.pt, pretrained first if missing
+    reason = None
+    with StopRequest() as stop:
+        while reason is None and state.epoch < cfg.Training.NUM_ITER:
+            state.epoch += 1
+            improved = _run_epoch(run, state, stop)
+            with times.phase("checkpoints"):
+                store.save(_checkpoint(run, state), state.epoch, is_best=improved)
+            _plot_losses(run)
+            reason = _stop_reason(run, state)
+            if stop_after_epoch is not None and state.epoch >= stop_after_epoch:
+                break
+    if reason is not None:
+        logger.info("%s", reason)
+    return TrainResult(run_dir, state.epoch, state.best_epoch, state.best_loss, stopped_early=reason is not None)
+
+
+def _frozen_encoder(cfg: Config, explicit: Encoder | None, device: torch.device, times: PhaseTimes) -> Encoder:
+    """The frozen encoder on ``device``: ``explicit``, or for ``ENCODER_WEIGHTS: auto``
+    ``<OUTPUT_PATH>/encoder.pt``, pretrained first if missing; checked against the crop size."""
+    if explicit is None:
         from multipose.training.encoder import ensure_encoder
 
         with times.phase("encoder_pretraining"):
             explicit = ensure_encoder(cfg, device)
     encoder = freeze(explicit.to(device))
     check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
-    encoder_sha256 = encoder_digest(encoder)
-    head = build_head(cfg, encoder, init).to(device)
-    store = pose_checkpoints(cfg)
-    latest = store.load_latest(trust=trust_checkpoints)
-    if latest is not None:  # check that the run can go on before any data is built
-        state, path = latest
-        if state["head_args"] != head.config.to_dict():
-            raise UserInputError(
-                f"{path}: holds a head with {state['head_args']}, but the config asks for {head.config.to_dict()}; "
-                "use another [Training] OUTPUT_PATH"
-            )
-        mismatch = encoder_mismatch(state, encoder_sha256, path, encoder_weights_path(cfg))
-        if mismatch and not force:
-            raise RunFolderError(
-                f"{mismatch}; restore that encoder, use another [Training] OUTPUT_PATH, or --force to continue "
-                "training this head on the new encoder"
-            )
-        if mismatch:
-            logger.warning("--force: %s; continuing on the new encoder", mismatch)
-    with times.phase("caches"):
-        data: TrainingData = training_data_from_config(cfg, device, progress=progress)
-        validation = validation_data_from_config(cfg, device, progress=progress)
-    optimizer = torch.optim.Adam(head.parameters(), lr=tr.LEARNING_RATE_LOW or tr.LEARNING_RATE)
-    scheduler = build_scheduler(cfg, optimizer)
+    return encoder
 
-    train_log = MetricsLog(run_dir / "train-loss.csv", TRAIN_FIELDS)
-    valid_log = MetricsLog(run_dir / "validation-loss.csv", VALID_FIELDS)
-    epoch, best_loss, best_epoch, elapsed = 0, math.inf, 0, 0.0
-    if latest is not None:
-        state, path = latest
-        head.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        data.load_state_dict(state["data"])
-        set_rng_state(state["rng"])
-        epoch, best_loss, best_epoch = state["epoch"], state["best_validation_loss"], state["best_epoch"]
-        elapsed = state["seconds"]
-        logger.info("resuming %s from %s (epoch %d, best validation loss %.4f)", run_dir, path.name, epoch, best_loss)
-    train_log.truncate(epoch)
-    valid_log.truncate(epoch)
 
-    stopped_early = False
-    with StopRequest() as stop:
-        while epoch < tr.NUM_ITER:
-            epoch += 1
-            start = time.perf_counter()
-            with times.phase("head_training"):
-                means = _train_epoch(encoder, head, loss_fn, data, optimizer, stop, store, epoch, progress)
-                lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
-            with times.phase("validation"):
-                metrics, per_sample, outputs = evaluate_loss(encoder, head, loss_fn, validation, tr.BATCH_SIZE, device)
-            _check_finite(torch.tensor(metrics["loss"]), "the validation loss", epoch, None, store)
-            elapsed += time.perf_counter() - start
-            train_log.append(dict(zip(TRAIN_FIELDS, [epoch, *means, lr, round(elapsed, 2)], strict=True)))
-            valid_log.append({"epoch": epoch, **metrics})
-            improved = metrics["loss"] < best_loss
-            if improved:
-                best_loss, best_epoch = metrics["loss"], epoch
-            if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES:
-                with times.phase("figures"):
-                    n_img = min(tr.NUM_SAVED_IMAGES, len(per_sample))
-                    images = run_dir / "images"
-                    _save_examples(images / f"epoch{epoch}-samples.png", loss_fn, outputs, torch.arange(n_img))
-                    _save_examples(images / f"epoch{epoch}-hardest.png", loss_fn, outputs,
-                                   per_sample.argsort(descending=True)[:n_img])
-            state = {
-                "model": head.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch,
-                "best_validation_loss": best_loss,
-                "best_epoch": best_epoch,
-                "seconds": elapsed,
-                "head_args": head.config.to_dict(),
-                "encoder_args": encoder.config.to_dict(),
-                "encoder_sha256": encoder_sha256,
-                "data": data.state_dict(),
-                "rng": rng_state(),
-                "config": cfg.to_ini(),
-            }
-            with times.phase("checkpoints"):
-                store.save(state, epoch, is_best=improved)
-            plot_curves(
-                [("train", *train_log.column("loss")), ("validation", *valid_log.column("loss")),
-                 ("validation best-of-K depth", *valid_log.column("best_of_k_depth"))],
-                run_dir / "loss.png", "epoch", "multi-pose loss",
-            )
-            logger.info(
-                "epoch %d/%d: train %.4f, validation %.4f (best-of-K depth %.4f), lr %.2e, %.1f s",
-                epoch, tr.NUM_ITER, means[0], metrics["loss"], metrics["best_of_k_depth"], lr, elapsed,
-            )
-            if tr.EARLY_STOPPING and early_stopping_epoch(valid_log.column("loss")[1], tr.STOPPING_WINDOW,
-                                                          tr.STOPPING_TIME_LIMIT) == epoch:
-                logger.info("early stopping: the %d-epoch moving average of the validation loss has not improved for "
-                            "more than %d epochs", tr.STOPPING_WINDOW, tr.STOPPING_TIME_LIMIT)
-                stopped_early = True
-                break
-            if tr.MAX_HOURS is not None and elapsed >= tr.MAX_HOURS * 3600.0:
-                logger.info("stopping: MAX_HOURS = %g h of training reached", tr.MAX_HOURS)
-                stopped_early = True
-                break
-            if stop_after_epoch is not None and epoch >= stop_after_epoch:
-                break
-    return TrainResult(run_dir, epoch, best_epoch, best_loss, stopped_early)
+def _check_resumable(
+    cfg: Config, state: dict[str, Any], path: Path, head: PoseHead, encoder: Encoder, force: bool
+) -> None:
+    """Raise when the checkpoint ``state`` (from ``path``) holds another head, or was trained on another
+    encoder (allowed with ``force``, with a warning)."""
+    if state["head_args"] != head.config.to_dict():
+        raise UserInputError(
+            f"{path}: holds a head with {state['head_args']}, but the config asks for {head.config.to_dict()}; "
+            "use another [Training] OUTPUT_PATH"
+        )
+    mismatch = encoder_mismatch(state, encoder_digest(encoder), path, encoder_weights_path(cfg))
+    if mismatch and not force:
+        raise RunFolderError(
+            f"{mismatch}; restore that encoder, use another [Training] OUTPUT_PATH, or --force to continue "
+            "training this head on the new encoder"
+        )
+    if mismatch:
+        logger.warning("--force: %s; continuing on the new encoder", mismatch)
+
+
+def _restore(run: _HeadRun, state: dict[str, Any], path: Path) -> HeadProgress:
+    """Load a checkpoint's head, optimizer, scheduler, data streams and RNG states into ``run``."""
+    run.head.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.data.load_state_dict(state["data"])
+    set_rng_state(state["rng"])
+    progress = HeadProgress.from_state_dict(state)
+    logger.info("resuming %s from %s (epoch %d, best validation loss %.4f)", run.run_dir, path.name,
+                progress.epoch, progress.best_loss)
+    return progress
+
+
+def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
+    """Train and validate epoch ``state.epoch``, log it and draw its images; True when its validation
+    loss is the best yet."""
+    tr = run.cfg.Training
+    start = time.perf_counter()
+    with run.times.phase("head_training"):
+        means = _train_epoch(run.encoder, run.head, run.loss_fn, run.data, run.optimizer, stop, run.store,
+                             state.epoch, run.progress)
+        lr = run.optimizer.param_groups[0]["lr"]
+        run.scheduler.step()
+    with run.times.phase("validation"):
+        metrics, per_sample, outputs = evaluate_loss(run.encoder, run.head, run.loss_fn, run.validation,
+                                                     tr.BATCH_SIZE, run.device)
+    _check_finite(torch.tensor(metrics["loss"]), "the validation loss", state.epoch, None, run.store)
+    state.seconds += time.perf_counter() - start
+    run.train_log.append(dict(zip(TRAIN_FIELDS, [state.epoch, *means, lr, round(state.seconds, 2)], strict=True)))
+    run.valid_log.append({"epoch": state.epoch, **metrics})
+    improved = state.record(metrics["loss"])
+    if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES:
+        with run.times.phase("figures"):
+            n_img = min(tr.NUM_SAVED_IMAGES, len(per_sample))
+            images = run.run_dir / "images"
+            _save_examples(images / f"epoch{state.epoch}-samples.png", run.loss_fn, outputs, torch.arange(n_img))
+            _save_examples(images / f"epoch{state.epoch}-hardest.png", run.loss_fn, outputs,
+                           per_sample.argsort(descending=True)[:n_img])
+    logger.info("epoch %d/%d: train %.4f, validation %.4f (best-of-K depth %.4f), lr %.2e, %.1f s", state.epoch,
+                tr.NUM_ITER, means[0], metrics["loss"], metrics["best_of_k_depth"], lr, state.seconds)
+    return improved
+
+
+def _checkpoint(run: _HeadRun, state: HeadProgress) -> dict[str, Any]:
+    """Everything the next epoch depends on, and what the checkpoint was trained with."""
+    return {
+        "model": run.head.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        **state.state_dict(),
+        "head_args": run.head.config.to_dict(),
+        "encoder_args": run.encoder.config.to_dict(),
+        "encoder_sha256": run.encoder_sha256,
+        "data": run.data.state_dict(),
+        "rng": rng_state(),
+        "config": run.cfg.to_ini(),
+    }
+
+
+def _plot_losses(run: _HeadRun) -> None:
+    """``loss.png``: training and validation losses and the validation best-of-K depth term per epoch."""
+    plot_curves(
+        [("train", *run.train_log.column("loss")), ("validation", *run.valid_log.column("loss")),
+         ("validation best-of-K depth", *run.valid_log.column("best_of_k_depth"))],
+        run.run_dir / "loss.png", "epoch", "multi-pose loss",
+    )
+
+
+def _stop_reason(run: _HeadRun, state: HeadProgress) -> str | None:
+    """Why training ends before ``NUM_ITER`` after this epoch (early stopping, ``MAX_HOURS``), or None."""
+    tr = run.cfg.Training
+    if tr.EARLY_STOPPING and early_stopping_epoch(run.valid_log.column("loss")[1], tr.STOPPING_WINDOW,
+                                                  tr.STOPPING_TIME_LIMIT) == state.epoch:
+        return (f"early stopping: the {tr.STOPPING_WINDOW}-epoch moving average of the validation loss has not "
+                f"improved for more than {tr.STOPPING_TIME_LIMIT} epochs")
+    if tr.MAX_HOURS is not None and state.seconds >= tr.MAX_HOURS * 3600.0:
+        return f"stopping: MAX_HOURS = {tr.MAX_HOURS:g} h of training reached"
+    return None
