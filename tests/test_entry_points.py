@@ -131,6 +131,48 @@ def _doc_commands() -> list[list[str]]:
     return commands
 
 
+def test_readme_table_lists_every_entry_script():
+    """The README's table of entry scripts names every ``*.py`` at the repository root (in its first
+    column) and the benchmarks."""
+    first_cells = [line.split("|")[1] for line in _readme().splitlines() if line.startswith("| `")]
+    listed = {name for cell in first_cells for name in re.findall(r"`([\w./*-]+\.py)\b", cell)}
+    scripts = {p.name for p in REPO_ROOT.glob("*.py")}
+    assert scripts, "no entry scripts found"
+    assert scripts <= listed, f"entry scripts missing from the README's table: {sorted(scripts - listed)}"
+    assert "benchmarks/*.py" in listed
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", _user_docs(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_documentation_links_resolve(doc):
+    """Every relative link of the user documentation names a file of the repository, and every
+    #anchor a heading of that file (so nothing points into a section that moved)."""
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (doc.parent / path).resolve() if path else doc
+        assert linked.exists(), f"{doc.name}: link to a missing file: {target}"
+        assert REPO_ROOT in linked.parents or linked == REPO_ROOT, f"{doc.name}: link out of the repository: {target}"
+        if anchor:
+            assert linked.suffix == ".md", target
+            headings = re.findall(r"(?m)^#+ (.+)$", re.sub(r"```.*?```", "", linked.read_text(), flags=re.S))
+            assert anchor in {_slug(h) for h in headings}, f"{doc.name}: no heading for #{anchor} in {path or doc.name}"
+
+
+@pytest.mark.parametrize("doc", _user_docs(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_documentation_names_no_path_outside_the_repository(doc):
+    text = doc.read_text()
+    for outside in ("../shared", "/work/", "../../"):
+        assert outside not in text, f"{doc.name} names a path outside the repository: {outside}"
+
+
 def test_every_documented_command_names_a_script_and_flags_that_exist(python):
     """The documentation cannot drift from the code: each script it runs answers --help, and every
     --flag it passes appears in that help."""
