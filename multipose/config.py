@@ -737,7 +737,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("Training", "LOSS_PARAMS", _FLOAT_GT0, "",
         "Original form: depth clamp in mm for vsd-union, gamma for vsd-union-var-gamma.", optional=True),
     Key("Training", "VIEW_SAMPLING", ViewSamplingType(), "sundermeyer-random",
-        "How training rotations are drawn: one of the original's methods (README, Synthetic training data) "
+        "How training rotations are drawn: one of the original's methods (docs/data.md, Synthetic training data) "
         "or a rotation file."),
     Key("Training", "HARD_MINING_RATIO", FloatType(min=0.0, max=1.0), "0.3",
         "With -hard sampling: the worst int(ratio x batch) samples of each batch (by loss) are kept for "

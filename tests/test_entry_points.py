@@ -1,4 +1,4 @@
-"""The user-facing contract: entry scripts, the template config and the README stay true to the code."""
+"""The user-facing contract: entry scripts, the template config and the documentation stay true to the code."""
 
 from __future__ import annotations
 
@@ -87,10 +87,17 @@ def _readme() -> str:
     return (REPO_ROOT / "README.md").read_text()
 
 
-def test_readme_configuration_reference_is_generated_from_the_schema():
-    match = re.search(r"<!-- config-reference -->\n(.*?)\n<!-- /config-reference -->", _readme(), re.S)
-    assert match, "README.md lost its config-reference markers"
+def _user_docs() -> list[Path]:
+    """The user documentation: README.md, data/README.md and every docs/*.md."""
+    return [REPO_ROOT / "README.md", REPO_ROOT / "data" / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+
+
+def test_configuration_reference_is_generated_from_the_schema():
+    text = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    match = re.search(r"<!-- config-reference -->\n(.*?)\n<!-- /config-reference -->", text, re.S)
+    assert match, "docs/configuration.md lost its config-reference markers"
     assert match.group(1).strip() == schema_markdown().strip()
+    assert "(docs/configuration.md)" in _readme(), "README.md does not link the configuration reference"
 
 
 @pytest.mark.parametrize("marker", ["main-command", "test-command"])
@@ -108,13 +115,13 @@ def test_readme_setup_commands_name_existing_files_and_scripts(marker, python):
         assert config and (REPO_ROOT / config[0]).is_file()
 
 
-def _readme_commands() -> list[list[str]]:
-    """Every `python SCRIPT.py ...` / `python -m MODULE ...` line of the bash blocks of README.md and
-    data/README.md, split."""
+def _doc_commands() -> list[list[str]]:
+    """Every `python SCRIPT.py ...` / `python -m MODULE ...` line of the bash blocks of the user
+    documentation (README.md, data/README.md, docs/*.md), split."""
     import shlex
 
     commands = []
-    docs = _readme() + (REPO_ROOT / "data" / "README.md").read_text()
+    docs = "".join(path.read_text() for path in _user_docs())
     for block in re.findall(r"```bash\n(.*?)```", docs, re.S):
         for line in block.replace("\\\n", " ").splitlines():
             for part in line.split("&&"):
@@ -124,15 +131,57 @@ def _readme_commands() -> list[list[str]]:
     return commands
 
 
-def test_every_readme_command_names_a_script_and_flags_that_exist(python):
-    """The README cannot drift from the code: each script it runs answers --help, and every
+def test_readme_table_lists_every_entry_script():
+    """The README's table of entry scripts names every ``*.py`` at the repository root (in its first
+    column) and the benchmarks."""
+    first_cells = [line.split("|")[1] for line in _readme().splitlines() if line.startswith("| `")]
+    listed = {name for cell in first_cells for name in re.findall(r"`([\w./*-]+\.py)\b", cell)}
+    scripts = {p.name for p in REPO_ROOT.glob("*.py")}
+    assert scripts, "no entry scripts found"
+    assert scripts <= listed, f"entry scripts missing from the README's table: {sorted(scripts - listed)}"
+    assert "benchmarks/*.py" in listed
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", _user_docs(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_documentation_links_resolve(doc):
+    """Every relative link of the user documentation names a file of the repository, and every
+    #anchor a heading of that file (so nothing points into a section that moved)."""
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (doc.parent / path).resolve() if path else doc
+        assert linked.exists(), f"{doc.name}: link to a missing file: {target}"
+        assert REPO_ROOT in linked.parents or linked == REPO_ROOT, f"{doc.name}: link out of the repository: {target}"
+        if anchor:
+            assert linked.suffix == ".md", target
+            headings = re.findall(r"(?m)^#+ (.+)$", re.sub(r"```.*?```", "", linked.read_text(), flags=re.S))
+            assert anchor in {_slug(h) for h in headings}, f"{doc.name}: no heading for #{anchor} in {path or doc.name}"
+
+
+@pytest.mark.parametrize("doc", _user_docs(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_documentation_names_no_path_outside_the_repository(doc):
+    text = doc.read_text()
+    for outside in ("../shared", "/work/", "../../"):
+        assert outside not in text, f"{doc.name} names a path outside the repository: {outside}"
+
+
+def test_every_documented_command_names_a_script_and_flags_that_exist(python):
+    """The documentation cannot drift from the code: each script it runs answers --help, and every
     --flag it passes appears in that help."""
-    commands = _readme_commands()
+    commands = _doc_commands()
     targets = {tuple(w[:2]) if w[0] == "-m" else (w[0],) for w in commands}
     scripts = {(p.name,) for p in REPO_ROOT.glob("*.py")} | {
         (f"benchmarks/{p.name}",) for p in REPO_ROOT.glob("benchmarks/*.py")
     }
-    assert scripts <= targets, f"entry scripts the README never shows: {sorted(scripts - targets)}"
+    assert scripts <= targets, f"entry scripts the documentation never shows: {sorted(scripts - targets)}"
     assert ("-m", "multipose.check_data") in targets and ("-m", "multipose.config") in targets
     helps: dict[tuple[str, ...], str] = {}
     for words in commands:
@@ -144,4 +193,4 @@ def test_every_readme_command_names_a_script_and_flags_that_exist(python):
             assert result.returncode == 0, f"{' '.join(target)} --help failed: {result.stderr}"
             helps[target] = result.stdout
         for flag in (w.split("=")[0] for w in words if w.startswith("--")):
-            assert flag in helps[target], f"README passes {flag} to {' '.join(target)}, which does not know it"
+            assert flag in helps[target], f"the docs pass {flag} to {' '.join(target)}, which does not know it"
