@@ -28,15 +28,14 @@ from multipose.config import Config, resolve_device  # noqa: E402
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
-    from pathlib import Path
-
     import torch
 
+    from multipose.runs import RunFolder
     from multipose.timing import PhaseTimes
     from multipose.training.pose import train_pose_head  # heavy imports after the config is known to be valid
 
     device = resolve_device(cfg)
-    times = PhaseTimes(Path(cfg.Training.OUTPUT_PATH) / "timings.json",
+    times = PhaseTimes(RunFolder.of(cfg).timings,
                        notes={"device": str(device), "torch_threads": torch.get_num_threads()}, started=STARTED)
 
     evaluate = cfg.Evaluation.AFTER_TRAINING

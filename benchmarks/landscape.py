@@ -45,7 +45,7 @@ def main() -> int:
     compute_losses(ours, R[:8], R_ref, 8, progress=False)  # warm-up
     (losses, _), ours_s = timed(lambda: compute_losses(ours, R, R_ref, cfg.Sampling.BATCH_SIZE, progress=False), device)
 
-    full = load_mesh(cfg.Dataset.MODEL_PATH_LOSS[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
+    full = load_mesh(cfg.Dataset.MODEL_PATH_LOSS, normalize=cfg.Rendering.NORMALIZE_VERTICES)
     r = cfg.Rendering
     view = ours.view.with_mesh(full, depth_gradient="pytorch3d")  # same camera, the full mesh
     original = MultiPoseLoss(view, loss_parameters(cfg), euler_views(r.LOSS_VIEWPOINTS)).to(device)

@@ -69,7 +69,7 @@ def main() -> int:
     R = random_rotations(B, generator=torch.Generator().manual_seed(1))
 
     ours = MultiPoseLoss.from_config(cfg, device)
-    full = load_mesh(cfg.Dataset.MODEL_PATH_LOSS[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
+    full = load_mesh(cfg.Dataset.MODEL_PATH_LOSS, normalize=cfg.Rendering.NORMALIZE_VERTICES)
     r = cfg.Rendering
     faithful_view = ours.view.with_mesh(full, depth_gradient="pytorch3d")  # same camera, the full mesh
     faithful = MultiPoseLoss(faithful_view, loss_parameters(cfg), euler_views(r.LOSS_VIEWPOINTS))

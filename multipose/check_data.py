@@ -40,7 +40,6 @@ from multipose.data.backgrounds import (
     find_background_files,
     read_background_crop,
 )
-from multipose.data.datasets import VALIDATION_FILE
 from multipose.data.io import load_samples
 from multipose.data.sampling import load_view_sampling_file
 from multipose.errors import ConfigError, UserInputError
@@ -48,8 +47,16 @@ from multipose.evaluation import bop
 from multipose.evaluation.metrics import symmetry_transformations
 from multipose.mesh import load_mesh, loss_mesh_cache_file
 from multipose.models import Encoder
-from multipose.models.weights import encoder_digest, encoder_mismatch, encoder_weights_path, load_encoder
+from multipose.models.weights import encoder_digest, encoder_mismatch, load_encoder
 from multipose.progress import progress_bar
+from multipose.runs import (
+    RunFolder,
+    RunFolderError,
+    describe_changes,
+    encoder_weights_path,
+    pose_checkpoints,
+    stored_config_changes,
+)
 
 __all__ = ["STATUSES", "Finding", "check_data", "format_report", "main"]
 
@@ -125,14 +132,14 @@ def _check_mesh(cfg: Config, name: str) -> list[Finding]:
     what = _key("Dataset", name)
     d = cfg.Dataset
     if name == "MODEL_PATH_LOSS" and d.MODEL_PATH_LOSS == d.MODEL_PATH_DATA:  # also when left empty
-        data = Path(d.MODEL_PATH_DATA[0])
+        data = Path(d.MODEL_PATH_DATA)
         text = "the same file as MODEL_PATH_DATA"
         if not data.is_file():
             return [Finding("note", what, text)]
         return _guarded(
             what, lambda: [Finding("ok", what, f"{text}; {_loss_copy(cfg, data, load_mesh(data).num_faces)}")]
         )
-    path = Path(d[name][0])
+    path = Path(d[name])
     if not path.exists():
         return [Finding("missing", what, f"{path}: no such file; put the CAD model there (PLY/OBJ in mm, see "
                                          f"data/README.md, 'CAD models') or set {what}")]
@@ -231,7 +238,7 @@ def _check_sample_files(paths: Sequence[str], what: str, size: int, purpose: str
 def _check_validation(cfg: Config) -> list[Finding]:
     what = _key("Dataset", "VALID_DATA_PATH")
     if not cfg.Dataset.VALID_DATA_PATH:
-        target = Path(cfg.Training.OUTPUT_PATH) / VALIDATION_FILE
+        target = RunFolder.of(cfg).validation
         state = "present" if target.is_file() else "made by the first run"
         return [Finding("note", what, f"empty: {cfg.Dataset.NOOF_VALID_IMGS:,} validation samples are generated "
                                       f"into {target} ({state})")]
@@ -313,7 +320,6 @@ def _check_view_sampling(cfg: Config) -> list[Finding]:
 
 def _check_run_folder(cfg: Config, encoder: Encoder | None) -> list[Finding]:
     """``OUTPUT_PATH`` as train.py would find it; ``encoder``: the loaded ``ENCODER_WEIGHTS``, if any."""
-    from multipose.training.common import RunFolderError, describe_changes, pose_checkpoints, stored_config_changes
 
     what = _key("Training", "OUTPUT_PATH")
     folder = Path(cfg.Training.OUTPUT_PATH)
@@ -457,8 +463,8 @@ def _check_models_info(cfg: Config) -> list[Finding]:
 def _used_paths(cfg: Config) -> set[Path]:
     d, ev = cfg.Dataset, cfg.Evaluation
     named = [
-        *(d.MODEL_PATH_DATA or []),
-        *(d.MODEL_PATH_LOSS or []),
+        d.MODEL_PATH_DATA,
+        d.MODEL_PATH_LOSS,
         *(d.VALID_DATA_PATH or []),
         os.fspath(encoder_weights_path(cfg)),
         d.BACKGROUND_IMAGES,

@@ -86,16 +86,23 @@ def run(
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None = None,
     preflight: bool = False,
+    encoder_crop_size: bool = True,
 ) -> int:
     """Parse ``argv``, set up logging, load the config, call ``main(args, cfg)``; return the exit code.
 
     ``preflight``: first check every asset the config names (:func:`multipose.check_data.preflight`,
     seconds): a missing or malformed one stops the script before any work, with exit code 2.
+    ``encoder_crop_size``: fill an empty ``[Dataset] CROP_SIZE`` from the encoder file, once
+    (:func:`multipose.models.weights.with_encoder_crop_size`; it imports torch).
     ``UserInputError`` (config errors included) -> one ``error: ...`` line on stderr and
     ``exc.exit_code``; Ctrl-C -> 130. Other exceptions are bugs and propagate with their traceback.
     """
     def configured(args: argparse.Namespace) -> int | None:
         cfg = load_config(args.config, args.overrides)
+        if encoder_crop_size:
+            from multipose.models.weights import with_encoder_crop_size  # lazy: torch
+
+            cfg = with_encoder_crop_size(cfg)
         if preflight:
             from multipose.check_data import preflight as check  # lazy: it imports torch and the loaders
 

@@ -395,7 +395,7 @@ def loss_mesh_cache_file(
 def load_data_mesh(cfg: Config) -> Mesh:
     """The CAD model of a config's training renders, as the renders see it: ``[Dataset] MODEL_PATH_DATA``
     normalised by ``[Rendering] NORMALIZE_VERTICES`` (:func:`load_mesh`)."""
-    return load_mesh(cfg.Dataset.MODEL_PATH_DATA[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
+    return load_mesh(cfg.Dataset.MODEL_PATH_DATA, normalize=cfg.Rendering.NORMALIZE_VERTICES)
 
 
 def load_loss_mesh(

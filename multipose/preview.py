@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from multipose.checkpoint import atomic_write_text
-from multipose.config import Config, write_resolved_config
+from multipose.config import Config
 from multipose.geometry import random_rotations
-from multipose.mesh import load_mesh
+from multipose.mesh import load_data_mesh
 from multipose.render import MeshDifference, loss_view_from_config, mesh_difference
+from multipose.runs import write_resolved_config
 from multipose.timing import time_loss_view
 from multipose.visualize import image_grid, save_figure
 
@@ -57,7 +58,7 @@ class PreviewReport:
 def run_preview(cfg: Config, device: torch.device, num_views: int = 6, num_error_views: int = 64) -> PreviewReport:
     """Render the configured object with the loss camera, write the preview files, return the report."""
     loss_view = loss_view_from_config(cfg, device)
-    data_mesh = load_mesh(cfg.Dataset.MODEL_PATH_DATA[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
+    data_mesh = load_data_mesh(cfg)
     full_view = loss_view.with_mesh(data_mesh)
     generator = torch.Generator().manual_seed(cfg.Training.RANDOM_SEED)
     R_err = random_rotations(num_error_views, generator=generator).to(device)
@@ -89,7 +90,7 @@ def run_preview(cfg: Config, device: torch.device, num_views: int = 6, num_error
         cmaps=[None, "viridis", "viridis", "magma"],
     )
     report = PreviewReport(
-        data_mesh=str(cfg.Dataset.MODEL_PATH_DATA[0]),
+        data_mesh=str(cfg.Dataset.MODEL_PATH_DATA),
         data_faces=data_mesh.num_faces,
         loss_faces=int(loss_view.renderer.faces.shape[0]),
         radius_mm=data_mesh.radius,

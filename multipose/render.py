@@ -543,7 +543,7 @@ def loss_view_from_config(cfg: Config, device: torch.device) -> LossView:
     and ``IMAGE_SIZE``, on ``device``."""
     r = cfg.Rendering
     mesh = load_loss_mesh(
-        cfg.Dataset.MODEL_PATH_LOSS[0],
+        cfg.Dataset.MODEL_PATH_LOSS,
         target_faces=r.LOSS_MESH_FACES,
         cache_dir=cfg.Dataset.CACHE_DIR,
         normalize=r.NORMALIZE_VERTICES,

@@ -249,8 +249,8 @@ def test_a_broken_bop_image_is_found_unless_quick(tmp_path, bop_dataset):
 
 
 def test_run_folder_with_another_config_or_another_encoder_and_a_cache(tmp_path, mesh_file):
-    from multipose.config import write_resolved_config
     from multipose.models.weights import encoder_digest
+    from multipose.runs import write_resolved_config
 
     weights = save_encoder(Encoder(EncoderConfig(image_size=32, channels=(8, 8), latent_size=8)), tmp_path / "e.pt")
     cfg = small_config(tmp_path, mesh_file, f"Dataset.ENCODER_WEIGHTS={weights}")

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from multipose import cli
-from multipose import config as C
 from multipose.config import (
     SCHEMA,
     SECTIONS,
@@ -27,9 +26,9 @@ from multipose.config import (
     resolve_device,
     schema_markdown,
     view_sampling,
-    write_resolved_config,
 )
 from multipose.errors import ConfigError, MeshError
+from multipose.runs import write_resolved_config
 
 DATA = Path(__file__).parent / "data"
 EARLY = DATA / "original_experiment_template.cfg"
@@ -84,7 +83,7 @@ def test_schema_is_consistent():
 def test_defaults():
     cfg = default_config()
     assert cfg.source is None
-    assert cfg.Dataset.MODEL_PATH_DATA == ("./data/cad-files/tless_like_2fold.ply",)
+    assert cfg.Dataset.MODEL_PATH_DATA == "./data/cad-files/tless_like_2fold.ply"
     assert cfg.Dataset.MODEL_PATH_LOSS == cfg.Dataset.MODEL_PATH_DATA  # empty = same as DATA
     assert cfg.Dataset.VALID_DATA_PATH is None
     assert cfg.Dataset.ENCODER_WEIGHTS == "auto"
@@ -140,8 +139,8 @@ def test_original_template_loads_every_key():
     assert cfg.source == EARLY
     assert cfg.to_dict() == expected_values(
         Dataset={
-            "MODEL_PATH_DATA": ("./data/cad-files/ply-files/obj_10.ply",),
-            "MODEL_PATH_LOSS": ("./data/cad-files/obj-files/obj_10.obj",),
+            "MODEL_PATH_DATA": "./data/cad-files/ply-files/obj_10.ply",
+            "MODEL_PATH_LOSS": "./data/cad-files/obj-files/obj_10.obj",
             "VALID_DATA_PATH": ("./data/validationsets/tless-train-obj10.p",),
             "ENCODER_WEIGHTS": "./data/obj1-18/encoder.npy",
             "BACKGROUND_IMAGES": "./data/VOC2012/JPEGImages/",
@@ -166,8 +165,8 @@ def test_original_final_template_loads_every_key():
     cfg = load_config(FINAL)
     assert cfg.to_dict() == expected_values(
         Dataset={
-            "MODEL_PATH_DATA": ("./data/cad-files/ply-files/obj_10.ply",),
-            "MODEL_PATH_LOSS": ("./data/cad-files/obj-files/obj_10.obj",),
+            "MODEL_PATH_DATA": "./data/cad-files/ply-files/obj_10.ply",
+            "MODEL_PATH_LOSS": "./data/cad-files/obj-files/obj_10.obj",
             "VALID_DATA_PATH": ("./data/validationsets/tless-train-obj10.p",),
             "ENCODER_WEIGHTS": "./data/encoder/obj1-18/encoder.npy",
             "BACKGROUND_IMAGES": "./data/VOC2012/JPEGImages/",
@@ -267,7 +266,7 @@ def test_to_ini_round_trip(make, tmp_path):
 def test_round_trip_keeps_changed_values():
     cfg = load_config(FINAL, ROUND_TRIP_OVERRIDES)
     assert cfg.Rendering.VIEWS == ((1, 2.5), 3, ((4,),)) and num_hypotheses(cfg) == 3
-    assert cfg.Dataset.MODEL_PATH_DATA == ("./weird [x].ply",)
+    assert cfg.Dataset.MODEL_PATH_DATA == "./weird [x].ply"
     assert cfg.Dataset.BACKGROUND_IMAGES == "procedural"
     assert cfg.Loss_parameters.GAMMA is None
     assert loss_parameters(cfg) == LossParameters(depth_max=30.0, pose_max=40.0, gamma=0.25)
@@ -450,7 +449,7 @@ def test_valid_data_path_forms(text, expected):
 
 def test_model_path_loss_defaults_to_data():
     cfg = load_config_text('[Dataset]\nMODEL_PATH_DATA: ["m.ply"]\n')
-    assert cfg.Dataset.MODEL_PATH_DATA == cfg.Dataset.MODEL_PATH_LOSS == ("m.ply",)
+    assert cfg.Dataset.MODEL_PATH_DATA == cfg.Dataset.MODEL_PATH_LOSS == "m.ply"
 
 
 # --------------------------------------------------------------------------- keys that depend on each other
@@ -689,7 +688,18 @@ def test_checking_a_config_does_not_import_torch():
                           timeout=60, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
-    assert C.logger.name == "multipose.config"
+
+
+def test_python_m_multipose_config_uses_the_one_config_module_and_no_torch():
+    """``python -m multipose.config`` runs the package's __main__: one copy of the schema and Config (a
+    module that ran as __main__ and was imported again by cli built two), and checking loads no torch."""
+    code = ("import runpy, sys, multipose.config as c; g = runpy.run_module('multipose.config', run_name='m'); "
+            "rc = g['main']([sys.argv[1]]); print(rc, g['Config'] is c.Config, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(EARLY)], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "0 True False"
+    assert "[Training]" in proc.stdout
 
 
 def test_weight_init_names_are_the_heads_initialisers():
@@ -739,7 +749,7 @@ def test_the_aae_training_config_reads_as_encoder_pretraining(caplog):
         15000,
     )
     assert d.BACKGROUND_IMAGES == "/shared-folder/AugmentedAutoencoder/pytorch3d/data/VOC2012/JPEGImages"
-    assert d.MODEL_PATH_DATA == ("/shared-folder/autoencoder_ws/data/T-LESS/models_reconst/obj_19.ply",)
+    assert d.MODEL_PATH_DATA == "/shared-folder/autoencoder_ws/data/T-LESS/models_reconst/obj_19.ply"
     assert (cfg.Training.MAX_REL_OFFSET, cfg.Evaluation.CODEBOOK_VIEWS, cfg.Evaluation.CODEBOOK_INPLANE) == (
         0.2,
         2562,

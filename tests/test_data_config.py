@@ -30,24 +30,30 @@ def test_defaults_are_the_aae_settings_and_old_files_get_them():
 
 
 def test_empty_crop_size_follows_a_stored_encoder_with_arch_auto(tmp_path):
-    """A multipose .pt copied from another run: with ARCH auto its stored input size sets the crops."""
+    """A multipose .pt copied from another run: with ARCH auto its stored input size sets the crops, read
+    once from the file when the entry scripts load the config (with_encoder_crop_size)."""
     from multipose.config import check_crop_size, crop_size
     from multipose.models import Encoder, EncoderConfig, save_encoder
+    from multipose.models.weights import with_encoder_crop_size
 
     weights = save_encoder(Encoder(EncoderConfig(image_size=128, channels=(8, 8), latent_size=8)), tmp_path / "e.pt")
-    cfg = load_config_text("", "t.cfg", [f"Dataset.ENCODER_WEIGHTS={weights}"])
-    assert crop_size(cfg) == 128 and view_settings(cfg).size == 128
+    read = load_config_text("", "t.cfg", [f"Dataset.ENCODER_WEIGHTS={weights}"])
+    assert crop_size(read) == 64  # the config alone: the small preset (nothing reads the file)
+    cfg = with_encoder_crop_size(read)
+    assert crop_size(cfg) == 128 and view_settings(cfg).size == 128 and cfg.Dataset.CROP_SIZE == 128
+    assert str(weights) in cfg.origin("Dataset", "CROP_SIZE")
     check_crop_size(cfg, 128)  # what train.py and evaluate.py check: no error
-    explicit = load_config_text("", "t.cfg", [f"Dataset.ENCODER_WEIGHTS={weights}", "Encoder.ARCH=small"])
+    explicit = with_encoder_crop_size(
+        load_config_text("", "t.cfg", [f"Dataset.ENCODER_WEIGHTS={weights}", "Encoder.ARCH=small"]))
     assert crop_size(explicit) == 64  # an explicit ARCH wins (and the loader then names the mismatch)
     with pytest.raises(ConfigError, match=r"CROP_SIZE = 64 .*set \[Dataset\] CROP_SIZE: 128"):
         check_crop_size(explicit, 128)
     auto = load_config_text("", "t.cfg", [f"Training.OUTPUT_PATH={tmp_path}"])  # auto: <OUTPUT_PATH>/encoder.pt
-    assert crop_size(auto) == 64
+    assert with_encoder_crop_size(auto) is auto
     weights.rename(tmp_path / "encoder.pt")
-    assert crop_size(auto) == 128
+    assert crop_size(with_encoder_crop_size(auto)) == 128
     (tmp_path / "encoder.pt").write_bytes(b"broken")  # unreadable: the preset; the loader reports the file
-    assert crop_size(auto) == 64
+    assert crop_size(with_encoder_crop_size(auto)) == 64
 
 
 def test_intrinsics_and_ranges_parse_both_forms_and_round_trip():

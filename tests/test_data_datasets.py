@@ -15,7 +15,6 @@ from multipose.cli import run
 from multipose.config import load_config_text
 from multipose.data.crops import ViewRenderer
 from multipose.data.datasets import (
-    VALIDATION_FILE,
     composite,
     training_data_from_config,
     validation_data_from_config,
@@ -128,7 +127,7 @@ def test_state_dict_resumes_the_stream(tmp_path, mesh_path):
 def test_generated_validation_set_is_cached_in_the_run_folder(tmp_path, mesh_path, monkeypatch):
     cfg = small_config(tmp_path, mesh_path)
     valid = validation_data_from_config(cfg, progress=False)
-    path = tmp_path / "run" / VALIDATION_FILE
+    path = tmp_path / "run" / "validation.npz"
     assert path.is_file() and len(valid) == 6 and valid.images.shape == (6, 3, 32, 32)
     assert valid.K is not None and valid.mask is not None and valid.meta["seed"] == 0
     # poses and images of their own, not the training pool's
@@ -149,7 +148,7 @@ def test_validation_set_from_files(tmp_path, mesh_path):
     generated = validation_data_from_config(cfg, progress=False)
     save_samples(tmp_path / "v.p", generated, fmt="pickle")
     cfg2 = small_config(tmp_path, mesh_path, f"Dataset.VALID_DATA_PATH=[\"{tmp_path / 'v.p'}\", "
-                                             f"\"{tmp_path / 'run' / VALIDATION_FILE}\"]")
+                                             f"\"{tmp_path / 'run' / 'validation.npz'}\"]")
     both = validation_data_from_config(cfg2, progress=False)
     assert len(both) == 12 and torch.allclose(both.images[:6], generated.images, atol=1e-6)
 

@@ -345,7 +345,7 @@ def test_dockerignore_excludes(path):
 
 @pytest.mark.parametrize(
     "path",
-    ["train.py", "requirements.txt", "experiment_template.cfg", "multipose/config.py", "data/README.md",
+    ["train.py", "requirements.txt", "experiment_template.cfg", "multipose/config/schema.py", "data/README.md",
      "data/cad-files/README.md", "data/cad-files/tless_like_2fold.ply",
      "data/cad-files/tless_like_revolution.ply", "data/cad-files/models_info.json",
      "data/encoders/tless_like_2fold-small.pt"],

@@ -32,8 +32,8 @@ def _tiny(tmp_path: Path) -> list[str]:
 def test_template_config_loads_with_its_documented_values():
     cfg = load_config(REPO_ROOT / "experiment_template.cfg")
     assert num_hypotheses(cfg) == 4
-    assert Path(cfg.Dataset.MODEL_PATH_DATA[0]).name == "tless_like_2fold.ply"
-    assert (REPO_ROOT / cfg.Dataset.MODEL_PATH_DATA[0]).is_file()
+    assert Path(cfg.Dataset.MODEL_PATH_DATA).name == "tless_like_2fold.ply"
+    assert (REPO_ROOT / cfg.Dataset.MODEL_PATH_DATA).is_file()
 
 
 def test_preview_runs_on_the_template_and_writes_its_outputs(python, tmp_path):

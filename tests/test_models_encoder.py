@@ -23,7 +23,6 @@ from multipose.models import (
     aae_weights_dict,
     bootstrapped_l2_loss,
     encoder_config,
-    encoder_weights_path,
     l2_normalize,
     load_aae_npy,
     load_encoder,
@@ -36,6 +35,7 @@ from multipose.models import (
     save_aae_npy,
     save_encoder,
 )
+from multipose.runs import encoder_weights_path
 
 TINY = EncoderConfig(image_size=32, channels=(4, 6, 8, 8), latent_size=16, kernel_size=5)
 

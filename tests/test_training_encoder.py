@@ -137,7 +137,7 @@ def test_training_data_can_return_the_aae_target(shared, tmp_path):
     batch = data.batch(6)
     views = data.cache.take(batch["index"])
     assert batch["target"].shape == batch["image"].shape == (6, 3, 64, 64)
-    renderer = ViewRenderer(load_mesh(cfg.Dataset.MODEL_PATH_DATA[0]), view_settings(cfg))
+    renderer = ViewRenderer(load_mesh(cfg.Dataset.MODEL_PATH_DATA), view_settings(cfg))
     assert torch.equal(batch["target"], renderer.render_centred(views.R).float() / 255.0)
     target_mask = batch["target"].amax(1) > 0
     centre = (64 - 1) / 2.0
@@ -182,7 +182,7 @@ def _codes_test(encoder: Encoder, cfg) -> tuple[torch.Tensor, torch.Tensor]:
     R = random_rotations(n, generator=torch.Generator().manual_seed(123))
     turn_x = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     turn_y = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
-    renderer = ViewRenderer(load_mesh(cfg.Dataset.MODEL_PATH_DATA[0]), view_settings(cfg))
+    renderer = ViewRenderer(load_mesh(cfg.Dataset.MODEL_PATH_DATA), view_settings(cfg))
     # the same offsets and lights for the three sets of rotations
     views = [renderer.render(R @ turn, torch.Generator().manual_seed(5)) for turn in (torch.eye(3), turn_x, turn_y)]
     backgrounds = ProceduralBackgrounds(64)
@@ -362,7 +362,7 @@ def test_committed_template_encoder_is_what_its_command_makes(tmp_path):
     assert metadata["iterations"] == template.Encoder.NUM_ITER
     from multipose.mesh import file_sha256
 
-    assert metadata["data_mesh_sha256"] == file_sha256(REPO_ROOT / template.Dataset.MODEL_PATH_DATA[0])
+    assert metadata["data_mesh_sha256"] == file_sha256(REPO_ROOT / template.Dataset.MODEL_PATH_DATA)
     run = subprocess.run(
         [
             sys.executable,

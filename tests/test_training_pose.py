@@ -16,7 +16,7 @@ from multipose.config import load_config
 from multipose.data.datasets import training_data_from_config
 from multipose.losses import MultiPoseLoss
 from multipose.models import Encoder, EncoderConfig, save_encoder
-from multipose.training.common import RunFolderError
+from multipose.runs import RunFolderError
 from multipose.training.pose import build_head, early_stopping_epoch, freeze, one_cycle_lr, train_pose_head
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def test_a_different_config_is_refused_unless_forced(shared, tmp_path):
 def test_a_run_started_on_a_gpu_resumes_on_the_cpu(shared, tmp_path):
     """The stored config says DEVICE: cuda (where the run started); DEVICE may change on resuming, so a
     machine without CUDA reads it without a device check and continues without --force."""
-    from multipose.training.common import stored_config_changes
+    from multipose.runs import stored_config_changes
 
     out = tmp_path / "run"
     train_pose_head(_cfg(shared, out, epochs=1), torch.device("cpu"), progress=False)

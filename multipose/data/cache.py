@@ -311,7 +311,7 @@ def view_cache_from_config(
     if d.NOOF_TRAINING_IMGS < 1:
         raise ValueError("NOOF_TRAINING_IMGS is 0: views are rendered per batch, there is no cache")
     return build_view_cache(
-        d.MODEL_PATH_DATA[0],
+        d.MODEL_PATH_DATA,
         view_settings(cfg),
         d.NOOF_TRAINING_IMGS,
         d.CACHE_DIR,

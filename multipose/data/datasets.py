@@ -50,12 +50,12 @@ from multipose.data.io import SampleSet, load_sample_files, load_samples, save_s
 from multipose.data.occlusion import OcclusionSettings, occlusion_settings, square_occlusions
 from multipose.data.sampling import PoseSampler, derive_seed, make_generator, pose_sampler_from_config
 from multipose.errors import DataError
-from multipose.mesh import file_sha256, load_mesh, normalization_key
+from multipose.mesh import file_sha256, load_data_mesh, load_mesh, normalization_key
+from multipose.runs import RunFolder
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "VALIDATION_FILE",
     "VALIDATION_SEED",
     "TrainingData",
     "composite",
@@ -66,8 +66,6 @@ __all__ = [
 
 #: Seed of generated validation sets (fixed: every run of a config validates on the same images).
 VALIDATION_SEED = 0
-#: File name of the generated validation set in the run folder.
-VALIDATION_FILE = "validation.npz"
 #: Samples rendered and augmented per step by :func:`generate_samples`.
 _GENERATE_CHUNK = 32
 
@@ -198,7 +196,7 @@ def training_data_from_config(
         cache = view_cache_from_config(cfg, device, progress=progress, targets=with_target)
         pool = cache.R
     else:
-        mesh = load_mesh(cfg.Dataset.MODEL_PATH_DATA[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
+        mesh = load_data_mesh(cfg)
         renderer = ViewRenderer(mesh, view_settings(cfg), device)
     sampler = pose_sampler_from_config(cfg, make_generator(seed, "training-poses"), pool=pool)
     backgrounds = backgrounds_from_config(
@@ -237,7 +235,7 @@ def generate_samples(
         raise ValueError(f"num must be >= 1, got {num}")
     device = torch.device(device)
     d = cfg.Dataset
-    mesh = load_mesh(d.MODEL_PATH_DATA[0], normalize=cfg.Rendering.NORMALIZE_VERTICES)
+    mesh = load_data_mesh(cfg)
     backgrounds = backgrounds_from_config(
         cfg, device, seed=derive_seed(seed, "samples-backgrounds"), part="held-out",
         max_images=min(d.NOOF_BG_IMGS, num), progress=progress,
@@ -263,7 +261,7 @@ def generate_samples(
         t=views.t,
         K=views.K,
         mask=views.mask,
-        meta={"config": cfg.to_ini(), "mesh": str(d.MODEL_PATH_DATA[0]), "seed": int(seed)},
+        meta={"config": cfg.to_ini(), "mesh": str(d.MODEL_PATH_DATA), "seed": int(seed)},
     )
 
 
@@ -272,7 +270,7 @@ def _validation_key(cfg: Config) -> str:
     d = cfg.Dataset
     spec = view_sampling(cfg)
     described = {
-        "mesh_sha256": file_sha256(d.MODEL_PATH_DATA[0]),
+        "mesh_sha256": file_sha256(d.MODEL_PATH_DATA),
         "normalize": normalization_key(cfg.Rendering.NORMALIZE_VERTICES),
         "view": view_settings(cfg).as_dict(),
         "sampling": file_sha256(spec.base) if spec.is_file else spec.base,
@@ -296,10 +294,10 @@ def validation_data_from_config(
         samples = load_sample_files(d.VALID_DATA_PATH, image_size=crop_size(cfg))
         logger.info("validation set: %d samples from %s", len(samples), ", ".join(d.VALID_DATA_PATH))
         return samples
-    if not Path(d.MODEL_PATH_DATA[0]).is_file():
-        load_mesh(d.MODEL_PATH_DATA[0])  # raises the right MeshError
+    if not Path(d.MODEL_PATH_DATA).is_file():
+        load_mesh(d.MODEL_PATH_DATA)  # raises the right MeshError
     key = _validation_key(cfg)
-    path = Path(cfg.Training.OUTPUT_PATH) / VALIDATION_FILE
+    path = RunFolder.of(cfg).validation
     if path.is_file():
         try:
             samples = load_samples(path)

@@ -33,7 +33,7 @@ def _codebook_path(cfg: Config, encoder: Encoder) -> Path:
     settings = replace(view_settings(cfg), max_rel_offset=0.0)
     described = {
         "version": _CODEBOOK_CACHE_VERSION,
-        "mesh_sha256": file_sha256(d.MODEL_PATH_DATA[0]),
+        "mesh_sha256": file_sha256(d.MODEL_PATH_DATA),
         "normalize": normalization_key(cfg.Rendering.NORMALIZE_VERTICES),
         "view": settings.as_dict(),
         "views": ev.CODEBOOK_VIEWS,

@@ -41,14 +41,13 @@ from multipose.evaluation.scoring import BatchScorer, ScoreAccumulator, Scores
 from multipose.evaluation.testsets import TestSet, check_evaluation_inputs, load_test_set
 from multipose.models import Codebook, Encoder, PoseHead, load_encoder
 from multipose.models.head_checkpoint import load_head_checkpoint
-from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch, encoder_weights_path
+from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch
 from multipose.progress import progress_bar
-from multipose.training.common import pose_checkpoints
+from multipose.runs import RunFolder, encoder_weights_path, pose_checkpoints
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "EVALUATION_DIR",
     "EvaluationResult",
     "default_checkpoint",
     "evaluate_checkpoint",
@@ -56,10 +55,6 @@ __all__ = [
     "load_pose_checkpoint",
     "module_bytes",
 ]
-
-#: Folder of the results inside ``OUTPUT_PATH``.
-EVALUATION_DIR = "evaluation"
-
 
 # --------------------------------------------------------------------------------------------------
 # Models
@@ -232,7 +227,7 @@ def evaluate_checkpoint(
     test_set = load_test_set(cfg, device, num=num_samples, progress=progress)
     use_codebook = cfg.Evaluation.CODEBOOK_BASELINE if codebook is None else codebook
     cb = codebook_from_config(cfg, encoder, device, progress=progress) if use_codebook else None
-    out = Path(out_dir) if out_dir is not None else Path(cfg.Training.OUTPUT_PATH) / EVALUATION_DIR
+    out = Path(out_dir) if out_dir is not None else RunFolder.of(cfg).evaluation
     extra = {"checkpoint": os.fspath(path), "epoch": state.get("epoch"),
              "encoder": os.fspath(cfg.Dataset.ENCODER_WEIGHTS)}
     return evaluate_models(cfg, encoder, head, test_set, out, device, codebook=cb, extra=extra, progress=progress)

@@ -158,7 +158,7 @@ class BatchScorer:
         self.num_hypotheses = head.config.num_hypotheses
         data_mesh = load_data_mesh(cfg)
         if ev.VSD_MESH_FACES > 0:
-            self.vsd_mesh = load_loss_mesh(cfg.Dataset.MODEL_PATH_DATA[0], target_faces=ev.VSD_MESH_FACES,
+            self.vsd_mesh = load_loss_mesh(cfg.Dataset.MODEL_PATH_DATA, target_faces=ev.VSD_MESH_FACES,
                                            cache_dir=cfg.Dataset.CACHE_DIR, normalize=cfg.Rendering.NORMALIZE_VERTICES)
         else:
             self.vsd_mesh = data_mesh

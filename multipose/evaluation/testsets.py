@@ -139,7 +139,7 @@ def _symmetries(cfg: Config, bop_folder: Path | None) -> torch.Tensor | None:
     mismatch = _size_mismatch(info[ev.OBJ_ID], cfg)
     if mismatch:
         logger.warning("%s: object %d is not the data model (%s): its symmetries are not used; set [Evaluation] "
-                       "MODELS_INFO and OBJ_ID for %s", path, ev.OBJ_ID, mismatch, cfg.Dataset.MODEL_PATH_DATA[0])
+                       "MODELS_INFO and OBJ_ID for %s", path, ev.OBJ_ID, mismatch, cfg.Dataset.MODEL_PATH_DATA)
         return None
     try:
         R, _ = symmetry_transformations(info[ev.OBJ_ID])

@@ -46,15 +46,15 @@ import numpy as np
 import torch
 
 from multipose.checkpoint import atomic_torch_save, atomic_write_bytes
-from multipose.config import ENCODER_FILE, Config, encoder_arch, encoder_weights_path
+from multipose.config import Config, crop_size, encoder_arch
 from multipose.errors import ConfigError, UserInputError
 from multipose.mesh import file_sha256
 from multipose.models.encoder import PRESETS, Encoder, EncoderConfig
+from multipose.runs import encoder_weights_path
 from multipose.safe_pickle import ForbiddenPickle, load_arrays_only
 
 __all__ = [
     "AAE_LAYOUTS",
-    "ENCODER_FILE",
     "ENCODER_FORMAT",
     "ModelFileError",
     "aae_state_dict",
@@ -63,9 +63,10 @@ __all__ = [
     "encoder_digest",
     "encoder_mismatch",
     "encoder_from_checkpoint",
-    "encoder_weights_path",
     "load_aae_npy",
     "load_encoder",
+    "stored_input_size",
+    "with_encoder_crop_size",
     "load_encoder_pt",
     "read_aae_npy",
     "read_torch_file",
@@ -452,6 +453,33 @@ def requested_encoder_config(cfg: Config, stored: EncoderConfig | None = None) -
         raise ConfigError(f"{cfg.origin('Encoder', 'ARCH')}: [Encoder]: {exc}") from None
 
 
+def stored_input_size(path: str | os.PathLike[str]) -> int | None:
+    """The input size recorded in a multipose encoder ``.pt``, or None when the file cannot tell (the
+    encoder loader reports a broken file properly when the run loads it)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return int(payload["encoder_config"]["image_size"])
+    except Exception:  # noqa: BLE001 - garbage makes the unpickler raise anything; the loader reports it
+        return None
+
+
+def with_encoder_crop_size(cfg: Config) -> Config:
+    """``cfg`` with an empty ``[Dataset] CROP_SIZE`` set to the input size stored in its encoder file when
+    that differs from the ``[Encoder] ARCH`` preset's (``ARCH: auto`` and ``ENCODER_WEIGHTS``, or ``auto``'s
+    ``<OUTPUT_PATH>/encoder.pt``, an existing multipose ``.pt``: e.g. an encoder copied from another run);
+    else ``cfg`` itself. The entry scripts call it once after loading the config
+    (:func:`multipose.cli.run`), so the file is read once, not on every :func:`~multipose.config.crop_size`."""
+    weights = encoder_weights_path(cfg)
+    if cfg.Dataset.CROP_SIZE is not None or cfg.Encoder.ARCH != "auto":
+        return cfg
+    if weights.suffix.lower() not in (".pt", ".pth") or not weights.is_file():
+        return cfg
+    stored = stored_input_size(weights)
+    if stored is None or stored == crop_size(cfg):
+        return cfg
+    return cfg.with_value("Dataset", "CROP_SIZE", stored, f"{weights} (the encoder's input size)")
+
+
 def load_encoder(cfg: Config) -> Encoder:
     """The encoder ``[Dataset] ENCODER_WEIGHTS`` names, built as ``[Encoder]`` says; eval mode, CPU.
 
@@ -480,7 +508,7 @@ def _check_data_mesh(payload: Any, cfg: Config, path: Path) -> None:
     encoder's code describes the views of the object it was trained on, nothing else."""
     metadata = payload.get("metadata", {}) if isinstance(payload, dict) else {}
     trained_on = metadata.get("data_mesh_sha256") if isinstance(metadata, dict) else None
-    model = cfg.Dataset.MODEL_PATH_DATA[0]
+    model = cfg.Dataset.MODEL_PATH_DATA
     if trained_on is None or not Path(model).is_file() or file_sha256(model) == trained_on:
         return
     raise ModelFileError(

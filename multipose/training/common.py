@@ -1,11 +1,5 @@
-"""Pieces shared by the training loops: seeding, the run folder's config guard, metrics and curves.
-
-A run folder (``[Training] OUTPUT_PATH``) holds ``config.cfg``, the resolved config it was started
-with. Re-running the same command resumes; running a *different* config into the same folder is
-refused (naming the keys that differ) unless ``--force``, because mixing two experiments' epochs in
-one folder silently is how results get lost. Keys that cannot change what the finished epochs
-computed (:data:`RESUMABLE_KEYS`: how long to train, where to run, what to save) may differ.
-"""
+"""Pieces shared by the training loops: seeding and RNG states, metrics logs and curves. (The run
+folder's layout and config guard: :mod:`multipose.runs`.)"""
 
 from __future__ import annotations
 
@@ -14,60 +8,25 @@ import io
 import logging
 import os
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from multipose.checkpoint import CheckpointStore, atomic_write_bytes
-from multipose.config import Config, load_config_text, write_resolved_config
-from multipose.errors import UserInputError
+from multipose.checkpoint import atomic_write_bytes
 from multipose.visualize import save_figure
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "RESUMABLE_KEYS",
     "MetricsLog",
-    "RunFolderError",
-    "describe_changes",
-    "stored_config_changes",
-    "config_differences",
     "plot_curves",
-    "pose_checkpoints",
-    "prepare_run_folder",
     "rng_state",
     "seed_everything",
     "set_rng_state",
 ]
-
-#: ``(section, key)`` that may change between a run and its resumption.
-RESUMABLE_KEYS = frozenset(
-    {
-        ("Training", "NUM_ITER"),
-        ("Training", "EARLY_STOPPING"),
-        ("Training", "STOPPING_WINDOW"),
-        ("Training", "STOPPING_TIME_LIMIT"),
-        ("Training", "MAX_HOURS"),
-        ("Training", "DEVICE"),
-        ("Training", "SAVE_IMAGES"),
-        ("Dataset", "CACHE_DIR"),
-        ("Encoder", "NUM_ITER"),
-        ("Encoder", "SAVE_INTERVAL"),
-        ("Encoder", "LOG_INTERVAL"),
-        ("Evaluation", "*"),
-        ("Sampling", "*"),
-    }
-)
-
-
-class RunFolderError(UserInputError):
-    """The run folder belongs to another experiment (or cannot be used)."""
-
-    exit_code = 2
-
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators (all devices)."""
@@ -101,76 +60,6 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def config_differences(old: Config, new: Config, allowed: Iterable[tuple[str, str]] = RESUMABLE_KEYS) -> list[str]:
-    """``"[Section] KEY: old -> new"`` for every key whose value differs, except ``allowed`` ones
-    (``("Section", "*")`` allows a whole section)."""
-    allowed = set(allowed)
-    changes = []
-    for section in new:
-        for key, value in new[section].items():
-            if (section, key) in allowed or (section, "*") in allowed:
-                continue
-            before = old[section][key]
-            if before != value:
-                changes.append(f"[{section}] {key}: {before!r} -> {value!r}")
-    return changes
-
-
-def pose_checkpoints(cfg: Config) -> CheckpointStore:
-    """The pose-head checkpoints of a run: ``<OUTPUT_PATH>/models/model-epoch{N}.pt`` (the newest
-    ``KEEP_CHECKPOINTS``) and ``model-best.pt``."""
-    return CheckpointStore(
-        Path(cfg.Training.OUTPUT_PATH) / "models", prefix="model", keep=cfg.Training.KEEP_CHECKPOINTS
-    )
-
-
-def stored_config_changes(cfg: Config) -> list[str] | None:
-    """How ``<OUTPUT_PATH>/config.cfg`` differs from ``cfg`` outside :data:`RESUMABLE_KEYS`: a list of
-    ``"[Section] KEY: old -> new"`` (empty when the same), or None when the folder holds no config.
-    Raises :class:`RunFolderError` when that file cannot be read."""
-    folder = Path(cfg.Training.OUTPUT_PATH)
-    stored = folder / "config.cfg"
-    if not stored.is_file():
-        return None
-    try:
-        old = load_config_text(stored.read_text(), source=stored, check_device=False)  # DEVICE may change
-    except (UserInputError, OSError, UnicodeDecodeError) as exc:
-        raise RunFolderError(
-            f"{folder}: its config.cfg cannot be read ({exc}); use another [Training] OUTPUT_PATH or --force"
-        ) from exc
-    return config_differences(old, cfg)
-
-
-def describe_changes(changes: list[str], most: int = 5) -> str:
-    """The first ``most`` config changes, joined for a one-line message."""
-    shown = "; ".join(changes[:most])
-    return shown + (f"; and {len(changes) - most} more" if len(changes) > most else "")
-
-
-def prepare_run_folder(cfg: Config, force: bool = False) -> Path:
-    """Create ``OUTPUT_PATH`` (if needed) and make sure it belongs to this config.
-
-    A folder whose ``config.cfg`` differs in keys outside :data:`RESUMABLE_KEYS` (or cannot be read)
-    raises :class:`RunFolderError` unless ``force``. The resolved config is (re)written afterwards.
-    """
-    folder = Path(cfg.Training.OUTPUT_PATH)
-    try:
-        changes = stored_config_changes(cfg) or []
-    except RunFolderError:
-        if not force:
-            raise
-        changes = []
-    if changes and not force:
-        raise RunFolderError(
-            f"{folder} holds a run with another config ({describe_changes(changes)}); use another "
-            "[Training] OUTPUT_PATH, or --force to continue this run with the new values"
-        )
-    if changes:
-        logger.warning("--force: continuing %s with changed config: %s", folder, "; ".join(changes))
-    write_resolved_config(cfg, folder)
-    return folder
 
 
 class MetricsLog:

@@ -45,13 +45,13 @@ from multipose.data.sampling import derive_seed
 from multipose.errors import UserInputError
 from multipose.mesh import file_sha256
 from multipose.models import Autoencoder, Encoder, EncoderConfig, bootstrapped_l2_loss, load_encoder, save_encoder
-from multipose.models.weights import ENCODER_FILE, encoder_weights_path, requested_encoder_config
+from multipose.models.weights import requested_encoder_config
 from multipose.progress import progress_bar
 from multipose.runlock import StopRequest
+from multipose.runs import RunFolder, encoder_weights_path, prepare_run_folder
 from multipose.training.common import (
     MetricsLog,
     plot_curves,
-    prepare_run_folder,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -61,7 +61,6 @@ from multipose.visualize import image_grid, save_figure
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ENCODER_RUN_DIR",
     "KEEP_CHECKPOINTS",
     "PretrainProgress",
     "PREVIEW_SAMPLES",
@@ -71,8 +70,6 @@ __all__ = [
     "pretrain_encoder",
 ]
 
-#: Sub-folder of ``OUTPUT_PATH`` holding the pretraining checkpoints, metrics and figures.
-ENCODER_RUN_DIR = "encoder"
 #: Newest pretraining checkpoints kept (two, so that a damaged newest one has a fallback).
 KEEP_CHECKPOINTS = 2
 #: Fixed samples shown in every reconstruction preview.
@@ -89,7 +86,7 @@ def encoder_output_path(cfg: Config) -> Path:
     file is never overwritten."""
     if cfg.Dataset.ENCODER_WEIGHTS == "auto":
         return encoder_weights_path(cfg)
-    return Path(cfg.Training.OUTPUT_PATH) / ENCODER_FILE
+    return RunFolder.of(cfg).encoder
 
 
 def _duration(seconds: float) -> str:
@@ -145,7 +142,7 @@ def pretrain_encoder(
 
     Writes the encoder to :func:`encoder_output_path` and returns that path. Raises
     :class:`~multipose.errors.ConfigError` when the crop size is not the encoder's input size and
-    :class:`~multipose.training.common.RunFolderError` when ``OUTPUT_PATH`` holds a run of another
+    :class:`~multipose.runs.RunFolderError` when ``OUTPUT_PATH`` holds a run of another
     config (unless ``force``). The global RNG states are restored on return, so a caller that seeded
     them (the pose-head loop) draws the same numbers afterwards whether or not pretraining ran.
 
@@ -222,7 +219,7 @@ class _LossWindow:
 
 def _pretrain(cfg: Config, device: torch.device, run_dir: Path, progress: bool, stop_after: int | None) -> Path:
     enc = cfg.Encoder
-    run = _build_run(cfg, device, run_dir / ENCODER_RUN_DIR, progress)
+    run = _build_run(cfg, device, RunFolder(run_dir).encoder_dir, progress)
     latest = run.store.load_latest()
     if latest is not None:
         state = _restore(run, *latest)
@@ -363,8 +360,8 @@ def _save_pretrained(run: _PretrainRun, state: PretrainProgress) -> Path:
             "bootstrap_ratio": int(enc.BOOTSTRAP_RATIO),
             "final_loss": None if state.loss is None else float(state.loss),
             "seconds": round(float(state.seconds), 2),
-            "data_mesh": Path(cfg.Dataset.MODEL_PATH_DATA[0]).name,
-            "data_mesh_sha256": file_sha256(cfg.Dataset.MODEL_PATH_DATA[0]),
+            "data_mesh": Path(cfg.Dataset.MODEL_PATH_DATA).name,
+            "data_mesh_sha256": file_sha256(cfg.Dataset.MODEL_PATH_DATA),
             "config": cfg.to_ini(),
         },
     )

@@ -40,16 +40,14 @@ from multipose.losses import MultiPoseLoss
 from multipose.models import Encoder, PoseHead, PoseHeadConfig, load_encoder
 from multipose.models.head import init_head_weights
 from multipose.models.head_checkpoint import load_head_checkpoint
-from multipose.models.weights import encoder_digest, encoder_mismatch, encoder_weights_path
+from multipose.models.weights import encoder_digest, encoder_mismatch
 from multipose.progress import progress_bar
 from multipose.runlock import StopRequest
+from multipose.runs import RunFolder, RunFolderError, encoder_weights_path, pose_checkpoints, prepare_run_folder
 from multipose.timing import PhaseTimes
 from multipose.training.common import (
     MetricsLog,
-    RunFolderError,
     plot_curves,
-    pose_checkpoints,
-    prepare_run_folder,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -382,9 +380,10 @@ def train_pose_head(
         data = training_data_from_config(cfg, device, progress=progress)
         validation = validation_data_from_config(cfg, device, progress=progress)
     optimizer = torch.optim.Adam(head.parameters(), lr=cfg.Training.LEARNING_RATE_LOW or cfg.Training.LEARNING_RATE)
+    folder = RunFolder(run_dir)
     run = _HeadRun(cfg, device, run_dir, encoder, head, loss_fn, data, validation, optimizer,
-                   build_scheduler(cfg, optimizer), store, MetricsLog(run_dir / "train-loss.csv", TRAIN_FIELDS),
-                   MetricsLog(run_dir / "validation-loss.csv", VALID_FIELDS), times, progress)
+                   build_scheduler(cfg, optimizer), store, MetricsLog(folder.train_loss, TRAIN_FIELDS),
+                   MetricsLog(folder.validation_loss, VALID_FIELDS), times, progress)
     state = _restore(run, *latest) if latest is not None else HeadProgress()
     run.train_log.truncate(state.epoch)
     run.valid_log.truncate(state.epoch)
@@ -472,7 +471,7 @@ def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
     if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES:
         with run.times.phase("figures"):
             n_img = min(tr.NUM_SAVED_IMAGES, len(per_sample))
-            images = run.run_dir / "images"
+            images = RunFolder(run.run_dir).images
             _save_examples(images / f"epoch{state.epoch}-samples.png", run.loss_fn, outputs, torch.arange(n_img))
             _save_examples(images / f"epoch{state.epoch}-hardest.png", run.loss_fn, outputs,
                            per_sample.argsort(descending=True)[:n_img])
@@ -502,7 +501,7 @@ def _plot_losses(run: _HeadRun) -> None:
     plot_curves(
         [("train", *run.train_log.column("loss")), ("validation", *run.valid_log.column("loss")),
          ("validation best-of-K depth", *run.valid_log.column("best_of_k_depth"))],
-        run.run_dir / "loss.png", "epoch", "multi-pose loss",
+        RunFolder(run.run_dir).loss_plot, "epoch", "multi-pose loss",
     )
 
 

@@ -1,0 +1,142 @@
+"""Values derived from a configuration (K, the loss constants, the crop size, the render distance, the
+device), computed from its values alone: nothing here reads a file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from multipose.config.core import Config
+from multipose.config.schema import DEFAULT_DEPTH_MAX, ENCODER_INPUT_SIZES
+from multipose.config.types import ViewSampling, _parse_view_sampling
+from multipose.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class LossParameters:
+    """Constants of the multi-pose loss.
+
+    ``depth_max``: depth-error clamp d_max (mm); ``pose_max``: angle (degrees) beyond which two
+    hypotheses pay no diversity penalty; ``gamma``: weight of the confidence-independent term;
+    ``depth_normalization``: ``"union"`` (sum over the silhouettes' union) or ``"image"`` (all pixels).
+    """
+
+    depth_max: float
+    pose_max: float
+    gamma: float
+    depth_normalization: str = "union"
+
+
+def encoder_arch(cfg: Config) -> str:
+    """``[Encoder] ARCH`` with ``auto`` resolved from ``ENCODER_WEIGHTS`` alone: ``aae`` for the
+    original's ``.npy`` weights, else ``small`` (a ``.pt`` file's stored architecture is checked
+    against this when it is loaded)."""
+    arch = cfg.Encoder.ARCH
+    if arch != "auto":
+        return arch
+    return "aae" if str(cfg.Dataset.ENCODER_WEIGHTS).lower().endswith(".npy") else "small"
+
+
+def crop_size(cfg: Config) -> int:
+    """Side of the training crops: ``[Dataset] CROP_SIZE``, or, when empty, the input size of the
+    ``[Encoder] ARCH`` preset (:func:`encoder_arch`). The entry scripts fill an empty ``CROP_SIZE`` from
+    the encoder file once, when it records another size
+    (:func:`multipose.models.weights.with_encoder_crop_size`)."""
+    size = cfg.Dataset.CROP_SIZE
+    return int(size) if size is not None else ENCODER_INPUT_SIZES[encoder_arch(cfg)]
+
+
+def check_crop_size(cfg: Config, encoder_size: int, encoder: str = "the encoder") -> None:
+    """Raise :class:`ConfigError` unless the training crops (:func:`crop_size`) are ``encoder_size``
+    pixels, the input size of ``encoder`` (a description for the message)."""
+    size = crop_size(cfg)
+    if size != encoder_size:
+        shown = "empty: the encoder's size as the config tells it" if cfg.Dataset.CROP_SIZE is None else "set"
+        raise ConfigError(
+            f"{cfg.origin('Dataset', 'CROP_SIZE')}: [Dataset] CROP_SIZE = {size} ({shown}): expected the input size "
+            f"{encoder_size} of {encoder}; set [Dataset] CROP_SIZE: {encoder_size}"
+        )
+
+
+def num_hypotheses(cfg: Config) -> int:
+    """K, the number of pose hypotheses: ``[Rendering] VIEWS`` as an int, or the length of its list."""
+    views = cfg.Rendering.VIEWS
+    return views if isinstance(views, int) else len(views)
+
+
+def _same_or_error(cfg: Config, a: tuple[str, str], b: tuple[str, str], what: str) -> None:
+    va, vb = cfg[a[0]][a[1]], cfg[b[0]][b[1]]
+    if va is not None and vb is not None and va != vb:
+        raise ConfigError(
+            f"{cfg.origin(*a)}: [{a[0]}] {a[1]} = '{cfg._shown(*a)}': expected the same value as "
+            f"[{b[0]}] {b[1]} = '{cfg._shown(*b)}' (both set {what} for LOSS {cfg.Training.LOSS}); "
+            "remove one"
+        )
+
+
+def loss_parameters(cfg: Config) -> LossParameters:
+    """The loss constants, from ``[Loss_parameters]`` or the original's ``[Training] LOSS_PARAMS``.
+
+    ``vsd-union``: depth_max = DEPTH_MAX or LOSS_PARAMS or 30; gamma = GAMMA or 1/K.
+    ``vsd-union-var-gamma``: gamma = GAMMA or LOSS_PARAMS (one is required); depth_max = DEPTH_MAX or 30.
+    LOSS_PARAMS and the key it stands for may both be set only to the same value.
+    """
+    tr, lp = cfg.Training, cfg.Loss_parameters
+    if tr.LOSS == "vsd-union":
+        _same_or_error(cfg, ("Training", "LOSS_PARAMS"), ("Loss_parameters", "DEPTH_MAX"),
+                       "the depth clamp d_max in mm")
+        depth_max = next(v for v in (lp.DEPTH_MAX, tr.LOSS_PARAMS, DEFAULT_DEPTH_MAX) if v is not None)
+        gamma = lp.GAMMA if lp.GAMMA is not None else 1.0 / num_hypotheses(cfg)
+    else:
+        _same_or_error(cfg, ("Training", "LOSS_PARAMS"), ("Loss_parameters", "GAMMA"), "gamma")
+        gamma = lp.GAMMA if lp.GAMMA is not None else tr.LOSS_PARAMS
+        if gamma is None:
+            raise ConfigError(
+                f"{cfg.origin('Training', 'LOSS')}: [Training] LOSS = '{cfg._shown('Training', 'LOSS')}': "
+                "expected [Loss_parameters] GAMMA (or the original's [Training] LOSS_PARAMS) to be set: "
+                "this loss takes gamma from the config"
+            )
+        depth_max = lp.DEPTH_MAX if lp.DEPTH_MAX is not None else DEFAULT_DEPTH_MAX
+    return LossParameters(depth_max=float(depth_max), pose_max=float(lp.POSE_MAX), gamma=float(gamma),
+                          depth_normalization=lp.DEPTH_NORMALIZATION)
+
+
+#: Camera distance (mm) of the training renders when neither ``RADIUS`` nor ``T`` is set (the AAE's).
+DEFAULT_RADIUS_MM = 700.0
+
+
+def render_distance(cfg: Config) -> float:
+    """Camera distance (mm) of the training renders: ``[Dataset] RADIUS``; if empty, the z of an
+    explicit ``[Rendering] T`` (the original rendered its training images at T's z), else 700."""
+    if cfg.Dataset.RADIUS is not None:
+        return float(cfg.Dataset.RADIUS)
+    if cfg.Rendering.T is not None:
+        return float(cfg.Rendering.T[2])
+    return DEFAULT_RADIUS_MM
+
+
+def view_sampling(cfg: Config) -> ViewSampling:
+    """``[Training] VIEW_SAMPLING`` split into base and ``-hard`` / ``-reuse`` flags."""
+    return _parse_view_sampling(cfg.Training.VIEW_SAMPLING)
+
+
+def resolve_device(cfg: Config) -> torch.device:
+    """``[Training] DEVICE`` as a :class:`torch.device`; ``auto`` picks CUDA when available.
+
+    ``cuda`` without a usable GPU is a :class:`~multipose.errors.ConfigError`, not a crash later.
+    """
+    import torch  # lazy: checking a config file should not pay for importing torch
+
+    name = cfg.Training.DEVICE
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"{cfg.origin('Training', 'DEVICE')}: [Training] DEVICE = '{cfg._shown('Training', 'DEVICE')}': "
+            "expected auto or cpu: PyTorch sees no CUDA GPU on this machine "
+            "(DEVICE: auto uses one when present)"
+        )
+    return torch.device(name)

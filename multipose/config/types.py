@@ -1,0 +1,533 @@
+"""INI value types of the configuration: each parses a key's text to a Python value and formats it
+back (format -> parse is the identity); a bad value raises :class:`_Invalid` with what was expected."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class _Invalid(ValueError):
+    """Raised by a value type's ``parse``; ``detail`` (optional) says what exactly is wrong."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ValueType(Protocol):
+    """What every value type provides."""
+
+    @property
+    def summary(self) -> str:
+        """Short description for the reference table, e.g. ``int >= 1``."""
+        ...
+
+    @property
+    def expected(self) -> str:
+        """The phrase after "expected" in an error, e.g. ``an int >= 1``."""
+        ...
+
+    def parse(self, text: str) -> Any:
+        """Parse stripped INI text; raise :class:`_Invalid` when it is not valid."""
+        ...
+
+    def format(self, value: Any) -> str:
+        """Write ``value`` as INI text that :meth:`parse` reads back to an equal value."""
+        ...
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = ": the list closes before its last line" if exc.msg == "Extra data" else ""
+        raise _Invalid(
+            f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} of the value{hint}"
+        ) from None
+
+
+def _finite_number(x: Any) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise _Invalid(f"{json.dumps(x)} is not a finite number")
+    return float(x)
+
+
+def _triple(x: Any) -> tuple[float, float, float]:
+    if not isinstance(x, list) or len(x) != 3:
+        raise _Invalid(f"{json.dumps(x)} is not a list of 3 numbers")
+    a, b, c = (_finite_number(v) for v in x)
+    return (a, b, c)
+
+
+def _freeze(x: Any) -> Any:
+    """JSON value -> immutable value (lists become tuples)."""
+    if isinstance(x, list):
+        return tuple(_freeze(v) for v in x)
+    if isinstance(x, dict):
+        raise _Invalid("JSON objects are not allowed here")
+    return x
+
+
+@dataclass(frozen=True)
+class IntType:
+    min: int | None = None
+    max: int | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"int in [{self.min}, {self.max}]"
+        if self.min is not None:
+            return f"int >= {self.min}"
+        return "int"
+
+    @property
+    def expected(self) -> str:
+        return "an " + self.summary
+
+    def parse(self, text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise _Invalid() from None
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise _Invalid()
+        return value
+
+    def format(self, value: int) -> str:
+        return str(value)
+
+
+@dataclass(frozen=True)
+class FloatType:
+    min: float | None = None
+    max: float | None = None
+    min_inclusive: bool = True
+    max_inclusive: bool = True
+
+    @property
+    def summary(self) -> str:
+        lo, hi = self.min, self.max
+        if lo is not None and hi is not None:
+            left = "[" if self.min_inclusive else "("
+            right = "]" if self.max_inclusive else ")"
+            return f"float in {left}{_num(lo)}, {_num(hi)}{right}"
+        if lo is not None:
+            return f"float {'>=' if self.min_inclusive else '>'} {_num(lo)}"
+        if hi is not None:
+            return f"float {'<=' if self.max_inclusive else '<'} {_num(hi)}"
+        return "float"
+
+    @property
+    def expected(self) -> str:
+        return "a " + self.summary
+
+    def parse(self, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise _Invalid() from None
+        if not math.isfinite(value):
+            raise _Invalid("not a finite number")
+        lo, hi = self.min, self.max
+        if lo is not None and (value < lo or (value == lo and not self.min_inclusive)):
+            raise _Invalid()
+        if hi is not None and (value > hi or (value == hi and not self.max_inclusive)):
+            raise _Invalid()
+        return value
+
+    def format(self, value: float) -> str:
+        return repr(value)
+
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+@dataclass(frozen=True)
+class BoolType:
+    summary: str = "bool (true/false, yes/no, on/off, 1/0)"
+    expected: str = "a bool: true/false, yes/no, on/off or 1/0"
+
+    def parse(self, text: str) -> bool:
+        low = text.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise _Invalid()
+
+    def format(self, value: bool) -> str:
+        return "true" if value else "false"
+
+
+@dataclass(frozen=True)
+class ChoiceType:
+    choices: tuple[str, ...]
+
+    @property
+    def summary(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
+    @property
+    def expected(self) -> str:
+        return self.summary
+
+    def parse(self, text: str) -> str:
+        low = text.lower()
+        if low not in self.choices:
+            raise _Invalid()
+        return low
+
+    def format(self, value: str) -> str:
+        return value
+
+
+@dataclass(frozen=True)
+class PathType:
+    """A file or folder path, stored as the string written (relative to the working directory)."""
+
+    summary: str = "path"
+    expected: str = "a path"
+
+    def parse(self, text: str) -> str:
+        if not text:
+            raise _Invalid()
+        return text
+
+    def format(self, value: str) -> str:
+        return value
+
+
+@dataclass(frozen=True)
+class PathListType:
+    """A path or a JSON list of paths, stored as a tuple of strings.
+
+    ``max_len=1`` for the CAD model paths: multipose trains one object per run. Empty strings in a list
+    are dropped (the originals wrote ``[""]`` for "none"); an empty result is ``None`` where
+    ``allow_empty``, else an error.
+    """
+
+    max_len: int | None = None
+    allow_empty: bool = False
+
+    @property
+    def summary(self) -> str:
+        return "path, or JSON list of one path" if self.max_len == 1 else "path, or JSON list of paths"
+
+    @property
+    def expected(self) -> str:
+        if self.max_len == 1:
+            return 'a path or a JSON list of one path, e.g. ["./data/obj_10.ply"]'
+        return 'a path or a JSON list of paths, e.g. ["./data/a.p", "./data/b.p"]'
+
+    def parse(self, text: str) -> tuple[str, ...] | None:
+        if text.startswith("["):
+            items = _json(text)
+            if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
+                raise _Invalid("the list must hold strings")
+            paths = tuple(p.strip() for p in items if p.strip())
+        else:
+            paths = (text,) if text else ()
+        if self.max_len is not None and len(paths) > self.max_len:
+            raise _Invalid(f"got {len(paths)} paths; multipose trains one object per run")
+        if not paths and not self.allow_empty:
+            raise _Invalid()
+        return paths or None
+
+    def format(self, value: tuple[str, ...]) -> str:
+        if len(value) == 1 and not value[0].startswith("["):
+            return value[0]
+        return json.dumps(list(value))
+
+
+@dataclass(frozen=True)
+class ModelPathType:
+    """One CAD model path: a path, or the original's JSON list of one path (multipose trains one object
+    per run), stored as a string; ``allow_empty``: empty (or ``[""]``) is None."""
+
+    allow_empty: bool = False
+    summary: str = "path, or JSON list of one path"
+    expected: str = 'a path or a JSON list of one path, e.g. ["./data/obj_10.ply"]'
+
+    def parse(self, text: str) -> str | None:
+        paths = PathListType(max_len=1, allow_empty=self.allow_empty).parse(text)
+        return paths[0] if paths else None
+
+    def format(self, value: str) -> str:
+        return value
+
+
+@dataclass(frozen=True)
+class EncoderWeightsType:
+    summary: str = "auto, or a .npy / .pt / .pth path"
+    expected: str = "auto, or a path to a .npy (original AAE weights) or .pt/.pth file"
+
+    def parse(self, text: str) -> str:
+        if text.lower() == "auto":
+            return "auto"
+        if not text.lower().endswith((".npy", ".pt", ".pth")):
+            raise _Invalid()
+        return text
+
+    def format(self, value: str) -> str:
+        return value
+
+
+@dataclass(frozen=True)
+class BackgroundType:
+    summary: str = "folder, or procedural"
+    expected: str = "a folder of JPEG/PNG images, or procedural (or empty)"
+
+    def parse(self, text: str) -> str:
+        return "procedural" if text.lower() in ("", "procedural") else text
+
+    def format(self, value: str) -> str:
+        return value
+
+
+@dataclass(frozen=True)
+class TranslationType:
+    """``auto`` -> None; ``[x, y, z]`` or ``[[x, y, z]]`` (one triple per model path) -> (x, y, z)."""
+
+    summary: str = "auto, or JSON [x, y, z] / [[x, y, z]] in mm, z > 0"
+    expected: str = "auto, or [x, y, z] or [[x, y, z]] in mm with z > 0"
+
+    def parse(self, text: str) -> tuple[float, float, float] | None:
+        if text.lower() == "auto":
+            return None
+        if not text.startswith("["):
+            raise _Invalid()
+        value = _json(text)
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            if len(value) != 1:
+                raise _Invalid(
+                    f"got {len(value)} triples; one per MODEL_PATH_DATA entry, and multipose trains "
+                    "one object per run"
+                )
+            value = value[0]
+        t = _triple(value)
+        if t[2] <= 0:
+            raise _Invalid("z must be > 0: the object must be in front of the camera")
+        return t
+
+    def format(self, value: tuple[float, float, float] | None) -> str:
+        return "auto" if value is None else json.dumps(list(value))
+
+
+@dataclass(frozen=True)
+class ViewsType:
+    """K as an int, or the original's JSON list whose *length* is K (its values are ignored)."""
+
+    summary: str = "int >= 1, or non-empty JSON list (its length is K)"
+    expected: str = "an int >= 1 or a non-empty JSON list whose length is the number of hypotheses K"
+
+    def parse(self, text: str) -> int | tuple[Any, ...]:
+        if not text.startswith("["):
+            try:
+                k = int(text)
+            except ValueError:
+                raise _Invalid() from None
+            if k < 1:
+                raise _Invalid()
+            return k
+        value = _json(text)
+        if not isinstance(value, list) or not value:
+            raise _Invalid("the list is empty")
+        return _freeze(value)
+
+    def format(self, value: int | tuple[Any, ...]) -> str:
+        return str(value) if isinstance(value, int) else json.dumps(value)
+
+
+@dataclass(frozen=True)
+class EulerListType:
+    summary: str = "JSON list of [x, y, z] Euler angles (degrees)"
+    expected: str = "a non-empty JSON list of [x, y, z] Euler angles in degrees, e.g. [[0, 0, 0], [90, 0, 0]]"
+
+    def parse(self, text: str) -> tuple[tuple[float, float, float], ...]:
+        value = _json(text)
+        if not isinstance(value, list) or not value:
+            raise _Invalid()
+        return tuple(_triple(v) for v in value)
+
+    def format(self, value: tuple[tuple[float, float, float], ...]) -> str:
+        return json.dumps([list(v) for v in value])
+
+
+@dataclass(frozen=True)
+class IntrinsicsType:
+    """Pinhole intrinsics: a JSON list of 9 numbers (row-major) or a 3x3 nested list, stored as a
+    tuple of 9 floats; fx, fy > 0 and the last row ``[0, 0, 1]``."""
+
+    summary: str = "JSON 3x3 matrix (9 numbers, row-major), fx, fy > 0, last row [0, 0, 1]"
+    expected: str = (
+        "a JSON list of 9 numbers [fx, 0, cx, 0, fy, cy, 0, 0, 1] (or a 3x3 nested list) with "
+        "fx, fy > 0 and last row [0, 0, 1]"
+    )
+
+    def parse(self, text: str) -> tuple[float, ...]:
+        value = _json(text)
+        if isinstance(value, list) and len(value) == 3 and all(isinstance(r, list) for r in value):
+            value = [x for row in value for x in row] if all(len(r) == 3 for r in value) else None
+        if not isinstance(value, list) or len(value) != 9:
+            raise _Invalid("need 9 numbers")
+        k = tuple(_finite_number(v) for v in value)
+        if k[0] <= 0 or k[4] <= 0:
+            raise _Invalid("the focal lengths fx, fy must be > 0")
+        if k[6:] != (0.0, 0.0, 1.0):
+            raise _Invalid("the last row must be [0, 0, 1]")
+        return k
+
+    def format(self, value: tuple[float, ...]) -> str:
+        return json.dumps(list(value))
+
+
+@dataclass(frozen=True)
+class FloatRangeType:
+    """A JSON pair ``[low, high]`` of floats with ``low <= high``, inside ``[min, max]`` when given."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"JSON [low, high], {_num(self.min)} <= low <= high <= {_num(self.max)}"
+        if self.min is not None:
+            return f"JSON [low, high], {_num(self.min)} <= low <= high"
+        return "JSON [low, high], low <= high"
+
+    @property
+    def expected(self) -> str:
+        return "a " + self.summary.replace("JSON [low, high],", "JSON list [low, high] with")
+
+    def parse(self, text: str) -> tuple[float, float]:
+        value = _json(text)
+        if not isinstance(value, list) or len(value) != 2:
+            raise _Invalid("need two numbers")
+        low, high = (_finite_number(v) for v in value)
+        if low > high:
+            raise _Invalid("low is above high")
+        if (self.min is not None and low < self.min) or (self.max is not None and high > self.max):
+            raise _Invalid()
+        return (low, high)
+
+    def format(self, value: tuple[float, float]) -> str:
+        return json.dumps(list(value))
+
+
+@dataclass(frozen=True)
+class IntListType:
+    """A JSON list of exactly ``length`` ints >= ``min``, stored as a tuple."""
+
+    length: int
+    min: int = 1
+
+    @property
+    def summary(self) -> str:
+        return f"JSON list of {self.length} ints >= {self.min}"
+
+    @property
+    def expected(self) -> str:
+        return f"a JSON list of {self.length} ints >= {self.min}"
+
+    def parse(self, text: str) -> tuple[int, ...]:
+        value = _json(text)
+        if not isinstance(value, list) or len(value) != self.length:
+            raise _Invalid(f"need {self.length} numbers")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < self.min for v in value):
+            raise _Invalid()
+        return tuple(value)
+
+    def format(self, value: tuple[int, ...]) -> str:
+        return json.dumps(list(value))
+
+
+#: ``[Training] VIEW_SAMPLING`` methods: the original's distributions of rotations
+#: (:mod:`multipose.data.sampling` implements and documents each).
+VIEW_SAMPLING_METHODS = (
+    "sundermeyer-random",
+    "sphere",
+    "sphere-simple",
+    "sphere-fixed",
+    "sphere-wolfram",
+    "sphere-wolfram-fixed",
+    "tless",
+    "tless-simple",
+    "fixed",
+    "viewsphere-aug",
+    "viewsphere-aug-no-conv",
+    "mixed",
+    "quat",
+)
+#: ``[Training] HARD_POOL`` policies of ``-hard`` sampling (:mod:`multipose.data.sampling`).
+HARD_POOLS = ("replace", "accumulate")
+#: Methods of the original that depend on data it did not distribute.
+_VIEW_SAMPLING_REFUSED = {
+    "viewsphere": "the original's viewsphere reads its data/view-sphere.p, which it does not distribute; "
+    "give that file itself as VIEW_SAMPLING (a .p path), or use viewsphere-aug",
+}
+_VIEW_SAMPLING_FILES = (".npy", ".p", ".pkl", ".pickle")
+_VIEW_SAMPLING_SUFFIXES = ("-hard", "-reuse")
+
+
+@dataclass(frozen=True)
+class ViewSampling:
+    """``[Training] VIEW_SAMPLING`` split into its parts.
+
+    ``base``: one of :data:`VIEW_SAMPLING_METHODS`, or a path to a file of rotations
+    (``.npy``/``.p``/``.pkl``/``.pickle``); ``hard``: the ``-hard`` suffix; ``reuse``: the ``-reuse`` suffix.
+    """
+
+    base: str
+    hard: bool = False
+    reuse: bool = False
+
+    @property
+    def is_file(self) -> bool:
+        """Whether ``base`` is a rotation file rather than a method."""
+        return self.base not in VIEW_SAMPLING_METHODS
+
+
+def _parse_view_sampling(text: str) -> ViewSampling:
+    base, found = text, set()
+    while True:
+        suffix = next((s for s in _VIEW_SAMPLING_SUFFIXES if base.lower().endswith(s)), None)
+        if suffix is None or suffix in found:
+            break
+        found.add(suffix)
+        base = base[: -len(suffix)]
+    if base.lower() in VIEW_SAMPLING_METHODS:
+        base = base.lower()
+    elif base.lower() in _VIEW_SAMPLING_REFUSED:
+        raise _Invalid(_VIEW_SAMPLING_REFUSED[base.lower()])
+    elif not base.lower().endswith(_VIEW_SAMPLING_FILES) or Path(base).name.lower() in _VIEW_SAMPLING_FILES:
+        raise _Invalid()
+    return ViewSampling(base, hard="-hard" in found, reuse="-reuse" in found)
+
+
+@dataclass(frozen=True)
+class ViewSamplingType:
+    summary: str = (
+        ", ".join(VIEW_SAMPLING_METHODS) + ", or a .npy/.p/.pkl/.pickle path; optional suffixes -hard, -reuse"
+    )
+    expected: str = (
+        "one of " + ", ".join(VIEW_SAMPLING_METHODS) + " or a path to a .npy/.p/.pkl/.pickle file of "
+        "rotations, optionally followed by -hard and/or -reuse (e.g. sundermeyer-random-hard)"
+    )
+
+    def parse(self, text: str) -> str:
+        vs = _parse_view_sampling(text)
+        return vs.base + ("-hard" if vs.hard else "") + ("-reuse" if vs.reuse else "")
+
+    def format(self, value: str) -> str:
+        return value
