@@ -49,7 +49,7 @@ def _from_bop(args: argparse.Namespace, cfg: Config, out: Path) -> int:
     import io
     import pickle
 
-    from multipose.checkpoint import atomic_write_bytes
+    from multipose.atomic import atomic_write_bytes
     from multipose.evaluation.bop import bop_split_pickle
 
     obj_id = args.obj_id if args.obj_id is not None else cfg.Evaluation.OBJ_ID

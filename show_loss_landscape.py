@@ -20,7 +20,7 @@ from multipose.cli import run_without_config
 
 
 def main(args: argparse.Namespace) -> int:
-    from multipose.checkpoint import atomic_write_text
+    from multipose.atomic import atomic_write_text
     from multipose.landscape import basins, load_landscape, minima_table, plot_flat, plot_regions, plot_sphere
     from multipose.visualize import save_figure
 

@@ -30,9 +30,9 @@ from multipose.config import ViewSampling  # noqa: E402
 from multipose.data.augment import Augmenter  # noqa: E402
 from multipose.data.backgrounds import ImageBackgrounds, ProceduralBackgrounds, load_background_images  # noqa: E402
 from multipose.data.cache import ViewCache  # noqa: E402
-from multipose.data.crops import ViewRenderer, Views, ViewSettings, random_light_directions  # noqa: E402
 from multipose.data.datasets import TrainingData  # noqa: E402
 from multipose.data.sampling import PoseSampler, sundermeyer_random  # noqa: E402
+from multipose.data.views import ViewRenderer, Views, ViewSettings, random_light_directions  # noqa: E402
 from multipose.mesh import load_mesh  # noqa: E402
 from multipose.timing import median_seconds  # noqa: E402
 

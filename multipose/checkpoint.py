@@ -1,11 +1,8 @@
-"""Atomic file writes: a reader never sees a half-written file.
+"""Checkpoint files: :func:`load_checkpoint`, the one ``torch.load`` of every checkpoint, weights and
+codebook file multipose reads, and :class:`CheckpointStore`, a run's epoch checkpoints written with
+:mod:`multipose.atomic`.
 
-Everything is written to a temporary file in the destination folder, flushed and fsynced, then moved
-into place with :func:`os.replace` (atomic on POSIX). A crash leaves either the old file or the new
-one (after ``kill -9`` a hidden ``.<name>.*.tmp`` may remain beside it; it is never read).
-
-:class:`CheckpointStore` keeps a run's epoch checkpoints on top of these writes. Checkpoints hold
-tensors and plain containers only, and :func:`load_checkpoint` reads them with
+Checkpoints hold tensors and plain containers only, and :func:`load_checkpoint` reads them with
 ``torch.load(weights_only=True)``: a file that would need Python objects rebuilt (code named in the
 file run) is refused, unless its user trusts it (``--trust-checkpoint``).
 """
@@ -16,14 +13,12 @@ import logging
 import os
 import pickle
 import re
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
+from multipose.atomic import atomic_torch_save, atomic_write_bytes
 from multipose.errors import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -33,14 +28,14 @@ class CheckpointRefused(UserInputError):
     """A checkpoint that only an unsafe load (running code named in the file) could read."""
 
 
-class WriteError(UserInputError):
-    """A file could not be written (disk full, permissions, ...); the previous file is intact."""
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", trust: bool = False) -> Any:
-    """``torch.load`` of a checkpoint with ``weights_only=True`` (tensors and plain containers only);
-    ``trust``: the unsafe full unpickling, for files from a source the user trusts. Raises
-    :class:`CheckpointRefused` for a file that needs it; other failures propagate."""
+def load_checkpoint(
+    path: str | os.PathLike | BinaryIO, map_location: str | torch.device = "cpu", trust: bool = False,
+    name: str | os.PathLike | None = None,
+) -> Any:
+    """``torch.load`` of a checkpoint (a path, or a binary file object named ``name`` in messages) with
+    ``weights_only=True`` (tensors and plain containers only); ``trust``: the unsafe full unpickling, for
+    files from a source the user trusts. Raises :class:`CheckpointRefused` for a file that needs it; other
+    failures propagate."""
     try:
         return torch.load(path, map_location=map_location, weights_only=not trust)
     except pickle.UnpicklingError as exc:
@@ -49,67 +44,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         if trust or named is None:
             raise
         raise CheckpointRefused(
-            f"{path}: refused to load: the file holds Python objects beyond tensors and plain containers "
-            f"({named.group(1)}), which loading would rebuild by running code it names; if you trust its "
-            "source, pass --trust-checkpoint"
+            f"{name if name is not None else path}: refused to load: the file holds Python objects beyond tensors "
+            f"and plain containers ({named.group(1)}), which loading would rebuild by running code it names; if you "
+            "trust its source, pass --trust-checkpoint"
         ) from None
-
-
-def _new_file_mode() -> int:
-    """0666 minus the process umask: the permissions ``open(path, "w")`` would give."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically, creating parent folders. Returns the path."""
-    with atomic_open(path) as f:
-        f.write(data)
-    return Path(path)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` ``obj`` to ``path`` atomically."""
-    with atomic_open(path) as f:
-        torch.save(obj, f)
-    return Path(path)
-
-
-@contextmanager
-def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open a binary file for writing that appears at ``path`` only when the block ends without an
-    exception (then flushed, fsynced and moved into place); for large outputs written in pieces,
-    e.g. ``np.savez(f, ...)``, without holding a second copy in memory. An ``OSError`` (disk full, ...)
-    becomes a :class:`WriteError` naming the file, with nothing at ``path`` changed::
-
-        with atomic_open("cache/views.npz") as f:
-            np.savez(f, rgb=rgb)
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise WriteError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    try:
-        os.chmod(tmp, _new_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:  # disk full, quota, I/O error: the old file stays as it was
-        Path(tmp).unlink(missing_ok=True)
-        raise WriteError(f"{path}: cannot write ({exc.strerror or exc}); the previous file, if any, is kept") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class CheckpointStore:

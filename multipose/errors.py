@@ -25,3 +25,7 @@ class MeshError(UserInputError):
 class DataError(UserInputError):
     """A data file or folder that cannot be used: a background folder without readable images, a
     rotation file or dataset file (pickle / ``.npz``) that is missing, corrupt or of the wrong shape."""
+
+
+class ModelFileError(UserInputError):
+    """A weights, encoder or codebook file that cannot be used; the message names the file and tensor."""

@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from scipy.spatial import ConvexHull, SphericalVoronoi, Voronoi
 
-from multipose.checkpoint import atomic_write_bytes, atomic_write_text
+from multipose.atomic import atomic_write_bytes, atomic_write_text
 from multipose.config import Config
 from multipose.errors import UserInputError
 from multipose.geometry import deserno_sphere_points, geodesic_angle_deg, rotation_about_axis, sphere_point_rotations

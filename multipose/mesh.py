@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import trimesh
 
-from multipose.checkpoint import atomic_write_bytes
+from multipose.atomic import atomic_write_bytes
 from multipose.errors import MeshError
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multipose.checkpoint import atomic_write_text
+from multipose.atomic import atomic_write_text
 from multipose.config import Config
 from multipose.geometry import random_rotations
 from multipose.mesh import load_data_mesh

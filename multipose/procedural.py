@@ -37,7 +37,7 @@ import trimesh
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
-from multipose.checkpoint import atomic_write_bytes
+from multipose.atomic import atomic_write_bytes
 
 #: Allowed ``symmetry`` values of :func:`make_part`.
 SYMMETRIES = ("revolution", "2fold")

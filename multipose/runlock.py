@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from multipose.checkpoint import WriteError
+from multipose.atomic import WriteError
 from multipose.errors import UserInputError
 
 __all__ = ["LOCK_FILE", "Preempted", "RunFolderBusy", "StopRequest", "run_folder_lock"]

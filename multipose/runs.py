@@ -26,7 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from multipose.checkpoint import CheckpointStore, atomic_write_text
+from multipose.atomic import atomic_write_text
+from multipose.checkpoint import CheckpointStore
 from multipose.config import Config, load_config_text
 from multipose.errors import UserInputError
 

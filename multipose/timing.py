@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from multipose.checkpoint import atomic_write_text
+from multipose.atomic import atomic_write_text
 from multipose.geometry import matrix_to_rotation_6d, rotation_6d_to_matrix
 
 if TYPE_CHECKING:

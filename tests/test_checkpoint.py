@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from multipose.checkpoint import CheckpointStore, atomic_open, atomic_write_text
+from multipose.atomic import atomic_open, atomic_write_text
+from multipose.checkpoint import CheckpointStore
 
 
 def test_atomic_open_leaves_the_old_file_when_the_write_fails(tmp_path):

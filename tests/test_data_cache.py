@@ -10,7 +10,7 @@ from _data_support import small_config, tiny_mesh, write_mesh
 
 from multipose.data import cache as cache_module
 from multipose.data.cache import build_view_cache, view_cache_from_config
-from multipose.data.crops import ViewRenderer, ViewSettings
+from multipose.data.views import ViewRenderer, ViewSettings
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from multipose.config import default_config, load_config, load_config_text
 from multipose.data.augment import AugmentSettings, augment_settings
-from multipose.data.crops import ViewSettings, view_settings
+from multipose.data.views import ViewSettings, view_settings
 from multipose.errors import ConfigError
 
 FINAL = Path(__file__).parent / "data" / "original_experiment_template_final.cfg"

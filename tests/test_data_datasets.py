@@ -13,13 +13,13 @@ from _data_support import REPO_ROOT, iou, rasterize_reference, small_config, tin
 import generate_dataset
 from multipose.cli import run
 from multipose.config import load_config_text
-from multipose.data.crops import ViewRenderer
 from multipose.data.datasets import (
     composite,
     training_data_from_config,
     validation_data_from_config,
 )
 from multipose.data.io import load_samples, save_samples
+from multipose.data.views import ViewRenderer
 from multipose.mesh import load_mesh
 
 

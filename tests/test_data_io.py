@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from multipose.checkpoint import WriteError
+from multipose.atomic import WriteError
 from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
 from multipose.data.sampling import sundermeyer_random
 from multipose.errors import DataError

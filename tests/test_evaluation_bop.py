@@ -11,7 +11,7 @@ from _data_support import DEPTH_SCALE, REVOLUTION, write_bop_dataset
 from torch.testing import assert_close
 
 from multipose.config import load_config_text
-from multipose.data.crops import ViewSettings
+from multipose.data.views import ViewSettings
 from multipose.errors import ConfigError, DataError
 from multipose.evaluation import bop, check_evaluation_inputs, evaluate_models, load_test_set
 from multipose.evaluation.metrics import re, vsd

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from multipose.data.crops import ViewRenderer, ViewSettings
+from multipose.data.views import ViewRenderer, ViewSettings
 from multipose.evaluation.metrics import (
     depth_to_distance,
     re,

@@ -15,8 +15,9 @@ from multipose.checkpoint import CheckpointRefused, CheckpointStore, load_checkp
 from multipose.data.io import load_samples
 from multipose.data.sampling import load_view_sampling_file
 from multipose.errors import DataError
+from multipose.models.aae_npy import read_aae_npy
 from multipose.models.head_checkpoint import load_head_checkpoint
-from multipose.models.weights import ModelFileError, load_encoder_pt, read_aae_npy
+from multipose.models.weights import ModelFileError, load_encoder_pt
 
 
 class Evil:

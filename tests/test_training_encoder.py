@@ -20,8 +20,8 @@ import multipose.training.encoder as encoder_training
 from multipose.checkpoint import CheckpointStore
 from multipose.config import SCHEMA, load_config
 from multipose.data.backgrounds import ProceduralBackgrounds
-from multipose.data.crops import ViewRenderer, view_settings
 from multipose.data.datasets import composite, training_data_from_config
+from multipose.data.views import ViewRenderer, view_settings
 from multipose.errors import ConfigError, UserInputError
 from multipose.geometry import random_rotations
 from multipose.mesh import load_mesh

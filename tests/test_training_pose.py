@@ -345,7 +345,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(shared, tmp_path, monk
     import os
 
     import multipose.checkpoint as checkpoint_mod
-    from multipose.checkpoint import WriteError
+    from multipose.atomic import WriteError
 
     out = tmp_path / "run"
     train_pose_head(_cfg(shared, out, epochs=1), torch.device("cpu"), progress=False)

@@ -1,9 +1,9 @@
 """Synthetic training data: AAE-style crops of the CAD model on backgrounds, augmented, batched.
 
-Modules (imports point down only: config, geometry, checkpoint, mesh, render):
+Modules (imports point down only: config, geometry, atomic, checkpoint, mesh, render, runs):
 
 - :mod:`~multipose.data.sampling` -- training rotations (``VIEW_SAMPLING``), hard-sample mining;
-- :mod:`~multipose.data.crops` -- crop windows and rendering directly into the crop;
+- :mod:`~multipose.data.views` -- the view renderer: AAE crop windows, rendered directly into the crop;
 - :mod:`~multipose.data.cache` -- the on-disk cache of clean rendered views;
 - :mod:`~multipose.data.backgrounds` -- image-folder and procedural backgrounds;
 - :mod:`~multipose.data.augment` -- the AAE's augmentation, batched with kornia;
@@ -20,7 +20,6 @@ Typical use::
 
 from multipose.data.augment import Augmenter, AugmentSettings
 from multipose.data.cache import ViewCache, build_view_cache, view_cache_from_config
-from multipose.data.crops import ViewRenderer, Views, ViewSettings, view_settings
 from multipose.data.datasets import (
     TrainingData,
     generate_samples,
@@ -29,6 +28,7 @@ from multipose.data.datasets import (
 )
 from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
 from multipose.data.sampling import PoseSampler, pose_sampler_from_config
+from multipose.data.views import ViewRenderer, Views, ViewSettings, view_settings
 
 __all__ = [
     "AugmentSettings",

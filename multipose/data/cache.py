@@ -8,7 +8,7 @@ mask, depth, pose and crop intrinsics) is rendered once, with a progress bar, an
 loads it; backgrounds and augmentation are applied on the fly.
 
 The key is a sha256 over the mesh file's *content*, every setting that changes the renders
-(:class:`multipose.data.crops.ViewSettings`, ``NORMALIZE_VERTICES``, the base of ``VIEW_SAMPLING``
+(:class:`multipose.data.views.ViewSettings`, ``NORMALIZE_VERTICES``, the base of ``VIEW_SAMPLING``
 and a rotation file's content, ``NOOF_TRAINING_IMGS``, ``VIEW_SEED``) and :data:`CACHE_VERSION`, so
 editing the mesh or a setting renders a new cache and deleting ``CACHE_DIR/views`` is always safe.
 Writes are atomic; a corrupt or mismatching file is logged and rebuilt.
@@ -18,7 +18,7 @@ float16 ``[N, S, S]`` holding ``z - RADIUS`` in mm on the object (0 elsewhere; f
 ~0.1 mm at the object's size), ``R``, ``t``, ``K`` float32, ``key`` and ``settings`` (JSON).
 
 Encoder pretraining also needs each view's reconstruction target, the AAE's clean image of the same
-rotation (centred window, headlight: :meth:`~multipose.data.crops.ViewRenderer.render_centred`). It is
+rotation (centred window, headlight: :meth:`~multipose.data.views.ViewRenderer.render_centred`). It is
 rendered only when asked for (``targets=True``) into a companion file ``<same name>-targets.npz``
 (``key``, ``rgb`` uint8 ``[N, 3, S, S]``), so pose-head training never pays for it.
 """
@@ -39,10 +39,10 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from multipose.checkpoint import atomic_open
+from multipose.atomic import atomic_open
 from multipose.config import Config, ViewSampling, view_sampling
-from multipose.data.crops import ViewRenderer, Views, ViewSettings, view_settings
 from multipose.data.sampling import base_rotations, load_view_sampling_file, make_generator
+from multipose.data.views import ViewRenderer, Views, ViewSettings, view_settings
 from multipose.mesh import file_sha256, load_mesh, normalization_key
 from multipose.progress import progress_bar
 
@@ -62,7 +62,7 @@ class ViewCache:
     """A pool of clean views in memory (on one device).
 
     Attributes:
-        views: the :class:`~multipose.data.crops.Views` of all ``N`` entries; ``views.depth`` is
+        views: the :class:`~multipose.data.views.Views` of all ``N`` entries; ``views.depth`` is
             float32 mm.
         key: the cache key (hex sha256).
         path: the file it was loaded from or written to (None when not stored).
@@ -244,7 +244,7 @@ def build_view_cache(
 
     Args:
         mesh_path: the data mesh (PLY/OBJ, mm), rendered at full resolution.
-        settings: crop geometry (:func:`multipose.data.crops.view_settings`).
+        settings: crop geometry (:func:`multipose.data.views.view_settings`).
         num_views: pool size (a rotation file with fewer rotations gives all of them).
         cache_dir: ``[Dataset] CACHE_DIR``; the file goes to ``cache_dir/views/``.
         normalize: ``[Rendering] NORMALIZE_VERTICES``.

@@ -45,10 +45,10 @@ from multipose.config import Config, ViewSampling, crop_size, view_sampling
 from multipose.data.augment import Augmenter, augment_settings
 from multipose.data.backgrounds import BackgroundSource, backgrounds_from_config
 from multipose.data.cache import ViewCache, render_views, view_cache_from_config
-from multipose.data.crops import ViewRenderer, Views, view_settings
 from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
 from multipose.data.occlusion import OcclusionSettings, occlusion_settings, square_occlusions
 from multipose.data.sampling import PoseSampler, derive_seed, make_generator, pose_sampler_from_config
+from multipose.data.views import ViewRenderer, Views, view_settings
 from multipose.errors import DataError
 from multipose.mesh import file_sha256, load_data_mesh, load_mesh, normalization_key
 from multipose.runs import RunFolder
@@ -90,7 +90,7 @@ class TrainingData:
         renderer: the view renderer (needed without cache).
         with_target: also return each sample's reconstruction target as ``target`` (encoder
             pretraining): the AAE's clean image of the same rotation, centred and headlit
-            (:meth:`~multipose.data.crops.ViewRenderer.render_centred`; from ``cache.targets``).
+            (:meth:`~multipose.data.views.ViewRenderer.render_centred`; from ``cache.targets``).
         occlusion: square occluders cut out of the object (:mod:`multipose.data.occlusion`), or None.
     """
 

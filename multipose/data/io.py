@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from multipose.checkpoint import atomic_open, atomic_write_bytes
+from multipose.atomic import atomic_open, atomic_write_bytes
 from multipose.errors import DataError
 from multipose.safe_pickle import ForbiddenPickle, load_arrays_only
 

@@ -16,7 +16,7 @@ Every ground-truth instance of ``[Evaluation] OBJ_ID`` with ``visib_fract >= MIN
 test instance (the BOP targets' rule). Entries of ``scene_gt.json`` and ``scene_gt_info.json`` pair up
 by position. The object is cut out with its ground-truth box ``bbox_obj`` (the whole silhouette, the
 counterpart of the tight box of our training renders) exactly as training crops are made
-(:mod:`multipose.data.crops`): a square window of side ``PAD_FACTOR * max(w, h)`` about the box centre,
+(:mod:`multipose.data.views`): a square window of side ``PAD_FACTOR * max(w, h)`` about the box centre,
 resampled to the encoder's input size; the window's intrinsics are ``K_crop = A K``.
 
 Translation, as the AAE (Sundermeyer et al., ECCV 2018, ``auto_pose/ae/codebook.py``) estimates it from
@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import torch
 
-from multipose.data.crops import crop_intrinsics, crop_windows, tight_boxes
+from multipose.data.views import crop_intrinsics, crop_windows, tight_boxes
 from multipose.errors import DataError
 from multipose.progress import progress_bar
 
@@ -245,7 +245,7 @@ def crop_square(
 
     Output pixel ``j`` samples the image at ``u`` with ``j = s (u - u0) - 0.5``, ``s = size / side``,
     ``u0 = cx - side / 2`` (pixel centres at integer coordinates) -- the same ``A`` as
-    :func:`multipose.data.crops.crop_intrinsics`, so a point at pixel ``K_crop x`` of the crop is at
+    :func:`multipose.data.views.crop_intrinsics`, so a point at pixel ``K_crop x`` of the crop is at
     ``K x`` in the image.
     """
     cx, cy, side = (float(v) for v in window)
@@ -414,7 +414,7 @@ def load_bop_crops(
 
 
 def crop_intrinsics_batch(K: torch.Tensor, windows: torch.Tensor, size: int) -> torch.Tensor:
-    """:func:`multipose.data.crops.crop_intrinsics` with one camera per window: ``(N, 3, 3), (N, 3)
+    """:func:`multipose.data.views.crop_intrinsics` with one camera per window: ``(N, 3, 3), (N, 3)
     -> (N, 3, 3)`` float32 (``A_n K_n``)."""
     A = crop_intrinsics(torch.eye(3, dtype=torch.float64), windows.double(), size)
     return (A @ K.double()).float()

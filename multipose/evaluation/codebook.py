@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from multipose.config import Config
-from multipose.data.crops import ViewRenderer, view_settings
+from multipose.data.views import ViewRenderer, view_settings
 from multipose.mesh import file_sha256, load_data_mesh, normalization_key
 from multipose.models import Codebook, Encoder, codebook_rotations
 from multipose.models.weights import ModelFileError, encoder_digest

@@ -1,6 +1,6 @@
 """Files an evaluation writes: BOP results CSV, per-sample CSV, ``metrics.json`` and figures.
 
-All files are written atomically (:mod:`multipose.checkpoint`), figures headless (Agg) through
+All files are written atomically (:mod:`multipose.atomic`), figures headless (Agg) through
 :mod:`multipose.visualize`.
 
 - BOP results (``<method>_<dataset>-<split>.csv``, the format of the BOP challenge): header
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from multipose.checkpoint import atomic_write_text
+from multipose.atomic import atomic_write_text
 from multipose.errors import DataError
 from multipose.evaluation.metrics import recall_curve
 from multipose.visualize import image_grid, save_figure

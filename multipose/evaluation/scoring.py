@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from multipose.config import Config
-from multipose.data.crops import view_settings
 from multipose.data.sampling import make_generator
+from multipose.data.views import view_settings
 from multipose.evaluation import bop
 from multipose.evaluation import metrics as pose_error  # pose_error.re: the name re stays the standard library's
 from multipose.evaluation.testsets import TestSet

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from multipose.config import Config, crop_size, render_distance
-from multipose.data.crops import ViewRenderer, view_settings
 from multipose.data.datasets import generate_samples
 from multipose.data.io import load_samples
+from multipose.data.views import ViewRenderer, view_settings
 from multipose.errors import ConfigError, DataError
 from multipose.evaluation import bop
 from multipose.evaluation.metrics import symmetry_transformations

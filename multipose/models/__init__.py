@@ -3,13 +3,16 @@
 - :mod:`~multipose.models.encoder` -- the AAE encoder (:class:`Encoder`, :class:`EncoderConfig`, presets);
 - :mod:`~multipose.models.decoder` -- its mirrored decoder;
 - :mod:`~multipose.models.autoencoder` -- encoder + decoder and the bootstrapped L2 loss (pretraining);
-- :mod:`~multipose.models.weights` -- original AAE ``.npy`` and our ``.pt`` encoder files, ``ENCODER_WEIGHTS``;
+- :mod:`~multipose.models.weights` -- our ``.pt`` encoder files and ``ENCODER_WEIGHTS`` of a config;
+- :mod:`~multipose.models.aae_npy` -- the original AAE ``.npy`` weights (restricted unpickler, name and layout
+  mapping);
 - :mod:`~multipose.models.codebook` -- the AAE codebook baseline (nearest code -> rotation);
 - :mod:`~multipose.models.head` -- the pose head: K rotation hypotheses with confidences.
 
 No data loading, loops over data or device handling here: callers move modules with ``.to(device)``.
 """
 
+from multipose.models.aae_npy import aae_state_dict, aae_weights_dict, load_aae_npy, read_aae_npy, save_aae_npy
 from multipose.models.autoencoder import Autoencoder, AutoencoderOutput, bootstrapped_l2_loss
 from multipose.models.codebook import Codebook, CodebookMatch, build_codebook, codebook_rotations
 from multipose.models.decoder import Decoder
@@ -26,16 +29,11 @@ from multipose.models.encoder import (
 from multipose.models.head import HeadOutput, PoseHead, PoseHeadConfig
 from multipose.models.weights import (
     ModelFileError,
-    aae_state_dict,
-    aae_weights_dict,
     encoder_checkpoint,
     encoder_from_checkpoint,
-    load_aae_npy,
     load_encoder,
     load_encoder_pt,
-    read_aae_npy,
     requested_encoder_config,
-    save_aae_npy,
     save_encoder,
 )
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from multipose.checkpoint import atomic_torch_save
+from multipose.atomic import atomic_torch_save
 from multipose.geometry import camera_rotation_from_sphere_point, icosphere_points
 from multipose.models.encoder import l2_normalize
 from multipose.models.weights import ModelFileError, read_torch_file

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from multipose.checkpoint import atomic_write_bytes
+from multipose.atomic import atomic_write_bytes
 from multipose.visualize import save_figure
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from _data_support import iou, rasterize_reference, tiny_mesh
 
-from multipose.data.crops import (
+from multipose.data.views import (
     ViewRenderer,
     ViewSettings,
     crop_intrinsics,
