@@ -132,7 +132,7 @@ def main() -> int:
             num_samples=args.batch * args.batches, generator=torch.Generator().manual_seed(2),
             device=device, cache=cache,
         )
-        seconds = median_seconds(lambda data=data: [b["image"] for b in data], device, args.repeats)
+        seconds = median_seconds(lambda data=data: [b.image for b in data], device, args.repeats)
         rows[label] = args.batch * args.batches / seconds
     aug = Augmenter()
     images = torch.rand(args.batch, 3, args.size, args.size, generator=gen).to(device)

@@ -31,16 +31,16 @@ def mesh_path(tmp_path_factory):
 def test_training_batches(tmp_path, mesh_path, device):
     data = training_data_from_config(small_config(tmp_path, mesh_path), device, progress=False)
     batches = list(data)
-    assert len(data) == 3 and [len(b["R"]) for b in batches] == [4, 4, 2]
+    assert len(data) == 3 and [len(b.R) for b in batches] == [4, 4, 2]
     b = batches[0]
-    assert set(b) == {"image", "R", "t", "K", "mask", "index"}
-    assert b["image"].shape == (4, 3, 32, 32) and b["image"].dtype == torch.float32
-    assert b["image"].device.type == device.type and b["mask"].dtype == torch.bool
-    assert b["image"].min() >= 0 and b["image"].max() <= 1
-    views = data.cache.take(b["index"])  # every sample carries its cache entry: pose, K, mask, depth
+    assert b.target is None and all(v is not None for v in (b.t, b.K, b.mask, b.index))
+    assert b.image.shape == (4, 3, 32, 32) and b.image.dtype == torch.float32
+    assert b.image.device.type == device.type and b.mask.dtype == torch.bool
+    assert b.image.min() >= 0 and b.image.max() <= 1
+    views = data.cache.take(b.index)  # every sample carries its cache entry: pose, K, mask, depth
     for name in ("R", "t", "K", "mask"):
-        assert torch.equal(b[name], getattr(views, name)), name
-    assert torch.allclose(b["t"].cpu(), torch.tensor([[0.0, 0.0, 700.0]]).expand(4, 3))
+        assert torch.equal(getattr(b, name), getattr(views, name)), name
+    assert torch.allclose(b.t.cpu(), torch.tensor([[0.0, 0.0, 700.0]]).expand(4, 3))
 
 
 def test_same_seed_same_batch_other_seed_other_batch(tmp_path, mesh_path):
@@ -48,17 +48,17 @@ def test_same_seed_same_batch_other_seed_other_batch(tmp_path, mesh_path):
         return next(iter(training_data_from_config(small_config(tmp_path, mesh_path, *overrides), progress=False)))
 
     a, b, c = first(), first(), first("Training.RANDOM_SEED=11")
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
-    assert not torch.equal(a["image"], c["image"]) and not torch.equal(a["index"], c["index"])
+    for name in ("image", "R", "t", "K", "mask", "index"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert not torch.equal(a.image, c.image) and not torch.equal(a.index, c.index)
 
 
 def test_without_augmentation_the_object_pixels_are_the_render(tmp_path, mesh_path):
     data = training_data_from_config(small_config(tmp_path, mesh_path, "Training.AUGMENT_IMGS=false"), progress=False)
     b = data.batch()
-    views = data.cache.take(b["index"])
-    on = b["mask"][:, None].expand(-1, 3, -1, -1)
-    assert torch.equal(b["image"][on], (views.rgb.float() / 255.0)[on])
+    views = data.cache.take(b.index)
+    on = b.mask[:, None].expand(-1, 3, -1, -1)
+    assert torch.equal(b.image[on], (views.rgb.float() / 255.0)[on])
     bg = torch.rand(len(views), 3, 32, 32)
     assert torch.equal(composite(views, bg)[~on], bg[~on])
 
@@ -68,9 +68,9 @@ def test_training_crops_show_the_background_where_the_object_is_cut(tmp_path, me
                        "Dataset.NOOF_TRAINING_IMGS=12")
     data = training_data_from_config(cfg, progress=False)
     b = data.batch(4)
-    render = data.cache.take(b["index"]).rgb.float() / 255.0
-    same = (b["image"] == render).all(dim=1) & b["mask"]  # object pixels that still show the object
-    kept = same.sum(dim=(1, 2)) / b["mask"].sum(dim=(1, 2))
+    render = data.cache.take(b.index).rgb.float() / 255.0
+    same = (b.image == render).all(dim=1) & b.mask  # object pixels that still show the object
+    kept = same.sum(dim=(1, 2)) / b.mask.sum(dim=(1, 2))
     assert (kept > 0.75).all() and (kept < 1.0).any()
 
 
@@ -79,11 +79,11 @@ def test_views_rendered_per_batch_without_a_cache(tmp_path, mesh_path):
     data = training_data_from_config(cfg, progress=False)
     assert data.cache is None
     b = data.batch()
-    assert (b["index"] == -1).all() and b["image"].shape == (4, 3, 32, 32) and b["mask"].any()
+    assert (b.index == -1).all() and b.image.shape == (4, 3, 32, 32) and b.mask.any()
     mesh = load_mesh(mesh_path)
-    ref = rasterize_reference(mesh.vertices.numpy(), mesh.faces.numpy(), b["R"][0].numpy(), b["t"][0].numpy(),
-                              b["K"][0].numpy(), 32)
-    assert iou(b["mask"][0].numpy(), ref) > 0.95
+    ref = rasterize_reference(mesh.vertices.numpy(), mesh.faces.numpy(), b.R[0].numpy(), b.t[0].numpy(),
+                              b.K[0].numpy(), 32)
+    assert iou(b.mask[0].numpy(), ref) > 0.95
     assert not (tmp_path / "cache" / "views").exists()
 
 
@@ -94,7 +94,7 @@ def test_hard_samples_come_back_through_update(tmp_path, mesh_path):
     b = data.batch()
     data.update(b, torch.tensor([0.0, 5.0, 1.0, 9.0]))
     again = data.batch()
-    assert sorted(again["index"][:2].tolist()) == sorted(b["index"][[1, 3]].tolist())
+    assert sorted(again.index[:2].tolist()) == sorted(b.index[[1, 3]].tolist())
 
 
 def test_every_epoch_starts_with_an_empty_hard_pool_as_the_original(tmp_path, mesh_path):
@@ -121,7 +121,7 @@ def test_state_dict_resumes_the_stream(tmp_path, mesh_path):
     expected = data.batch()
     other = training_data_from_config(small_config(tmp_path, mesh_path, "Training.RANDOM_SEED=3"), progress=False)
     other.load_state_dict(state)
-    assert torch.equal(other.batch()["image"], expected["image"])
+    assert torch.equal(other.batch().image, expected.image)
 
 
 def test_generated_validation_set_is_cached_in_the_run_folder(tmp_path, mesh_path, monkeypatch):

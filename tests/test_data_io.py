@@ -70,7 +70,8 @@ def test_several_files_concatenate(tmp_path):
     mixed = load_sample_files([a, save_samples(tmp_path / "c.p", _samples(2), fmt="pickle")])
     assert len(mixed) == 5 and mixed.K is None  # the pickle has no intrinsics
     batches = list(both.batches(2))
-    assert [len(x["R"]) for x in batches] == [2, 2, 1] and set(batches[0]) == {"image", "R", "t", "K", "mask"}
+    assert [len(x.R) for x in batches] == [2, 2, 1]
+    assert all(x.t is not None and x.K is not None and x.mask is not None and x.index is None for x in batches)
 
 
 @pytest.mark.parametrize("name, content, match", [

@@ -130,27 +130,27 @@ def test_training_data_can_return_the_aae_target(shared, tmp_path):
     cfg = _cfg(shared, tmp_path / "run", 1, f"Dataset.CACHE_DIR={tmp_path / 'cache'}", "Training.AUGMENT_IMGS=false")
     assert cfg.Training.MAX_REL_OFFSET == 0.2
     plain = training_data_from_config(cfg, progress=False)
-    assert "target" not in plain.batch(2)
+    assert plain.batch(2).target is None
     assert not list(Path(cfg.Dataset.CACHE_DIR).glob("views/*-targets.npz"))  # only made when asked for
     data = training_data_from_config(cfg, progress=False, with_target=True)
     assert len(list(Path(cfg.Dataset.CACHE_DIR).glob("views/*-targets.npz"))) == 1
     batch = data.batch(6)
-    views = data.cache.take(batch["index"])
-    assert batch["target"].shape == batch["image"].shape == (6, 3, 64, 64)
+    views = data.cache.take(batch.index)
+    assert batch.target.shape == batch.image.shape == (6, 3, 64, 64)
     renderer = ViewRenderer(load_mesh(cfg.Dataset.MODEL_PATH_DATA), view_settings(cfg))
-    assert torch.equal(batch["target"], renderer.render_centred(views.R).float() / 255.0)
-    target_mask = batch["target"].amax(1) > 0
+    assert torch.equal(batch.target, renderer.render_centred(views.R).float() / 255.0)
+    target_mask = batch.target.amax(1) > 0
     centre = (64 - 1) / 2.0
     assert (_box_centre(target_mask) - centre).abs().max() <= 1.0  # centred
-    assert (_box_centre(batch["mask"]) - centre).abs().max() > 3.0  # the input's window is offset
-    assert not torch.equal(batch["target"], views.rgb.float() / 255.0)  # not the randomly lit view
+    assert (_box_centre(batch.mask) - centre).abs().max() > 3.0  # the input's window is offset
+    assert not torch.equal(batch.target, views.rgb.float() / 255.0)  # not the randomly lit view
     again = training_data_from_config(cfg, progress=False, with_target=True)  # loaded from the file
     assert torch.equal(again.cache.targets, data.cache.targets)
     uncached = training_data_from_config(
         _cfg(shared, tmp_path / "run2", 1, "Dataset.NOOF_TRAINING_IMGS=0", f"Dataset.CACHE_DIR={tmp_path / 'cache'}"),
         progress=False, with_target=True
     ).batch(3)
-    assert torch.equal(uncached["target"], renderer.render_centred(uncached["R"]).float() / 255.0)
+    assert torch.equal(uncached.target, renderer.render_centred(uncached.R).float() / 255.0)
 
 
 def test_pretraining_lowers_the_reconstruction_loss_and_writes_its_files(pretrained):

@@ -81,8 +81,8 @@ def test_a_few_steps_on_one_batch_overfit_and_only_the_head_learns(shared, tmp_p
     optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
     losses = []
     for _ in range(60):  # the original's head (batch norm after l2 too) takes ~50 steps to halve the loss here
-        out = head(encoder.encode(batch["image"]))
-        terms = loss_fn(batch["R"], out.R, out.confidence)
+        out = head(encoder.encode(batch.image))
+        terms = loss_fn(batch.R, out.R, out.confidence)
         optimizer.zero_grad()
         terms.loss.backward()
         optimizer.step()

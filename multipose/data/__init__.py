@@ -14,7 +14,7 @@ Typical use::
 
     train = training_data_from_config(cfg, device)      # renders the view cache on first use
     for batch in train:                                 # one epoch
-        batch["image"], batch["R"]                      # (B, 3, S, S) in [0, 1], (B, 3, 3)
+        batch.image, batch.R                      # (B, 3, S, S) in [0, 1], (B, 3, 3)
     valid = validation_data_from_config(cfg, device)    # SampleSet
 """
 

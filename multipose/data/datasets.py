@@ -1,7 +1,7 @@
 """Training batches and validation sets of synthetic images.
 
 Training (:class:`TrainingData`): each epoch yields ``[Training] NUM_SAMPLES`` samples in batches of
-``BATCH_SIZE``, as dicts (tensors on the device)::
+``BATCH_SIZE``, as :class:`~multipose.data.io.Batch` es (tensors on the device)::
 
     image  (B, 3, S, S) float32 RGB in [0, 1]   object on a background, augmented
     R      (B, 3, 3)    float32                 ground-truth rotation, OpenCV model-to-camera
@@ -9,7 +9,7 @@ Training (:class:`TrainingData`): each epoch yields ``[Training] NUM_SAMPLES`` s
     K      (B, 3, 3)    float32                 the crop's intrinsics (of the clean render)
     mask   (B, S, S)    bool                    object silhouette before augmentation
     index  (B,)         int64                   position in the sampling pool (the view cache), -1 if fresh
-    target (B, 3, S, S) float32 RGB in [0, 1]   only with ``with_target``: the AAE's reconstruction
+    target (B, 3, S, S) float32 RGB in [0, 1]   with ``with_target`` (else None): the AAE's reconstruction
                                                 target, the clean image of the same rotation (object
                                                 on black, centred window, headlight, not augmented)
 
@@ -45,7 +45,7 @@ from multipose.config import Config, ViewSampling, crop_size, view_sampling
 from multipose.data.augment import Augmenter, augment_settings
 from multipose.data.backgrounds import BackgroundSource, backgrounds_from_config
 from multipose.data.cache import ViewCache, render_views, view_cache_from_config
-from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
+from multipose.data.io import Batch, SampleSet, load_sample_files, load_samples, save_samples
 from multipose.data.occlusion import OcclusionSettings, occlusion_settings, square_occlusions
 from multipose.data.sampling import PoseSampler, derive_seed, make_generator, pose_sampler_from_config
 from multipose.data.views import ViewRenderer, Views, view_settings
@@ -133,14 +133,15 @@ class TrainingData:
         """Batches per epoch."""
         return math.ceil(self.num_samples / self.batch_size)
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Batch]:
         """One epoch of batches."""
         self.sampler.start_epoch()
         for start in range(0, self.num_samples, self.batch_size):
             yield self.batch(min(self.batch_size, self.num_samples - start))
 
-    def batch(self, n: int | None = None) -> dict[str, torch.Tensor]:
-        """One batch of ``n`` (default ``batch_size``) samples; see the module docstring for its keys."""
+    def batch(self, n: int | None = None) -> Batch:
+        """One batch of ``n`` (default ``batch_size``) samples, with ``index`` (and ``target`` with
+        ``with_target``)."""
         n = self.batch_size if n is None else int(n)
         draw = self.sampler.sample(n)
         if self.cache is not None:
@@ -154,25 +155,19 @@ class TrainingData:
         image = composite(shown, backgrounds)
         if self.augmenter is not None:
             image = self.augmenter(image, self.generator)
-        batch = {
-            "image": image,
-            "R": views.R,
-            "t": views.t,
-            "K": views.K,
-            "mask": views.mask,
-            "index": draw.index.to(self.device),
-        }
+        target = None
         if self.with_target:
             if self.cache is not None:
                 target = self.cache.targets[draw.index.to(self.device)]
             else:
                 target = self.renderer.render_centred(views.R).to(self.device)
-            batch["target"] = target.float() / 255.0
-        return batch
+            target = target.float() / 255.0
+        return Batch(image=image, R=views.R, t=views.t, K=views.K, mask=views.mask, index=draw.index.to(self.device),
+                     target=target)
 
-    def update(self, batch: dict[str, torch.Tensor], per_sample_loss: torch.Tensor) -> None:
+    def update(self, batch: Batch, per_sample_loss: torch.Tensor) -> None:
         """Report a batch's per-sample losses ``(B,)`` for hard-sample mining (``-hard``)."""
-        self.sampler.update(batch["R"], per_sample_loss, batch["index"])
+        self.sampler.update(batch.R, per_sample_loss, batch.index)
 
     def state_dict(self) -> dict[str, Any]:
         """Random state (generators, waiting hard samples), for resuming exactly."""

@@ -25,7 +25,7 @@ import logging
 import os
 import pickle
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "NPZ_FORMAT",
     "PICKLE_SUFFIXES",
+    "Batch",
     "SampleSet",
     "check_rotations",
     "load_rotations",
@@ -54,6 +55,33 @@ __all__ = [
 NPZ_FORMAT = "multipose-samples-v1"
 #: File name endings read as pickles.
 PICKLE_SUFFIXES = (".p", ".pkl", ".pickle")
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    """``B`` samples on one device, what training and validation consume.
+
+    Attributes:
+        image: ``(B, 3, S, S)`` float RGB in ``[0, 1]``, the encoder's input.
+        R: ``(B, 3, 3)`` model-to-camera rotations (OpenCV).
+        t: ``(B, 3)`` translations (mm), K: ``(B, 3, 3)`` crop intrinsics, mask: ``(B, S, S)`` bool clean
+            silhouettes; None where unknown.
+        index: ``(B,)`` int64 rows of the sampler's rotation pool (the view cache) each sample was drawn
+            from (training batches: hard-sample mining reports losses against them), or None.
+        target: ``(B, 3, S, S)`` float the reconstruction target of each sample (encoder pretraining: the
+            clean, centred, headlit image of the same rotation), or None.
+    """
+
+    image: torch.Tensor
+    R: torch.Tensor
+    t: torch.Tensor | None = None
+    K: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    index: torch.Tensor | None = None
+    target: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.R.shape[0])
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,16 +131,14 @@ class SampleSet:
     def image_size(self) -> int:
         return int(self.images.shape[-1])
 
-    def batches(self, batch_size: int, device: torch.device | str = "cpu"):
-        """Yield dicts ``{image (B,3,S,S), R (B,3,3)}`` plus ``t, K, mask`` where known, on ``device``."""
+    def batches(self, batch_size: int, device: torch.device | str = "cpu") -> Iterator[Batch]:
+        """The samples in order as :class:`Batch` es of ``batch_size`` (``t``, ``K``, ``mask`` where
+        known), on ``device``."""
         for start in range(0, len(self), batch_size):
             part = slice(start, start + batch_size)
-            batch = {"image": self.images[part].to(device), "R": self.R[part].to(device)}
-            for name in ("t", "K", "mask"):
-                value = getattr(self, name)
-                if value is not None:
-                    batch[name] = value[part].to(device)
-            yield batch
+            known = {name: getattr(self, name) for name in ("t", "K", "mask")}
+            yield Batch(image=self.images[part].to(device), R=self.R[part].to(device),
+                        **{name: v[part].to(device) for name, v in known.items() if v is not None})
 
 
 # --------------------------------------------------------------------------------------------------

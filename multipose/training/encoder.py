@@ -117,14 +117,14 @@ def _save_preview(path: Path, model: Autoencoder, samples: dict[str, torch.Tenso
     was_training = model.training
     model.eval()
     try:
-        recon = model(samples["image"]).reconstruction
+        recon = model(samples.image).reconstruction
     finally:
         model.train(was_training)
     losses = [
-        float(bootstrapped_l2_loss(r[None], t[None], ratio)) for r, t in zip(recon, samples["target"], strict=True)
+        float(bootstrapped_l2_loss(r[None], t[None], ratio)) for r, t in zip(recon, samples.target, strict=True)
     ]
     rows = [
-        [img.permute(1, 2, 0).float().cpu().numpy() for img in (samples["image"][i], samples["target"][i], recon[i])]
+        [img.permute(1, 2, 0).float().cpu().numpy() for img in (samples.image[i], samples.target[i], recon[i])]
         for i in range(recon.shape[0])
     ]
     titles = [f"loss {loss:.4f}" for loss in losses]
@@ -297,8 +297,8 @@ def _step(run: _PretrainRun) -> torch.Tensor:
     """One iteration: a batch, the bootstrapped L2 loss of its reconstruction, an Adam step; the loss."""
     enc = run.cfg.Encoder
     batch = run.data.batch(enc.BATCH_SIZE)
-    out = run.model(batch["image"])
-    loss = bootstrapped_l2_loss(out.reconstruction, batch["target"], enc.BOOTSTRAP_RATIO)
+    out = run.model(batch.image)
+    loss = bootstrapped_l2_loss(out.reconstruction, batch.target, enc.BOOTSTRAP_RATIO)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()

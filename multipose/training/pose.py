@@ -34,10 +34,10 @@ import torch
 from multipose.checkpoint import CheckpointStore
 from multipose.config import Config, check_crop_size, num_hypotheses
 from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
-from multipose.data.io import SampleSet
+from multipose.data.io import Batch, SampleSet
 from multipose.errors import UserInputError
-from multipose.losses import MultiPoseLoss
-from multipose.models import Encoder, PoseHead, PoseHeadConfig, load_encoder
+from multipose.losses import LossTerms, MultiPoseLoss
+from multipose.models import Encoder, HeadOutput, PoseHead, PoseHeadConfig, load_encoder
 from multipose.models.head import init_head_weights
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import encoder_digest, encoder_mismatch
@@ -59,6 +59,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "HeadProgress",
     "TrainResult",
+    "Validation",
+    "ValidationBatch",
     "build_head",
     "build_scheduler",
     "early_stopping_epoch",
@@ -188,47 +190,60 @@ def early_stopping_epoch(validation_losses: Sequence[float], window: int, patien
     return None
 
 
+@dataclass(frozen=True)
+class ValidationBatch:
+    """One validation batch with the head's output for it and its loss terms (to draw examples from)."""
+
+    batch: Batch
+    output: HeadOutput
+    terms: LossTerms
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A validation pass: ``metrics`` (``loss``, ``depth``, ``diversity``: means over the samples;
+    ``best_of_k_depth``: the mean of each sample's best hypothesis' depth term, the oracle's), the
+    per-sample losses ``(N,)`` and the batches in order."""
+
+    metrics: dict[str, float]
+    per_sample: torch.Tensor
+    batches: list[ValidationBatch]
+
+
 @torch.no_grad()
 def evaluate_loss(
     encoder: Encoder, head: PoseHead, loss_fn: MultiPoseLoss, samples: SampleSet, batch_size: int, device: torch.device
-) -> tuple[dict[str, float], torch.Tensor, list]:
-    """Validation: mean loss terms over ``samples`` and the best-of-K depth term (the oracle's),
-    plus the per-sample losses ``(N,)`` and the per-batch outputs for drawing images."""
+) -> Validation:
+    """Validation: the loss terms of the head (eval mode) on ``samples``, in batches of ``batch_size``."""
     head.eval()
-    per_sample, depth, diversity, best = [], [], [], []
-    outputs = []
+    batches = []
     for batch in samples.batches(batch_size, device):
-        out = head(encoder.encode(batch["image"]))
-        terms = loss_fn(batch["R"], out.R, out.confidence)
-        per_sample.append(terms.per_sample.cpu())
-        depth.append(terms.depth.cpu())
-        diversity.append(terms.diversity.cpu())
-        best.append(terms.depth.min(dim=1).values.cpu())
-        outputs.append((batch, out, terms))
-    per_sample = torch.cat(per_sample)
+        out = head(encoder.encode(batch.image))
+        batches.append(ValidationBatch(batch, out, loss_fn(batch.R, out.R, out.confidence)))
+    per_sample = torch.cat([b.terms.per_sample.cpu() for b in batches])
     metrics = {
         "loss": float(per_sample.mean()),
-        "depth": float(torch.cat(depth).mean()),
-        "diversity": float(torch.cat(diversity).mean()),
-        "best_of_k_depth": float(torch.cat(best).mean()),
+        "depth": float(torch.cat([b.terms.depth.cpu() for b in batches]).mean()),
+        "diversity": float(torch.cat([b.terms.diversity.cpu() for b in batches]).mean()),
+        "best_of_k_depth": float(torch.cat([b.terms.depth.min(dim=1).values.cpu() for b in batches]).mean()),
     }
-    return metrics, per_sample, outputs
+    return Validation(metrics, per_sample, batches)
 
 
-def _save_examples(path: Path, loss_fn: MultiPoseLoss, outputs: list, indices: torch.Tensor) -> None:
+def _save_examples(path: Path, loss_fn: MultiPoseLoss, validation: Validation, indices: torch.Tensor) -> None:
     """input | GT depth | each hypothesis' depth (its confidence in the title row) | error map of the
     most confident hypothesis, for the validation samples ``indices``."""
     rows, row_titles = [], []
-    offsets = np.cumsum([0] + [len(o[0]["R"]) for o in outputs])
+    offsets = np.cumsum([0] + [len(b.batch) for b in validation.batches])
     for idx in indices.tolist():
         b = int(np.searchsorted(offsets, idx, side="right") - 1)
-        batch, out, terms = outputs[b]
+        batch, out, terms = (validation.batches[b].batch, validation.batches[b].output, validation.batches[b].terms)
         i = idx - offsets[b]
-        gt = loss_fn.render_gt(batch["R"][i : i + 1])[0, 0].cpu().numpy()
+        gt = loss_fn.render_gt(batch.R[i : i + 1])[0, 0].cpu().numpy()
         hyp = terms.rendered[i, :, 0].cpu().numpy()  # (K, S, S)
         top = int(out.confidence[i].argmax())
         error = np.abs(gt - hyp[top]) * ((gt > 0) | (hyp[top] > 0)) + 1e-6 * ((gt > 0) | (hyp[top] > 0))
-        image = batch["image"][i].permute(1, 2, 0).cpu().numpy()
+        image = batch.image[i].permute(1, 2, 0).cpu().numpy()
         rows.append([image, gt, *hyp, error])
         conf = ", ".join(f"{c:.2f}" for c in out.confidence[i].tolist())
         row_titles.append(f"#{idx} loss {terms.per_sample[i]:.3f}\nconf {conf}")
@@ -273,13 +288,13 @@ def _train_epoch(
     bar = progress_bar(data, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
     for number, batch in enumerate(bar, 1):
         stop.check(f"in epoch {epoch} before batch {number}")
-        n = batch["R"].shape[0]
+        n = batch.R.shape[0]
         if n < 2:  # batch norm cannot train on one sample; it is drawn again next epoch
             continue
         with torch.no_grad():
-            code = encoder.encode(batch["image"])
+            code = encoder.encode(batch.image)
         out = head(code)
-        terms = loss_fn(batch["R"], out.R, out.confidence)
+        terms = loss_fn(batch.R, out.R, out.confidence)
         _check_finite(terms.loss, "the loss", epoch, number, store)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
@@ -461,8 +476,8 @@ def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
         lr = run.optimizer.param_groups[0]["lr"]
         run.scheduler.step()
     with run.times.phase("validation"):
-        metrics, per_sample, outputs = evaluate_loss(run.encoder, run.head, run.loss_fn, run.validation,
-                                                     tr.BATCH_SIZE, run.device)
+        validation = evaluate_loss(run.encoder, run.head, run.loss_fn, run.validation, tr.BATCH_SIZE, run.device)
+    metrics = validation.metrics
     _check_finite(torch.tensor(metrics["loss"]), "the validation loss", state.epoch, None, run.store)
     state.seconds += time.perf_counter() - start
     run.train_log.append(dict(zip(TRAIN_FIELDS, [state.epoch, *means, lr, round(state.seconds, 2)], strict=True)))
@@ -470,11 +485,11 @@ def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
     improved = state.record(metrics["loss"])
     if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES:
         with run.times.phase("figures"):
-            n_img = min(tr.NUM_SAVED_IMAGES, len(per_sample))
+            n_img = min(tr.NUM_SAVED_IMAGES, len(validation.per_sample))
             images = RunFolder(run.run_dir).images
-            _save_examples(images / f"epoch{state.epoch}-samples.png", run.loss_fn, outputs, torch.arange(n_img))
-            _save_examples(images / f"epoch{state.epoch}-hardest.png", run.loss_fn, outputs,
-                           per_sample.argsort(descending=True)[:n_img])
+            _save_examples(images / f"epoch{state.epoch}-samples.png", run.loss_fn, validation, torch.arange(n_img))
+            _save_examples(images / f"epoch{state.epoch}-hardest.png", run.loss_fn, validation,
+                           validation.per_sample.argsort(descending=True)[:n_img])
     logger.info("epoch %d/%d: train %.4f, validation %.4f (best-of-K depth %.4f), lr %.2e, %.1f s", state.epoch,
                 tr.NUM_ITER, means[0], metrics["loss"], metrics["best_of_k_depth"], lr, state.seconds)
     return improved
