@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _data_support import REPO_ROOT, REVOLUTION, small_config, tiny_mesh, write_bop_dataset, write_mesh
 from PIL import Image
+from support.data import REPO_ROOT, REVOLUTION, small_config, tiny_mesh, write_bop_dataset, write_mesh
 
 from multipose.check_data import Finding, check_data, format_report, main
 from multipose.data.backgrounds import chosen_background_files

@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pytest
 import torch
-from _data_support import small_config
 from PIL import Image
+from support.data import small_config
 
 from multipose.data.backgrounds import (
     ImageBackgrounds,

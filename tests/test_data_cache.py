@@ -6,7 +6,7 @@ import logging
 
 import pytest
 import torch
-from _data_support import small_config, tiny_mesh, write_mesh
+from support.data import small_config, tiny_mesh, write_mesh
 
 from multipose.data import cache as cache_module
 from multipose.data.cache import build_view_cache, view_cache_from_config

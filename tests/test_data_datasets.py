@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from _data_support import REPO_ROOT, iou, rasterize_reference, small_config, tiny_mesh, write_mesh
+from support.data import REPO_ROOT, iou, rasterize_reference, small_config, tiny_mesh, write_mesh
 
 import generate_dataset
 from multipose.cli import run
@@ -156,6 +156,7 @@ def test_validation_set_from_files(tmp_path, mesh_path):
 # --------------------------------------------------------------------------- generate_dataset.py
 
 
+@pytest.mark.slow
 def test_generate_dataset_masks_match_an_independent_rasterisation(tmp_path, python):
     """Pins the crop geometry end to end: the stored R, t, K reproduce the stored masks."""
     out = tmp_path / "set.npz"

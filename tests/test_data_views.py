@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _data_support import iou, rasterize_reference, tiny_mesh
+from support.data import iou, rasterize_reference, tiny_mesh
 
 from multipose.data.views import (
     ViewRenderer,
@@ -68,6 +68,7 @@ def test_crop_intrinsics_map_the_window_edges_to_the_crop_edges():
     assert torch.allclose(crop[:2].T, torch.tensor([[-0.5, -0.5], [31.5, 31.5], [15.5, 15.5]]), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_tight_boxes_bound_the_projected_silhouette(mesh):
     R = random_rotations(3, generator=torch.Generator().manual_seed(4))
     t = torch.tensor([[0.0, 0.0, 700.0]]).expand(3, 3)
@@ -100,6 +101,7 @@ def test_views_are_reproducible_and_lights_face_the_camera(mesh):
     assert torch.allclose(light.norm(dim=1), torch.ones(100)) and (light[:, 2] < -0.4).all()
 
 
+@pytest.mark.slow
 def test_real_tless_model_crops_match_the_cv2_rasterisation(tless_obj10):
     """T-LESS object 10 (11,918 faces) with the AAE's camera and distance, 48 px crops."""
     mesh = load_mesh(tless_obj10)

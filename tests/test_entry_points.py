@@ -36,6 +36,7 @@ def test_template_config_loads_with_its_documented_values():
     assert (REPO_ROOT / cfg.Dataset.MODEL_PATH_DATA).is_file()
 
 
+@pytest.mark.slow
 def test_preview_runs_on_the_template_and_writes_its_outputs(python, tmp_path):
     result = _run(python, "preview.py", "experiment_template.cfg", *_tiny(tmp_path), "--views", "2")
     assert result.returncode == 0, result.stderr
@@ -61,6 +62,7 @@ def test_bad_config_value_is_one_error_line_exit_2_and_no_output(python, tmp_pat
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
 def test_missing_mesh_is_one_error_line_and_no_output(python, tmp_path):
     missing = tmp_path / "nowhere" / "obj_99.ply"
     result = _run(
@@ -74,6 +76,7 @@ def test_missing_mesh_is_one_error_line_and_no_output(python, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_device_cuda_without_a_gpu_is_a_config_error(python, tmp_path):
     result = _run(python, "preview.py", "experiment_template.cfg", *_tiny(tmp_path), "--set", "Training.DEVICE=cuda")
@@ -173,6 +176,7 @@ def test_documentation_names_no_path_outside_the_repository(doc):
         assert outside not in text, f"{doc.name} names a path outside the repository: {outside}"
 
 
+@pytest.mark.slow
 def test_every_documented_command_names_a_script_and_flags_that_exist(python):
     """The documentation cannot drift from the code: each script it runs answers --help, and every
     --flag it passes appears in that help."""

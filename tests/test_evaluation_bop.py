@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from _data_support import DEPTH_SCALE, REVOLUTION, write_bop_dataset
+from support.data import DEPTH_SCALE, REVOLUTION, write_bop_dataset
 from torch.testing import assert_close
 
 from multipose.config import load_config_text

@@ -159,6 +159,7 @@ def test_recall_counts_errors_strictly_below_the_threshold():
         recall(torch.zeros(0), 0.3)
 
 
+@pytest.mark.slow
 def test_the_metrics_import_alone_loads_no_training_rendering_or_plotting():
     """``from multipose.evaluation import metrics`` stays light: the package re-exports lazily."""
     import subprocess

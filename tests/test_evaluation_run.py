@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _original_support import original_state_dict, ortho6d_columns
 from PIL import Image
+from support.original import original_state_dict, ortho6d_columns
 from torch.testing import assert_close
 
 from multipose.config import load_config
@@ -75,6 +75,7 @@ def _cfg(shared: Path, out: Path, *extra: str):
     return load_config(REPO_ROOT / "experiment_template.cfg", [*_overrides(shared, out), *extra])
 
 
+@pytest.mark.slow
 def test_a_head_evaluated_on_its_own_training_views_beats_the_random_baseline(shared, tmp_path):
     cfg = _cfg(shared, tmp_path / "run", "Training.AUGMENT_IMGS=false")
     samples = generate_samples(cfg, 16, seed=5, progress=False)
@@ -177,6 +178,7 @@ def test_codebook_is_built_once_and_cached(shared, tmp_path, caplog):
     assert not torch.equal(codebook_from_config(cfg, other, progress=False).codes, first.codes)
 
 
+@pytest.mark.slow
 def test_train_py_evaluates_at_the_end_and_evaluate_py_writes_its_files(shared, tmp_path, python):
     out = tmp_path / "run"
     args = sum((["--set", o] for o in _overrides(shared, out)), [])
@@ -241,6 +243,7 @@ def _original_checkpoint(path: Path, K: int, code: int) -> np.ndarray:
     return sixd
 
 
+@pytest.mark.slow
 def test_evaluate_py_evaluates_a_checkpoint_of_the_original_with_its_decoding(shared, tmp_path, python):
     sixd = _original_checkpoint(tmp_path / "model-epoch12.pt", K=2, code=16)
     args = sum((["--set", o] for o in _overrides(shared, tmp_path / "run")), [])
@@ -283,6 +286,7 @@ def test_training_starts_from_an_original_checkpoint_and_keeps_its_decoding(shar
 
 @pytest.mark.parametrize("template, K", [("original_experiment_template.cfg", 10),
                                          ("original_experiment_template_final.cfg", 10)])
+@pytest.mark.slow
 def test_the_originals_templates_train_end_to_end(shared, tmp_path, python, template, K):
     """The original's templates with overrides for their paths and a tiny budget: the early one (T [0, 0,
     375], constant rate, after its VIEWS fix) and the final one (T [[0, 0, 1000]], NORMALIZE_VERTICES,
@@ -301,11 +305,12 @@ def test_the_originals_templates_train_end_to_end(shared, tmp_path, python, temp
     assert state["head_args"]["num_hypotheses"] == K
 
 
+@pytest.mark.slow
 def test_a_bop_split_converts_to_the_originals_pickle_and_evaluates_like_eval_pickle(shared, tmp_path, python):
     """generate_dataset.py --from-bop (the original's bop2pickle.py), then evaluate.py on the pickle: the
     results files carry the scene ids and translations (as eval-pickle.py wrote them), and rotations
     stored in the pickle (Rs_predicted) are evaluated as the method 'stored'."""
-    from _data_support import write_bop_dataset
+    from support.data import write_bop_dataset
 
     bop = write_bop_dataset(tmp_path / "bop")
     out_pickle = tmp_path / "test-obj01.p"
@@ -355,6 +360,7 @@ def _trained_head(shared: Path, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_scores_do_not_depend_on_the_batch_size(shared, tmp_path):
     """Batches are scored one by one and accumulated: 3 batches give the numbers of one batch."""
     samples = generate_samples(_cfg(shared, tmp_path / "run"), 5, seed=4, progress=False)

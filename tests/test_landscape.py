@@ -111,6 +111,7 @@ def test_basins_follow_steepest_descent_to_each_minimum():
     assert (labels == labels[nearest[0]])[clear].tolist() == (margin < 0)[clear].tolist()
 
 
+@pytest.mark.slow
 def test_show_loss_landscape_writes_three_pngs_headless(twofold_dir, python, tmp_path):
     out, ref, _ = twofold_dir
     result = subprocess.run(
@@ -137,6 +138,7 @@ def test_original_files_without_metadata_load_with_a_reference(twofold_dir, tmp_
     assert data.reference == ref
 
 
+@pytest.mark.slow
 def test_missing_or_mismatched_files_are_clear_errors(twofold_dir, tmp_path, python):
     out, _, _ = twofold_dir
     with pytest.raises(LandscapeError, match="points.npy: missing"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _original_support import original_forward, original_state_dict, ortho6d_columns
+from support.original import original_forward, original_state_dict, ortho6d_columns
 
 from multipose.models import PoseHead, PoseHeadConfig
 from multipose.models.head import WEIGHT_INITS, init_head_weights

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from _original_support import original_state_dict, ortho6d_columns
 from pytorch3d.renderer import FoVPerspectiveCameras, MeshRasterizer, RasterizationSettings
 from pytorch3d.structures import Meshes
+from support.original import original_state_dict, ortho6d_columns
 
 from multipose.config import load_config, render_distance
 from multipose.geometry import random_rotations

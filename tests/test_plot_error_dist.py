@@ -20,6 +20,7 @@ def _evaluation(folder, head, codebook):
     return folder
 
 
+@pytest.mark.slow
 def test_plots_sorted_errors_and_differences(tmp_path, python, repo_root):
     run = _evaluation(tmp_path / "eval", [0.1, 0.5, 0.2, 0.9], [0.3, 0.4, 0.8, 1.0])
     table = read_per_sample(run)

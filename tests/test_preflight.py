@@ -16,6 +16,7 @@ def _run(python, repo_root, script, *sets):
     return proc, time.perf_counter() - start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["train.py", "train_encoder.py", "evaluate.py", "plot_loss_landscape.py"])
 def test_a_garbage_validation_file_stops_every_script_before_any_work(tmp_path, python, repo_root, script):
     garbage = tmp_path / "valid.p"
@@ -30,6 +31,7 @@ def test_a_garbage_validation_file_stops_every_script_before_any_work(tmp_path, 
     assert not out.exists() and seconds < 60
 
 
+@pytest.mark.slow
 def test_an_output_path_below_a_file_is_one_line(tmp_path, python, repo_root):
     blocker = tmp_path / "results"
     blocker.write_text("a file, not a folder")
@@ -41,6 +43,7 @@ def test_an_output_path_below_a_file_is_one_line(tmp_path, python, repo_root):
     assert "NotADirectoryError" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_missing_test_set_stops_evaluate_py(tmp_path, python, repo_root):
     proc, _ = _run(python, repo_root, "evaluate.py", f"Evaluation.TEST_DATA_PATH={tmp_path / 'missing.npz'}",
                    f"Training.OUTPUT_PATH={tmp_path / 'run'}")

@@ -48,6 +48,7 @@ def test_a_checkpoint_that_pickles_a_callable_is_refused(tmp_path, marker):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_evaluate_py_refuses_it_with_one_line_and_trusts_it_on_request(tmp_path, marker, python, repo_root):
     path = tmp_path / "their.pt"
     torch.save({"model": {}, "head_args": {}, "epoch": 1, "x": Evil(marker)}, path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _data_support import tiny_mesh, write_mesh
+from support.data import tiny_mesh, write_mesh
 
 import multipose.training.encoder as encoder_training
 from multipose.checkpoint import CheckpointStore
@@ -153,6 +153,7 @@ def test_training_data_can_return_the_aae_target(shared, tmp_path):
     assert torch.equal(uncached.target, renderer.render_centred(uncached.R).float() / 255.0)
 
 
+@pytest.mark.slow
 def test_pretraining_lowers_the_reconstruction_loss_and_writes_its_files(pretrained):
     out = Path(pretrained.Training.OUTPUT_PATH)
     rows = _rows(out / "encoder" / "train-loss.csv")
@@ -194,6 +195,7 @@ def _codes_test(encoder: Encoder, cfg) -> tuple[torch.Tensor, torch.Tensor]:
     return (anchor * same).sum(dim=1), away
 
 
+@pytest.mark.slow
 def test_codes_of_a_view_ignore_the_background_after_pretraining(pretrained):
     """A real AAE property: after a short pretraining, a view's code is closer to the code of the same
     view on another background than to those of views 90 degrees away on the *same* background. An
@@ -209,6 +211,7 @@ def test_codes_of_a_view_ignore_the_background_after_pretraining(pretrained):
     assert (same > away).float().mean() < 2 / 3 and same.mean() < away.mean(), (same, away)
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_weights(shared, reference, tmp_path):
     out = tmp_path / "interrupted"
     assert pretrain_encoder(_cfg(shared, out), CPU, progress=False, stop_after=3) == out / "encoder.pt"
@@ -233,6 +236,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(shared, reference, tmp_p
                        load_encoder_pt(out / "encoder.pt").state_dict())
 
 
+@pytest.mark.slow
 def test_a_truncated_latest_checkpoint_is_reported_and_the_previous_one_used(shared, reference, tmp_path, caplog):
     out = tmp_path / "copy"
     shutil.copytree(reference, out)
@@ -293,6 +297,7 @@ def test_ensure_encoder_pretrains_when_missing_and_loads_when_present(shared, tm
     _assert_same_state(encoder.state_dict(), ensure_encoder(other, device, progress=False).state_dict())
 
 
+@pytest.mark.slow
 def test_train_encoder_script(shared, tmp_path, python):
     out = tmp_path / "run"
 
@@ -321,6 +326,7 @@ def test_train_encoder_script(shared, tmp_path, python):
     assert [r["iteration"] for r in _rows(out / "encoder" / "train-loss.csv")] == [str(i) for i in range(1, 7)]
 
 
+@pytest.mark.slow
 def test_the_aae_training_config_pretrains_an_encoder(tmp_path, python):
     """The original's aae_encoder_test.cfg with overrides for its paths and a tiny budget (its own
     architecture shrunk to 8-16 filters so that two iterations take seconds)."""
@@ -346,6 +352,7 @@ PRETRAINING_KEYS = [("Encoder", key) for key in ("ARCH", "CHANNELS", "LATENT_SIZ
     ("Rendering", "NORMALIZE_VERTICES")]
 
 
+@pytest.mark.slow
 def test_committed_template_encoder_is_what_its_command_makes(tmp_path):
     """The template's ENCODER_WEIGHTS was written by `python train_encoder.py experiment_template.cfg`
     (data/README.md): the file's stored config has the template's value for every key pretraining reads,

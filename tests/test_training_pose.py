@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _data_support import SCHEMA_HEAD_DEFAULTS
+from support.data import SCHEMA_HEAD_DEFAULTS
 
 from multipose.checkpoint import CheckpointStore
 from multipose.config import load_config
@@ -70,6 +70,7 @@ def _assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(value, b["model"][key]), key
 
 
+@pytest.mark.slow
 def test_a_few_steps_on_one_batch_overfit_and_only_the_head_learns(shared, tmp_path):
     cfg = _cfg(shared, tmp_path / "run")
     from multipose.models import load_encoder
@@ -92,6 +93,7 @@ def test_a_few_steps_on_one_batch_overfit_and_only_the_head_learns(shared, tmp_p
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
 
 
+@pytest.mark.slow
 def test_training_writes_its_files_and_resumes_exactly(shared, tmp_path, caplog):
     uninterrupted = train_pose_head(_cfg(shared, tmp_path / "a"), torch.device("cpu"), progress=False)
     assert uninterrupted.last_epoch == 3
@@ -123,6 +125,7 @@ def test_training_writes_its_files_and_resumes_exactly(shared, tmp_path, caplog)
     _assert_same_weights(_final_state(out), _final_state(interrupted))
 
 
+@pytest.mark.slow
 def test_a_different_config_is_refused_unless_forced(shared, tmp_path):
     out = tmp_path / "run"
     train_pose_head(_cfg(shared, out, epochs=1), torch.device("cpu"), progress=False)
@@ -142,6 +145,7 @@ def test_a_different_config_is_refused_unless_forced(shared, tmp_path):
     assert forced.last_epoch == 3
 
 
+@pytest.mark.slow
 def test_a_run_started_on_a_gpu_resumes_on_the_cpu(shared, tmp_path):
     """The stored config says DEVICE: cuda (where the run started); DEVICE may change on resuming, so a
     machine without CUDA reads it without a device check and continues without --force."""
@@ -156,6 +160,7 @@ def test_a_run_started_on_a_gpu_resumes_on_the_cpu(shared, tmp_path):
     assert train_pose_head(_cfg(shared, out, epochs=2), torch.device("cpu"), progress=False).last_epoch == 2
 
 
+@pytest.mark.slow
 def test_resuming_on_other_encoder_weights_is_refused_unless_forced(shared, tmp_path):
     """The encoder file is replaced under a run (re-pretrained, or another file copied there): the
     head's checkpoint records the sha256 of the encoder it was trained on, so resuming is refused."""
@@ -241,6 +246,7 @@ def test_kill_9_during_training_then_rerun_gives_the_uninterrupted_weights(share
     _assert_same_weights(_final_state(reference), _final_state(killed))
 
 
+@pytest.mark.slow
 def test_train_py_bad_input_is_one_error_line(shared, tmp_path, python):
     out = tmp_path / "run"
     cmd = [python, "train.py", "experiment_template.cfg", *sum((["--set", o] for o in _overrides(shared, out, 1)), [])]
@@ -270,6 +276,7 @@ def test_one_cycle_policy_is_the_originals_at_three_epochs():
     assert [one_cycle_lr(e, 2, low, high) for e in range(2)] == pytest.approx([low, low])  # cycle of 1 epoch
 
 
+@pytest.mark.slow
 def test_learning_rate_is_constant_by_default_and_one_cycle_with_low_high(shared, tmp_path):
     """train-loss.csv records each epoch's rate: constant with LEARNING_RATE alone (the original never
     stepped its scheduler), the original's one cycle with LOW/HIGH (3 epochs: cycle 2, peak at epoch 2)."""
@@ -295,6 +302,7 @@ def test_early_stopping_replays_the_originals_moving_average_rule():
     assert early_stopping_epoch([1.0, 1.0, 1.0], window=1, patience=0) == 2  # patience 0: right after the window
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_a_run(shared, tmp_path):
     cfg = _cfg(shared, tmp_path / "run", epochs=3, extra=("Training.EARLY_STOPPING=true", "Training.STOPPING_WINDOW=1",
                                                            "Training.STOPPING_TIME_LIMIT=0"))
@@ -340,6 +348,7 @@ def test_a_nan_loss_stops_training_naming_epoch_and_batch_and_keeps_the_last_che
     assert all(torch.isfinite(v).all() for v in _final_state(out)["model"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_a_failed_checkpoint_write_keeps_the_previous_one(shared, tmp_path, monkeypatch):
     import errno
     import os
@@ -365,6 +374,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(shared, tmp_path, monk
     assert not [p for p in (out / "models").iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_one_writer_per_run_folder(tmp_path, python):
     """A second train.py on a folder in use is refused naming the holder's PID; a lock file left by a
     finished (or killed) process does not block; a folder made only for the lock is removed on failure."""

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests of ``multipose.data`` (tiny meshes, configs, a reference rasteriser)."""
+"""Helpers shared by the tests: tiny meshes and configs, a reference rasteriser, a tiny BOP split."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from multipose.geometry import random_rotations
 from multipose.mesh import Mesh, load_mesh, simplify_mesh
 from multipose.render import MeshRenderer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PART = REPO_ROOT / "data" / "cad-files" / "tless_like_2fold.ply"
 REVOLUTION = REPO_ROOT / "data" / "cad-files" / "tless_like_revolution.ply"
 
