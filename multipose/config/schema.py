@@ -95,7 +95,7 @@ SCHEMA: tuple[Key, ...] = (
         "Where decimated meshes and rendered view caches are stored."),
     Key("Dataset", "CROP_SIZE", IntType(min=8), "",
         "Side of the synthetic training crops (pixels); empty: the encoder's input size (aae 128, small 64; "
-        "with ARCH auto, the size stored in a multipose .pt).",
+        "with ARCH auto, the size stored in a multipose .pt, read once when a script loads the config).",
         optional=True),
     Key("Dataset", "K", IntrinsicsType(), "[1075.65, 0, 360, 0, 1073.9, 270, 0, 0, 1]",
         "Base camera intrinsics (OpenCV) of the training renders; crops are cut from its image plane."),
