@@ -367,10 +367,11 @@ def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[F
                         f"empty: set the id of the object to evaluate in {folder} (e.g. OBJ_ID: 10)")]
 
     def check() -> list[Finding]:
-        instances = bop.read_bop_split(folder, ev.OBJ_ID, ev.MIN_VISIB_FRACT)
+        split = bop.read_bop_split(folder, ev.OBJ_ID, ev.MIN_VISIB_FRACT)
+        instances = split.instances
         scenes = len({i.scene_id for i in instances})
         used = [instances[i] for i in bop.subsample(len(instances), ev.NUM_SAMPLES)]
-        no_depth = sum(i.depth_path is None for i in used)  # any: the run reads no depth at all
+        no_depth = sum(i.depth_path is None for i in used)
         text = (f"{folder}: {_count(len(instances), 'instance')} of object {ev.OBJ_ID} in {_count(scenes, 'scene')}; "
                 f"evaluation uses {len(used):,} (NUM_SAMPLES)")
         findings = []
@@ -380,7 +381,7 @@ def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[F
                 used, desc="reading test images", unit="instance", disable=not progress, leave=False
             ):
                 reads = [(inst.image_path, bop.read_rgb)]
-                if not no_depth:
+                if inst.depth_path is not None:
                     reads.append((inst.depth_path, lambda p, s=inst.depth_scale: bop.read_depth(p, s)))
                 for path, read in reads:
                     if path in bad:
@@ -400,10 +401,12 @@ def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[F
                     "warning",
                     what,
                     f"{folder}: {no_depth:,} of the {len(used):,} instances used have no "
-                    "depth/ PNG, so VSD uses the ground-truth render as the test depth "
-                    "for all of them",
+                    "depth/ PNG, so VSD uses their ground-truth render as the test depth",
                 )
             )
+        if split.fully_occluded:
+            findings.append(Finding("warning", what, f"{folder}: {_count(split.fully_occluded, 'instance')} of object "
+                                                     f"{ev.OBJ_ID} fully occluded (visib_fract 0), not evaluated"))
         return findings
 
     return _guarded(what, check)

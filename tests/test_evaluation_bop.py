@@ -3,6 +3,8 @@ PNGs in 0.1 mm units like T-LESS): instances, crops, the AAE translation, and an
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -27,14 +29,14 @@ def dataset(tmp_path_factory) -> dict:
 def test_reader_finds_the_instances_of_one_object(dataset):
     split = dataset["split"]
     assert bop.is_bop_split(split) and not bop.is_bop_split(split / "000001")
-    instances = bop.read_bop_split(split, obj_id=1, min_visib_fract=0.1)
+    instances = bop.read_bop_split(split, obj_id=1, min_visib_fract=0.1).instances
     assert [(i.scene_id, i.im_id, i.gt_index) for i in instances] == [(1, 0, 0), (1, 3, 1)]
     first = instances[0]
     assert_close(torch.from_numpy(first.R).float(), dataset["R"][0])
     assert first.t.tolist() == pytest.approx(dataset["t"][0].tolist())
     assert first.depth_scale == DEPTH_SCALE and first.image_path.name == "000000.png"
-    assert len(bop.read_bop_split(split, obj_id=1, min_visib_fract=0.0)) == 3  # the almost hidden one too
-    assert [i.im_id for i in bop.read_bop_split(split, obj_id=2)] == [3]
+    assert len(bop.read_bop_split(split, obj_id=1, min_visib_fract=0.0).instances) == 3  # the almost hidden one too
+    assert [i.im_id for i in bop.read_bop_split(split, obj_id=2).instances] == [3]
     with pytest.raises(DataError, match="no instance of object 5"):
         bop.read_bop_split(split, obj_id=5)
     with pytest.raises(DataError, match="not found"):
@@ -43,7 +45,7 @@ def test_reader_finds_the_instances_of_one_object(dataset):
 
 
 def test_crops_test_depth_and_the_aae_translation(dataset):
-    instances = bop.read_bop_split(dataset["split"], obj_id=1)
+    instances = bop.read_bop_split(dataset["split"], obj_id=1).instances
     crops = bop.load_bop_crops(instances, crop_size=32, pad_factor=1.2, vsd_size=64, vsd_pad=2.0, progress=False)
     assert crops.images.shape == (2, 3, 32, 32) and crops.depth.shape == (2, 64, 64)
     assert crops.images.max() <= 1.0 and crops.images.mean() > 0.2
@@ -128,3 +130,121 @@ def test_bop2pickle_crop_clips_at_the_border_and_stretches():
     np.testing.assert_array_equal(inside, image[16:64, 46:94])  # 48 x 48 window, no resampling at size 48
     corner = crop_like_bop2pickle(image, np.array([0, 0, 10, 10]), size=24)  # side 12 about (5, 5): [0, 11)
     np.testing.assert_array_equal(corner, cv2.resize(image[0:11, 0:11], (24, 24), interpolation=cv2.INTER_LINEAR))
+
+
+def _copy(dataset, tmp_path):
+    import shutil
+
+    shutil.copytree(dataset["split"].parent, tmp_path / "tless")
+    return tmp_path / "tless" / "test_primesense"
+
+
+def test_silent_data_problems_are_errors_or_counted(dataset, tmp_path, caplog):
+    """No depth_scale beside a depth image, a missing scene_gt_info.json: one error naming the file; gzipped
+    ground truth is read; a fully occluded instance is counted and reported; a missing depth PNG affects
+    only the instances of its image."""
+    import gzip
+    import json
+
+    split = _copy(dataset, tmp_path)
+    scene = split / "000001"
+    gt_text = (scene / "scene_gt.json").read_text()
+    with gzip.open(scene / "scene_gt.json.gz", "wt") as f:
+        f.write(gt_text)
+    (scene / "scene_gt.json").unlink()
+    assert bop.is_bop_split(split)
+    assert len(bop.read_bop_split(split, obj_id=1).instances) == 2  # read from scene_gt.json.gz
+
+    info = json.loads((scene / "scene_gt_info.json").read_text())
+    info["3"][2]["visib_fract"] = 0.0  # the almost hidden object-1 instance: now fully occluded
+    (scene / "scene_gt_info.json").write_text(json.dumps(info))
+    with caplog.at_level("WARNING"):
+        read = bop.read_bop_split(split, obj_id=1)
+    assert read.fully_occluded == 1 and read.less_visible == 0 and len(read.instances) == 2
+    assert "1 instance(s) of object 1 are fully occluded" in caplog.text
+
+    (scene / "depth" / "000000.png").unlink()
+    read = bop.read_bop_split(split, obj_id=1)
+    crops = bop.load_bop_crops(read.instances, crop_size=32, pad_factor=1.2, vsd_size=32, progress=False)
+    assert crops.depth_known.tolist() == [False, True] and crops.depth[0].eq(0).all() and crops.depth[1].gt(0).any()
+
+    camera = json.loads((scene / "scene_camera.json").read_text())
+    del camera["3"]["depth_scale"]
+    (scene / "scene_camera.json").write_text(json.dumps(camera))
+    with pytest.raises(DataError, match=r"scene_camera.json \[3\]: no depth_scale, which the depth image 000003.png"):
+        bop.read_bop_split(split, obj_id=1)
+    (scene / "scene_gt_info.json").unlink()
+    with pytest.raises(DataError, match=r"scene_gt_info.json: missing \(the ground-truth boxes"):
+        bop.read_bop_split(split, obj_id=1)
+
+
+def _add_border_cut_image(dataset, split, im_id: int = 5) -> None:
+    """Image ``im_id`` of scene 1: object 1 half outside the right border (its full box from a render on a
+    wider canvas, as BOP's bbox_obj; visib_fract the fraction inside the image)."""
+    import json
+
+    from support.data import CAM_K, H, W
+
+    scene = split / "000001"
+    R = dataset["R"][:1]
+    t = torch.tensor([[60.0, 5.0, 650.0]])
+    K = torch.from_numpy(CAM_K).float()
+    wide = MeshRenderer(dataset["mesh"]).render_rgb(R, t, K[None], (H, 2 * W))
+    mask = wide.mask[0].numpy() > 0
+    ys, xs = np.nonzero(mask)
+    box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
+    assert xs.max() >= W > xs.min()  # cut by the image border
+    rgb = (wide.rgb[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:, :W]
+    rgb[~mask[:, :W]] = 90
+    cv2.imwrite(str(scene / "rgb" / f"{im_id:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    depth = np.where(mask, wide.depth[0].numpy() / DEPTH_SCALE, 0.0).round().astype(np.uint16)[:, :W]
+    cv2.imwrite(str(scene / "depth" / f"{im_id:06d}.png"), depth)
+    inside = mask[:, :W]
+    ys, xs = np.nonzero(inside)
+    visib = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
+    for name, entry in (
+        ("scene_gt", [{"cam_R_m2c": R[0].reshape(-1).tolist(), "cam_t_m2c": t[0].tolist(), "obj_id": 1}]),
+        ("scene_camera", {"cam_K": CAM_K.reshape(-1).tolist(), "depth_scale": DEPTH_SCALE}),
+        ("scene_gt_info", [{"bbox_obj": box, "bbox_visib": visib, "visib_fract": float(inside.sum() / mask.sum())}]),
+    ):
+        data = json.loads((scene / f"{name}.json").read_text())
+        data[str(im_id)] = entry
+        (scene / f"{name}.json").write_text(json.dumps(data))
+
+
+def test_a_border_cut_instance_is_scored_on_the_image_only_like_bop(dataset, tmp_path):
+    """VSD of an instance whose VSD window reaches past the image border equals BOP's full-image VSD (both
+    renders end at the border); counting the window outside the image as visible (the old behaviour)
+    does not."""
+    from support.data import CAM_K, H, W
+
+    from multipose.evaluation.scoring import BatchScorer
+    from multipose.geometry import rotation_about_axis
+
+    split = _copy(dataset, tmp_path)
+    _add_border_cut_image(dataset, split)
+    cfg = load_config_text(
+        f"[Dataset]\nMODEL_PATH_DATA: {REVOLUTION}\nCROP_SIZE: 32\n[Rendering]\nNORMALIZE_VERTICES: false\n"
+        f"[Evaluation]\nTEST_DATA_PATH: {split}\nOBJ_ID: 1\nVSD_MESH_FACES: 0\n"
+        f"[Training]\nOUTPUT_PATH: {tmp_path / 'run'}\nDEVICE: cpu\n"
+    )
+    test_set = load_test_set(cfg, progress=False)
+    cut = int(torch.nonzero(test_set.im_id == 5)[0, 0])
+    test_set = test_set.take(torch.tensor([cut]))
+    assert not test_set.in_image[0].all() and test_set.in_image[0].any()
+    head = PoseHead(PoseHeadConfig(num_hypotheses=1, input_dim=16)).eval()
+    scorer = BatchScorer(cfg, Encoder(EncoderConfig(image_size=32, channels=(8, 8), latent_size=16)), head, test_set)
+    R_gt, t_gt = test_set.R[:1], test_set.t[:1]
+    R_est = rotation_about_axis((0.0, 1.0, 0.0), 20.0).float() @ R_gt  # 20 degrees off, 6 mm further
+    t_est = t_gt + torch.tensor([0.0, 0.0, 6.0])
+    _, _, ours = scorer._vsd(torch.tensor([0]), R_est[:, None], t_est[:, None])
+
+    K = torch.from_numpy(CAM_K).float()
+    full = MeshRenderer(dataset["mesh"])(torch.cat([R_est, R_gt]), torch.cat([t_est, t_gt]), K.expand(2, 3, 3),
+                                         (H, W)).depth
+    scene_depth = torch.from_numpy(bop.read_depth(split / "000001" / "depth" / "000005.png", DEPTH_SCALE))
+    bop_like = vsd(full[0], full[1], scene_depth, K, 15.0, 20.0)[0]
+    uncut = replace(test_set, in_image=None)
+    _, _, old = BatchScorer(cfg, scorer.encoder, head, uncut)._vsd(torch.tensor([0]), R_est[:, None], t_est[:, None])
+    assert abs(float(ours[0, 0]) - float(bop_like)) < 0.015, (float(ours[0, 0]), float(bop_like))
+    assert abs(float(old[0, 0]) - float(bop_like)) > 0.03, (float(old[0, 0]), float(bop_like))

@@ -27,10 +27,11 @@ a 2D box (:func:`estimate_translation`), and the rotation correction for objects
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BopCrops",
     "BopInstance",
+    "BopSplit",
     "bop_split_pickle",
     "correct_rotation",
     "crop_intrinsics_batch",
@@ -79,7 +81,7 @@ class BopInstance:
         K: ``(3, 3)`` float64 camera intrinsics; depth_scale: mm per unit of the depth PNG.
         bbox_obj: ``(4,)`` ``[x, y, w, h]`` box of the whole silhouette (pixels); bbox_visib: of its
             visible part; visib_fract: visible fraction of the silhouette (1 when not given).
-        image_path: the colour (or grey) image; depth_path: the depth PNG, or None when missing.
+        image_path: the colour (or grey) image; depth_path: the depth PNG; None when missing.
     """
 
     scene_id: int
@@ -93,23 +95,39 @@ class BopInstance:
     bbox_obj: np.ndarray
     bbox_visib: np.ndarray
     visib_fract: float
-    image_path: Path
+    image_path: Path | None
     depth_path: Path | None
 
 
+def _json_file(path: Path) -> Path | None:
+    """``path``, or its gzipped ``path.gz`` (BOP ships some large JSON files gzipped), or None."""
+    gz = path.with_name(path.name + ".gz")
+    return path if path.is_file() else gz if gz.is_file() else None
+
+
+def _is_scene(folder: Path) -> bool:
+    return folder.is_dir() and _json_file(folder / "scene_gt.json") is not None
+
+
 def is_bop_split(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a folder holding at least one scene folder with a ``scene_gt.json``."""
+    """True when ``path`` is a folder holding at least one scene folder with a ``scene_gt.json`` (or
+    ``scene_gt.json.gz``)."""
     path = Path(path)
-    return path.is_dir() and any((p / "scene_gt.json").is_file() for p in path.iterdir() if p.is_dir())
+    return path.is_dir() and any(_is_scene(p) for p in path.iterdir())
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, why: str = "every BOP scene folder needs it") -> Any:
+    """A BOP JSON file, or its ``.gz``; a missing one is a :class:`DataError` saying ``why`` it is needed."""
+    found = _json_file(path)
+    if found is None:
+        raise DataError(f"{path}: missing ({why})")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing (every BOP scene folder needs it)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable JSON file ({exc})") from None
+        if found.suffix == ".gz":
+            with gzip.open(found, "rt", encoding="utf-8") as f:
+                return json.load(f)
+        return json.loads(found.read_text(encoding="utf-8"))
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{found}: not a readable JSON file ({exc})") from None
 
 
 def _matrix(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -131,85 +149,106 @@ def _find_image(folder: Path, im_id: int, kinds: Sequence[str]) -> Path | None:
     return None
 
 
-def read_bop_split(
-    folder: str | os.PathLike[str], obj_id: int, min_visib_fract: float = 0.1
-) -> list[BopInstance]:
-    """The test instances of object ``obj_id`` in a BOP split folder, ordered by scene, image and
-    instance; instances with ``visib_fract < min_visib_fract`` are skipped. Reads only the JSON files
-    (images are read by :func:`load_bop_crops`). Raises :class:`DataError` for a folder without
-    scenes, a broken file, or no instance of the object."""
+@dataclass(frozen=True)
+class BopSplit:
+    """The test instances of one object in a BOP split folder, and what was left out.
+
+    Attributes:
+        folder: the split folder; num_scenes: its scene folders.
+        instances: the instances evaluated, ordered by scene, image and instance.
+        less_visible: instances skipped for ``0 < visib_fract < min_visib_fract`` (or an empty box).
+        fully_occluded: instances skipped for ``visib_fract == 0`` (nothing of them to see).
+    """
+
+    folder: Path
+    num_scenes: int
+    instances: list[BopInstance]
+    less_visible: int
+    fully_occluded: int
+
+
+def read_bop_split(folder: str | os.PathLike[str], obj_id: int, min_visib_fract: float = 0.1) -> BopSplit:
+    """The test instances of object ``obj_id`` in a BOP split folder; instances with ``visib_fract <
+    min_visib_fract`` are skipped (and counted; fully occluded ones apart, with a warning). Reads only the
+    JSON files, plain or gzipped (images are read by :func:`load_bop_crops`). Raises :class:`DataError`
+    for a folder without scenes, a broken or missing file, or no instance of the object."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: BOP test folder not found")
-    scenes = sorted(p for p in folder.iterdir() if p.is_dir() and (p / "scene_gt.json").is_file())
+    scenes = sorted(p for p in folder.iterdir() if _is_scene(p))
     if not scenes:
         raise DataError(
             f"{folder}: no scene folders with scene_gt.json; expected a BOP split folder such as "
             "tless/test_primesense (see data/README.md)"
         )
     instances: list[BopInstance] = []
-    skipped = 0
+    less_visible = fully_occluded = 0
     for scene in scenes:
-        try:
-            scene_id = int(scene.name)
-        except ValueError:
-            raise DataError(f"{scene}: a BOP scene folder name must be a number (e.g. 000001)") from None
-        gt = _read_json(scene / "scene_gt.json")
-        cameras = _read_json(scene / "scene_camera.json")
-        info_path = scene / "scene_gt_info.json"
-        info = _read_json(info_path) if info_path.is_file() else {}
-        for key in sorted(gt, key=lambda k: int(k)):
-            im_id = int(key)
-            entries = gt[key]
-            camera = cameras.get(key) or cameras.get(str(im_id))
-            if camera is None:
-                raise DataError(f"{scene / 'scene_camera.json'}: no entry for image {im_id}")
-            where = f"{scene / 'scene_camera.json'} [{key}]"
-            K = _matrix(camera.get("cam_K"), (3, 3), f"{where} cam_K")
-            depth_scale = float(camera.get("depth_scale", 1.0))
-            infos = info.get(key, [])
-            for gt_index, entry in enumerate(entries):
-                if int(entry.get("obj_id", -1)) != obj_id:
-                    continue
-                where = f"{scene / 'scene_gt.json'} [{key}][{gt_index}]"
-                R = _matrix(entry.get("cam_R_m2c"), (3, 3), f"{where} cam_R_m2c")
-                t = _matrix(entry.get("cam_t_m2c"), (3,), f"{where} cam_t_m2c")
-                if gt_index < len(infos):
-                    item = infos[gt_index]
-                    bbox_obj = _matrix(item.get("bbox_obj"), (4,), f"{info_path} [{key}][{gt_index}] bbox_obj")
-                    bbox_visib = _matrix(item.get("bbox_visib", bbox_obj), (4,), f"{info_path} bbox_visib")
-                    visib = float(item.get("visib_fract", 1.0))
-                else:
-                    raise DataError(
-                        f"{info_path}: no entry {gt_index} for image {im_id}; the ground-truth boxes "
-                        "(bbox_obj) come from scene_gt_info.json"
-                    )
-                if visib < min_visib_fract:
-                    skipped += 1
-                    continue
-                if bbox_obj[2] <= 0 or bbox_obj[3] <= 0:
-                    skipped += 1
-                    continue
-                image = _find_image(scene, im_id, ("rgb", "gray"))
-                if image is None:
-                    raise DataError(f"{scene}: no image {im_id:06d} (.png/.jpg) in rgb/ or gray/")
-                instances.append(
-                    BopInstance(
-                        scene_id=scene_id, im_id=im_id, gt_index=gt_index, obj_id=obj_id, R=R, t=t, K=K,
-                        depth_scale=depth_scale, bbox_obj=bbox_obj, bbox_visib=bbox_visib, visib_fract=visib,
-                        image_path=image, depth_path=_find_image(scene, im_id, ("depth",)),
-                    )
-                )
+        for inst in _scene_instances(scene, obj_id):
+            if inst.visib_fract <= 0.0:
+                fully_occluded += 1
+            elif inst.visib_fract < min_visib_fract or inst.bbox_obj[2] <= 0 or inst.bbox_obj[3] <= 0:
+                less_visible += 1
+            elif inst.image_path is None:
+                raise DataError(f"{folder / f'{inst.scene_id:06d}'}: no image {inst.im_id:06d} (.png/.jpg) in rgb/ "
+                                "or gray/")
+            else:
+                instances.append(inst)
+    if fully_occluded:
+        logger.warning("BOP %s: %d instance(s) of object %d are fully occluded (visib_fract 0) and not evaluated",
+                       folder, fully_occluded, obj_id)
     if not instances:
         raise DataError(
             f"{folder}: no instance of object {obj_id} with visib_fract >= {min_visib_fract:g} "
             f"in {len(scenes)} scene(s) ([Evaluation] OBJ_ID, MIN_VISIB_FRACT)"
         )
-    logger.info(
-        "BOP %s: %d instances of object %d in %d scene(s) (%d less visible than %g skipped)",
-        folder, len(instances), obj_id, len(scenes), skipped, min_visib_fract,
-    )
-    return instances
+    logger.info("BOP %s: %d instances of object %d in %d scene(s) (%d less visible than %g skipped)",
+                folder, len(instances), obj_id, len(scenes), less_visible, min_visib_fract)
+    return BopSplit(folder, len(scenes), instances, less_visible, fully_occluded)
+
+
+def _scene_instances(scene: Path, obj_id: int) -> Iterator[BopInstance]:
+    """Every ground-truth instance of ``obj_id`` in one scene folder (``image_path`` None when the image
+    is missing: an error only for an instance that is evaluated)."""
+    try:
+        scene_id = int(scene.name)
+    except ValueError:
+        raise DataError(f"{scene}: a BOP scene folder name must be a number (e.g. 000001)") from None
+    gt = _read_json(scene / "scene_gt.json")
+    cameras = _read_json(scene / "scene_camera.json")
+    info_path = scene / "scene_gt_info.json"
+    info = _read_json(info_path, "the ground-truth boxes (bbox_obj) and visible fractions come from it; "
+                                 "bop_toolkit's scripts/calc_gt_info.py writes it")
+    for key in sorted(gt, key=lambda k: int(k)):
+        im_id = int(key)
+        camera = cameras.get(key) or cameras.get(str(im_id))
+        if camera is None:
+            raise DataError(f"{scene / 'scene_camera.json'}: no entry for image {im_id}")
+        where = f"{scene / 'scene_camera.json'} [{key}]"
+        K = _matrix(camera.get("cam_K"), (3, 3), f"{where} cam_K")
+        depth_path = _find_image(scene, im_id, ("depth",))
+        if depth_path is not None and "depth_scale" not in camera:
+            raise DataError(f"{where}: no depth_scale, which the depth image {depth_path.name} needs (millimetres "
+                            "per PNG unit; T-LESS: 0.1); add it to scene_camera.json")
+        infos = info.get(key, [])
+        for gt_index, entry in enumerate(gt[key]):
+            if int(entry.get("obj_id", -1)) != obj_id:
+                continue
+            where = f"{scene / 'scene_gt.json'} [{key}][{gt_index}]"
+            if gt_index >= len(infos):
+                raise DataError(f"{info_path}: no entry {gt_index} for image {im_id}; the ground-truth boxes "
+                                "(bbox_obj) come from scene_gt_info.json")
+            item = infos[gt_index]
+            bbox_obj = _matrix(item.get("bbox_obj"), (4,), f"{info_path} [{key}][{gt_index}] bbox_obj")
+            yield BopInstance(
+                scene_id=scene_id, im_id=im_id, gt_index=gt_index, obj_id=obj_id,
+                R=_matrix(entry.get("cam_R_m2c"), (3, 3), f"{where} cam_R_m2c"),
+                t=_matrix(entry.get("cam_t_m2c"), (3,), f"{where} cam_t_m2c"), K=K,
+                depth_scale=float(camera.get("depth_scale", 1.0)), bbox_obj=bbox_obj,
+                bbox_visib=_matrix(item.get("bbox_visib", bbox_obj), (4,), f"{info_path} bbox_visib"),
+                visib_fract=float(item.get("visib_fract", 1.0)),
+                image_path=_find_image(scene, im_id, ("rgb", "gray")), depth_path=depth_path,
+            )
 
 
 def find_models_info(folder: str | os.PathLike[str]) -> Path | None:
@@ -321,8 +360,10 @@ class BopCrops:
     Attributes:
         images: ``(N, 3, S, S)`` float32 RGB in [0, 1], the encoder's input crops.
         K_crop: ``(N, 3, 3)`` intrinsics of those crops.
-        depth: ``(N, V, V)`` float32 test depth (mm) in the VSD window, 0 where unknown; None when the
-            dataset has no depth images.
+        depth: ``(N, V, V)`` float32 test depth (mm) in the VSD window, 0 where unknown (all 0 for an
+            instance whose image has no depth PNG); depth_known: ``(N,)`` bool, which instances have one.
+        in_image: ``(N, V, V)`` bool, the pixels of the VSD window inside the camera image (BOP evaluates
+            the full image: what lies outside it is not seen by either pose).
         K_vsd: ``(N, 3, 3)`` intrinsics of the VSD window (``V x V`` pixels).
         R: ``(N, 3, 3)``, t: ``(N, 3)``: ground-truth poses; K: ``(N, 3, 3)`` camera intrinsics.
         boxes: ``(N, 4)`` ground-truth boxes ``[u_min, v_min, u_max, v_max]`` in the camera image.
@@ -331,7 +372,9 @@ class BopCrops:
 
     images: torch.Tensor
     K_crop: torch.Tensor
-    depth: torch.Tensor | None
+    depth: torch.Tensor
+    depth_known: torch.Tensor
+    in_image: torch.Tensor
     K_vsd: torch.Tensor
     R: torch.Tensor
     t: torch.Tensor
@@ -374,7 +417,8 @@ def load_bop_crops(
     """Cut every instance out of its image: the encoder's crop (window side ``pad_factor * max(w, h)``
     of ``bbox_obj``, ``crop_size`` pixels, bilinear) and the test depth in the VSD window (side
     ``vsd_pad * max(w, h)``, ``vsd_size`` pixels, nearest neighbour so no depths are mixed). Each image
-    is read once."""
+    is read once. An image without a depth PNG leaves its instances' test depth unknown (counted, with a
+    warning: VSD then uses their rendered ground truth)."""
     if not instances:
         raise ValueError("no instances to load")
     boxes = xywh_to_xyxy(torch.from_numpy(np.stack([i.bbox_obj for i in instances])))
@@ -382,27 +426,34 @@ def load_bop_crops(
     windows = crop_windows(boxes, zeros, pad_factor)
     vsd_windows = crop_windows(boxes, zeros, vsd_pad)
     K = torch.from_numpy(np.stack([i.K for i in instances]))
-    images, depths = [], []
-    has_depth = all(i.depth_path is not None for i in instances)
-    if not has_depth:
-        logger.warning("some BOP images have no depth/ PNG: VSD uses the ground-truth render as the test depth")
+    images, depths, inside = [], [], []
+    known = torch.tensor([i.depth_path is not None for i in instances])
+    if not known.all():
+        logger.warning("%d of %d BOP test instances are in images without a depth/ PNG: VSD uses their rendered "
+                       "ground truth as the test depth", int((~known).sum()), len(instances))
     cache: dict[Path, np.ndarray] = {}
     for n, inst in enumerate(progress_bar(instances, desc="cropping test images", unit="instance", disable=not progress,
                                   leave=False)):
+        assert inst.image_path is not None  # read_bop_split keeps only instances whose image exists
         if inst.image_path not in cache:
             cache.clear()  # instances are ordered by image: keep one image (and its depth) in memory
             cache[inst.image_path] = read_rgb(inst.image_path)
-            if has_depth:
+            if inst.depth_path is not None:
                 cache[inst.depth_path] = read_depth(inst.depth_path, inst.depth_scale)
         crop = crop_square(cache[inst.image_path], windows[n].tolist(), crop_size, cv2.INTER_LINEAR)
         images.append(torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0)
-        if has_depth:
-            d = crop_square(cache[inst.depth_path], vsd_windows[n].tolist(), vsd_size, cv2.INTER_NEAREST)
-            depths.append(torch.from_numpy(d))
+        depth = np.zeros((vsd_size, vsd_size), np.float32)
+        if inst.depth_path is not None:
+            depth = crop_square(cache[inst.depth_path], vsd_windows[n].tolist(), vsd_size, cv2.INTER_NEAREST)
+        depths.append(torch.from_numpy(depth))
+        frame = np.ones(cache[inst.image_path].shape[:2], np.uint8)
+        inside.append(torch.from_numpy(crop_square(frame, vsd_windows[n].tolist(), vsd_size, cv2.INTER_NEAREST) > 0))
     return BopCrops(
         images=torch.stack(images),
         K_crop=crop_intrinsics_batch(K, windows, crop_size),
-        depth=torch.stack(depths) if has_depth else None,
+        depth=torch.stack(depths),
+        depth_known=known,
+        in_image=torch.stack(inside),
         K_vsd=crop_intrinsics_batch(K, vsd_windows, vsd_size),
         R=torch.from_numpy(np.stack([i.R for i in instances])).float(),
         t=torch.from_numpy(np.stack([i.t for i in instances])).float(),
@@ -450,7 +501,8 @@ def bop_split_pickle(
     "scene_ids", "img_ids", "obj_ids"}`` (uint8 RGB crops, OpenCV ``cam_R_m2c``, ``cam_t_m2c`` in mm).
     ``limit``: at most that many instances, evenly spaced (:func:`subsample`)."""
     instances = [
-        i for i in read_bop_split(folder, obj_id, min_visib_fract=0.0) if i.bbox_visib[2] > 0 and i.bbox_visib[3] > 0
+        i for i in read_bop_split(folder, obj_id, min_visib_fract=0.0).instances
+        if i.bbox_visib[2] > 0 and i.bbox_visib[3] > 0
     ]
     if not instances:
         raise DataError(f"{folder}: no instance of object {obj_id} with a visible box")

@@ -184,6 +184,7 @@ def _metrics(cfg: Config, scores: Scores, test_set: TestSet, scorer: BatchScorer
             "visibility": "bop19", "vsd_image_size": test_set.vsd_size,
             "vsd_mesh_faces": scorer.vsd_mesh.num_faces, "translation": "known" if known_t else "from the box (AAE)",
             "test_depth": "rendered ground truth (no occlusion)" if test_set.depth_test is None else "scene depth",
+            "instances_without_depth": 0 if test_set.depth_known is None else int((~test_set.depth_known).sum()),
         },
     }
 

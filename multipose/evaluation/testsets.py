@@ -62,6 +62,10 @@ class TestSet:
         vsd_size: side of the VSD depth maps.
         depth_test: ``(N, V, V)`` test depth (mm, 0 unknown) in the VSD window, or None: the rendered
             ground-truth depth is the test depth (synthetic data, no occlusion).
+        depth_known: ``(N,)`` bool, the instances whose ``depth_test`` was measured (the others use their
+            rendered ground truth), or None: all of them.
+        in_image: ``(N, V, V)`` bool, the pixels of the VSD window inside the camera image (renders are
+            cut there, as BOP's full-image VSD sees them), or None: the whole window.
         boxes: ``(N, 4)`` ground-truth boxes ``[u_min, v_min, u_max, v_max]`` in the camera image and
             K: ``(N, 3, 3)`` its intrinsics, to estimate the translation from (BOP); None: ``t`` is known.
         scene_id, im_id: ``(N,)`` int64 (BOP ids; 0 and the sample index otherwise).
@@ -82,6 +86,8 @@ class TestSet:
     K_vsd: torch.Tensor
     vsd_size: int
     depth_test: torch.Tensor | None = None
+    depth_known: torch.Tensor | None = None
+    in_image: torch.Tensor | None = None
     boxes: torch.Tensor | None = None
     K: torch.Tensor | None = None
     scene_id: torch.Tensor | None = None
@@ -97,7 +103,9 @@ class TestSet:
         n = self.images.shape[0]
         if self.images.ndim != 4 or self.images.shape[1] != 3:
             raise ValueError(f"images must be (N, 3, S, S), got {tuple(self.images.shape)}")
-        shapes = {"R": (n, 3, 3), "t": (n, 3), "K_vsd": (n, 3, 3), "depth_test": (n, self.vsd_size, self.vsd_size),
+        window = (n, self.vsd_size, self.vsd_size)
+        shapes = {"R": (n, 3, 3), "t": (n, 3), "K_vsd": (n, 3, 3), "depth_test": window, "depth_known": (n,),
+                  "in_image": window,
                   "boxes": (n, 4), "K": (n, 3, 3), "scene_id": (n,), "im_id": (n,), "t_scene": (n, 3),
                   "R_stored": (n, 3, 3)}
         for name, shape in shapes.items():
@@ -193,7 +201,7 @@ def load_test_set(
         )
     path = Path(path)
     if path.is_dir():
-        instances = bop.read_bop_split(path, ev.OBJ_ID, ev.MIN_VISIB_FRACT)
+        instances = bop.read_bop_split(path, ev.OBJ_ID, ev.MIN_VISIB_FRACT).instances
         chosen = bop.subsample(len(instances), num)
         instances = [instances[i] for i in chosen]
         vsd_size = BOP_VSD_SCALE * size
@@ -201,6 +209,7 @@ def load_test_set(
         split = path.resolve().name.split("_")[0] or "test"
         return TestSet(
             images=crops.images, R=crops.R, t=crops.t, K_vsd=crops.K_vsd, vsd_size=vsd_size, depth_test=crops.depth,
+            depth_known=crops.depth_known, in_image=crops.in_image,
             boxes=crops.boxes, K=crops.K, scene_id=crops.scene_id, im_id=crops.im_id, obj_id=ev.OBJ_ID,
             symmetries=_symmetries(cfg, path), name=f"{path.resolve().parent.name or 'bop'}-{split}",
             description=f"{len(instances)} instances of object {ev.OBJ_ID} in BOP folder {path}",
