@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from support.data import DEPTH_SCALE, REVOLUTION, write_bop_dataset
+from support.data import DEPTH_SCALE, REVOLUTION, add_border_cut_image, write_bop19_dataset, write_bop_dataset
 from torch.testing import assert_close
 
 from multipose.config import load_config_text
@@ -102,8 +102,8 @@ def test_evaluation_runs_end_to_end_on_the_bop_folder(dataset, tmp_path):
     assert m["settings"]["vsd_image_size"] == 64
     lines = (tmp_path / "eval" / "multipose_tless-test.csv").read_text().splitlines()
     assert lines[0] == "scene_id,im_id,obj_id,score,R,t,time"
-    assert len(lines) == 1 + 2 * 3
-    assert [tuple(r.split(",")[:3]) for r in lines[1::3]] == [("1", "0", "1"), ("1", "3", "1")]
+    assert len(lines) == 1 + 2  # BOP's rows: one estimate per instance (its most confident hypothesis)
+    assert [tuple(r.split(",")[:3]) for r in lines[1:]] == [("1", "0", "1"), ("1", "3", "1")]
     assert len(lines[1].split(",")[4].split()) == 9 and len(lines[1].split(",")[5].split()) == 3
     for name in ("metrics.json", "per-sample.csv", "recall.png", "rotation-error.png", "examples.png"):
         assert (tmp_path / "eval" / name).is_file(), name
@@ -178,40 +178,6 @@ def test_silent_data_problems_are_errors_or_counted(dataset, tmp_path, caplog):
         bop.read_bop_split(split, obj_id=1)
 
 
-def _add_border_cut_image(dataset, split, im_id: int = 5) -> None:
-    """Image ``im_id`` of scene 1: object 1 half outside the right border (its full box from a render on a
-    wider canvas, as BOP's bbox_obj; visib_fract the fraction inside the image)."""
-    import json
-
-    from support.data import CAM_K, H, W
-
-    scene = split / "000001"
-    R = dataset["R"][:1]
-    t = torch.tensor([[60.0, 5.0, 650.0]])
-    K = torch.from_numpy(CAM_K).float()
-    wide = MeshRenderer(dataset["mesh"]).render_rgb(R, t, K[None], (H, 2 * W))
-    mask = wide.mask[0].numpy() > 0
-    ys, xs = np.nonzero(mask)
-    box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
-    assert xs.max() >= W > xs.min()  # cut by the image border
-    rgb = (wide.rgb[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:, :W]
-    rgb[~mask[:, :W]] = 90
-    cv2.imwrite(str(scene / "rgb" / f"{im_id:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    depth = np.where(mask, wide.depth[0].numpy() / DEPTH_SCALE, 0.0).round().astype(np.uint16)[:, :W]
-    cv2.imwrite(str(scene / "depth" / f"{im_id:06d}.png"), depth)
-    inside = mask[:, :W]
-    ys, xs = np.nonzero(inside)
-    visib = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
-    for name, entry in (
-        ("scene_gt", [{"cam_R_m2c": R[0].reshape(-1).tolist(), "cam_t_m2c": t[0].tolist(), "obj_id": 1}]),
-        ("scene_camera", {"cam_K": CAM_K.reshape(-1).tolist(), "depth_scale": DEPTH_SCALE}),
-        ("scene_gt_info", [{"bbox_obj": box, "bbox_visib": visib, "visib_fract": float(inside.sum() / mask.sum())}]),
-    ):
-        data = json.loads((scene / f"{name}.json").read_text())
-        data[str(im_id)] = entry
-        (scene / f"{name}.json").write_text(json.dumps(data))
-
-
 def test_a_border_cut_instance_is_scored_on_the_image_only_like_bop(dataset, tmp_path):
     """VSD of an instance whose VSD window reaches past the image border equals BOP's full-image VSD (both
     renders end at the border); counting the window outside the image as visible (the old behaviour)
@@ -222,7 +188,7 @@ def test_a_border_cut_instance_is_scored_on_the_image_only_like_bop(dataset, tmp
     from multipose.geometry import rotation_about_axis
 
     split = _copy(dataset, tmp_path)
-    _add_border_cut_image(dataset, split)
+    add_border_cut_image(dataset, split)
     cfg = load_config_text(
         f"[Dataset]\nMODEL_PATH_DATA: {REVOLUTION}\nCROP_SIZE: 32\n[Rendering]\nNORMALIZE_VERTICES: false\n"
         f"[Evaluation]\nTEST_DATA_PATH: {split}\nOBJ_ID: 1\nVSD_MESH_FACES: 0\n"
@@ -248,3 +214,94 @@ def test_a_border_cut_instance_is_scored_on_the_image_only_like_bop(dataset, tmp
     _, _, old = BatchScorer(cfg, scorer.encoder, head, uncut)._vsd(torch.tensor([0]), R_est[:, None], t_est[:, None])
     assert abs(float(ours[0, 0]) - float(bop_like)) < 0.015, (float(ours[0, 0]), float(bop_like))
     assert abs(float(old[0, 0]) - float(bop_like)) > 0.03, (float(old[0, 0]), float(bop_like))
+
+
+@pytest.fixture(scope="module")
+def dataset19(tmp_path_factory) -> dict:
+    return write_bop19_dataset(tmp_path_factory.mktemp("bop19"))
+
+
+def _bop19_cfg(dataset19, tmp_path, *extra):
+    return load_config_text("", "test.cfg", [
+        f"Dataset.MODEL_PATH_DATA={REVOLUTION}", f"Dataset.CACHE_DIR={tmp_path / 'cache'}", "Dataset.CROP_SIZE=32",
+        f"Training.OUTPUT_PATH={tmp_path / 'run'}", f"Evaluation.TEST_DATA_PATH={dataset19['split']}",
+        "Evaluation.OBJ_ID=1", "Evaluation.PROTOCOL=bop19", "Evaluation.VSD_MESH_FACES=0", *extra,
+    ])
+
+
+def test_bop19_targets_are_the_most_visible_instances_of_each_target_image(dataset19, tmp_path):
+    test_set = load_test_set(_bop19_cfg(dataset19, tmp_path), progress=False)
+    keys = list(zip(test_set.scene_id.tolist(), test_set.im_id.tolist(), strict=True))
+    assert keys == [(1, 0), (1, 3), (1, 5), (1, 7), (1, 7)] and test_set.num_targets == 5
+    assert test_set.inst_count.tolist() == [1, 1, 1, 2, 2] and test_set.image_width.tolist() == [128] * 5
+    # image 3: object 1 twice, the fully visible entry (index 1) is the target, not the almost hidden one
+    assert test_set.R[1].allclose(torch.from_numpy(
+        bop.read_bop_split(dataset19["split"], obj_id=1, min_visib_fract=0.0).instances[1].R).float())
+
+
+def test_bop19_average_recalls_count_matches_against_every_target(dataset19, tmp_path):
+    """Ground-truth poses reach AR 1; poses 60 mm off none; correct poses for 2 of the 5 targets 0.4 on every
+    error; a second hypothesis of one instance never crowds out the other instance of its image."""
+    from multipose.evaluation import bop19
+    from multipose.evaluation.scoring import Estimates
+
+    cfg = _bop19_cfg(dataset19, tmp_path)
+    test_set = load_test_set(cfg, progress=False)
+    model = bop19.object_model(cfg)
+    assert model.diameter == 88.1 and model.sym_R.shape[0] == 315
+    renderer = MeshRenderer(dataset19["mesh"])
+    R, t = test_set.R[:, None], test_set.t[:, None]
+    far = t + torch.tensor([60.0, 0.0, 0.0])
+    ones = torch.ones(len(test_set), 1)
+
+    def ar(R_est, t_est, score=ones):
+        sub = bop19.submission(test_set, Estimates(score, R_est, t_est))
+        return bop19.average_recalls(test_set, sub, renderer, model, 15.0)
+
+    exact = ar(R, t)
+    assert exact["num_targets"] == 5 and exact["num_estimates"] == 5
+    assert exact["AR_VSD"] == exact["AR_MSSD"] == exact["AR_MSPD"] == exact["AR"] == 1.0
+    assert ar(R, far)["AR"] == 0.0
+    some = torch.tensor([True, False, False, True, False])[:, None, None]
+    partial = ar(R, torch.where(some, t, far))
+    assert partial["AR_VSD"] == partial["AR_MSSD"] == partial["AR_MSPD"] == pytest.approx(0.4)
+    # two hypotheses per instance: instance 3's wrong one scores above instance 4's right one
+    R2, t2 = torch.cat([R, R], dim=1), torch.cat([t, far], dim=1)
+    scores = torch.tensor([[0.9, 0.1]] * 5)
+    scores[3] = torch.tensor([0.9, 0.8])
+    scores[4] = torch.tensor([0.3, 0.2])
+    sub = bop19.submission(test_set, Estimates(scores, R2, t2))
+    assert sub.instance.tolist() == [0, 1, 2, 3, 4] and sub.score.tolist() == pytest.approx([0.9] * 4 + [0.3])
+    assert ar(R2, t2, scores)["AR"] == 1.0
+
+
+def test_bop19_evaluation_writes_ar_and_a_results_file_by_bops_rules(dataset19, tmp_path):
+    import csv
+    import json
+
+    cfg = _bop19_cfg(dataset19, tmp_path, "Evaluation.VSD_MESH_FACES=300", "Evaluation.SAVE_IMAGES=false")
+    encoder = Encoder(EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)).eval()
+    head = PoseHead(PoseHeadConfig(num_hypotheses=3, input_dim=16)).eval()
+    result = evaluate_models(cfg, encoder, head, load_test_set(cfg, progress=False), tmp_path / "eval", progress=False)
+    b = json.loads((tmp_path / "eval" / "metrics.json").read_text())["bop19"]
+    assert set(b["head"]) == {"AR_VSD", "AR_MSSD", "AR_MSPD", "AR", "num_targets", "num_estimates"}
+    assert 0.0 <= b["head"]["AR"] <= 1.0 and b["head"]["num_targets"] == 5 and b["eval_model"] == str(REVOLUTION)
+    assert "BOP19 on 5 targets: head AR" in result.summary()
+    with open(tmp_path / "eval" / "multipose_tless-test.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["scene_id"], r["im_id"]) for r in rows] == [("1", "0"), ("1", "3"), ("1", "5"), ("1", "7"), ("1", "7")]
+    assert rows[3]["time"] == rows[4]["time"] and float(rows[3]["time"]) == pytest.approx(2 * float(rows[0]["time"]),
+                                                                                             rel=1e-3)
+
+
+def test_result_names_follow_bops_parser_and_bop19_needs_its_targets(tmp_path, dataset19):
+    assert bop.result_name(tmp_path / "tless_bop19" / "test_primesense") == "tless-test"
+    assert bop.result_name(tmp_path / "ycbv" / "test") == "ycbv-test"
+    elsewhere = tmp_path / "other" / "test_primesense"
+    import shutil
+
+    shutil.copytree(dataset19["split"], elsewhere)
+    with pytest.raises(ConfigError, match="test_targets_bop19.json, which does not exist"):
+        check_evaluation_inputs(_bop19_cfg({"split": elsewhere}, tmp_path))
+    with pytest.raises(ConfigError, match="PROTOCOL.*bop19 evaluates a BOP split folder"):
+        check_evaluation_inputs(load_config_text("[Evaluation]\nPROTOCOL: bop19\n"))

@@ -282,7 +282,13 @@ SCHEMA: tuple[Key, ...] = (
         "BOP models_info.json giving the object's symmetries (symmetry-aware rotation error); empty: looked for "
         "beside a BOP folder (models*/models_info.json), else none.", optional=True),
     Key("Evaluation", "MIN_VISIB_FRACT", FloatType(min=0.0, max=1.0), "0.1",
-        "BOP: ground-truth instances with a smaller visible fraction are skipped (BOP's 0.1)."),
+        "BOP, PROTOCOL sixd17: ground-truth instances with a smaller visible fraction are skipped (BOP's 0.1)."),
+    Key("Evaluation", "PROTOCOL", ChoiceType(("sixd17", "bop19")), "sixd17",
+        "sixd17: VSD recall at VSD_TAU and VSD_THRESHOLD (the AAE paper's); bop19 (a BOP folder with "
+        "test_targets_bop19.json beside it): BOP's average recalls AR_VSD, AR_MSSD, AR_MSPD and AR."),
+    Key("Evaluation", "MODEL_PATH_EVAL", PathType(), "",
+        "BOP: the model whose points MSSD and MSPD measure (PLY/OBJ, mm; BOP's models_eval); empty: "
+        "models_eval/obj_<OBJ_ID>.ply beside the BOP folder if present, else MODEL_PATH_DATA.", optional=True),
     Key("Evaluation", "VSD_DELTA", _FLOAT_GT0, "15.0", "VSD visibility tolerance delta (mm)."),
     Key("Evaluation", "VSD_TAU", _FLOAT_GT0, "20.0", "VSD misalignment tolerance tau (mm)."),
     Key("Evaluation", "VSD_THRESHOLD", FloatType(min=0.0, max=1.0, min_inclusive=False), "0.3",

@@ -31,8 +31,9 @@ import gzip
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ __all__ = [
     "BopCrops",
     "BopInstance",
     "BopSplit",
+    "TARGETS_FILE",
     "bop_split_pickle",
     "correct_rotation",
     "crop_intrinsics_batch",
@@ -59,10 +61,13 @@ __all__ = [
     "find_models_info",
     "is_bop_split",
     "load_bop_crops",
+    "read_bop19_targets",
     "read_bop_split",
     "read_depth",
     "read_models_info",
     "read_rgb",
+    "read_targets",
+    "result_name",
     "subsample",
     "xywh_to_xyxy",
 ]
@@ -82,6 +87,7 @@ class BopInstance:
         bbox_obj: ``(4,)`` ``[x, y, w, h]`` box of the whole silhouette (pixels); bbox_visib: of its
             visible part; visib_fract: visible fraction of the silhouette (1 when not given).
         image_path: the colour (or grey) image; depth_path: the depth PNG; None when missing.
+        inst_count: BOP19: the target's number of instances of the object in this image, else None.
     """
 
     scene_id: int
@@ -97,6 +103,7 @@ class BopInstance:
     visib_fract: float
     image_path: Path | None
     depth_path: Path | None
+    inst_count: int | None = None
 
 
 def _json_file(path: Path) -> Path | None:
@@ -158,6 +165,8 @@ class BopSplit:
         instances: the instances evaluated, ordered by scene, image and instance.
         less_visible: instances skipped for ``0 < visib_fract < min_visib_fract`` (or an empty box).
         fully_occluded: instances skipped for ``visib_fract == 0`` (nothing of them to see).
+        num_targets: BOP19: the ground-truth instances to find (an instance that cannot be cropped counts
+            as not found), else None.
     """
 
     folder: Path
@@ -165,6 +174,7 @@ class BopSplit:
     instances: list[BopInstance]
     less_visible: int
     fully_occluded: int
+    num_targets: int | None = None
 
 
 def read_bop_split(folder: str | os.PathLike[str], obj_id: int, min_visib_fract: float = 0.1) -> BopSplit:
@@ -205,6 +215,55 @@ def read_bop_split(folder: str | os.PathLike[str], obj_id: int, min_visib_fract:
     logger.info("BOP %s: %d instances of object %d in %d scene(s) (%d less visible than %g skipped)",
                 folder, len(instances), obj_id, len(scenes), less_visible, min_visib_fract)
     return BopSplit(folder, len(scenes), instances, less_visible, fully_occluded)
+
+
+#: BOP19 estimation targets, in the dataset folder (the parent of the split folder).
+TARGETS_FILE = "test_targets_bop19.json"
+
+
+def read_targets(path: str | os.PathLike[str], obj_id: int) -> dict[tuple[int, int], int]:
+    """``(scene_id, im_id) -> inst_count`` of object ``obj_id`` in a BOP targets file
+    (``test_targets_bop19.json``: a list of ``{"scene_id", "im_id", "obj_id", "inst_count"}``)."""
+    path = Path(path)
+    entries = _read_json(path, f"the BOP19 protocol evaluates its targets; it comes with the BOP dataset ({path.name})")
+    try:
+        return {(int(e["scene_id"]), int(e["im_id"])): int(e["inst_count"]) for e in entries
+                if int(e["obj_id"]) == obj_id}
+    except (TypeError, KeyError, ValueError):
+        raise DataError(f"{path}: expected a list of {{scene_id, im_id, obj_id, inst_count}} objects") from None
+
+
+def read_bop19_targets(folder: str | os.PathLike[str], obj_id: int, targets: str | os.PathLike[str] | None = None
+                       ) -> BopSplit:
+    """The BOP19 targets of object ``obj_id`` in a split folder: in every image of the targets file
+    (default ``<folder>/../test_targets_bop19.json``), its ``inst_count`` ground-truth instances of the object
+    with the largest visible fractions (BOP's rule, no visibility threshold). Instances that cannot be cropped
+    (an empty box) still count in ``num_targets``."""
+    folder = Path(folder)
+    wanted = read_targets(targets if targets is not None else folder.parent / TARGETS_FILE, obj_id)
+    scenes = sorted(p for p in folder.iterdir() if _is_scene(p)) if folder.is_dir() else []
+    instances: list[BopInstance] = []
+    num_targets = uncroppable = 0
+    for scene in scenes:
+        by_image: dict[int, list[BopInstance]] = {}
+        for inst in _scene_instances(scene, obj_id):
+            by_image.setdefault(inst.im_id, []).append(inst)
+        for im_id, found in by_image.items():
+            count = wanted.get((found[0].scene_id, im_id), 0)
+            chosen = sorted(found, key=lambda i: -i.visib_fract)[:count]  # stable: ties keep the file's order
+            num_targets += len(chosen)
+            for inst in chosen:
+                if inst.bbox_obj[2] <= 0 or inst.bbox_obj[3] <= 0 or inst.image_path is None:
+                    uncroppable += 1
+                else:
+                    instances.append(replace(inst, inst_count=count))
+    if not instances:
+        raise DataError(f"{folder}: no BOP19 target of object {obj_id} to evaluate ([Evaluation] OBJ_ID; targets in "
+                        f"{TARGETS_FILE})")
+    if uncroppable:
+        logger.warning("BOP %s: %d target instance(s) of object %d have no box or image: counted as not found",
+                       folder, uncroppable, obj_id)
+    return BopSplit(folder, len(scenes), instances, 0, 0, num_targets)
 
 
 def _scene_instances(scene: Path, obj_id: int) -> Iterator[BopInstance]:
@@ -249,6 +308,16 @@ def _scene_instances(scene: Path, obj_id: int) -> Iterator[BopInstance]:
                 visib_fract=float(item.get("visib_fract", 1.0)),
                 image_path=_find_image(scene, im_id, ("rgb", "gray")), depth_path=depth_path,
             )
+
+
+def result_name(split: str | os.PathLike[str]) -> str:
+    """``<dataset>-<split>`` of a BOP split folder for result file names (``METHOD_<dataset>-<split>.csv``,
+    as bop_toolkit's ``parse_result_filename`` reads them): the dataset folder's name up to its first ``_``
+    or ``-`` (``tless_bop19`` -> ``tless``), the split folder's up to its first ``_`` (``test_primesense``
+    -> ``test``)."""
+    split = Path(split).resolve()
+    dataset = re.split(r"[_\-]", split.parent.name)[0].lower() or "bop"
+    return f"{dataset}-{split.name.split('_')[0].replace('-', '') or 'test'}"
 
 
 def find_models_info(folder: str | os.PathLike[str]) -> Path | None:
@@ -367,7 +436,7 @@ class BopCrops:
         K_vsd: ``(N, 3, 3)`` intrinsics of the VSD window (``V x V`` pixels).
         R: ``(N, 3, 3)``, t: ``(N, 3)``: ground-truth poses; K: ``(N, 3, 3)`` camera intrinsics.
         boxes: ``(N, 4)`` ground-truth boxes ``[u_min, v_min, u_max, v_max]`` in the camera image.
-        scene_id, im_id: ``(N,)`` int64.
+        scene_id, im_id: ``(N,)`` int64; image_width: ``(N,)`` int64 pixels of the camera image.
     """
 
     images: torch.Tensor
@@ -382,6 +451,7 @@ class BopCrops:
     boxes: torch.Tensor
     scene_id: torch.Tensor
     im_id: torch.Tensor
+    image_width: torch.Tensor
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -426,7 +496,7 @@ def load_bop_crops(
     windows = crop_windows(boxes, zeros, pad_factor)
     vsd_windows = crop_windows(boxes, zeros, vsd_pad)
     K = torch.from_numpy(np.stack([i.K for i in instances]))
-    images, depths, inside = [], [], []
+    images, depths, inside, widths = [], [], [], []
     known = torch.tensor([i.depth_path is not None for i in instances])
     if not known.all():
         logger.warning("%d of %d BOP test instances are in images without a depth/ PNG: VSD uses their rendered "
@@ -447,6 +517,7 @@ def load_bop_crops(
             depth = crop_square(cache[inst.depth_path], vsd_windows[n].tolist(), vsd_size, cv2.INTER_NEAREST)
         depths.append(torch.from_numpy(depth))
         frame = np.ones(cache[inst.image_path].shape[:2], np.uint8)
+        widths.append(frame.shape[1])
         inside.append(torch.from_numpy(crop_square(frame, vsd_windows[n].tolist(), vsd_size, cv2.INTER_NEAREST) > 0))
     return BopCrops(
         images=torch.stack(images),
@@ -461,6 +532,7 @@ def load_bop_crops(
         boxes=boxes.float(),
         scene_id=torch.tensor([i.scene_id for i in instances], dtype=torch.int64),
         im_id=torch.tensor([i.im_id for i in instances], dtype=torch.int64),
+        image_width=torch.tensor(widths, dtype=torch.int64),
     )
 
 

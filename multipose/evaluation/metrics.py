@@ -30,6 +30,8 @@ __all__ = [
     "VISIB_MODES",
     "VSD_COSTS",
     "depth_to_distance",
+    "mspd",
+    "mssd",
     "re",
     "re_sym",
     "recall",
@@ -198,6 +200,44 @@ def te(t_est: torch.Tensor, t_gt: torch.Tensor) -> torch.Tensor:
     if t_est.shape[-1] != 3 or t_gt.shape[-1] != 3:
         raise ValueError(f"translations must be (*, 3), got {tuple(t_est.shape)} and {tuple(t_gt.shape)}")
     return (t_est - t_gt).norm(dim=-1)
+
+
+def _symmetric_gt_points(
+    R_gt: torch.Tensor, t_gt: torch.Tensor, points: torch.Tensor, sym_R: torch.Tensor, sym_t: torch.Tensor
+) -> torch.Tensor:
+    """The model points in every symmetric ground-truth pose ``(R_gt S_R, R_gt S_t + t_gt)``: ``(*, S, P, 3)``."""
+    R = R_gt[..., None, :, :] @ sym_R.to(R_gt)  # (*, S, 3, 3)
+    t = (R_gt[..., None, :, :] @ sym_t.to(R_gt)[..., None])[..., 0] + t_gt[..., None, :]  # (*, S, 3)
+    return points.to(R_gt) @ R.transpose(-1, -2) + t[..., None, :]
+
+
+def mssd(
+    R_est: torch.Tensor, t_est: torch.Tensor, R_gt: torch.Tensor, t_gt: torch.Tensor, points: torch.Tensor,
+    sym_R: torch.Tensor, sym_t: torch.Tensor,
+) -> torch.Tensor:
+    """Maximum Symmetry-aware Surface Distance (BOP19, ``bop_toolkit_lib.pose_error.mssd``), mm:
+    ``R (*, 3, 3), t (*, 3)`` estimated and ground truth, model ``points (P, 3)``, the symmetries
+    ``sym_R (S, 3, 3), sym_t (S, 3)`` (:func:`symmetry_transformations`) -> ``(*)``: the smallest, over the
+    symmetries, of the largest distance between a model point in the two poses."""
+    est = points.to(R_est) @ R_est.transpose(-1, -2) + t_est[..., None, :]  # (*, P, 3)
+    gt = _symmetric_gt_points(R_gt, t_gt, points, sym_R, sym_t)
+    return (est[..., None, :, :] - gt).norm(dim=-1).amax(dim=-1).amin(dim=-1)
+
+
+def mspd(
+    R_est: torch.Tensor, t_est: torch.Tensor, R_gt: torch.Tensor, t_gt: torch.Tensor, K: torch.Tensor,
+    points: torch.Tensor, sym_R: torch.Tensor, sym_t: torch.Tensor,
+) -> torch.Tensor:
+    """Maximum Symmetry-aware Projection Distance (BOP19, ``bop_toolkit_lib.pose_error.mspd``), pixels: as
+    :func:`mssd` with the points projected by the intrinsics ``K (*, 3, 3)``."""
+
+    def project(p: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        uvw = p @ K.transpose(-1, -2)
+        return uvw[..., :2] / uvw[..., 2:]
+
+    est = project(points.to(R_est) @ R_est.transpose(-1, -2) + t_est[..., None, :], K)  # (*, P, 2)
+    gt = project(_symmetric_gt_points(R_gt, t_gt, points, sym_R, sym_t), K[..., None, :, :].to(R_gt))
+    return (est[..., None, :, :] - gt).norm(dim=-1).amax(dim=-1).amin(dim=-1)
 
 
 def symmetry_transformations(

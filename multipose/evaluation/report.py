@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from multipose.evaluation.metrics import recall_curve
 from multipose.visualize import image_grid, save_figure
 
 if TYPE_CHECKING:
+    from multipose.evaluation.bop19 import Submission
     from multipose.evaluation.scoring import Scores
     from multipose.evaluation.testsets import TestSet
 
@@ -232,25 +234,32 @@ def plot_error_distribution(
 
 
 def write_evaluation(
-    out_dir: str | os.PathLike[str], scores: Scores, test_set: TestSet, metrics: dict[str, Any], figures: bool
+    out_dir: str | os.PathLike[str], scores: Scores, submissions: Mapping[str, Submission], test_set: TestSet,
+    metrics: dict[str, Any], figures: bool,
 ) -> dict[str, str]:
-    """Write an evaluation's files to ``out_dir``: ``per-sample.csv``, a BOP results file per method with
-    estimates (``multipose_<name>.csv``, ``aaecodebook_<name>.csv``, ``stored_<name>.csv``), with
-    ``figures`` ``recall.png``, ``rotation-error.png`` and ``examples.png``, and last ``metrics.json``
-    (``metrics`` with the file names added under ``files``, which are returned)."""
+    """Write an evaluation's files to ``out_dir``: ``per-sample.csv``, a BOP results file per method
+    (``multipose_<name>.csv``, ``aaecodebook_<name>.csv``, ``stored_<name>.csv``: the ``submissions``, BOP's
+    rows; ``time`` the seconds of the whole image: the method's seconds per instance times the instances
+    evaluated in it, -1 for stored rotations), with ``figures`` ``recall.png``, ``rotation-error.png`` and
+    ``examples.png``, and last ``metrics.json`` (``metrics`` with the file names added under ``files``,
+    which are returned)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"metrics": "metrics.json", "per_sample": "per-sample.csv"}
     write_table(out_dir / files["per_sample"], _per_sample_columns(scores, test_set))
     n = len(scores)
-    per_image = {"head": (scores.seconds["encoder"] + scores.seconds["head"]) / n,
-                 "codebook": (scores.seconds["encoder"] + scores.seconds["codebook"]) / n, "stored": -1.0}
+    per_instance = {"head": (scores.seconds["encoder"] + scores.seconds["head"]) / n,
+                    "codebook": (scores.seconds["encoder"] + scores.seconds["codebook"]) / n}
+    images = Counter(zip(test_set.scene_id.tolist(), test_set.im_id.tolist(), strict=True))
     for method, prefix in (("head", "multipose"), ("codebook", "aaecodebook"), ("stored", "stored")):
-        if method in scores.estimates:
-            e = scores.estimates[method]
+        if method in submissions:
+            sub = submissions[method]
+            rows = list(zip(sub.scene_id.tolist(), sub.im_id.tolist(), strict=True))
+            seconds = torch.tensor([per_instance[method] * images[r] if method in per_instance else -1.0
+                                    for r in rows])
             files[f"bop_{method}"] = f"{prefix}_{test_set.name}.csv"
-            write_bop_results(out_dir / files[f"bop_{method}"], test_set.scene_id, test_set.im_id, test_set.obj_id,
-                              e.score, e.R, e.t, torch.full((n,), per_image[method]))
+            write_bop_results(out_dir / files[f"bop_{method}"], sub.scene_id, sub.im_id, test_set.obj_id,
+                              sub.score[:, None], sub.R[:, None], sub.t[:, None], seconds)
     if figures:
         files.update(_plot_evaluation(out_dir, scores, test_set, metrics["settings"]))
     metrics["files"] = files

@@ -33,7 +33,7 @@ from torch import nn
 
 from multipose.config import Config, check_crop_size, num_hypotheses, resolve_device
 from multipose.errors import UserInputError
-from multipose.evaluation import bop
+from multipose.evaluation import bop, bop19
 from multipose.evaluation.codebook import codebook_from_config
 from multipose.evaluation.metrics import recall
 from multipose.evaluation.report import write_evaluation
@@ -100,11 +100,18 @@ class EvaluationResult:
         return dict(self.metrics["recall"])
 
     def summary(self) -> str:
-        """One line, e.g. ``VSD recall (e < 0.3, tau 20 mm, 100 samples): head 0.52, best-of-K 0.81, ...``."""
+        """One line, e.g. ``VSD recall (e < 0.3, tau 20 mm, 100 samples): head 0.52, best-of-K 0.81, ...``,
+        with BOP19's average recalls after it when they were computed."""
         s = self.metrics["settings"]
         parts = ", ".join(f"{k} {v:.3f}" for k, v in self.recall.items())
-        return (f"VSD recall (e < {s['vsd_threshold']:g}, tau {s['vsd_tau']:g} mm, delta {s['vsd_delta']:g} mm, "
+        line = (f"VSD recall (e < {s['vsd_threshold']:g}, tau {s['vsd_tau']:g} mm, delta {s['vsd_delta']:g} mm, "
                 f"{self.metrics['num_samples']} samples): {parts}")
+        if "bop19" in self.metrics:
+            b = self.metrics["bop19"]
+            ars = "; ".join(f"{m} AR {r['AR']:.3f} (VSD {r['AR_VSD']:.3f}, MSSD {r['AR_MSSD']:.3f}, MSPD "
+                            f"{r['AR_MSPD']:.3f})" for m, r in b.items() if isinstance(r, dict))
+            line += f"; BOP19 on {next(r for r in b.values() if isinstance(r, dict))['num_targets']} targets: {ars}"
+        return line
 
 
 def _stats(values: torch.Tensor) -> dict[str, float]:
@@ -146,11 +153,26 @@ def evaluate_models(
             accumulator.add(scorer(idx))
             bar.update(len(idx))
     scores = accumulator.summary()
+    submissions = {m: bop19.submission(test_set, e) for m, e in scores.estimates.items()}
     metrics = {**_metrics(cfg, scores, test_set, scorer), **(extra or {})}
-    write_evaluation(out_dir, scores, test_set, metrics, figures=ev.SAVE_IMAGES)
+    if ev.PROTOCOL == "bop19":
+        metrics["bop19"] = _bop19_metrics(cfg, test_set, submissions, scorer)
+    write_evaluation(out_dir, scores, submissions, test_set, metrics, figures=ev.SAVE_IMAGES)
     result = EvaluationResult(out_dir=Path(out_dir), metrics=metrics, errors=scores.error("vsd"))
     logger.info("%s; %s", result.summary(), out_dir)
     return result
+
+
+def _bop19_metrics(
+    cfg: Config, test_set: TestSet, submissions: dict[str, bop19.Submission], scorer: BatchScorer
+) -> dict[str, Any]:
+    """BOP19's average recalls of every method with a results file (``stored`` aside), and what they used."""
+    model = bop19.object_model(cfg)
+    recalls = {m: bop19.average_recalls(test_set, sub, scorer.renderer, model, cfg.Evaluation.VSD_DELTA)
+               for m, sub in submissions.items() if m != "stored"}
+    return {**recalls, "eval_model": str(bop19.eval_model_path(cfg)), "diameter_mm": model.diameter,
+            "vsd_taus": list(bop19.VSD_TAUS), "vsd_thresholds": list(bop19.VSD_THRESHOLDS),
+            "mssd_thresholds": list(bop19.MSSD_THRESHOLDS), "mspd_thresholds_px": list(bop19.MSPD_THRESHOLDS)}
 
 
 def _metrics(cfg: Config, scores: Scores, test_set: TestSet, scorer: BatchScorer) -> dict[str, Any]:
@@ -185,6 +207,8 @@ def _metrics(cfg: Config, scores: Scores, test_set: TestSet, scorer: BatchScorer
             "vsd_mesh_faces": scorer.vsd_mesh.num_faces, "translation": "known" if known_t else "from the box (AAE)",
             "test_depth": "rendered ground truth (no occlusion)" if test_set.depth_test is None else "scene depth",
             "instances_without_depth": 0 if test_set.depth_known is None else int((~test_set.depth_known).sum()),
+            "detections": "the test crops" if known_t else "ground-truth boxes (bbox_obj), not a detector's",
+            "protocol": ev.PROTOCOL,
         },
     }
 

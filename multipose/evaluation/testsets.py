@@ -76,6 +76,9 @@ class TestSet:
             hold these and the rotations corrected for them (crops from a pickle of a BOP split).
         R_stored: ``(N, 3, 3)`` rotations stored with the test set (a pickle's ``Rs_predicted``),
             evaluated as the method ``stored``, or None.
+        image_width: ``(N,)`` pixels of the camera image (BOP; MSPD's thresholds scale with it), or None.
+        inst_count: ``(N,)`` BOP19: instances of the object to find in the instance's image, or None.
+        num_targets: BOP19: all the target instances (those the test set could not crop count as not found).
     """
 
     __test__ = False  # not a pytest test class despite its name
@@ -98,6 +101,9 @@ class TestSet:
     description: str = ""
     t_scene: torch.Tensor | None = None
     R_stored: torch.Tensor | None = None
+    image_width: torch.Tensor | None = None
+    inst_count: torch.Tensor | None = None
+    num_targets: int | None = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -105,7 +111,7 @@ class TestSet:
             raise ValueError(f"images must be (N, 3, S, S), got {tuple(self.images.shape)}")
         window = (n, self.vsd_size, self.vsd_size)
         shapes = {"R": (n, 3, 3), "t": (n, 3), "K_vsd": (n, 3, 3), "depth_test": window, "depth_known": (n,),
-                  "in_image": window,
+                  "in_image": window, "image_width": (n,), "inst_count": (n,),
                   "boxes": (n, 4), "K": (n, 3, 3), "scene_id": (n,), "im_id": (n,), "t_scene": (n, 3),
                   "R_stored": (n, 3, 3)}
         for name, shape in shapes.items():
@@ -132,7 +138,10 @@ class TestSet:
         return TestSet(**values)
 
 
-def _symmetries(cfg: Config, bop_folder: Path | None) -> torch.Tensor | None:
+def object_info(cfg: Config, bop_folder: Path | None) -> tuple[Path, dict] | None:
+    """The ``models_info.json`` entry of ``[Evaluation] OBJ_ID`` (``MODELS_INFO``, else found beside a BOP
+    folder) and its file, or None (with a warning) when there is none or it describes another object than
+    the data model."""
     ev = cfg.Evaluation
     path = Path(ev.MODELS_INFO) if ev.MODELS_INFO else (bop.find_models_info(bop_folder) if bop_folder else None)
     if path is None:
@@ -149,12 +158,27 @@ def _symmetries(cfg: Config, bop_folder: Path | None) -> torch.Tensor | None:
         logger.warning("%s: object %d is not the data model (%s): its symmetries are not used; set [Evaluation] "
                        "MODELS_INFO and OBJ_ID for %s", path, ev.OBJ_ID, mismatch, cfg.Dataset.MODEL_PATH_DATA)
         return None
+    return path, info[ev.OBJ_ID]
+
+
+def object_symmetries(cfg: Config, bop_folder: Path | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The object's symmetries ``R (S, 3, 3), t (S, 3)`` (float64, identity included) from its
+    :func:`object_info`, or None."""
+    found = object_info(cfg, bop_folder)
+    if found is None:
+        return None
+    path, entry = found
     try:
-        R, _ = symmetry_transformations(info[ev.OBJ_ID])
+        R, t = symmetry_transformations(entry)
     except ValueError as exc:
-        raise DataError(f"{path}: object {ev.OBJ_ID}: {exc}") from None
-    logger.info("symmetries of object %d from %s: %d rotations", ev.OBJ_ID, path, R.shape[0])
-    return R.float()
+        raise DataError(f"{path}: object {cfg.Evaluation.OBJ_ID}: {exc}") from None
+    logger.info("symmetries of object %d from %s: %d rotations", cfg.Evaluation.OBJ_ID, path, R.shape[0])
+    return R, t
+
+
+def _symmetries(cfg: Config, bop_folder: Path | None) -> torch.Tensor | None:
+    found = object_symmetries(cfg, bop_folder)
+    return found[0].float() if found is not None else None
 
 
 def _size_mismatch(entry: dict, cfg: Config) -> str | None:
@@ -201,19 +225,7 @@ def load_test_set(
         )
     path = Path(path)
     if path.is_dir():
-        instances = bop.read_bop_split(path, ev.OBJ_ID, ev.MIN_VISIB_FRACT).instances
-        chosen = bop.subsample(len(instances), num)
-        instances = [instances[i] for i in chosen]
-        vsd_size = BOP_VSD_SCALE * size
-        crops = bop.load_bop_crops(instances, size, cfg.Dataset.PAD_FACTOR, vsd_size, BOP_VSD_PAD, progress=progress)
-        split = path.resolve().name.split("_")[0] or "test"
-        return TestSet(
-            images=crops.images, R=crops.R, t=crops.t, K_vsd=crops.K_vsd, vsd_size=vsd_size, depth_test=crops.depth,
-            depth_known=crops.depth_known, in_image=crops.in_image,
-            boxes=crops.boxes, K=crops.K, scene_id=crops.scene_id, im_id=crops.im_id, obj_id=ev.OBJ_ID,
-            symmetries=_symmetries(cfg, path), name=f"{path.resolve().parent.name or 'bop'}-{split}",
-            description=f"{len(instances)} instances of object {ev.OBJ_ID} in BOP folder {path}",
-        )
+        return _bop_test_set(cfg, path, num, progress)
     samples = load_samples(path)
     rows = torch.arange(len(samples))
     if samples.ids is not None:  # crops of a BOP split: one object per evaluation
@@ -244,6 +256,35 @@ def load_test_set(
     )
 
 
+def _bop_test_set(cfg: Config, path: Path, num: int, progress: bool) -> TestSet:
+    """A BOP split folder's instances of ``OBJ_ID``: ``PROTOCOL: sixd17`` those visible enough, at most
+    ``num`` evenly spaced; ``bop19`` the targets of the images of at most ``num`` instances (whole images,
+    evenly spaced, so that every image keeps all its targets)."""
+    ev = cfg.Evaluation
+    size = crop_size(cfg)
+    if ev.PROTOCOL == "bop19":
+        split = bop.read_bop19_targets(path, ev.OBJ_ID)
+        images = sorted({(i.scene_id, i.im_id) for i in split.instances})
+        kept = {images[i] for i in bop.subsample(len(images), max(1, num * len(images) // len(split.instances)))}
+        instances = [i for i in split.instances if (i.scene_id, i.im_id) in kept]
+        num_targets = split.num_targets if len(kept) == len(images) else len(instances)
+    else:
+        instances = bop.read_bop_split(path, ev.OBJ_ID, ev.MIN_VISIB_FRACT).instances
+        instances = [instances[i] for i in bop.subsample(len(instances), num)]
+        num_targets = None
+    vsd_size = BOP_VSD_SCALE * size
+    crops = bop.load_bop_crops(instances, size, cfg.Dataset.PAD_FACTOR, vsd_size, BOP_VSD_PAD, progress=progress)
+    return TestSet(
+        images=crops.images, R=crops.R, t=crops.t, K_vsd=crops.K_vsd, vsd_size=vsd_size, depth_test=crops.depth,
+        depth_known=crops.depth_known, in_image=crops.in_image, boxes=crops.boxes, K=crops.K,
+        scene_id=crops.scene_id, im_id=crops.im_id, obj_id=ev.OBJ_ID, symmetries=_symmetries(cfg, path),
+        name=bop.result_name(path), image_width=crops.image_width, num_targets=num_targets,
+        inst_count=torch.tensor([i.inst_count for i in instances]) if ev.PROTOCOL == "bop19" else None,
+        description=f"{len(instances)} instances of object {ev.OBJ_ID} in BOP folder {path}"
+                    + (f" (BOP19 targets: {num_targets})" if num_targets is not None else ""),
+    )
+
+
 def check_evaluation_inputs(cfg: Config) -> None:
     """Cheap checks of the ``[Evaluation]`` inputs (paths exist, ``OBJ_ID`` for a BOP folder), so that a
     bad setting stops ``train.py`` before it trains. Raises :class:`~multipose.errors.ConfigError`."""
@@ -267,3 +308,13 @@ def check_evaluation_inputs(cfg: Config) -> None:
             raise bad("TEST_DATA_PATH", "no such file or folder")
     if ev.MODELS_INFO and not Path(ev.MODELS_INFO).is_file():
         raise bad("MODELS_INFO", "no such file (a BOP models_info.json)")
+    if ev.MODEL_PATH_EVAL and not Path(ev.MODEL_PATH_EVAL).is_file():
+        raise bad("MODEL_PATH_EVAL", "no such file (a PLY/OBJ model in mm, e.g. BOP's models_eval/obj_000010.ply)")
+    if ev.PROTOCOL == "bop19":
+        if not ev.TEST_DATA_PATH or not Path(ev.TEST_DATA_PATH).is_dir():
+            raise bad("PROTOCOL", "bop19 evaluates a BOP split folder: set [Evaluation] TEST_DATA_PATH to one "
+                                  "(e.g. tless/test_primesense), or use PROTOCOL: sixd17")
+        targets = Path(ev.TEST_DATA_PATH).resolve().parent / bop.TARGETS_FILE
+        if not targets.is_file():
+            raise bad("PROTOCOL", f"bop19 evaluates the targets of {targets}, which does not exist (it comes with "
+                                  "the BOP dataset)")

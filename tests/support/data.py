@@ -121,3 +121,78 @@ def write_bop_dataset(root: Path) -> dict:
         json.dumps({"1": {"diameter": 88.1, "symmetries_continuous": [{"axis": [0, 0, 1], "offset": [0, 0, 0]}]}})
     )
     return {"split": scene.parent, "R": R, "t": t, "mesh": mesh}
+
+
+def add_border_cut_image(dataset: dict, split: Path, im_id: int = 5) -> None:
+    """Image ``im_id`` of scene 1: object 1 half outside the right border (its full box from a render on a
+    wider canvas, as BOP's bbox_obj; visib_fract the fraction inside the image)."""
+    scene = split / "000001"
+    R = dataset["R"][:1]
+    t = torch.tensor([[60.0, 5.0, 650.0]])
+    K = torch.from_numpy(CAM_K).float()
+    wide = MeshRenderer(dataset["mesh"]).render_rgb(R, t, K[None], (H, 2 * W))
+    mask = wide.mask[0].numpy() > 0
+    ys, xs = np.nonzero(mask)
+    box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
+    assert xs.max() >= W > xs.min()  # cut by the image border
+    rgb = (wide.rgb[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:, :W]
+    rgb[~mask[:, :W]] = 90
+    cv2.imwrite(str(scene / "rgb" / f"{im_id:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    depth = np.where(mask, wide.depth[0].numpy() / DEPTH_SCALE, 0.0).round().astype(np.uint16)[:, :W]
+    cv2.imwrite(str(scene / "depth" / f"{im_id:06d}.png"), depth)
+    inside = mask[:, :W]
+    ys, xs = np.nonzero(inside)
+    visib = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
+    for name, entry in (
+        ("scene_gt", [{"cam_R_m2c": R[0].reshape(-1).tolist(), "cam_t_m2c": t[0].tolist(), "obj_id": 1}]),
+        ("scene_camera", {"cam_K": CAM_K.reshape(-1).tolist(), "depth_scale": DEPTH_SCALE}),
+        ("scene_gt_info", [{"bbox_obj": box, "bbox_visib": visib, "visib_fract": float(inside.sum() / mask.sum())}]),
+    ):
+        data = json.loads((scene / f"{name}.json").read_text())
+        data[str(im_id)] = entry
+        (scene / f"{name}.json").write_text(json.dumps(data))
+
+
+def add_second_instance(dataset: dict, split: Path, im_id: int = 7) -> None:
+    """Image ``im_id`` of scene 1: two instances of object 1 side by side (the second one first in the
+    ground truth, less visible than the first: BOP keeps the most visible ones first)."""
+    scene = split / "000001"
+    R = dataset["R"]
+    t = torch.tensor([[-35.0, 0.0, 700.0], [35.0, 0.0, 700.0]])
+    K = torch.from_numpy(CAM_K).float()
+    out = MeshRenderer(dataset["mesh"]).render_rgb(R, t, K.expand(2, 3, 3), (H, W))
+    masks = out.mask > 0
+    nearer = torch.where(masks[0] & (~masks[1] | (out.depth[0] <= out.depth[1])), 0, 1)
+    both = masks[0] | masks[1]
+    rgb = torch.where(nearer[None].bool(), out.rgb[1], out.rgb[0])
+    rgb = (rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    rgb[~both.numpy()] = 90
+    cv2.imwrite(str(scene / "rgb" / f"{im_id:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    depth = torch.where(nearer.bool(), out.depth[1], out.depth[0]) * both
+    cv2.imwrite(str(scene / "depth" / f"{im_id:06d}.png"), (depth.numpy() / DEPTH_SCALE).round().astype(np.uint16))
+    gts, infos = [], []
+    for k in (1, 0):
+        mask = masks[k].numpy()
+        visible = mask & (nearer.numpy() == k)
+        ys, xs = np.nonzero(mask)
+        box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
+        gts.append({"cam_R_m2c": R[k].reshape(-1).tolist(), "cam_t_m2c": t[k].tolist(), "obj_id": 1})
+        infos.append({"bbox_obj": box, "bbox_visib": box, "visib_fract": float(visible.sum() / mask.sum()) - 0.01 * k})
+    for name, entry in (("scene_gt", gts), ("scene_gt_info", infos),
+                        ("scene_camera", {"cam_K": CAM_K.reshape(-1).tolist(), "depth_scale": DEPTH_SCALE})):
+        data = json.loads((scene / f"{name}.json").read_text())
+        data[str(im_id)] = entry
+        (scene / f"{name}.json").write_text(json.dumps(data))
+
+
+def write_bop19_dataset(root: Path) -> dict:
+    """:func:`write_bop_dataset` plus a border-cut image (5), a two-instance image (7) and
+    ``tless/test_targets_bop19.json`` with object 1's targets: 1 instance in images 0, 3 and 5, 2 in image 7
+    (image 3 also holds object 2 and an almost hidden object-1 instance that BOP19 does not target)."""
+    dataset = write_bop_dataset(root)
+    add_border_cut_image(dataset, dataset["split"])
+    add_second_instance(dataset, dataset["split"])
+    targets = [{"scene_id": 1, "im_id": im, "obj_id": 1, "inst_count": n} for im, n in ((0, 1), (3, 1), (5, 1), (7, 2))]
+    targets.append({"scene_id": 1, "im_id": 3, "obj_id": 2, "inst_count": 1})
+    (dataset["split"].parent / "test_targets_bop19.json").write_text(json.dumps(targets))
+    return dataset

@@ -1,0 +1,236 @@
+"""The BOP19 protocol on one object (``[Evaluation] PROTOCOL: bop19``), as bop_toolkit's ``eval_bop19_pose.py``.
+
+- **What is submitted** (:func:`submission`, also the rows of every BOP results file): one estimate per
+  detected instance (its most confident hypothesis), then per image at most ``inst_count`` estimates of
+  the object (the targets' count, else the instances evaluated in that image), highest score first, so
+  that two hypotheses of one instance never crowd out another instance.
+- **Errors** of every submitted estimate against every ground-truth target of the object in its image:
+  VSD (delta ``VSD_DELTA``, taus :data:`VSD_TAUS` times the object's diameter, BOP's visibility; rendered
+  in the target's window, cut at the image border), MSSD (mm) and MSPD (pixels, scaled to a 640 px wide
+  image) over the model points of BOP's evaluation model with the object's symmetries.
+- **Matching** per image, greedily in decreasing score: an estimate matches the unmatched target with the
+  lowest error below the threshold. Recall = matches / targets (:attr:`TestSet.num_targets
+  <multipose.evaluation.testsets.TestSet.num_targets>`, those not cropped count as not found).
+- **Average recalls**: AR_VSD over :data:`VSD_TAUS` x :data:`VSD_THRESHOLDS`, AR_MSSD over
+  :data:`MSSD_THRESHOLDS` (times the diameter), AR_MSPD over :data:`MSPD_THRESHOLDS`; AR is their mean.
+
+What differs from ``eval_bop19_pose.py``: detections are the ground-truth boxes (a BOP entry uses its own
+detector's), VSD is rendered in a window of twice the box (resolution ``2 x CROP_SIZE``) rather than over the
+full image, and a target that could not be cropped is not a candidate in the matching (it is counted as
+not found).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from multipose.config import Config
+from multipose.errors import ConfigError
+from multipose.evaluation import metrics as pose_error
+from multipose.evaluation.scoring import Estimates
+from multipose.evaluation.testsets import TestSet, object_info, object_symmetries
+from multipose.mesh import load_mesh
+from multipose.render import MeshRenderer
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MSPD_THRESHOLDS",
+    "MSSD_THRESHOLDS",
+    "VSD_TAUS",
+    "VSD_THRESHOLDS",
+    "ObjectModel",
+    "Submission",
+    "average_recalls",
+    "eval_model_path",
+    "object_model",
+    "submission",
+]
+
+#: VSD misalignment tolerances, fractions of the object's diameter.
+VSD_TAUS = tuple(round(0.05 * i, 2) for i in range(1, 11))
+#: VSD error thresholds of a correct estimate.
+VSD_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 11))
+#: MSSD thresholds, fractions of the object's diameter.
+MSSD_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 11))
+#: MSPD thresholds, pixels of a 640 px wide image.
+MSPD_THRESHOLDS = tuple(5.0 * i for i in range(1, 11))
+#: Pairs whose model points are compared at once (memory: pairs x symmetries x points x 3).
+_POINT_CHUNK = 8
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The ``E`` estimates a BOP results file holds for one method, ordered by scene, image and score.
+
+    ``instance (E,)`` the test-set instance (crop) each came from, ``score (E,)``, ``R (E, 3, 3)``,
+    ``t (E, 3)`` (mm), ``scene_id, im_id (E,)``.
+    """
+
+    instance: torch.Tensor
+    score: torch.Tensor
+    R: torch.Tensor
+    t: torch.Tensor
+    scene_id: torch.Tensor
+    im_id: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ObjectModel:
+    """What MSSD, MSPD and normalised VSD need of the object: evaluation ``points (P, 3)`` (mm), symmetries
+    ``sym_R (S, 3, 3), sym_t (S, 3)`` (the identity alone when unknown) and ``diameter`` (mm)."""
+
+    points: torch.Tensor
+    sym_R: torch.Tensor
+    sym_t: torch.Tensor
+    diameter: float
+
+
+def eval_model_path(cfg: Config) -> Path:
+    """The model MSSD and MSPD measure: ``[Evaluation] MODEL_PATH_EVAL``, else BOP's
+    ``models_eval/obj_<OBJ_ID>.ply`` beside the BOP folder if present, else ``MODEL_PATH_DATA``."""
+    ev = cfg.Evaluation
+    if ev.MODEL_PATH_EVAL:
+        return Path(ev.MODEL_PATH_EVAL)
+    if ev.TEST_DATA_PATH and ev.OBJ_ID is not None:
+        beside = Path(ev.TEST_DATA_PATH).resolve().parent / "models_eval" / f"obj_{ev.OBJ_ID:06d}.ply"
+        if beside.is_file():
+            return beside
+    return Path(cfg.Dataset.MODEL_PATH_DATA)
+
+
+def object_model(cfg: Config) -> ObjectModel:
+    """The :class:`ObjectModel` of ``[Evaluation] OBJ_ID``: points of :func:`eval_model_path`, the diameter
+    and symmetries of its ``models_info.json`` entry (required: MSSD's thresholds are fractions of the
+    diameter)."""
+    folder = Path(cfg.Evaluation.TEST_DATA_PATH) if cfg.Evaluation.TEST_DATA_PATH else None
+    found = object_info(cfg, folder)
+    if found is None or "diameter" not in found[1]:
+        raise ConfigError(f"[Evaluation] PROTOCOL = bop19 needs the diameter of object {cfg.Evaluation.OBJ_ID} from "
+                          "a BOP models_info.json: set [Evaluation] MODELS_INFO (or put models*/models_info.json "
+                          "beside the BOP folder)")
+    sym_R, sym_t = object_symmetries(cfg, folder) or (torch.eye(3, dtype=torch.float64)[None],
+                                                       torch.zeros(1, 3, dtype=torch.float64))
+    path = eval_model_path(cfg)
+    points = load_mesh(path, normalize=cfg.Rendering.NORMALIZE_VERTICES).vertices.double()
+    logger.info("BOP19: MSSD and MSPD on the %d points of %s, diameter %.2f mm, %d symmetries", points.shape[0],
+                path, float(found[1]["diameter"]), sym_R.shape[0])
+    return ObjectModel(points=points, sym_R=sym_R, sym_t=sym_t, diameter=float(found[1]["diameter"]))
+
+
+def submission(test_set: TestSet, estimates: Estimates) -> Submission:
+    """BOP's rows of ``estimates`` (``score (N, k)``, ``R (N, k, 3, 3)``, ``t (N, k, 3)`` per test instance):
+    each instance's highest-scored estimate, then per image the ``inst_count`` highest (see the module
+    docstring)."""
+    N = len(test_set)
+    best = estimates.score.argmax(dim=1)
+    rows = torch.arange(N)
+    score = estimates.score[rows, best].float()
+    keys = list(zip(test_set.scene_id.tolist(), test_set.im_id.tolist(), strict=True))
+    limits = test_set.inst_count.tolist() if test_set.inst_count is not None else None
+    chosen: list[int] = []
+    for key in dict.fromkeys(keys):  # images in test-set order
+        members = sorted((i for i in range(N) if keys[i] == key), key=lambda i: -float(score[i]))
+        limit = limits[members[0]] if limits is not None else len(members)
+        chosen += members[:limit]
+    index = torch.tensor(chosen, dtype=torch.int64)
+    return Submission(instance=index, score=score[index], R=estimates.R[index, best[index]],
+                      t=estimates.t[index, best[index]], scene_id=test_set.scene_id[index], im_id=test_set.im_id[index])
+
+
+def _images(test_set: TestSet, sub: Submission) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per image: the submitted rows (in decreasing score) and the test-set instances (the targets)."""
+    targets: dict[tuple[int, int], list[int]] = {}
+    for i, key in enumerate(zip(test_set.scene_id.tolist(), test_set.im_id.tolist(), strict=True)):
+        targets.setdefault(key, []).append(i)
+    rows: dict[tuple[int, int], list[int]] = {key: [] for key in targets}
+    for e, key in enumerate(zip(sub.scene_id.tolist(), sub.im_id.tolist(), strict=True)):
+        rows[key].append(e)
+    out = []
+    for key, gts in targets.items():
+        est = sorted(rows[key], key=lambda e: -float(sub.score[e]))
+        out.append((torch.tensor(est, dtype=torch.int64), torch.tensor(gts, dtype=torch.int64)))
+    return out
+
+
+@torch.no_grad()
+def _pair_errors(
+    test_set: TestSet, sub: Submission, est: torch.Tensor, gts: torch.Tensor, renderer: MeshRenderer,
+    model: ObjectModel, vsd_delta: float,
+) -> dict[str, torch.Tensor]:
+    """Errors of the submitted rows ``est (E,)`` against the targets ``gts (G,)`` of one image: ``vsd (E, G,
+    T)`` at :data:`VSD_TAUS`, ``mssd (E, G)`` as a fraction of the diameter, ``mspd (E, G)`` in pixels of a
+    640 px wide image."""
+    E, G = len(est), len(gts)
+    e_idx, g_idx = est.repeat_interleave(G), gts.repeat(E)
+    R_est, t_est = sub.R[e_idx].float(), sub.t[e_idx].float()
+    R_gt, t_gt = test_set.R[g_idx].float(), test_set.t[g_idx].float()
+    size, device = test_set.vsd_size, renderer.verts.device
+    K_vsd = test_set.K_vsd[g_idx]
+    depth_est = renderer(R_est.to(device), t_est.to(device), K_vsd.to(device), size).depth.cpu()
+    depth_gt = renderer(R_gt.to(device), t_gt.to(device), K_vsd.to(device), size).depth.cpu()
+    if test_set.in_image is not None:
+        depth_est, depth_gt = depth_est * test_set.in_image[g_idx], depth_gt * test_set.in_image[g_idx]
+    depth_test = depth_gt
+    if test_set.depth_test is not None:
+        known = test_set.depth_known[g_idx] if test_set.depth_known is not None else torch.ones(len(g_idx), dtype=bool)
+        depth_test = torch.where(known[:, None, None], test_set.depth_test[g_idx], depth_gt)
+    vsd = pose_error.vsd(depth_est, depth_gt, depth_test, K_vsd, vsd_delta, VSD_TAUS, normalized_by_diameter=True,
+                         diameter=model.diameter)
+    mssd, mspd = [], []
+    for part in torch.arange(E * G).split(_POINT_CHUNK):
+        args = (R_est[part].double(), t_est[part].double(), R_gt[part].double(), t_gt[part].double())
+        mssd.append(pose_error.mssd(*args, model.points.double(), model.sym_R, model.sym_t))
+        K = test_set.K[g_idx[part]].double()
+        mspd.append(pose_error.mspd(*args, K, model.points.double(), model.sym_R, model.sym_t))
+    width = test_set.image_width[g_idx].double() if test_set.image_width is not None else torch.full((E * G,), 640.0)
+    return {
+        "vsd": vsd.reshape(E, G, len(VSD_TAUS)),
+        "mssd": (torch.cat(mssd) / model.diameter).reshape(E, G),
+        "mspd": (torch.cat(mspd) * 640.0 / width).reshape(E, G),
+    }
+
+
+def _matches(errors: torch.Tensor, threshold: float) -> int:
+    """Greedy matching of one image (rows in decreasing score, ``errors (E, G)``): the matches."""
+    matched: set[int] = set()
+    for row in errors.tolist():
+        best, best_error = -1, threshold
+        for g, e in enumerate(row):
+            if g not in matched and e < best_error:
+                best, best_error = g, e
+        if best >= 0:
+            matched.add(best)
+    return len(matched)
+
+
+def average_recalls(
+    test_set: TestSet, sub: Submission, renderer: MeshRenderer, model: ObjectModel, vsd_delta: float
+) -> dict[str, float]:
+    """``AR_VSD``, ``AR_MSSD``, ``AR_MSPD``, ``AR`` of a submission on the test set's targets (the module
+    docstring), and the ``num_targets`` and ``num_estimates`` they count."""
+    num_targets = test_set.num_targets if test_set.num_targets is not None else len(test_set)
+    vsd_hits = torch.zeros(len(VSD_TAUS), len(VSD_THRESHOLDS))
+    mssd_hits = torch.zeros(len(MSSD_THRESHOLDS))
+    mspd_hits = torch.zeros(len(MSPD_THRESHOLDS))
+    for est, gts in _images(test_set, sub):
+        if len(est) == 0:
+            continue
+        errors = _pair_errors(test_set, sub, est, gts, renderer, model, vsd_delta)
+        for a in range(len(VSD_TAUS)):
+            for b, th in enumerate(VSD_THRESHOLDS):
+                vsd_hits[a, b] += _matches(errors["vsd"][..., a], th)
+        for b, th in enumerate(MSSD_THRESHOLDS):
+            mssd_hits[b] += _matches(errors["mssd"], th)
+        for b, th in enumerate(MSPD_THRESHOLDS):
+            mspd_hits[b] += _matches(errors["mspd"], th)
+    recalls = {
+        "AR_VSD": float(vsd_hits.mean()) / num_targets,
+        "AR_MSSD": float(mssd_hits.mean()) / num_targets,
+        "AR_MSPD": float(mspd_hits.mean()) / num_targets,
+    }
+    return {**recalls, "AR": sum(recalls.values()) / 3.0, "num_targets": num_targets, "num_estimates": len(sub.score)}
