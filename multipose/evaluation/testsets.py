@@ -186,6 +186,7 @@ def load_test_set(
     path = ev.TEST_DATA_PATH
     if not path:
         samples = generate_samples(cfg, num, TEST_SEED, device, progress=progress)
+        assert samples.t is not None and samples.K is not None  # rendered samples have their poses and intrinsics
         return TestSet(
             images=samples.images, R=samples.R, t=samples.t, K_vsd=samples.K, vsd_size=samples.image_size,
             obj_id=obj_id, symmetries=_symmetries(cfg, None), name="synthetic-test",
@@ -194,8 +195,8 @@ def load_test_set(
     path = Path(path)
     if path.is_dir():
         instances = bop.read_bop_split(path, ev.OBJ_ID, ev.MIN_VISIB_FRACT)
-        chosen = bop.subsample(len(instances), num)
-        instances = [instances[i] for i in chosen]
+        subset = bop.subsample(len(instances), num)
+        instances = [instances[i] for i in subset]
         vsd_size = BOP_VSD_SCALE * size
         crops = bop.load_bop_crops(instances, size, cfg.Dataset.PAD_FACTOR, vsd_size, BOP_VSD_PAD, progress=progress)
         split = path.resolve().name.split("_")[0] or "test"
