@@ -25,6 +25,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -380,9 +381,10 @@ def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[F
             for inst in progress_bar(
                 used, desc="reading test images", unit="instance", disable=not progress, leave=False
             ):
-                reads = [(inst.image_path, bop.read_rgb)]
+                assert inst.image_path is not None  # read_bop_split keeps only instances whose image exists
+                reads: list[tuple[Path, Callable[[Path], np.ndarray]]] = [(inst.image_path, bop.read_rgb)]
                 if inst.depth_path is not None:
-                    reads.append((inst.depth_path, lambda p, s=inst.depth_scale: bop.read_depth(p, s)))
+                    reads.append((inst.depth_path, partial(bop.read_depth, scale=inst.depth_scale)))
                 for path, read in reads:
                     if path in bad:
                         continue
@@ -430,6 +432,7 @@ def _check_models_info(cfg: Config) -> list[Finding]:
     ev = cfg.Evaluation
     what = _key("Evaluation", "MODELS_INFO")
     test = Path(ev.TEST_DATA_PATH) if ev.TEST_DATA_PATH else None
+    path: Path | None
     if ev.MODELS_INFO:
         path = Path(ev.MODELS_INFO)
         if not path.is_file():

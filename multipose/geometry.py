@@ -128,10 +128,10 @@ def deserno_sphere_points(n: int) -> tuple[np.ndarray, np.ndarray]:
     d_phi = area / d_theta
     thetas, phis = [], []
     for m in range(m_theta):
-        theta = math.pi * (m + 0.5) / m_theta
-        m_phi = math.floor(2.0 * math.pi * math.sin(theta) / d_phi)
+        theta_m = math.pi * (m + 0.5) / m_theta
+        m_phi = math.floor(2.0 * math.pi * math.sin(theta_m) / d_phi)
         k = np.arange(m_phi)
-        thetas.append(np.full(m_phi, theta))
+        thetas.append(np.full(m_phi, theta_m))
         phis.append(2.0 * math.pi * k / max(m_phi, 1))
     theta = np.concatenate(thetas)
     phi = np.concatenate(phis)

@@ -125,11 +125,11 @@ def run_landscape(cfg: Config, device: torch.device, progress: bool = True) -> P
     N, I = R.shape[:2]
     reference = s.REFERENCE_NUM % N
     start = time.perf_counter()
-    losses, depths = compute_losses(
+    losses_t, depths = compute_losses(
         loss, R.reshape(-1, 3, 3), R[reference, 0], s.BATCH_SIZE, keep_depth=cfg.Training.SAVE_IMAGES, progress=progress
     )
     seconds = time.perf_counter() - start
-    losses = losses.reshape(N, I).numpy()
+    losses = losses_t.reshape(N, I).numpy()
     out = Path(cfg.Training.OUTPUT_PATH)
     points = np.empty(N, dtype=object)
     for n in range(N):

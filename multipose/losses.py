@@ -80,6 +80,7 @@ def depth_term(
     """
     union = ((depth_gt > 0) | (depth > 0)).to(depth.dtype)
     error = (depth_gt - depth).abs().clamp(max=depth_max) / depth_max
+    area: torch.Tensor | float
     if normalization == "union":
         area = union.sum(dim=(-1, -2)).clamp_min(1.0)
     elif normalization == "image":
@@ -161,6 +162,8 @@ class MultiPoseLoss(nn.Module):
 
     ``forward(R_gt (B,3,3), R_hyp (B,K,3,3), confidence (B,K)) -> LossTerms``.
     """
+
+    viewpoints: torch.Tensor  # a buffer (register_buffer in __init__)
 
     def __init__(self, view: LossView, params: LossParameters, viewpoints: torch.Tensor | None = None) -> None:
         super().__init__()

@@ -73,6 +73,7 @@ def run_preview(cfg: Config, device: torch.device, num_views: int = 6, num_error
             R, full_view.t.expand(num_views, 3), full_view.K, full_view.image_size, light_dir=light
         )
         loss = loss_view(R)
+    assert shaded.rgb is not None  # render_rgb always shades
     rows = []
     for i in range(num_views):
         d_full, d_loss = shaded.depth[i].cpu().numpy(), loss.depth[i].cpu().numpy()
@@ -89,12 +90,13 @@ def run_preview(cfg: Config, device: torch.device, num_views: int = 6, num_error
         ],
         cmaps=[None, "viridis", "viridis", "magma"],
     )
+    tx, ty, tz = loss_view.t.tolist()  # the loss view's translation, a 3-vector
     report = PreviewReport(
         data_mesh=str(cfg.Dataset.MODEL_PATH_DATA),
         data_faces=data_mesh.num_faces,
         loss_faces=int(loss_view.renderer.faces.shape[0]),
         radius_mm=data_mesh.radius,
-        T=tuple(float(x) for x in loss_view.t.tolist()),
+        T=(float(tx), float(ty), float(tz)),
         fov_deg=loss_view.fov_deg,
         image_size=loss_view.image_size,
         device=str(device),

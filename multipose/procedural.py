@@ -31,6 +31,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import trimesh
@@ -155,7 +156,8 @@ def make_part(symmetry: str) -> trimesh.Trimesh:
 def export_ply_bytes(mesh: trimesh.Trimesh) -> bytes:
     """Binary little-endian PLY of ``mesh`` (positions and faces only; deterministic)."""
     clean = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=False)
-    return clean.export(file_type="ply", encoding="binary", vertex_normal=False)
+    # Typed as dict | bytes | str for every format; a binary PLY is bytes.
+    return cast(bytes, clean.export(file_type="ply", encoding="binary", vertex_normal=False))
 
 
 def models_info_entry(mesh: trimesh.Trimesh, symmetry: str) -> dict:
@@ -206,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path.suffix == ".json":
             print(f"wrote {path}")
             continue
-        mesh = trimesh.load(path, force="mesh", process=False)
+        mesh = cast(trimesh.Trimesh, trimesh.load(path, force="mesh", process=False))  # typed as Geometry
         print(f"wrote {path} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces)")
     return 0
 

@@ -170,6 +170,9 @@ class MeshRenderer(nn.Module):
         settings: shader and depth-gradient choices.
     """
 
+    verts: torch.Tensor  # buffers (register_buffer in __init__)
+    faces: torch.Tensor
+
     def __init__(self, mesh: Mesh, settings: RenderSettings | None = None) -> None:
         super().__init__()
         self.settings = settings or RenderSettings()
@@ -464,6 +467,9 @@ class LossView(nn.Module):
     vertical field of view ``fov_deg`` with ``image_size`` pixels (config ``[Rendering] T, FOV,
     IMAGE_SIZE``). ``forward(R (B,3,3)) -> Rendering`` with ``depth, mask (B, S, S)``."""
 
+    t: torch.Tensor  # buffers (register_buffer in __init__)
+    K: torch.Tensor
+
     def __init__(
         self, renderer: MeshRenderer, t: tuple[float, float, float], fov_deg: float, image_size: int
     ) -> None:
@@ -478,7 +484,9 @@ class LossView(nn.Module):
         B = R.shape[0]
         return self.renderer(R, self.t.expand(B, 3), self.K, self.image_size)
 
-    def with_mesh(self, mesh: Mesh, depth_gradient: str | None = None) -> LossView:
+    def with_mesh(
+        self, mesh: Mesh, depth_gradient: Literal["auto", "torch", "pytorch3d"] | None = None
+    ) -> LossView:
         """The same camera and render settings with another mesh (e.g. the full-resolution model, to
         measure the decimation or time the original's setting), on this view's device;
         ``depth_gradient`` replaces the settings' path when given."""
@@ -533,7 +541,8 @@ def loss_translation(cfg: Config, radius: float) -> tuple[float, float, float]:
     ``radius`` fills ``T_FILL`` of the loss view (:func:`multipose.geometry.distance_for_fill`)."""
     r = cfg.Rendering
     if r.T is not None:
-        return tuple(float(x) for x in r.T)
+        x, y, z = r.T  # the config's T is a triple (TranslationType)
+        return (float(x), float(y), float(z))
     return (0.0, 0.0, distance_for_fill(radius, r.FOV, r.T_FILL))
 
 

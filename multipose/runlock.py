@@ -16,10 +16,11 @@ import fcntl
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from multipose.atomic import WriteError
 from multipose.errors import UserInputError
@@ -83,7 +84,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self._previous: Callable[[int, FrameType | None], Any] | int | None = None  # what signal.signal returned
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True

@@ -115,7 +115,11 @@ def time_loss_view(view: LossView, R: torch.Tensor, repeats: int = 3) -> LossVie
         with torch.no_grad():
             _, t_plain = timed(partial(view, R), device)
         six = matrix_to_rotation_6d(R).clone().requires_grad_(True)
-        loss, t_forward = timed(lambda six=six: (view(rotation_6d_to_matrix(six)).depth * weights).sum(), device)
+
+        def weighted_depth(six: torch.Tensor = six) -> torch.Tensor:
+            return (view(rotation_6d_to_matrix(six)).depth * weights).sum()
+
+        loss, t_forward = timed(weighted_depth, device)
         _, t_backward = timed(loss.backward, device)
         if i:
             plain.append(t_plain * per_image)

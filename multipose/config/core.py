@@ -36,6 +36,8 @@ class Section(Mapping[str, Any]):
     """The values of one INI section: ``section.KEY`` or ``section["KEY"]``; read-only."""
 
     __slots__ = ("_name", "_values")
+    _name: str
+    _values: dict[str, Any]
 
     def __init__(self, name: str, values: Mapping[str, Any]) -> None:
         object.__setattr__(self, "_name", name)
@@ -91,6 +93,11 @@ class Config(Mapping[str, Section]):
     """
 
     __slots__ = ("_sections", "_source", "_label", "_origins")
+    # The slots' types (set once with object.__setattr__; without these, reads would go to __getattr__'s Section).
+    _sections: dict[str, Section]
+    _source: Path | None
+    _label: str
+    _origins: Mapping[tuple[str, str], tuple[str, str]]
 
     def __init__(
         self,

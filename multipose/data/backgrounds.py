@@ -110,12 +110,12 @@ def read_background_crop(path: Path, size: int, u: np.ndarray) -> np.ndarray:
     """
     with Image.open(path) as im:
         im.draft("RGB", (2 * size, 2 * size))  # JPEG: decode at a reduced scale, much faster
-        im = im.convert("RGB")
-        w, h = im.size
+        rgb = im.convert("RGB")
+        w, h = rgb.size
         side = max(1.0, min(w, h) * (0.5 + 0.5 * float(u[0])))
         x0 = float(u[1]) * (w - side)
         y0 = float(u[2]) * (h - side)
-        crop = im.resize((size, size), Image.Resampling.BILINEAR, box=(x0, y0, x0 + side, y0 + side),
+        crop = rgb.resize((size, size), Image.Resampling.BILINEAR, box=(x0, y0, x0 + side, y0 + side),
                          reducing_gap=2.0)
         return np.asarray(crop, dtype=np.uint8)
 

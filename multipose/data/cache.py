@@ -34,7 +34,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -289,8 +289,9 @@ def build_view_cache(
                          desc=f"rendering view cache ({mesh_path.name})")
     seconds = time.perf_counter() - start
     with atomic_open(path) as f:
+        # Any: mypy checks the ** against savez's allow_pickle: bool too; _encode's keys are array names.
         np.savez(f, key=np.array(key), settings=np.array(json.dumps(described)),
-                 **_encode(views, settings.distance))
+                 **cast(dict[str, Any], _encode(views, settings.distance)))
     logger.info(
         "view cache: rendered %d views of %s (%d faces, %d px) in %.1f s (%.1f views/s); wrote %s",
         len(views), mesh_path.name, mesh.num_faces, settings.size, seconds, len(views) / max(seconds, 1e-9), path,

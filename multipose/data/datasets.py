@@ -147,6 +147,7 @@ class TrainingData:
         if self.cache is not None:
             views = self.cache.take(draw.index)
         else:
+            assert self.renderer is not None  # __init__: a view cache or a renderer
             views = self.renderer.render(draw.R, self.generator).to(self.device)
         backgrounds = self.backgrounds.sample(n, self.generator, self.device)
         shown = views
@@ -158,8 +159,10 @@ class TrainingData:
         target = None
         if self.with_target:
             if self.cache is not None:
+                assert self.cache.targets is not None  # __init__: with_target needs a cache with targets
                 target = self.cache.targets[draw.index.to(self.device)]
             else:
+                assert self.renderer is not None
                 target = self.renderer.render_centred(views.R).to(self.device)
             target = target.float() / 255.0
         return Batch(image=image, R=views.R, t=views.t, K=views.K, mask=views.mask, index=draw.index.to(self.device),

@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -308,7 +308,8 @@ def _load_original_pickle(path: Path) -> SampleSet:
     for name, value in extra.items():
         if len(value) != len(R):
             raise DataError(f"{path}: {len(value)} entries for {name} but {len(R)} rotations")
-    return SampleSet(images=_images_to_float(images, str(path)), R=torch.from_numpy(R).float(), **extra)
+    return SampleSet(images=_images_to_float(images, str(path)), R=torch.from_numpy(R).float(),
+                     ids=extra.get("ids"), t_scene=extra.get("t_scene"), R_predicted=extra.get("R_predicted"))
 
 
 def load_samples(path: str | os.PathLike) -> SampleSet:
@@ -381,7 +382,8 @@ def save_samples(path: str | os.PathLike, samples: SampleSet, fmt: str = "npz") 
             arrays["masks"] = arrays["masks"].astype(bool)
         arrays["meta"] = np.array(json.dumps({"format": NPZ_FORMAT, **samples.meta}))
         with atomic_open(path) as f:
-            np.savez(f, **arrays)
+            # Any: mypy checks **arrays against savez's allow_pickle: bool too; these keys are array names.
+            np.savez(f, **cast(dict[str, Any], arrays))
         return path
     if fmt == "pickle":
         data = {

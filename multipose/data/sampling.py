@@ -52,6 +52,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,7 +149,7 @@ def sphere_rotations(n: int, generator: torch.Generator, *, simple: bool = False
 
 def _wolfram_points(n: int, generator: torch.Generator) -> torch.Tensor:
     """Marsaglia (1972): ``(x1, x2)`` uniform in the unit disc -> a uniform point of the sphere."""
-    accepted = []
+    accepted: list[torch.Tensor] = []
     while sum(len(a) for a in accepted) < n:
         x = _uniform(2 * n, generator, -1.0, 1.0).reshape(n, 2)
         accepted.append(x[(x * x).sum(1) < 1.0])
@@ -200,7 +201,7 @@ def _quat(n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 #: ``VIEW_SAMPLING`` method -> ``f(n, generator) -> (n, 3, 3)`` OpenCV rotations (module docstring).
-METHODS = {
+METHODS: dict[str, Callable[[int, torch.Generator], torch.Tensor]] = {
     "sundermeyer-random": sundermeyer_random,
     "sphere": sphere_rotations,
     "sphere-simple": lambda n, g: sphere_rotations(n, g, simple=True),

@@ -213,6 +213,7 @@ class ViewRenderer:
         R = R.to(self.device, torch.float32)
         t, _, K = self.windows(R, offsets)
         out = self.renderer.render_rgb(R, t, K, st.size, light_dir=light.to(self.device), color=st.color)
+        assert out.rgb is not None  # render_rgb always shades
         rgb = (out.rgb * 255.0).round().to(torch.uint8)
         return Views(rgb=rgb, mask=out.mask > 0, depth=out.depth.float(), R=R, t=t, K=K)
 
@@ -226,4 +227,5 @@ class ViewRenderer:
         t, _, K = self.windows(R, torch.zeros(R.shape[0], 2, device=self.device))
         headlight = torch.tensor([0.0, 0.0, -1.0], device=self.device)
         out = self.renderer.render_rgb(R, t, K, st.size, light_dir=headlight, color=st.color)
+        assert out.rgb is not None  # render_rgb always shades
         return (out.rgb * 255.0).round().to(torch.uint8)

@@ -516,8 +516,9 @@ def load_bop_crops(
         if inst.depth_path is not None:
             depth = crop_square(cache[inst.depth_path], vsd_windows[n].tolist(), vsd_size, cv2.INTER_NEAREST)
         depths.append(torch.from_numpy(depth))
-        frame = np.ones(cache[inst.image_path].shape[:2], np.uint8)
-        widths.append(frame.shape[1])
+        height, width = cache[inst.image_path].shape[:2]
+        frame = np.ones((height, width), np.uint8)
+        widths.append(width)
         inside.append(torch.from_numpy(crop_square(frame, vsd_windows[n].tolist(), vsd_size, cv2.INTER_NEAREST) > 0))
     return BopCrops(
         images=torch.stack(images),
@@ -583,6 +584,7 @@ def bop_split_pickle(
     data: dict[str, list] = {k: [] for k in ("images", "Rs", "ts", "visib_fract", "scene_ids", "img_ids", "obj_ids")}
     images: dict[Path, np.ndarray] = {}
     for inst in instances:
+        assert inst.image_path is not None  # read_bop_split keeps only instances whose image exists
         if inst.image_path not in images:
             images = {inst.image_path: read_rgb(inst.image_path)}  # instances come ordered by image
         data["images"].append(crop_like_bop2pickle(images[inst.image_path], inst.bbox_visib, pad_factor, size))

@@ -127,10 +127,11 @@ def submission(test_set: TestSet, estimates: Estimates) -> Submission:
     each instance's highest-scored estimate, then per image the ``inst_count`` highest (see the module
     docstring)."""
     N = len(test_set)
+    scene_id, im_id = _ids(test_set)
     best = estimates.score.argmax(dim=1)
     rows = torch.arange(N)
     score = estimates.score[rows, best].float()
-    keys = list(zip(test_set.scene_id.tolist(), test_set.im_id.tolist(), strict=True))
+    keys = list(zip(scene_id.tolist(), im_id.tolist(), strict=True))
     limits = test_set.inst_count.tolist() if test_set.inst_count is not None else None
     chosen: list[int] = []
     for key in dict.fromkeys(keys):  # images in test-set order
@@ -139,13 +140,19 @@ def submission(test_set: TestSet, estimates: Estimates) -> Submission:
         chosen += members[:limit]
     index = torch.tensor(chosen, dtype=torch.int64)
     return Submission(instance=index, score=score[index], R=estimates.R[index, best[index]],
-                      t=estimates.t[index, best[index]], scene_id=test_set.scene_id[index], im_id=test_set.im_id[index])
+                      t=estimates.t[index, best[index]], scene_id=scene_id[index], im_id=im_id[index])
+
+
+def _ids(test_set: TestSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scene_id, im_id (N,)`` of the test set's instances (always set by :class:`TestSet`)."""
+    assert test_set.scene_id is not None and test_set.im_id is not None
+    return test_set.scene_id, test_set.im_id
 
 
 def _images(test_set: TestSet, sub: Submission) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per image: the submitted rows (in decreasing score) and the test-set instances (the targets)."""
     targets: dict[tuple[int, int], list[int]] = {}
-    for i, key in enumerate(zip(test_set.scene_id.tolist(), test_set.im_id.tolist(), strict=True)):
+    for i, key in enumerate(zip(*(ids.tolist() for ids in _ids(test_set)), strict=True)):
         targets.setdefault(key, []).append(i)
     rows: dict[tuple[int, int], list[int]] = {key: [] for key in targets}
     for e, key in enumerate(zip(sub.scene_id.tolist(), sub.im_id.tolist(), strict=True)):
@@ -177,11 +184,14 @@ def _pair_errors(
         depth_est, depth_gt = depth_est * test_set.in_image[g_idx], depth_gt * test_set.in_image[g_idx]
     depth_test = depth_gt
     if test_set.depth_test is not None:
-        known = test_set.depth_known[g_idx] if test_set.depth_known is not None else torch.ones(len(g_idx), dtype=bool)
+        known = torch.ones(len(g_idx), dtype=torch.bool)
+        if test_set.depth_known is not None:
+            known = test_set.depth_known[g_idx]
         depth_test = torch.where(known[:, None, None], test_set.depth_test[g_idx], depth_gt)
     vsd = pose_error.vsd(depth_est, depth_gt, depth_test, K_vsd, vsd_delta, VSD_TAUS, normalized_by_diameter=True,
                          diameter=model.diameter)
     mssd, mspd = [], []
+    assert test_set.K is not None  # a BOP test set has its cameras
     for part in torch.arange(E * G).split(_POINT_CHUNK):
         args = (R_est[part].double(), t_est[part].double(), R_gt[part].double(), t_gt[part].double())
         mssd.append(pose_error.mssd(*args, model.points.double(), model.sym_R, model.sym_t))

@@ -155,6 +155,7 @@ def vsd(
     comp_count = union_count - inter.flatten(-2).sum(-1)
     dists = (dist_gt - dist_est).abs()
     if normalized_by_diameter:
+        assert diameter is not None  # checked above
         dists = dists / float(diameter)
     dists = dists.flatten(-2)[..., None, :]  # (*, 1, P)
     tau = taus_t[:, None]  # (T, 1)
@@ -260,8 +261,8 @@ def symmetry_transformations(
         m = np.asarray(sym, dtype=np.float64).reshape(-1)
         if m.size != 16 or not np.all(np.isfinite(m)):
             raise ValueError(f"a discrete symmetry must be 16 finite numbers (row-major 4x4), got {sym!r}")
-        m = m.reshape(4, 4)
-        disc.append((m[:3, :3], m[:3, 3]))
+        m44 = m.reshape(4, 4)
+        disc.append((m44[:3, :3], m44[:3, 3]))
     cont = []
     for sym in model_info.get("symmetries_continuous", []) or []:
         axis = np.asarray(sym.get("axis"), dtype=np.float64).reshape(-1)

@@ -19,7 +19,7 @@ import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ __all__ = [
 BOP_HEADER = ("scene_id", "im_id", "obj_id", "score", "R", "t", "time")
 
 
-def _numbers(values: Sequence[float]) -> str:
+def _numbers(values: Sequence[float] | torch.Tensor) -> str:
     return " ".join(f"{float(v):.6f}" for v in values)
 
 
@@ -144,7 +144,8 @@ def plot_rotation_errors(
     ax = fig.subplots()
     for name, e in errors.items():
         values = e.detach().cpu().double().numpy()
-        ax.hist(values, bins=bins, histtype="step", linewidth=1.5,
+        # cast: matplotlib's stub says Sequence[float] for bins, but it takes any 1-D array.
+        ax.hist(values, bins=cast(Sequence[float], bins), histtype="step", linewidth=1.5,
                 label=f"{name} (median {np.median(values):.1f})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test samples")
@@ -246,6 +247,7 @@ def write_evaluation(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"metrics": "metrics.json", "per_sample": "per-sample.csv"}
+    assert test_set.scene_id is not None and test_set.im_id is not None  # TestSet.__post_init__ fills them
     write_table(out_dir / files["per_sample"], _per_sample_columns(scores, test_set))
     n = len(scores)
     per_instance = {"head": (scores.seconds["encoder"] + scores.seconds["head"]) / n,
@@ -304,6 +306,7 @@ def _plot_evaluation(out_dir: Path, scores: Scores, test_set: TestSet, settings:
         notes = {"top hypothesis": [f"conf {scores.top_confidence[i]:.2f} VSD {vsd['head'][i]:.2f}" for i in order]}
         if "codebook" in vsd:
             notes["codebook"] = [f"VSD {vsd['codebook'][i]:.2f}" for i in order]
+        assert test_set.scene_id is not None and test_set.im_id is not None  # TestSet.__post_init__ fills them
         titles = [f"#{i} ({int(test_set.scene_id[i])}/{int(test_set.im_id[i])})" if test_set.boxes is not None
                   else f"#{i}" for i in order]
         plot_examples(out_dir / files["examples"], test_set.images[order], scores.example_depths, titles, notes)

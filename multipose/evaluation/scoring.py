@@ -99,10 +99,10 @@ def _cat(parts: Sequence[Any]) -> Any:
     """Concatenate batches field by field: tensors along dim 0, dicts and dataclasses recursively, numbers summed."""
     first = parts[0]
     if isinstance(first, torch.Tensor):
-        return torch.cat(parts)
+        return torch.cat(list(parts))
     if isinstance(first, dict):
         return {k: _cat([p[k] for p in parts]) for k in first}
-    if dataclasses.is_dataclass(first):
+    if dataclasses.is_dataclass(first) and not isinstance(first, type):  # an instance
         return type(first)(**{f.name: _cat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(first)})
     return sum(parts)
 
@@ -200,6 +200,7 @@ class BatchScorer:
         if self.codebook is not None:
             columns["codebook"] = torch.full_like(top, K_hyp + 1)
             cb = slice(K_hyp + 1, K_hyp + 2)
+            assert similarity is not None  # _infer returns it with a codebook
             estimates["codebook"] = Estimates(similarity, R_out[:, cb], t_out[:, cb])
             depths["codebook"] = depth_est[:, K_hyp + 1]
         if ts.R_stored is not None:  # the original's eval-pickle.py exported these with score -1
@@ -241,6 +242,7 @@ class BatchScorer:
         B, M = R_view.shape[:2]
         if ts.boxes is None:
             return R_view, ts.t[idx].to(self.device)[:, None].expand(B, M, 3)
+        assert ts.K is not None  # TestSet: boxes and K go together
         boxes = ts.boxes[idx].to(self.device).repeat_interleave(M, 0)
         K_cam = ts.K[idx].to(self.device).repeat_interleave(M, 0)
         t_est = bop.estimate_translation(R_view.flatten(0, 1), boxes, K_cam, self.settings.K_tensor(self.device),
@@ -291,6 +293,6 @@ def _cpu(value: Any) -> Any:
         return value.cpu()
     if isinstance(value, dict):
         return {k: _cpu(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # an instance
         return type(value)(**{f.name: _cpu(getattr(value, f.name)) for f in dataclasses.fields(value)})
     return value

@@ -218,6 +218,7 @@ def load_test_set(
     path = ev.TEST_DATA_PATH
     if not path:
         samples = generate_samples(cfg, num, TEST_SEED, device, progress=progress)
+        assert samples.t is not None and samples.K is not None  # rendered samples have their poses and intrinsics
         return TestSet(
             images=samples.images, R=samples.R, t=samples.t, K_vsd=samples.K, vsd_size=samples.image_size,
             obj_id=obj_id, symmetries=_symmetries(cfg, None), name="synthetic-test",

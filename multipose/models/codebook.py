@@ -151,6 +151,7 @@ class Codebook(nn.Module):
         for name, value in (("codes", codes), ("rotations", rotations)):
             if not isinstance(value, torch.Tensor):
                 raise ModelFileError(f"{path}: missing tensor '{name}'")
+        assert isinstance(codes, torch.Tensor) and isinstance(rotations, torch.Tensor)  # checked just above
         try:
             codebook = cls(codes, rotations, normalize=False)
         except ValueError as exc:

@@ -10,6 +10,7 @@ import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -39,7 +40,8 @@ def rng_state() -> dict:
     """The global generators' states, for a checkpoint, as tensors and plain containers only (so that
     ``torch.load(weights_only=True)`` reads it back: no Python object is pickled)."""
     version, words, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # The global RandomState is an MT19937: its legacy state is this tuple (typed as tuple | dict).
+    kind, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     state = {
         "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),

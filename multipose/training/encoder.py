@@ -41,6 +41,7 @@ import torch
 from multipose.checkpoint import CheckpointStore
 from multipose.config import Config, check_crop_size
 from multipose.data.datasets import TrainingData, training_data_from_config
+from multipose.data.io import Batch
 from multipose.data.sampling import derive_seed
 from multipose.errors import UserInputError
 from multipose.mesh import file_sha256
@@ -98,7 +99,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _fixed_samples(data: TrainingData, n: int, seed: int) -> dict[str, torch.Tensor]:
+def _fixed_samples(data: TrainingData, n: int, seed: int) -> Batch:
     """``n`` samples for the previews, the same in every run of a seed: drawn from the training
     pipeline with its generators temporarily re-seeded, so the training streams are untouched."""
     saved = data.state_dict()
@@ -111,9 +112,10 @@ def _fixed_samples(data: TrainingData, n: int, seed: int) -> dict[str, torch.Ten
 
 
 @torch.no_grad()
-def _save_preview(path: Path, model: Autoencoder, samples: dict[str, torch.Tensor], ratio: int) -> None:
+def _save_preview(path: Path, model: Autoencoder, samples: Batch, ratio: int) -> None:
     """One row per sample: input | target | reconstruction (eval mode: batch-norm running statistics,
     so drawing a preview changes nothing in training)."""
+    assert samples.target is not None  # the pretraining data has with_target=True
     was_training = model.training
     model.eval()
     try:
@@ -188,7 +190,7 @@ class _PretrainRun:
     model: Autoencoder
     optimizer: torch.optim.Optimizer
     data: TrainingData
-    preview: dict[str, torch.Tensor] | None
+    preview: Batch | None
     store: CheckpointStore
     log: MetricsLog
 
@@ -298,6 +300,7 @@ def _step(run: _PretrainRun) -> torch.Tensor:
     enc = run.cfg.Encoder
     batch = run.data.batch(enc.BATCH_SIZE)
     out = run.model(batch.image)
+    assert batch.target is not None  # the pretraining data has with_target=True
     loss = bootstrapped_l2_loss(out.reconstruction, batch.target, enc.BOOTSTRAP_RATIO)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -171,7 +171,9 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.opti
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
-def early_stopping_epoch(validation_losses: Sequence[float], window: int, patience: int) -> int | None:
+def early_stopping_epoch(
+    validation_losses: Sequence[float] | np.ndarray, window: int, patience: int
+) -> int | None:
     """The epoch (1-based) after which the original's early stopping ends training, or None.
 
     Replays the original's rule over the validation losses so far: from the epoch after the first
