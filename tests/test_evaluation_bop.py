@@ -65,8 +65,8 @@ def test_crops_test_depth_and_the_aae_translation(dataset):
     K_train = ViewSettings().K_tensor()
     view_R = torch.linalg.inv(bop.correct_rotation(torch.eye(3).expand(2, 3, 3), t)) @ R  # what a crop shows
     t_est = bop.estimate_translation(view_R, crops.boxes, crops.K, K_train, 700.0, dataset["mesh"].vertices)
-    assert ((t_est[:, 2] - t[:, 2]).abs() / t[:, 2]).max() < 0.03, t_est
-    assert (t_est[:, :2] - t[:, :2]).abs().max() < 4.0, t_est
+    assert ((t_est[:, 2] - t[:, 2]).abs() / t[:, 2]).max() < 0.01, t_est  # +15 mm (2 %) with BOP's xywh as is
+    assert (t_est[:, :2] - t[:, :2]).abs().max() < 1.0, t_est
     R_est = bop.correct_rotation(view_R, t_est)
     assert re(R_est, R).max() < 1.0
     errors = vsd(renderer(R_est, t_est, crops.K_vsd, 64).depth, gt, crops.depth, crops.K_vsd)
