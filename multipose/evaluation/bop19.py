@@ -34,6 +34,7 @@ from multipose.evaluation import metrics as pose_error
 from multipose.evaluation.scoring import Estimates
 from multipose.evaluation.testsets import TestSet, object_info, object_symmetries
 from multipose.mesh import load_mesh
+from multipose.progress import progress_bar
 from multipose.render import MeshRenderer
 
 logger = logging.getLogger(__name__)
@@ -219,15 +220,18 @@ def _matches(errors: torch.Tensor, threshold: float) -> int:
 
 
 def average_recalls(
-    test_set: TestSet, sub: Submission, renderer: MeshRenderer, model: ObjectModel, vsd_delta: float
+    test_set: TestSet, sub: Submission, renderer: MeshRenderer, model: ObjectModel, vsd_delta: float,
+    progress: bool = False,
 ) -> dict[str, float]:
     """``AR_VSD``, ``AR_MSSD``, ``AR_MSPD``, ``AR`` of a submission on the test set's targets (the module
-    docstring), and the ``num_targets`` and ``num_estimates`` they count."""
+    docstring), and the ``num_targets`` and ``num_estimates`` they count; ``progress``: a progress bar over
+    the images."""
     num_targets = test_set.num_targets if test_set.num_targets is not None else len(test_set)
     vsd_hits = torch.zeros(len(VSD_TAUS), len(VSD_THRESHOLDS))
     mssd_hits = torch.zeros(len(MSSD_THRESHOLDS))
     mspd_hits = torch.zeros(len(MSPD_THRESHOLDS))
-    for est, gts in _images(test_set, sub):
+    for est, gts in progress_bar(_images(test_set, sub), desc="BOP19 errors", unit="image", disable=not progress,
+                                 leave=False):
         if len(est) == 0:
             continue
         errors = _pair_errors(test_set, sub, est, gts, renderer, model, vsd_delta)

@@ -156,7 +156,7 @@ def evaluate_models(
     submissions = {m: bop19.submission(test_set, e) for m, e in scores.estimates.items()}
     metrics = {**_metrics(cfg, scores, test_set, scorer), **(extra or {})}
     if ev.PROTOCOL == "bop19":
-        metrics["bop19"] = _bop19_metrics(cfg, test_set, submissions, scorer)
+        metrics["bop19"] = _bop19_metrics(cfg, test_set, submissions, scorer, progress)
     write_evaluation(out_dir, scores, submissions, test_set, metrics, figures=ev.SAVE_IMAGES)
     result = EvaluationResult(out_dir=Path(out_dir), metrics=metrics, errors=scores.error("vsd"))
     logger.info("%s; %s", result.summary(), out_dir)
@@ -164,11 +164,11 @@ def evaluate_models(
 
 
 def _bop19_metrics(
-    cfg: Config, test_set: TestSet, submissions: dict[str, bop19.Submission], scorer: BatchScorer
+    cfg: Config, test_set: TestSet, submissions: dict[str, bop19.Submission], scorer: BatchScorer, progress: bool
 ) -> dict[str, Any]:
     """BOP19's average recalls of every method with a results file (``stored`` aside), and what they used."""
     model = bop19.object_model(cfg)
-    recalls = {m: bop19.average_recalls(test_set, sub, scorer.renderer, model, cfg.Evaluation.VSD_DELTA)
+    recalls = {m: bop19.average_recalls(test_set, sub, scorer.renderer, model, cfg.Evaluation.VSD_DELTA, progress)
                for m, sub in submissions.items() if m != "stored"}
     return {**recalls, "eval_model": str(bop19.eval_model_path(cfg)), "diameter_mm": model.diameter,
             "vsd_taus": list(bop19.VSD_TAUS), "vsd_thresholds": list(bop19.VSD_THRESHOLDS),
