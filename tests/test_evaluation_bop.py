@@ -306,3 +306,45 @@ def test_result_names_follow_bops_parser_and_bop19_needs_its_targets(tmp_path, d
         check_evaluation_inputs(_bop19_cfg({"split": elsewhere}, tmp_path))
     with pytest.raises(ConfigError, match="PROTOCOL.*bop19 evaluates a BOP split folder"):
         check_evaluation_inputs(load_config_text("[Evaluation]\nPROTOCOL: bop19\n"))
+
+
+def test_detections_replace_the_ground_truth_boxes_for_the_bop19_results(dataset19, tmp_path):
+    """A BOP detections file whose boxes are the ground truth's (COCO convention) gives the BOP19 results of
+    the ground-truth boxes; a low-scored false positive and other objects' detections change nothing; the
+    detector's time is added to the image's."""
+    import csv
+    import json
+
+    split = dataset19["split"]
+    detections = []
+    for scene_id, im_id, visib in ((1, 0, 0), (1, 3, 1), (1, 5, 0), (1, 7, 0), (1, 7, 1)):
+        info = json.loads((split / "000001" / "scene_gt_info.json").read_text())[str(im_id)][visib]
+        x, y, w, h = info["bbox_obj"]
+        detections.append({"scene_id": scene_id, "image_id": im_id, "category_id": 1, "bbox": [x, y, w + 1, h + 1],
+                           "score": 1.0, "time": 0.25})
+    detections.append({"scene_id": 1, "image_id": 0, "category_id": 1, "bbox": [2, 2, 20, 20], "score": 0.01,
+                       "time": 0.25})
+    detections.append({"scene_id": 1, "image_id": 3, "category_id": 2, "bbox": [30, 30, 40, 40], "score": 0.9,
+                       "time": 0.25})
+    (tmp_path / "det.json").write_text(json.dumps(detections))
+    encoder = Encoder(EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)).eval()
+    head = PoseHead(PoseHeadConfig(num_hypotheses=3, input_dim=16)).eval()
+    results = {}
+    for name, extra in (("gt", ()), ("det", (f"Evaluation.DETECTIONS={tmp_path / 'det.json'}",))):
+        cfg = _bop19_cfg(dataset19, tmp_path, "Evaluation.VSD_MESH_FACES=300", "Evaluation.SAVE_IMAGES=false", *extra)
+        result = evaluate_models(cfg, encoder, head, load_test_set(cfg, progress=False), tmp_path / name,
+                                 progress=False)
+        with open(tmp_path / name / "multipose_tless-test.csv") as f:
+            results[name] = (result.metrics, list(csv.DictReader(f)))
+    (gt, gt_rows), (det, det_rows) = results["gt"], results["det"]
+    assert det["bop19"]["head"] == gt["bop19"]["head"]
+    assert "det.json: 7 detections" not in det["settings"]["detections"]  # other objects' are not read
+    assert "det.json: 6 detections" in det["settings"]["detections"]
+    assert [r["im_id"] for r in det_rows] == [r["im_id"] for r in gt_rows]
+    for key, atol in (("R", 1e-5), ("t", 1e-3)):  # the same crops, so the same poses (up to batching's rounding)
+        np.testing.assert_allclose([[float(v) for v in r[key].split()] for r in det_rows],
+                                   [[float(v) for v in r[key].split()] for r in gt_rows], atol=atol)
+    assert float(det_rows[0]["time"]) > 0.25 > float(gt_rows[0]["time"])
+    with pytest.raises(ConfigError, match="DETECTIONS.*PROTOCOL: bop19"):
+        check_evaluation_inputs(_bop19_cfg(dataset19, tmp_path, f"Evaluation.DETECTIONS={tmp_path / 'det.json'}",
+                                           "Evaluation.PROTOCOL=sixd17"))

@@ -286,6 +286,10 @@ SCHEMA: tuple[Key, ...] = (
     Key("Evaluation", "PROTOCOL", ChoiceType(("sixd17", "bop19")), "sixd17",
         "sixd17: VSD recall at VSD_TAU and VSD_THRESHOLD (the AAE paper's); bop19 (a BOP folder with "
         "test_targets_bop19.json beside it): BOP's average recalls AR_VSD, AR_MSSD, AR_MSPD and AR."),
+    Key("Evaluation", "DETECTIONS", PathType(), "",
+        "BOP, PROTOCOL bop19: a BOP detections file (JSON: scene_id, image_id, category_id, bbox, score, time) "
+        "whose boxes replace the ground-truth boxes for the BOP19 results; empty: ground-truth boxes.",
+        optional=True),
     Key("Evaluation", "MODEL_PATH_EVAL", PathType(), "",
         "BOP: the model whose points MSSD and MSPD measure (PLY/OBJ, mm; BOP's models_eval); empty: "
         "models_eval/obj_<OBJ_ID>.ply beside the BOP folder if present, else MODEL_PATH_DATA.", optional=True),

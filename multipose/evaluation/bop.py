@@ -59,6 +59,7 @@ __all__ = [
     "box_extent",
     "crop_square",
     "estimate_translation",
+    "find_image",
     "find_models_info",
     "is_bop_split",
     "load_bop_crops",
@@ -148,7 +149,8 @@ def _matrix(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
     return array
 
 
-def _find_image(folder: Path, im_id: int, kinds: Sequence[str]) -> Path | None:
+def find_image(folder: Path, im_id: int, kinds: Sequence[str]) -> Path | None:
+    """``<folder>/<kind>/<im_id:06d>.<png|jpg|...>`` for the first ``kind`` that has it, or None."""
     for kind in kinds:
         for suffix in _IMAGE_SUFFIXES:
             path = folder / kind / f"{im_id:06d}{suffix}"
@@ -286,7 +288,7 @@ def _scene_instances(scene: Path, obj_id: int) -> Iterator[BopInstance]:
             raise DataError(f"{scene / 'scene_camera.json'}: no entry for image {im_id}")
         where = f"{scene / 'scene_camera.json'} [{key}]"
         K = _matrix(camera.get("cam_K"), (3, 3), f"{where} cam_K")
-        depth_path = _find_image(scene, im_id, ("depth",))
+        depth_path = find_image(scene, im_id, ("depth",))
         if depth_path is not None and "depth_scale" not in camera:
             raise DataError(f"{where}: no depth_scale, which the depth image {depth_path.name} needs (millimetres "
                             "per PNG unit; T-LESS: 0.1); add it to scene_camera.json")
@@ -307,7 +309,7 @@ def _scene_instances(scene: Path, obj_id: int) -> Iterator[BopInstance]:
                 depth_scale=float(camera.get("depth_scale", 1.0)), bbox_obj=bbox_obj,
                 bbox_visib=_matrix(item.get("bbox_visib", bbox_obj), (4,), f"{info_path} bbox_visib"),
                 visib_fract=float(item.get("visib_fract", 1.0)),
-                image_path=_find_image(scene, im_id, ("rgb", "gray")), depth_path=depth_path,
+                image_path=find_image(scene, im_id, ("rgb", "gray")), depth_path=depth_path,
             )
 
 

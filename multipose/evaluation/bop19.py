@@ -49,6 +49,7 @@ __all__ = [
     "average_recalls",
     "eval_model_path",
     "object_model",
+    "select",
     "submission",
 ]
 
@@ -68,8 +69,8 @@ _POINT_CHUNK = 8
 class Submission:
     """The ``E`` estimates a BOP results file holds for one method, ordered by scene, image and score.
 
-    ``instance (E,)`` the test-set instance (crop) each came from, ``score (E,)``, ``R (E, 3, 3)``,
-    ``t (E, 3)`` (mm), ``scene_id, im_id (E,)``.
+    ``instance (E,)`` the crop each came from, ``score (E,)``, ``R (E, 3, 3)``, ``t (E, 3)`` (mm),
+    ``scene_id, im_id (E,)``, ``time (E,)`` seconds of the row's whole image (-1: unknown).
     """
 
     instance: torch.Tensor
@@ -78,6 +79,7 @@ class Submission:
     t: torch.Tensor
     scene_id: torch.Tensor
     im_id: torch.Tensor
+    time: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -123,25 +125,39 @@ def object_model(cfg: Config) -> ObjectModel:
     return ObjectModel(points=points, sym_R=sym_R, sym_t=sym_t, diameter=float(found[1]["diameter"]))
 
 
-def submission(test_set: TestSet, estimates: Estimates) -> Submission:
+def submission(test_set: TestSet, estimates: Estimates, seconds_per_instance: float = -1.0) -> Submission:
     """BOP's rows of ``estimates`` (``score (N, k)``, ``R (N, k, 3, 3)``, ``t (N, k, 3)`` per test instance):
-    each instance's highest-scored estimate, then per image the ``inst_count`` highest (see the module
-    docstring)."""
-    N = len(test_set)
+    :func:`select` with the test set's images and targets."""
     scene_id, im_id = _ids(test_set)
+    return select(scene_id, im_id, test_set.inst_count, estimates, seconds_per_instance)
+
+
+def select(
+    scene_id: torch.Tensor, im_id: torch.Tensor, inst_count: torch.Tensor | None, estimates: Estimates,
+    seconds_per_instance: float = -1.0, image_seconds: dict[tuple[int, int], float] | None = None,
+) -> Submission:
+    """BOP's rows of the estimates of ``N`` crops (``scene_id, im_id (N,)`` their images, ``inst_count (N,)``
+    the targets of the object there or None): each crop's highest-scored estimate, then per image the
+    ``inst_count`` highest (all without targets). ``time`` of a row: the seconds of its whole image,
+    ``seconds_per_instance`` times its crops plus ``image_seconds`` of the image (a detector's), or -1 when
+    ``seconds_per_instance`` is negative (unknown)."""
+    N = len(scene_id)
     best = estimates.score.argmax(dim=1)
-    rows = torch.arange(N)
-    score = estimates.score[rows, best].float()
+    score = estimates.score[torch.arange(N), best].float()
     keys = list(zip(scene_id.tolist(), im_id.tolist(), strict=True))
-    limits = test_set.inst_count.tolist() if test_set.inst_count is not None else None
+    limits = inst_count.tolist() if inst_count is not None else None
     chosen: list[int] = []
-    for key in dict.fromkeys(keys):  # images in test-set order
+    times: list[float] = []
+    for key in dict.fromkeys(keys):  # images in the crops' order
         members = sorted((i for i in range(N) if keys[i] == key), key=lambda i: -float(score[i]))
         limit = limits[members[0]] if limits is not None else len(members)
         chosen += members[:limit]
+        seconds = seconds_per_instance * len(members) + (image_seconds or {}).get(key, 0.0)
+        times += [seconds if seconds_per_instance >= 0 else -1.0] * len(members[:limit])
     index = torch.tensor(chosen, dtype=torch.int64)
     return Submission(instance=index, score=score[index], R=estimates.R[index, best[index]],
-                      t=estimates.t[index, best[index]], scene_id=scene_id[index], im_id=im_id[index])
+                      t=estimates.t[index, best[index]], scene_id=scene_id[index], im_id=im_id[index],
+                      time=torch.tensor(times, dtype=torch.float64))
 
 
 def _ids(test_set: TestSet) -> tuple[torch.Tensor, torch.Tensor]:

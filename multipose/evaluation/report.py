@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import os
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -240,8 +239,8 @@ def write_evaluation(
 ) -> dict[str, str]:
     """Write an evaluation's files to ``out_dir``: ``per-sample.csv``, a BOP results file per method
     (``multipose_<name>.csv``, ``aaecodebook_<name>.csv``, ``stored_<name>.csv``: the ``submissions``, BOP's
-    rows; ``time`` the seconds of the whole image: the method's seconds per instance times the instances
-    evaluated in it, -1 for stored rotations), with ``figures`` ``recall.png``, ``rotation-error.png`` and
+    rows; ``time`` the seconds of the whole image, -1 for stored rotations), with ``figures`` ``recall.png``,
+    ``rotation-error.png`` and
     ``examples.png``, and last ``metrics.json`` (``metrics`` with the file names added under ``files``,
     which are returned)."""
     out_dir = Path(out_dir)
@@ -249,19 +248,12 @@ def write_evaluation(
     files = {"metrics": "metrics.json", "per_sample": "per-sample.csv"}
     assert test_set.scene_id is not None and test_set.im_id is not None  # TestSet.__post_init__ fills them
     write_table(out_dir / files["per_sample"], _per_sample_columns(scores, test_set))
-    n = len(scores)
-    per_instance = {"head": (scores.seconds["encoder"] + scores.seconds["head"]) / n,
-                    "codebook": (scores.seconds["encoder"] + scores.seconds["codebook"]) / n}
-    images = Counter(zip(test_set.scene_id.tolist(), test_set.im_id.tolist(), strict=True))
     for method, prefix in (("head", "multipose"), ("codebook", "aaecodebook"), ("stored", "stored")):
         if method in submissions:
             sub = submissions[method]
-            rows = list(zip(sub.scene_id.tolist(), sub.im_id.tolist(), strict=True))
-            seconds = torch.tensor([per_instance[method] * images[r] if method in per_instance else -1.0
-                                    for r in rows])
             files[f"bop_{method}"] = f"{prefix}_{test_set.name}.csv"
             write_bop_results(out_dir / files[f"bop_{method}"], sub.scene_id, sub.im_id, test_set.obj_id,
-                              sub.score[:, None], sub.R[:, None], sub.t[:, None], seconds)
+                              sub.score[:, None], sub.R[:, None], sub.t[:, None], sub.time)
     if figures:
         files.update(_plot_evaluation(out_dir, scores, test_set, metrics["settings"]))
     metrics["files"] = files

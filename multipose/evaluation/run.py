@@ -33,7 +33,7 @@ from torch import nn
 
 from multipose.config import Config, check_crop_size, num_hypotheses, resolve_device
 from multipose.errors import UserInputError
-from multipose.evaluation import bop, bop19
+from multipose.evaluation import bop, bop19, detections
 from multipose.evaluation.codebook import codebook_from_config
 from multipose.evaluation.metrics import recall
 from multipose.evaluation.report import write_evaluation
@@ -153,8 +153,15 @@ def evaluate_models(
             accumulator.add(scorer(idx))
             bar.update(len(idx))
     scores = accumulator.summary()
-    submissions = {m: bop19.submission(test_set, e) for m, e in scores.estimates.items()}
+    per_instance = {m: (scores.seconds["encoder"] + scores.seconds[m]) / N for m in ("head", "codebook")}
+    submissions = {m: bop19.submission(test_set, e, per_instance.get(m, -1.0)) for m, e in scores.estimates.items()}
     metrics = {**_metrics(cfg, scores, test_set, scorer), **(extra or {})}
+    if ev.DETECTIONS:  # the BOP19 results come from the detector's boxes; the rest stays on ground-truth boxes
+        found = detections.load_detections(cfg, test_set, progress)
+        submissions.update(detections.detection_submissions(cfg, found, scorer.encoder, scorer.head, scorer.codebook,
+                                                            scorer.device))
+        metrics["settings"]["detections"] = (f"{ev.DETECTIONS}: {len(found)} detections for the BOP19 results; "
+                                             "ground-truth boxes for the per-instance errors")
     if ev.PROTOCOL == "bop19":
         metrics["bop19"] = _bop19_metrics(cfg, test_set, submissions, scorer, progress)
     write_evaluation(out_dir, scores, submissions, test_set, metrics, figures=ev.SAVE_IMAGES)

@@ -311,6 +311,11 @@ def check_evaluation_inputs(cfg: Config) -> None:
         raise bad("MODELS_INFO", "no such file (a BOP models_info.json)")
     if ev.MODEL_PATH_EVAL and not Path(ev.MODEL_PATH_EVAL).is_file():
         raise bad("MODEL_PATH_EVAL", "no such file (a PLY/OBJ model in mm, e.g. BOP's models_eval/obj_000010.ply)")
+    if ev.DETECTIONS and not Path(ev.DETECTIONS).is_file():
+        raise bad("DETECTIONS", "no such file (a BOP detections JSON)")
+    if ev.DETECTIONS and ev.PROTOCOL != "bop19":
+        raise bad("DETECTIONS", "detections are evaluated with PROTOCOL: bop19 (matching estimates to targets); "
+                                "set it, or leave DETECTIONS empty")
     if ev.PROTOCOL == "bop19":
         if not ev.TEST_DATA_PATH or not Path(ev.TEST_DATA_PATH).is_dir():
             raise bad("PROTOCOL", "bop19 evaluates a BOP split folder: set [Evaluation] TEST_DATA_PATH to one "
