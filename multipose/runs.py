@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ENCODER_FILE",
+    "ENCODER_SIZE_ORIGIN",
     "RESUMABLE_KEYS",
     "RunFolder",
     "RunFolderError",
@@ -49,6 +50,8 @@ __all__ = [
 
 #: File name of the pretrained encoder inside ``[Training] OUTPUT_PATH`` (``ENCODER_WEIGHTS: auto``).
 ENCODER_FILE = "encoder.pt"
+#: Marks a ``CROP_SIZE`` filled from the encoder file (:func:`multipose.models.weights.with_encoder_crop_size`).
+ENCODER_SIZE_ORIGIN = "(the encoder's input size)"
 
 #: ``(section, key)`` that may change between a run and its resumption.
 RESUMABLE_KEYS = frozenset(
@@ -65,6 +68,7 @@ RESUMABLE_KEYS = frozenset(
         ("Encoder", "SAVE_INTERVAL"),
         ("Encoder", "LOG_INTERVAL"),
         ("Evaluation", "*"),
+        ("Sampling", "*"),
     }
 )
 
@@ -161,6 +165,9 @@ def config_differences(old: Config, new: Config, allowed: Iterable[tuple[str, st
             if (section, key) in allowed or (section, "*") in allowed:
                 continue
             before = old[section][key]
+            if (section, key) == ("Dataset", "CROP_SIZE") and before is None and ENCODER_SIZE_ORIGIN in new.origin(
+                    section, key):
+                continue  # the size the empty value meant, read from the same encoder file (a run of an older version)
             if before != value:
                 changes.append(f"[{section}] {key}: {before!r} -> {value!r}")
     return changes
@@ -188,11 +195,12 @@ def describe_changes(changes: list[str], most: int = 5) -> str:
     return shown + (f"; and {len(changes) - most} more" if len(changes) > most else "")
 
 
-def prepare_run_folder(cfg: Config, force: bool = False) -> Path:
+def prepare_run_folder(cfg: Config, force: bool = False, write: bool = True) -> Path:
     """Create ``OUTPUT_PATH`` (if needed) and make sure it belongs to this config.
 
     A folder whose ``config.cfg`` differs in keys outside :data:`RESUMABLE_KEYS` (or cannot be read)
-    raises :class:`RunFolderError` unless ``force``. The resolved config is (re)written afterwards.
+    raises :class:`RunFolderError` unless ``force``. The resolved config is (re)written afterwards, unless
+    ``write`` is false (the other ranks of a distributed run only check).
     """
     folder = RunFolder.of(cfg).root
     try:
@@ -208,5 +216,6 @@ def prepare_run_folder(cfg: Config, force: bool = False) -> Path:
         )
     if changes:
         logger.warning("--force: continuing %s with changed config: %s", folder, "; ".join(changes))
-    write_resolved_config(cfg, folder)
+    if write:
+        write_resolved_config(cfg, folder)
     return folder

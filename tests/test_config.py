@@ -783,3 +783,25 @@ def test_aae_config_settings_multipose_cannot_follow_are_errors(tmp_path, edit, 
     (tmp_path / "aae.cfg").write_text(text.replace(edit[0], edit[1]))
     with pytest.raises(ConfigError, match=match):
         load_config(tmp_path / "aae.cfg")
+
+
+def test_a_run_folder_resumes_across_sampling_keys_and_a_crop_size_read_from_the_encoder(tmp_path):
+    """[Sampling] (the loss landscape's) never changes training: a run resumes when it differs. An empty
+    CROP_SIZE stored by an older version equals the size the entry scripts now fill in from the same encoder."""
+    from multipose.models import Encoder, EncoderConfig, save_encoder
+    from multipose.models.weights import with_encoder_crop_size
+    from multipose.runs import stored_config_changes
+
+    weights = save_encoder(Encoder(EncoderConfig(image_size=128, channels=(8, 8), latent_size=8)), tmp_path / "e.pt")
+    base = [f"Training.OUTPUT_PATH={tmp_path / 'run'}", f"Dataset.ENCODER_WEIGHTS={weights}"]
+    write_resolved_config(load_config_text("", "t.cfg", base), tmp_path / "run")  # CROP_SIZE empty in the file
+    now = with_encoder_crop_size(load_config_text("", "t.cfg", [*base, "Sampling.NUM_SAMPLES=10"]))
+    assert now.Dataset.CROP_SIZE == 128 and stored_config_changes(now) == []
+    other = load_config_text("", "t.cfg", [*base, "Dataset.CROP_SIZE=96"])
+    assert stored_config_changes(other) == ["[Dataset] CROP_SIZE: None -> 96"]
+
+
+def test_a_model_path_that_looks_like_a_list_reads_back():
+    cfg = load_config_text('[Dataset]\nMODEL_PATH_DATA: ["[weird].ply"]\n')
+    assert cfg.Dataset.MODEL_PATH_DATA == "[weird].ply"
+    assert load_config_text(cfg.to_ini()).Dataset.MODEL_PATH_DATA == "[weird].ply"

@@ -263,7 +263,7 @@ class ModelPathType:
         return paths[0] if paths else None
 
     def format(self, value: str) -> str:
-        return value
+        return json.dumps([value]) if value.startswith("[") else value  # a path that looks like a list
 
 
 @dataclass(frozen=True)

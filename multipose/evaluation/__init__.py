@@ -6,6 +6,8 @@
 - :mod:`~multipose.evaluation.testsets` -- the test set of a config (synthetic, a file or a BOP folder);
 - :mod:`~multipose.evaluation.codebook` -- the AAE codebook of an encoder, built and cached;
 - :mod:`~multipose.evaluation.scoring` -- scoring batches: every method's poses, renders and errors;
+- :mod:`~multipose.evaluation.bop19` -- the BOP19 protocol: BOP's results rows, MSSD/MSPD/VSD matching, ARs;
+- :mod:`~multipose.evaluation.detections` -- poses from a BOP detections file's boxes;
 - :mod:`~multipose.evaluation.run` -- an evaluation from a checkpoint: the head against random and
   codebook baselines, timings and sizes;
 - :mod:`~multipose.evaluation.report` -- metrics.json, CSV files (BOP results format) and figures.

@@ -243,7 +243,7 @@ def read_bop19_targets(folder: str | os.PathLike[str], obj_id: int, targets: str
     with the largest visible fractions (BOP's rule, no visibility threshold). Instances that cannot be cropped
     (an empty box) still count in ``num_targets``."""
     folder = Path(folder)
-    wanted = read_targets(targets if targets is not None else folder.parent / TARGETS_FILE, obj_id)
+    wanted = read_targets(targets if targets is not None else folder.resolve().parent / TARGETS_FILE, obj_id)
     scenes = sorted(p for p in folder.iterdir() if _is_scene(p)) if folder.is_dir() else []
     instances: list[BopInstance] = []
     num_targets = uncroppable = 0

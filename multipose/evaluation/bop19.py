@@ -14,10 +14,10 @@
 - **Average recalls**: AR_VSD over :data:`VSD_TAUS` x :data:`VSD_THRESHOLDS`, AR_MSSD over
   :data:`MSSD_THRESHOLDS` (times the diameter), AR_MSPD over :data:`MSPD_THRESHOLDS`; AR is their mean.
 
-What differs from ``eval_bop19_pose.py``: detections are the ground-truth boxes (a BOP entry uses its own
-detector's), VSD is rendered in a window of twice the box (resolution ``2 x CROP_SIZE``) rather than over the
-full image, and a target that could not be cropped is not a candidate in the matching (it is counted as
-not found).
+What differs from ``eval_bop19_pose.py``: detections are the ground-truth boxes unless ``[Evaluation]
+DETECTIONS`` gives a detector's (:mod:`multipose.evaluation.detections`), VSD is rendered in a window of
+twice the box (resolution ``2 x CROP_SIZE``) rather than over the full image, and a target that could not
+be cropped is not a candidate in the matching (it is counted as not found).
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ VSD_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 11))
 MSSD_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 11))
 #: MSPD thresholds, pixels of a 640 px wide image.
 MSPD_THRESHOLDS = tuple(5.0 * i for i in range(1, 11))
-#: Pairs whose model points are compared at once (memory: pairs x symmetries x points x 3).
-_POINT_CHUNK = 8
+#: Float64 numbers of the largest pairs x symmetries x points x 3 array MSSD/MSPD build at once (256 MB).
+_POINT_BUDGET = 32_000_000
 
 
 @dataclass(frozen=True)
@@ -144,12 +144,14 @@ def select(
     N = len(scene_id)
     best = estimates.score.argmax(dim=1)
     score = estimates.score[torch.arange(N), best].float()
-    keys = list(zip(scene_id.tolist(), im_id.tolist(), strict=True))
+    groups: dict[tuple[int, int], list[int]] = {}  # images in the crops' order
+    for i, key in enumerate(zip(scene_id.tolist(), im_id.tolist(), strict=True)):
+        groups.setdefault(key, []).append(i)
     limits = inst_count.tolist() if inst_count is not None else None
     chosen: list[int] = []
     times: list[float] = []
-    for key in dict.fromkeys(keys):  # images in the crops' order
-        members = sorted((i for i in range(N) if keys[i] == key), key=lambda i: -float(score[i]))
+    for key, crops in groups.items():
+        members = sorted(crops, key=lambda i: -float(score[i]))
         limit = limits[members[0]] if limits is not None else len(members)
         chosen += members[:limit]
         seconds = seconds_per_instance * len(members) + (image_seconds or {}).get(key, 0.0)
@@ -209,7 +211,8 @@ def _pair_errors(
                          diameter=model.diameter)
     mssd, mspd = [], []
     assert test_set.K is not None  # a BOP test set has its cameras
-    for part in torch.arange(E * G).split(_POINT_CHUNK):
+    chunk = max(1, _POINT_BUDGET // (3 * model.sym_R.shape[0] * model.points.shape[0]))
+    for part in torch.arange(E * G).split(chunk):
         args = (R_est[part].double(), t_est[part].double(), R_gt[part].double(), t_gt[part].double())
         mssd.append(pose_error.mssd(*args, model.points.double(), model.sym_R, model.sym_t))
         K = test_set.K[g_idx[part]].double()

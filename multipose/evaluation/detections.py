@@ -88,7 +88,8 @@ def load_detections(cfg: Config, targets: TestSet, progress: bool = False) -> De
     assert targets.scene_id is not None and targets.im_id is not None and targets.K is not None
     keys = list(zip(targets.scene_id.tolist(), targets.im_id.tolist(), strict=True))
     first = {key: i for i, key in reversed(list(enumerate(keys)))}
-    found = [d for d in _read(path, ev.OBJ_ID) if d["key"] in first and d["bbox"][2] > 0 and d["bbox"][3] > 0]
+    found = sorted((d for d in _read(path, ev.OBJ_ID) if d["key"] in first and d["bbox"][2] > 0 and d["bbox"][3] > 0),
+                   key=lambda d: d["key"])  # by image: each image is read once
     if not found:
         raise DataError(f"{path}: no detection of object {ev.OBJ_ID} in the {len(first)} target images")
     logger.info("detections: %d of object %d in %d target images from %s", len(found), ev.OBJ_ID,

@@ -10,10 +10,11 @@ One evaluation (:func:`evaluate_checkpoint`, ``evaluate.py``, and the end of ``t
 3. outputs in ``out_dir`` (default ``<OUTPUT_PATH>/evaluation``, :mod:`~multipose.evaluation.report`):
    ``metrics.json`` (recall at ``VSD_THRESHOLD`` per method, mean VSD, rotation-error statistics, ms per
    image of encoder+head and encoder+codebook, model and codebook bytes), ``per-sample.csv``, BOP results
-   files (``multipose_<dataset>-<split>.csv`` with the K hypotheses scored by their confidence, and
-   ``aaecodebook_...`` for the codebook), and with ``SAVE_IMAGES`` ``recall.png`` (recall against the VSD
-   threshold), ``rotation-error.png`` (histogram) and ``examples.png`` (input | GT depth | top hypothesis
-   with its confidence and error).
+   files by BOP's rules (``multipose_<dataset>-<split>.csv``: each instance's most confident hypothesis, at
+   most ``inst_count`` per image, :func:`multipose.evaluation.bop19.select`; ``aaecodebook_...`` for the
+   codebook), with ``PROTOCOL: bop19`` BOP's average recalls (:mod:`~multipose.evaluation.bop19`), and
+   with ``SAVE_IMAGES`` ``recall.png`` (recall against the VSD threshold), ``rotation-error.png``
+   (histogram) and ``examples.png`` (input | GT depth | top hypothesis with its confidence and error).
 
 A pickle of a BOP split's crops puts their ids, the scene translation and the rotation corrected for it
 (the AAE's correction) in the results files, as the original's ``eval-pickle.py`` wrote them (which left
@@ -41,7 +42,7 @@ from multipose.evaluation.scoring import BatchScorer, ScoreAccumulator, Scores
 from multipose.evaluation.testsets import TestSet, check_evaluation_inputs, load_test_set
 from multipose.models import Codebook, Encoder, PoseHead, load_encoder
 from multipose.models.head_checkpoint import load_head_checkpoint
-from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch
+from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch, with_encoder_crop_size
 from multipose.progress import progress_bar
 from multipose.runs import RunFolder, encoder_weights_path, pose_checkpoints
 
@@ -236,7 +237,9 @@ def evaluate_checkpoint(
     ``<OUTPUT_PATH>/evaluation``). ``num_samples`` and ``codebook`` override ``[Evaluation]
     NUM_SAMPLES`` and ``CODEBOOK_BASELINE``. Raises :class:`~multipose.errors.UserInputError`
     subclasses for bad inputs (checkpoint, encoder, test data); ``trust`` allows an unsafe load of the
-    checkpoint (``--trust-checkpoint``)."""
+    checkpoint (``--trust-checkpoint``). An empty ``CROP_SIZE`` follows the encoder file
+    (:func:`~multipose.models.weights.with_encoder_crop_size`, as the entry scripts do)."""
+    cfg = with_encoder_crop_size(cfg)
     check_evaluation_inputs(cfg)
     device = resolve_device(cfg) if device is None else torch.device(device)
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(cfg)

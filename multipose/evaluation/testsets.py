@@ -321,6 +321,9 @@ def check_evaluation_inputs(cfg: Config) -> None:
             raise bad("PROTOCOL", "bop19 evaluates a BOP split folder: set [Evaluation] TEST_DATA_PATH to one "
                                   "(e.g. tless/test_primesense), or use PROTOCOL: sixd17")
         targets = Path(ev.TEST_DATA_PATH).resolve().parent / bop.TARGETS_FILE
-        if not targets.is_file():
+        if cfg.Rendering.NORMALIZE_VERTICES:
+            raise bad("PROTOCOL", "bop19 measures the BOP poses of the models as given (mm), which "
+                                  "[Rendering] NORMALIZE_VERTICES would move and rescale: set it to false")
+        if not targets.is_file() and not targets.with_name(targets.name + ".gz").is_file():
             raise bad("PROTOCOL", f"bop19 evaluates the targets of {targets}, which does not exist (it comes with "
                                   "the BOP dataset)")

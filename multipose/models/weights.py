@@ -33,7 +33,7 @@ from multipose.errors import ConfigError, ModelFileError
 from multipose.mesh import file_sha256
 from multipose.models.aae_npy import format_shape, load_aae_npy, read_file_bytes
 from multipose.models.encoder import PRESETS, Encoder, EncoderConfig
-from multipose.runs import encoder_weights_path
+from multipose.runs import ENCODER_SIZE_ORIGIN, encoder_weights_path
 
 __all__ = [
     "ENCODER_FORMAT",
@@ -225,7 +225,7 @@ def with_encoder_crop_size(cfg: Config) -> Config:
     stored = stored_input_size(weights)
     if stored is None or stored == crop_size(cfg):
         return cfg
-    return cfg.with_value("Dataset", "CROP_SIZE", stored, f"{weights} (the encoder's input size)")
+    return cfg.with_value("Dataset", "CROP_SIZE", stored, f"{weights} {ENCODER_SIZE_ORIGIN}")
 
 
 def load_encoder(cfg: Config) -> Encoder:
