@@ -3,7 +3,9 @@
     python train.py experiment_template.cfg
     python train.py my_experiment.cfg --set Training.NUM_ITER=50 --set Training.DEVICE=cuda
 
-Re-running the same command resumes from the newest checkpoint in [Training] OUTPUT_PATH (as the
+Several processes (one per GPU, or CPU processes): torchrun --standalone --nproc_per_node=N train.py CFG
+(each trains on its share of every batch; results as with one process; only rank 0 writes). Re-running
+the same command resumes from the newest checkpoint in [Training] OUTPUT_PATH (as the
 original did); a folder that holds a run with another config is refused unless --force. With
 [Dataset] ENCODER_WEIGHTS: auto the encoder is <OUTPUT_PATH>/encoder.pt, pretrained first when
 missing (see train_encoder.py). Writes config.cfg, models/model-epoch{N}.pt, models/model-best.pt,
@@ -22,19 +24,34 @@ STARTED = time.perf_counter()  # timings.json's total counts from here (imports 
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 from multipose.cli import make_parser, run  # noqa: E402
 from multipose.config import Config, resolve_device  # noqa: E402
 
+if TYPE_CHECKING:
+    import torch
+
+    from multipose.distributed import Dist
+
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
+    from multipose.distributed import init_from_env, shutdown  # heavy imports after the config is known to be valid
+
+    dist, device = init_from_env(resolve_device(cfg))  # torchrun: this rank's process group and device
+    try:
+        return _train(args, cfg, dist, device)
+    finally:
+        shutdown()
+
+
+def _train(args: argparse.Namespace, cfg: Config, dist: Dist, device: torch.device) -> int:
     import torch
 
     from multipose.runs import RunFolder
     from multipose.timing import PhaseTimes
-    from multipose.training.pose import train_pose_head  # heavy imports after the config is known to be valid
+    from multipose.training.pose import train_pose_head
 
-    device = resolve_device(cfg)
     times = PhaseTimes(RunFolder.of(cfg).timings,
                        notes={"device": str(device), "torch_threads": torch.get_num_threads()}, started=STARTED)
 
@@ -47,10 +64,15 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             check_evaluation_inputs(cfg)  # a bad test-set setting stops the run before it trains
         except ConfigError as exc:
             raise ConfigError(f"{exc} (or train without evaluating: --set Evaluation.AFTER_TRAINING=false)") from None
+    from contextlib import nullcontext
+
     from multipose.runlock import run_folder_lock
 
-    with run_folder_lock(cfg.Training.OUTPUT_PATH):  # one writer per run folder
-        result = train_pose_head(cfg, device, force=args.force, trust_checkpoints=args.trust_checkpoint, times=times)
+    with run_folder_lock(cfg.Training.OUTPUT_PATH) if dist.is_main else nullcontext():  # one writer per run folder
+        result = train_pose_head(cfg, device, force=args.force, trust_checkpoints=args.trust_checkpoint, times=times,
+                                 dist=dist)
+    if not dist.is_main:
+        return 0  # rank 0 reports, evaluates and writes timings.json
     print(
         f"done: {result.last_epoch} epochs in {result.run_dir}; best validation loss {result.best_validation_loss:.4f} "
         f"at epoch {result.best_epoch}{' (stopped early)' if result.stopped_early else ''}"

@@ -71,10 +71,13 @@ class MetricsLog:
     epoch that is re-run appears once.
     """
 
-    def __init__(self, path: str | os.PathLike, fields: Sequence[str], step_field: str = "epoch") -> None:
+    def __init__(
+        self, path: str | os.PathLike, fields: Sequence[str], step_field: str = "epoch", write: bool = True
+    ) -> None:
         self.path = Path(path)
         self.fields = list(fields)
         self.step_field = step_field
+        self.write = write  # False: rows kept in memory only (the other ranks of a distributed run)
         self.rows: list[dict] = []
         if self.path.is_file():
             with self.path.open(newline="") as f:
@@ -98,6 +101,8 @@ class MetricsLog:
         return np.asarray(steps), np.asarray(values)
 
     def _write(self) -> None:
+        if not self.write:
+            return
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=self.fields, lineterminator="\n")
         writer.writeheader()

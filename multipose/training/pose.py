@@ -30,17 +30,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from multipose.checkpoint import CheckpointStore
 from multipose.config import Config, check_crop_size, num_hypotheses
 from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
 from multipose.data.io import Batch, SampleSet
-from multipose.errors import UserInputError
+from multipose.distributed import Dist, global_batch_norm
+from multipose.errors import ConfigError, UserInputError
 from multipose.losses import LossTerms, MultiPoseLoss
 from multipose.models import Encoder, HeadOutput, PoseHead, PoseHeadConfig, load_encoder
 from multipose.models.head import init_head_weights
 from multipose.models.head_checkpoint import load_head_checkpoint
-from multipose.models.weights import encoder_digest, encoder_mismatch
+from multipose.models.weights import encoder_digest, encoder_mismatch, with_encoder_crop_size
 from multipose.progress import progress_bar
 from multipose.runlock import StopRequest
 from multipose.runs import RunFolder, RunFolderError, encoder_weights_path, pose_checkpoints, prepare_run_folder
@@ -273,40 +275,37 @@ def _check_finite(value: torch.Tensor, what: str, epoch: int, batch: int | None,
     )
 
 
-def _train_epoch(
-    encoder: Encoder,
-    head: PoseHead,
-    loss_fn: MultiPoseLoss,
-    data: TrainingData,
-    optimizer: torch.optim.Optimizer,
-    stop: StopRequest,
-    store,
-    epoch: int,
-    progress: bool,
-) -> list[float]:
-    """One pass over ``data``: returns the sample-weighted means of the loss, depth and diversity terms."""
+def _train_epoch(run: _HeadRun, stop: StopRequest, epoch: int) -> list[float]:
+    """One pass over the data: returns the sample-weighted means of the loss, depth and diversity terms.
+
+    Every rank draws the same global batch and trains on its share (:meth:`~multipose.distributed.Dist.shard`);
+    the loss of the share is its sum times ``world_size / B``, so that the gradients DDP averages over the
+    ranks are those of the global batch's mean (with one process: the batch mean)."""
+    dist, head = run.dist, run.model
     head.train()
     sums, seen = torch.zeros(3), 0
-    bar = progress_bar(data, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
+    bar = progress_bar(run.data, desc=f"epoch {epoch}", unit="batch", disable=not run.progress, leave=False)
     for number, batch in enumerate(bar, 1):
         stop.check(f"in epoch {epoch} before batch {number}")
         n = batch.R.shape[0]
         if n < 2:  # batch norm cannot train on one sample; it is drawn again next epoch
             continue
+        mine = dist.shard(n)
         with torch.no_grad():
-            code = encoder.encode(batch.image)
+            code = run.encoder.encode(batch.image[mine])
         out = head(code)
-        terms = loss_fn(batch.R, out.R, out.confidence)
-        _check_finite(terms.loss, "the loss", epoch, number, store)
-        optimizer.zero_grad(set_to_none=True)
-        terms.loss.backward()
+        terms = run.loss_fn(batch.R[mine], out.R, out.confidence)
+        loss = terms.per_sample.sum() * (dist.world_size / n) if dist.enabled else terms.loss
+        _check_finite(loss, "the loss", epoch, number, run.store)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
         _check_finite(torch.stack([p.grad.abs().sum() for p in head.parameters() if p.grad is not None]).sum(),
-                      "a gradient", epoch, number, store)
-        optimizer.step()
-        data.update(batch, terms.per_sample.detach())
-        sums += (
-            torch.stack([terms.loss.detach(), terms.depth.detach().mean(), terms.diversity.detach().mean()]).cpu() * n
-        )
+                      "a gradient", epoch, number, run.store)
+        run.optimizer.step()
+        run.data.update(batch, dist.gather_rows(terms.per_sample.detach(), n))
+        local = torch.stack([terms.per_sample.detach().sum(), terms.depth.detach().mean(dim=1).sum(),
+                             terms.diversity.detach().sum()])
+        sums += dist.sum(local).cpu()
         seen += n
         bar.set_postfix(loss=f"{sums[0].item() / seen:.4f}")
     return (sums / max(seen, 1)).tolist()
@@ -358,10 +357,16 @@ class _HeadRun:
     valid_log: MetricsLog
     times: PhaseTimes
     progress: bool
+    dist: Dist
+    model: torch.nn.Module = field(init=False)  # what trains: the head, wrapped in DDP when distributed
     encoder_sha256: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.encoder_sha256 = encoder_digest(self.encoder)
+        self.model = self.head
+        if self.dist.enabled:
+            ids = [self.device] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(global_batch_norm(self.head, self.device), device_ids=ids)
 
 
 def train_pose_head(
@@ -372,20 +377,28 @@ def train_pose_head(
     stop_after_epoch: int | None = None,
     trust_checkpoints: bool = False,
     times: PhaseTimes | None = None,
+    dist: Dist | None = None,
 ) -> TrainResult:
     """Train (or resume training) the pose head of ``cfg`` on ``device``; see the module docstring.
 
     ``stop_after_epoch`` ends the call after that epoch's checkpoint (to test resuming);
     ``trust_checkpoints`` loads checkpoints that need an unsafe load (``--trust-checkpoint``);
     ``times`` receives the seconds of each phase (``encoder_pretraining``, ``caches``,
-    ``head_training``, ``validation``, ``figures``, ``checkpoints``).
+    ``head_training``, ``validation``, ``figures``, ``checkpoints``); ``dist``: this rank of a distributed
+    run (:mod:`multipose.distributed`: each rank trains on its share of every batch, only rank 0 writes).
     """
     times = times or PhaseTimes()
+    dist = dist or Dist()
+    cfg = with_encoder_crop_size(cfg)  # an empty CROP_SIZE follows the encoder file, as in the entry scripts
     # read every input that can be wrong before the run folder is touched
     loss_fn = MultiPoseLoss.from_config(cfg, device)
     init = load_init_head(cfg, trust_checkpoints)
     explicit = None if cfg.Dataset.ENCODER_WEIGHTS == "auto" else load_encoder(cfg)
-    run_dir = prepare_run_folder(cfg, force)
+    if explicit is None and dist.enabled and not encoder_weights_path(cfg).exists():
+        raise ConfigError("[Dataset] ENCODER_WEIGHTS = auto: encoder pretraining does not run under torchrun yet; "
+                          "pretrain first (python train_encoder.py CFG), then start the distributed run")
+    run_dir = prepare_run_folder(cfg, force, write=dist.is_main)
+    dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     seed_everything(cfg.Training.RANDOM_SEED)
     encoder = _frozen_encoder(cfg, explicit, device, times)
     head = build_head(cfg, encoder, init).to(device)
@@ -394,13 +407,13 @@ def train_pose_head(
     if latest is not None:  # check that the run can go on before any data is built
         _check_resumable(cfg, *latest, head, encoder, force)
     with times.phase("caches"):
-        data = training_data_from_config(cfg, device, progress=progress)
-        validation = validation_data_from_config(cfg, device, progress=progress)
+        data, validation = _data(cfg, device, progress, dist)
     optimizer = torch.optim.Adam(head.parameters(), lr=cfg.Training.LEARNING_RATE_LOW or cfg.Training.LEARNING_RATE)
     folder = RunFolder(run_dir)
+    train_log = MetricsLog(folder.train_loss, TRAIN_FIELDS, write=dist.is_main)
+    valid_log = MetricsLog(folder.validation_loss, VALID_FIELDS, write=dist.is_main)
     run = _HeadRun(cfg, device, run_dir, encoder, head, loss_fn, data, validation, optimizer,
-                   build_scheduler(cfg, optimizer), store, MetricsLog(folder.train_loss, TRAIN_FIELDS),
-                   MetricsLog(folder.validation_loss, VALID_FIELDS), times, progress)
+                   build_scheduler(cfg, optimizer), store, train_log, valid_log, times, progress and dist.is_main, dist)
     state = _restore(run, *latest) if latest is not None else HeadProgress()
     run.train_log.truncate(state.epoch)
     run.valid_log.truncate(state.epoch)
@@ -410,15 +423,28 @@ def train_pose_head(
         while reason is None and state.epoch < cfg.Training.NUM_ITER:
             state.epoch += 1
             improved = _run_epoch(run, state, stop)
-            with times.phase("checkpoints"):
-                store.save(_checkpoint(run, state), state.epoch, is_best=improved)
-            _plot_losses(run)
+            if dist.is_main:
+                with times.phase("checkpoints"):
+                    store.save(_checkpoint(run, state), state.epoch, is_best=improved)
+                _plot_losses(run)
             reason = _stop_reason(run, state)
             if stop_after_epoch is not None and state.epoch >= stop_after_epoch:
                 break
     if reason is not None:
         logger.info("%s", reason)
     return TrainResult(run_dir, state.epoch, state.best_epoch, state.best_loss, stopped_early=reason is not None)
+
+
+def _data(cfg: Config, device: torch.device, progress: bool, dist: Dist) -> tuple[TrainingData, SampleSet]:
+    """The training data and the validation set; in a distributed run rank 0 builds the caches (view cache,
+    ``validation.npz``) first and the others read them."""
+    if dist.enabled and not dist.is_main:
+        dist.barrier()
+    data = training_data_from_config(cfg, device, progress=progress and dist.is_main)
+    validation = validation_data_from_config(cfg, device, progress=progress and dist.is_main)
+    if dist.enabled and dist.is_main:
+        dist.barrier()
+    return data, validation
 
 
 def _frozen_encoder(cfg: Config, explicit: Encoder | None, device: torch.device, times: PhaseTimes) -> Encoder:
@@ -473,8 +499,7 @@ def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
     tr = run.cfg.Training
     start = time.perf_counter()
     with run.times.phase("head_training"):
-        means = _train_epoch(run.encoder, run.head, run.loss_fn, run.data, run.optimizer, stop, run.store,
-                             state.epoch, run.progress)
+        means = _train_epoch(run, stop, state.epoch)
         lr = run.optimizer.param_groups[0]["lr"]
         run.scheduler.step()
     with run.times.phase("validation"):
@@ -485,7 +510,7 @@ def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
     run.train_log.append(dict(zip(TRAIN_FIELDS, [state.epoch, *means, lr, round(state.seconds, 2)], strict=True)))
     run.valid_log.append({"epoch": state.epoch, **metrics})
     improved = state.record(metrics["loss"])
-    if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES:
+    if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES and run.dist.is_main:
         with run.times.phase("figures"):
             n_img = min(tr.NUM_SAVED_IMAGES, len(validation.per_sample))
             images = RunFolder(run.run_dir).images
