@@ -111,3 +111,31 @@ def test_a_bad_input_ends_every_rank_with_one_error_line(shared, tmp_path):
     assert bad.returncode != 0
     assert "error:" in bad.stderr and "no.pt" in bad.stderr
     assert not (tmp_path / "bad" / "models").exists()
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_whole_torchrun_job_then_the_same_command_gives_the_uninterrupted_weights(shared, tmp_path):
+    """The 2-process run is deterministic (bitwise): kill -9 of torchrun and its workers after the first
+    checkpoint, the same command again, and the weights are those of a run never killed."""
+    import signal
+    import time
+
+    command = [*TORCHRUN, *_args(shared, tmp_path / "reference", 4)]
+    assert _run(command).returncode == 0
+    killed = [*TORCHRUN, *_args(shared, tmp_path / "killed", 4)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(killed, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while not (tmp_path / "killed" / "models" / "model-epoch1.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert max(CheckpointStore(tmp_path / "killed" / "models").epochs()) < 4  # it really was cut short
+    rerun = _run(killed)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    reference, resumed = _state(tmp_path / "reference"), _state(tmp_path / "killed")
+    assert reference["epoch"] == resumed["epoch"] == 4
+    for key, value in reference["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
