@@ -11,6 +11,7 @@
         validation.npz          the generated validation set
         timings.json            wall seconds per phase of train.py
         evaluation/             metrics.json, per-sample.csv, BOP results files, figures
+        tensorboard/            TensorBoard event files: head/ (training, evaluation), encoder/ (pretraining)
 
 Re-running the same command resumes; running a *different* config into the same folder is refused
 (naming the keys that differ) unless ``--force``, because mixing two experiments' epochs in one folder
@@ -124,6 +125,11 @@ class RunFolder:
     @property
     def evaluation(self) -> Path:
         return self.root / "evaluation"
+
+    @property
+    def board(self) -> Path:
+        """TensorBoard event files: ``head/`` (training), ``encoder/`` (pretraining)."""
+        return self.root / "tensorboard"
 
     @property
     def train_loss(self) -> Path:

@@ -195,6 +195,11 @@ def test_train_py_evaluates_at_the_end_and_evaluate_py_writes_its_files(shared, 
     assert {"caches", "head_training", "validation", "evaluation"} <= set(phases), phases
     assert all(seconds >= 0 for seconds in phases.values()) and timings["notes"]["epochs"] == 1
     assert sum(phases.values()) <= timings["total"] and phases["head_training"] > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(out / "tensorboard" / "head"))
+    board.Reload()  # the evaluation's recall at the checkpoint's epoch beside the training curves
+    assert [(e.step, e.value) for e in board.Scalars("evaluation/recall_head")] == [(1, after["recall"]["head"])]
 
     evaluated = subprocess.run(
         [python, "evaluate.py", "experiment_template.cfg", *args, "--num", "4", "--baseline", "codebook",

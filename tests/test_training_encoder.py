@@ -165,6 +165,11 @@ def test_pretraining_lowers_the_reconstruction_loss_and_writes_its_files(pretrai
                  "encoder/preview-iter500.png", "encoder/encoder-epoch500.pt"):
         assert (out / name).is_file(), name
     assert CheckpointStore(out / "encoder", prefix="encoder").epochs() == [400, 500]  # the newest two
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(out / "tensorboard" / "encoder"), size_guidance={"scalars": 0})
+    board.Reload()
+    assert [e.value for e in board.Scalars("encoder/loss")] == pytest.approx(losses)  # the CSV's, on TensorBoard
     encoder = load_encoder(pretrained)
     assert encoder.config.channels == (8, 8, 16, 16) and encoder.config.latent_size == 64
     state = _final(out)

@@ -115,6 +115,13 @@ def test_training_writes_its_files_and_resumes_exactly(shared, tmp_path, caplog)
     train_pose_head(_cfg(shared, interrupted), torch.device("cpu"), progress=False)
     _assert_same_weights(_final_state(out), _final_state(interrupted))
     assert (interrupted / "train-loss.csv").read_text() .count("\n") == 4
+    # TensorBoard: one point per epoch for every curve, also across the resume; the sample grids
+    board = _board(interrupted / "tensorboard" / "head")
+    assert {"train/loss", "train/lr", "validation/loss", "validation/best_of_k_depth"} <= set(board.Tags()["scalars"])
+    assert [e.step for e in board.Scalars("validation/loss")] == [1, 2, 3]
+    assert [e.value for e in board.Scalars("validation/loss")] == pytest.approx(
+        [float(r.split(",")[1]) for r in (interrupted / "validation-loss.csv").read_text().splitlines()[1:]])
+    assert {"validation/samples", "validation/hardest"} <= set(board.Tags()["images"])
 
     # a truncated newest checkpoint is reported and the previous one used; the result is the same
     store = CheckpointStore(interrupted / "models")
@@ -123,6 +130,14 @@ def test_training_writes_its_files_and_resumes_exactly(shared, tmp_path, caplog)
     train_pose_head(_cfg(shared, interrupted), torch.device("cpu"), progress=False)
     assert "model-epoch3.pt is unreadable" in caplog.text
     _assert_same_weights(_final_state(out), _final_state(interrupted))
+
+
+def _board(folder: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0})
+    board.Reload()
+    return board
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from multipose.board import Board
 from multipose.config import Config, check_crop_size, num_hypotheses, resolve_device
 from multipose.errors import UserInputError
 from multipose.evaluation import bop, bop19, detections
@@ -265,5 +266,10 @@ def evaluate_checkpoint(
     out = Path(out_dir) if out_dir is not None else RunFolder.of(cfg).evaluation
     extra = {"checkpoint": os.fspath(path), "epoch": state.get("epoch"),
              "encoder": os.fspath(cfg.Dataset.ENCODER_WEIGHTS)}
-    return evaluate_models(cfg, encoder, head, test_set, out, device, codebook=cb, extra=extra, progress=progress)
+    result = evaluate_models(cfg, encoder, head, test_set, out, device, codebook=cb, extra=extra, progress=progress)
+    if RunFolder.of(cfg).root.is_dir():  # the run's TensorBoard: the recall at the checkpoint's epoch
+        board = Board(RunFolder.of(cfg).board / "head")
+        board.scalars(int(state.get("epoch") or 0), {f"evaluation/recall_{m}": v for m, v in result.recall.items()})
+        board.close()
+    return result
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from multipose.board import Board
 from multipose.checkpoint import CheckpointStore
 from multipose.config import Config, check_crop_size
 from multipose.data.datasets import TrainingData, training_data_from_config
@@ -193,6 +194,7 @@ class _PretrainRun:
     preview: Batch | None
     store: CheckpointStore
     log: MetricsLog
+    board: Board | None = None  # set once the resumed iteration is known
 
 
 class _LossWindow:
@@ -231,6 +233,7 @@ def _pretrain(cfg: Config, device: torch.device, run_dir: Path, progress: bool, 
                     run.architecture.describe(), enc.NUM_ITER, enc.BATCH_SIZE, enc.LEARNING_RATE,
                     enc.BOOTSTRAP_RATIO, device)
     run.log.truncate(state.iteration)
+    run.board = Board(RunFolder(run_dir).board / "encoder", purge_step=state.iteration + 1 if state.iteration else None)
     estimate = _DurationEstimate(enc.NUM_ITER, state.iteration)
     window = _LossWindow(device)
     run.model.train()
@@ -249,11 +252,15 @@ def _pretrain(cfg: Config, device: torch.device, run_dir: Path, progress: bool, 
                 run.log.append({"iteration": state.iteration, "loss": state.loss,
                                 "lr": run.optimizer.param_groups[0]["lr"], "seconds": round(state.seconds, 2)})
                 bar.set_postfix(loss=f"{state.loss:.4f}")
+                run.board.scalars(state.iteration, {"encoder/loss": state.loss,
+                                                    "encoder/lr": run.optimizer.param_groups[0]["lr"]})
             if due:
                 _save_checkpoint(run, state)
             if stop_after is not None and stop_after <= state.iteration < enc.NUM_ITER:
                 logger.info("encoder pretraining stopped after iteration %d (stop_after)", state.iteration)
+                run.board.close()
                 return encoder_output_path(cfg)
+    run.board.close()
     return _save_pretrained(run, state)
 
 

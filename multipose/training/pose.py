@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from multipose.board import Board
 from multipose.checkpoint import CheckpointStore
 from multipose.config import Config, check_crop_size, num_hypotheses
 from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
@@ -358,6 +359,7 @@ class _HeadRun:
     times: PhaseTimes
     progress: bool
     dist: Dist
+    board: Board = field(init=False)  # set once the resumed epoch is known
     model: torch.nn.Module = field(init=False)  # what trains: the head, wrapped in DDP when distributed
     encoder_sha256: str = field(init=False)
 
@@ -417,6 +419,7 @@ def train_pose_head(
     state = _restore(run, *latest) if latest is not None else HeadProgress()
     run.train_log.truncate(state.epoch)
     run.valid_log.truncate(state.epoch)
+    run.board = Board(folder.board / "head", enabled=dist.is_main, purge_step=state.epoch + 1 if state.epoch else None)
 
     reason = None
     with StopRequest() as stop:
@@ -430,6 +433,7 @@ def train_pose_head(
             reason = _stop_reason(run, state)
             if stop_after_epoch is not None and state.epoch >= stop_after_epoch:
                 break
+    run.board.close()
     if reason is not None:
         logger.info("%s", reason)
     return TrainResult(run_dir, state.epoch, state.best_epoch, state.best_loss, stopped_early=reason is not None)
@@ -509,6 +513,8 @@ def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
     state.seconds += time.perf_counter() - start
     run.train_log.append(dict(zip(TRAIN_FIELDS, [state.epoch, *means, lr, round(state.seconds, 2)], strict=True)))
     run.valid_log.append({"epoch": state.epoch, **metrics})
+    run.board.scalars(state.epoch, {"train/loss": means[0], "train/depth": means[1], "train/diversity": means[2],
+                                    "train/lr": lr, **{f"validation/{k}": v for k, v in metrics.items()}})
     improved = state.record(metrics["loss"])
     if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES and run.dist.is_main:
         with run.times.phase("figures"):
@@ -517,6 +523,8 @@ def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
             _save_examples(images / f"epoch{state.epoch}-samples.png", run.loss_fn, validation, torch.arange(n_img))
             _save_examples(images / f"epoch{state.epoch}-hardest.png", run.loss_fn, validation,
                            validation.per_sample.argsort(descending=True)[:n_img])
+            for kind in ("samples", "hardest"):
+                run.board.image_file(f"validation/{kind}", state.epoch, images / f"epoch{state.epoch}-{kind}.png")
     logger.info("epoch %d/%d: train %.4f, validation %.4f (best-of-K depth %.4f), lr %.2e, %.1f s", state.epoch,
                 tr.NUM_ITER, means[0], metrics["loss"], metrics["best_of_k_depth"], lr, state.seconds)
     return improved
