@@ -131,6 +131,13 @@ class SampleSet:
     def image_size(self) -> int:
         return int(self.images.shape[-1])
 
+    def rows(self, index: slice | list[int]) -> SampleSet:
+        """The samples at ``index`` (a slice or a list of row numbers), ``meta`` kept."""
+        pick = (lambda v: v[index]) if isinstance(index, slice) else (lambda v: v[torch.as_tensor(index)])
+        optional = {name: getattr(self, name) for name in ("t", "K", "mask", "ids", "t_scene", "R_predicted")}
+        return SampleSet(images=pick(self.images), R=pick(self.R), meta=self.meta,
+                         **{name: pick(v) if v is not None else None for name, v in optional.items()})
+
     def batches(self, batch_size: int, device: torch.device | str = "cpu") -> Iterator[Batch]:
         """The samples in order as :class:`Batch` es of ``batch_size`` (``t``, ``K``, ``mask`` where
         known), on ``device``."""

@@ -36,11 +36,11 @@ from multipose.board import Board
 from multipose.checkpoint import CheckpointStore
 from multipose.config import Config, check_crop_size, num_hypotheses
 from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
-from multipose.data.io import Batch, SampleSet
+from multipose.data.io import SampleSet
 from multipose.distributed import Dist, global_batch_norm
 from multipose.errors import ConfigError, UserInputError
-from multipose.losses import LossTerms, MultiPoseLoss
-from multipose.models import Encoder, HeadOutput, PoseHead, PoseHeadConfig, load_encoder
+from multipose.losses import MultiPoseLoss
+from multipose.models import Encoder, PoseHead, PoseHeadConfig, load_encoder
 from multipose.models.head import init_head_weights
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import encoder_digest, encoder_mismatch, with_encoder_crop_size
@@ -63,7 +63,6 @@ __all__ = [
     "HeadProgress",
     "TrainResult",
     "Validation",
-    "ValidationBatch",
     "build_head",
     "build_scheduler",
     "early_stopping_epoch",
@@ -196,55 +195,50 @@ def early_stopping_epoch(
 
 
 @dataclass(frozen=True)
-class ValidationBatch:
-    """One validation batch with the head's output for it and its loss terms (to draw examples from)."""
-
-    batch: Batch
-    output: HeadOutput
-    terms: LossTerms
-
-
-@dataclass(frozen=True)
 class Validation:
     """A validation pass: ``metrics`` (``loss``, ``depth``, ``diversity``: means over the samples;
-    ``best_of_k_depth``: the mean of each sample's best hypothesis' depth term, the oracle's), the
-    per-sample losses ``(N,)`` and the batches in order."""
+    ``best_of_k_depth``: the mean of each sample's best hypothesis' depth term, the oracle's) and the
+    per-sample losses ``(N,)``."""
 
     metrics: dict[str, float]
     per_sample: torch.Tensor
-    batches: list[ValidationBatch]
 
 
 @torch.no_grad()
 def evaluate_loss(
-    encoder: Encoder, head: PoseHead, loss_fn: MultiPoseLoss, samples: SampleSet, batch_size: int, device: torch.device
+    encoder: Encoder, head: PoseHead, loss_fn: MultiPoseLoss, samples: SampleSet, batch_size: int,
+    device: torch.device, dist: Dist | None = None,
 ) -> Validation:
-    """Validation: the loss terms of the head (eval mode) on ``samples``, in batches of ``batch_size``."""
+    """Validation: the loss terms of the head (eval mode) on ``samples``, in batches of ``batch_size``; in a
+    distributed run each rank renders its share of the samples (:meth:`~multipose.distributed.Dist.shard`)
+    and every rank gets all the numbers."""
+    dist = dist or Dist()
     head.eval()
-    batches = []
-    for batch in samples.batches(batch_size, device):
+    mine = dist.shard(len(samples))
+    columns = []  # per sample: loss, depth term (mean over K), diversity, best hypothesis' depth term
+    for batch in samples.rows(mine).batches(batch_size, device):
         out = head(encoder.encode(batch.image))
-        batches.append(ValidationBatch(batch, out, loss_fn(batch.R, out.R, out.confidence)))
-    per_sample = torch.cat([b.terms.per_sample.cpu() for b in batches])
-    metrics = {
-        "loss": float(per_sample.mean()),
-        "depth": float(torch.cat([b.terms.depth.cpu() for b in batches]).mean()),
-        "diversity": float(torch.cat([b.terms.diversity.cpu() for b in batches]).mean()),
-        "best_of_k_depth": float(torch.cat([b.terms.depth.min(dim=1).values.cpu() for b in batches]).mean()),
-    }
-    return Validation(metrics, per_sample, batches)
+        terms = loss_fn(batch.R, out.R, out.confidence)
+        columns.append(torch.stack([terms.per_sample, terms.depth.mean(dim=1), terms.diversity,
+                                    terms.depth.min(dim=1).values], dim=1))
+    local = torch.cat(columns) if columns else torch.zeros(0, 4, device=device)
+    full = dist.gather_rows(local, len(samples)).cpu()
+    names = ("loss", "depth", "diversity", "best_of_k_depth")
+    return Validation({name: float(full[:, k].mean()) for k, name in enumerate(names)}, full[:, 0])
 
 
-def _save_examples(path: Path, loss_fn: MultiPoseLoss, validation: Validation, indices: torch.Tensor) -> None:
+@torch.no_grad()
+def _save_examples(path: Path, run: _HeadRun, indices: torch.Tensor) -> None:
     """input | GT depth | each hypothesis' depth (its confidence in the title row) | error map of the
-    most confident hypothesis, for the validation samples ``indices``."""
+    most confident hypothesis, for the validation samples ``indices`` (evaluated again: eval mode, so
+    exactly as in the validation pass)."""
+    batch = next(run.validation.rows(indices.tolist()).batches(len(indices), run.device))
+    run.head.eval()
+    out = run.head(run.encoder.encode(batch.image))
+    terms = run.loss_fn(batch.R, out.R, out.confidence)
     rows, row_titles = [], []
-    offsets = np.cumsum([0] + [len(b.batch) for b in validation.batches])
-    for idx in indices.tolist():
-        b = int(np.searchsorted(offsets, idx, side="right") - 1)
-        batch, out, terms = (validation.batches[b].batch, validation.batches[b].output, validation.batches[b].terms)
-        i = idx - offsets[b]
-        gt = loss_fn.render_gt(batch.R[i : i + 1])[0, 0].cpu().numpy()
+    for i, idx in enumerate(indices.tolist()):
+        gt = run.loss_fn.render_gt(batch.R[i : i + 1])[0, 0].cpu().numpy()
         hyp = terms.rendered[i, :, 0].cpu().numpy()  # (K, S, S)
         top = int(out.confidence[i].argmax())
         error = np.abs(gt - hyp[top]) * ((gt > 0) | (hyp[top] > 0)) + 1e-6 * ((gt > 0) | (hyp[top] > 0))
@@ -507,7 +501,8 @@ def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
         lr = run.optimizer.param_groups[0]["lr"]
         run.scheduler.step()
     with run.times.phase("validation"):
-        validation = evaluate_loss(run.encoder, run.head, run.loss_fn, run.validation, tr.BATCH_SIZE, run.device)
+        validation = evaluate_loss(run.encoder, run.head, run.loss_fn, run.validation, tr.BATCH_SIZE, run.device,
+                                   run.dist)
     metrics = validation.metrics
     _check_finite(torch.tensor(metrics["loss"]), "the validation loss", state.epoch, None, run.store)
     state.seconds += time.perf_counter() - start
@@ -520,8 +515,8 @@ def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
         with run.times.phase("figures"):
             n_img = min(tr.NUM_SAVED_IMAGES, len(validation.per_sample))
             images = RunFolder(run.run_dir).images
-            _save_examples(images / f"epoch{state.epoch}-samples.png", run.loss_fn, validation, torch.arange(n_img))
-            _save_examples(images / f"epoch{state.epoch}-hardest.png", run.loss_fn, validation,
+            _save_examples(images / f"epoch{state.epoch}-samples.png", run, torch.arange(n_img))
+            _save_examples(images / f"epoch{state.epoch}-hardest.png", run,
                            validation.per_sample.argsort(descending=True)[:n_img])
             for kind in ("samples", "hardest"):
                 run.board.image_file(f"validation/{kind}", state.epoch, images / f"epoch{state.epoch}-{kind}.png")
