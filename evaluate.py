@@ -8,7 +8,9 @@
 The test set is [Evaluation] TEST_DATA_PATH: empty (synthetic samples made like the validation set), a
 dataset file (.npz, or the original's pickle) or a BOP split folder. Writes metrics.json, per-sample.csv,
 the BOP results CSV and (with [Evaluation] SAVE_IMAGES) recall.png, rotation-error.png and examples.png
-to --out (default <OUTPUT_PATH>/evaluation) and prints the recall line.
+to --out (default <OUTPUT_PATH>/evaluation) and prints the recall line. Under torchrun
+(torchrun --standalone --nproc_per_node=N evaluate.py CFG) each process scores its share of the test set and
+rank 0 writes the results; there write --num-samples for --num (torchrun's own parser takes --num).
 """
 
 from __future__ import annotations
@@ -21,17 +23,26 @@ from multipose.config import Config
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
-    from multipose.evaluation import evaluate_checkpoint  # heavy imports after the config is known to be valid
+    from multipose.config import resolve_device  # heavy imports after the config is known to be valid
+    from multipose.distributed import init_from_env, shutdown
+    from multipose.evaluation import evaluate_checkpoint
 
-    result = evaluate_checkpoint(
-        cfg,
-        args.checkpoint,
-        out_dir=args.out,
-        num_samples=args.num,
-        codebook=True if "codebook" in args.baseline else None,
-        trust=args.trust_checkpoint,
-    )
-    print(f"{result.summary()}; results in {result.out_dir}")
+    dist, device = init_from_env(resolve_device(cfg))  # torchrun: each rank scores its share
+    try:
+        result = evaluate_checkpoint(
+            cfg,
+            args.checkpoint,
+            device=device,
+            out_dir=args.out,
+            num_samples=args.num,
+            codebook=True if "codebook" in args.baseline else None,
+            trust=args.trust_checkpoint,
+            dist=dist,
+        )
+    finally:
+        shutdown()
+    if dist.is_main:
+        print(f"{result.summary()}; results in {result.out_dir}")
     return 0
 
 
@@ -46,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="pose-head checkpoint (default <OUTPUT_PATH>/models/model-best.pt)")
-    parser.add_argument("--num", type=_positive_int, metavar="N",
+    parser.add_argument("--num", "--num-samples", dest="num", type=_positive_int, metavar="N",
                         help="at most N test samples (default [Evaluation] NUM_SAMPLES)")
     parser.add_argument("--baseline", action="append", default=[], choices=["codebook"],
                         help="also evaluate the AAE codebook baseline (the random baseline always runs)")

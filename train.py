@@ -71,20 +71,21 @@ def _train(args: argparse.Namespace, cfg: Config, dist: Dist, device: torch.devi
     with run_folder_lock(cfg.Training.OUTPUT_PATH) if dist.is_main else nullcontext():  # one writer per run folder
         result = train_pose_head(cfg, device, force=args.force, trust_checkpoints=args.trust_checkpoint, times=times,
                                  dist=dist)
-    if not dist.is_main:
-        return 0  # rank 0 reports, evaluates and writes timings.json
-    print(
-        f"done: {result.last_epoch} epochs in {result.run_dir}; best validation loss {result.best_validation_loss:.4f} "
-        f"at epoch {result.best_epoch}{' (stopped early)' if result.stopped_early else ''}"
-    )
+    if dist.is_main:
+        print(f"done: {result.last_epoch} epochs in {result.run_dir}; best validation loss "
+              f"{result.best_validation_loss:.4f} at epoch {result.best_epoch}"
+              f"{' (stopped early)' if result.stopped_early else ''}")
     if evaluate:
         from multipose.evaluation import evaluate_checkpoint
 
+        dist.barrier()  # model-best.pt is written
         with times.phase("evaluation"):
-            evaluation = evaluate_checkpoint(cfg)  # the run's model-best.pt
-        print(f"evaluation: {evaluation.summary()}; results in {evaluation.out_dir}")
-    times.notes["epochs"] = result.last_epoch
-    times.save()
+            evaluation = evaluate_checkpoint(cfg, device=device, dist=dist)  # the run's model-best.pt, shared out
+        if dist.is_main:
+            print(f"evaluation: {evaluation.summary()}; results in {evaluation.out_dir}")
+    if dist.is_main:  # rank 0 writes timings.json
+        times.notes["epochs"] = result.last_epoch
+        times.save()
     return 0
 
 

@@ -139,3 +139,29 @@ def test_kill_9_of_the_whole_torchrun_job_then_the_same_command_gives_the_uninte
     assert reference["epoch"] == resumed["epoch"] == 4
     for key, value in reference["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
+
+
+@pytest.mark.slow
+def test_evaluate_py_under_torchrun_scores_shares_and_writes_what_one_process_writes(shared, tmp_path):
+    """2 processes score 3 and 2 of 5 test samples (and read the codebook rank 0 built): the same recall,
+    per-sample errors and results file as 1 process."""
+    import json
+
+    train = _args(shared, tmp_path / "run", 1)
+    assert _run([sys.executable, *train]).returncode == 0
+    extra = ["--set", "Evaluation.CODEBOOK_VIEWS=12", "--set", "Evaluation.CODEBOOK_INPLANE=2",
+             "--set", "Evaluation.VSD_MESH_FACES=300", "--num-samples", "5", "--baseline", "codebook"]
+    evaluate = ["evaluate.py", *train[1:], *extra]
+    one = _run([sys.executable, *evaluate, "--out", str(tmp_path / "one")])
+    assert one.returncode == 0, one.stderr
+    two = _run([*TORCHRUN, *evaluate, "--out", str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("VSD recall") == 1  # rank 0 alone reports
+    a, b = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("one", "two"))
+    assert a["recall"] == b["recall"] and a["mean_vsd"] == pytest.approx(b["mean_vsd"], abs=1e-6)
+    from multipose.evaluation.report import read_per_sample
+
+    for column, values in read_per_sample(tmp_path / "one").items():
+        assert values == pytest.approx(read_per_sample(tmp_path / "two")[column], abs=1e-4), column
+    rows = [(tmp_path / run / "multipose_synthetic-test.csv").read_text().splitlines() for run in ("one", "two")]
+    assert [r.split(",")[:3] for r in rows[0]] == [r.split(",")[:3] for r in rows[1]]

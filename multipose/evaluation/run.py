@@ -34,6 +34,7 @@ from torch import nn
 
 from multipose.board import Board
 from multipose.config import Config, check_crop_size, num_hypotheses, resolve_device
+from multipose.distributed import Dist
 from multipose.errors import UserInputError
 from multipose.evaluation import bop, bop19, detections
 from multipose.evaluation.codebook import codebook_from_config
@@ -133,10 +134,14 @@ def evaluate_models(
     codebook: Codebook | None = None,
     extra: dict[str, Any] | None = None,
     progress: bool = True,
+    dist: Dist | None = None,
 ) -> EvaluationResult:
     """Evaluate ``head`` on ``encoder`` (and ``codebook``, if given) on ``test_set``; write the files
     of the module docstring to ``out_dir`` and return the numbers. ``extra`` is merged into
-    ``metrics.json`` (e.g. the checkpoint's path and epoch)."""
+    ``metrics.json`` (e.g. the checkpoint's path and epoch). ``dist``: each rank scores its share of the
+    test set, every rank gets all the scores, rank 0 alone computes BOP19's recalls and writes the files
+    (the other ranks return the per-instance numbers)."""
+    dist = dist or Dist()
     ev = cfg.Evaluation
     N = len(test_set)
     if N == 0:
@@ -150,14 +155,17 @@ def evaluate_models(
     scorer = BatchScorer(cfg, encoder, head, test_set, device, codebook, examples)
     scorer.warm_up(ev.BATCH_SIZE)
     accumulator = ScoreAccumulator()
-    with progress_bar(total=N, desc="evaluating", unit="sample", disable=not progress, leave=False) as bar:
-        for idx in torch.arange(N).split(ev.BATCH_SIZE):
+    mine = torch.arange(N)[dist.shard(N)]
+    with progress_bar(total=len(mine), desc="evaluating", unit="sample", disable=not progress, leave=False) as bar:
+        for idx in mine.split(ev.BATCH_SIZE):
             accumulator.add(scorer(idx))
             bar.update(len(idx))
-    scores = accumulator.summary()
+    scores = _gather(accumulator, dist)
     per_instance = {m: (scores.seconds["encoder"] + scores.seconds[m]) / N for m in ("head", "codebook")}
     submissions = {m: bop19.submission(test_set, e, per_instance.get(m, -1.0)) for m, e in scores.estimates.items()}
     metrics = {**_metrics(cfg, scores, test_set, scorer), **(extra or {})}
+    if not dist.is_main:
+        return EvaluationResult(out_dir=Path(out_dir), metrics=metrics, errors=scores.error("vsd"))
     if ev.DETECTIONS:  # the BOP19 results come from the detector's boxes; the rest stays on ground-truth boxes
         found = detections.load_detections(cfg, test_set, progress)
         submissions.update(detections.detection_submissions(cfg, found, scorer.encoder, scorer.head, scorer.codebook,
@@ -170,6 +178,20 @@ def evaluate_models(
     result = EvaluationResult(out_dir=Path(out_dir), metrics=metrics, errors=scores.error("vsd"))
     logger.info("%s; %s", result.summary(), out_dir)
     return result
+
+
+def _gather(accumulator: ScoreAccumulator, dist: Dist) -> Scores:
+    """All the ranks' scores in test-set order (the ranks' shards are contiguous and in rank order)."""
+    if not dist.enabled:
+        return accumulator.summary()
+    mine = accumulator.summary() if accumulator else None
+    parts: list[Scores | None] = [None] * dist.world_size
+    torch.distributed.all_gather_object(parts, mine)
+    everything = ScoreAccumulator()
+    for part in parts:
+        if part is not None:
+            everything.add(part)
+    return everything.summary()
 
 
 def _bop19_metrics(
@@ -232,6 +254,7 @@ def evaluate_checkpoint(
     codebook: bool | None = None,
     progress: bool = True,
     trust: bool = False,
+    dist: Dist | None = None,
 ) -> EvaluationResult:
     """Evaluate a ``train.py`` checkpoint (default ``<OUTPUT_PATH>/models/model-best.pt``) with the
     encoder of ``cfg`` on the test set of ``cfg``; results go to ``out_dir`` (default
@@ -239,7 +262,10 @@ def evaluate_checkpoint(
     NUM_SAMPLES`` and ``CODEBOOK_BASELINE``. Raises :class:`~multipose.errors.UserInputError`
     subclasses for bad inputs (checkpoint, encoder, test data); ``trust`` allows an unsafe load of the
     checkpoint (``--trust-checkpoint``). An empty ``CROP_SIZE`` follows the encoder file
-    (:func:`~multipose.models.weights.with_encoder_crop_size`, as the entry scripts do)."""
+    (:func:`~multipose.models.weights.with_encoder_crop_size`, as the entry scripts do). ``dist``: this rank of
+    a distributed run (each scores its share of the test set; rank 0 builds the codebook first and alone
+    writes the results)."""
+    dist = dist or Dist()
     cfg = with_encoder_crop_size(cfg)
     check_evaluation_inputs(cfg)
     device = resolve_device(cfg) if device is None else torch.device(device)
@@ -262,12 +288,19 @@ def evaluate_checkpoint(
     check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
     test_set = load_test_set(cfg, device, num=num_samples, progress=progress)
     use_codebook = cfg.Evaluation.CODEBOOK_BASELINE if codebook is None else codebook
-    cb = codebook_from_config(cfg, encoder, device, progress=progress) if use_codebook else None
+    cb = None
+    if use_codebook:  # rank 0 builds and caches it, the others then read it
+        if not dist.is_main:
+            dist.barrier()
+        cb = codebook_from_config(cfg, encoder, device, progress=progress and dist.is_main)
+        if dist.is_main:
+            dist.barrier()
     out = Path(out_dir) if out_dir is not None else RunFolder.of(cfg).evaluation
     extra = {"checkpoint": os.fspath(path), "epoch": state.get("epoch"),
              "encoder": os.fspath(cfg.Dataset.ENCODER_WEIGHTS)}
-    result = evaluate_models(cfg, encoder, head, test_set, out, device, codebook=cb, extra=extra, progress=progress)
-    if RunFolder.of(cfg).root.is_dir():  # the run's TensorBoard: the recall at the checkpoint's epoch
+    result = evaluate_models(cfg, encoder, head, test_set, out, device, codebook=cb, extra=extra,
+                             progress=progress and dist.is_main, dist=dist)
+    if dist.is_main and RunFolder.of(cfg).root.is_dir():  # the run's TensorBoard: the recall at the checkpoint's epoch
         board = Board(RunFolder.of(cfg).board / "head")
         board.scalars(int(state.get("epoch") or 0), {f"evaluation/recall_{m}": v for m, v in result.recall.items()})
         board.close()

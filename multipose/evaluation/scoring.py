@@ -116,6 +116,10 @@ class ScoreAccumulator:
     def add(self, scores: Scores) -> None:
         self._parts.append(scores)
 
+    def __bool__(self) -> bool:
+        """Whether any batch was added."""
+        return bool(self._parts)
+
     def summary(self) -> Scores:
         if not self._parts:
             raise ValueError("no batch was scored")
