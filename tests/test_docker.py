@@ -236,6 +236,15 @@ def test_run_sh_mounts_the_repository_on_gpu_0_and_runs_the_command(docker, tmp_
     assert "--privileged" not in options and not any(o.startswith("--cap-add") for o in options)
 
 
+def test_run_sh_exposes_the_gpus_asked_for_to_run_torchrun(docker, tmp_path):
+    docker.env["MULTIPOSE_REPO_DIR"] = str(a_repo(tmp_path / "repo"))
+    docker.env["MULTIPOSE_GPUS"] = "all"
+    command = ["torchrun", "--standalone", "--nproc_per_node=4", "train.py", "my.cfg"]
+    run(RUN_SH, *command, docker=docker, cwd=tmp_path)
+    argv = docker.argv()
+    assert option_values(argv[1:-len(command) - 1], "--gpus") == ["all"] and argv[-len(command):] == command
+
+
 def test_run_sh_repository_argument_overrides_the_environment_and_is_made_absolute(docker, tmp_path):
     a_repo(tmp_path / "repo")
     docker.env["MULTIPOSE_REPO_DIR"] = str(a_repo(tmp_path / "other"))

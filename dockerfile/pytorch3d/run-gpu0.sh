@@ -4,11 +4,13 @@
 #   bash dockerfile/pytorch3d/run-gpu0.sh [REPO_DIR] [COMMAND...]
 #   bash dockerfile/pytorch3d/run-gpu0.sh ~/multipose python train.py experiment_template.cfg
 #   bash dockerfile/pytorch3d/run-gpu0.sh                  # interactive bash in this repository
+#   MULTIPOSE_GPUS=all bash dockerfile/pytorch3d/run-gpu0.sh torchrun --standalone --nproc_per_node=4 train.py my.cfg
 #
 # REPO_DIR: the first argument when it is an existing directory, else $MULTIPOSE_REPO_DIR, else the
 # repository this script belongs to. It is mounted read-write at /workspace/multipose (the image's
 # WORKDIR), so code edits, data, outputs and caches stay on the host. The remaining arguments are the
-# command (default: an interactive bash). The image is $MULTIPOSE_IMAGE (default multipose:latest).
+# command (default: an interactive bash). The image is $MULTIPOSE_IMAGE (default multipose:latest); the GPUs
+# are $MULTIPOSE_GPUS (docker's --gpus: default device=0; all, or e.g. '"device=0,1"', for torchrun).
 #
 # The container runs as your uid/gid; no host account or password files, keys or
 # other secrets are mounted. Needs the NVIDIA Container Toolkit (for --gpus).
@@ -42,7 +44,7 @@ fi
 opts=(
     --rm
     --init
-    --gpus device=0
+    --gpus "${MULTIPOSE_GPUS:-device=0}"
     --user "$(id -u):$(id -g)"
     --shm-size "${MULTIPOSE_SHM_SIZE:-8g}"  # PyTorch shares tensors (DataLoader workers) through /dev/shm
     --volume "$repo_dir:$container_dir"
