@@ -9,7 +9,9 @@ BATCH_SIZE, LEARNING_RATE, BOOTSTRAP_RATIO, SAVE_INTERVAL, LOG_INTERVAL; the tra
 <OUTPUT_PATH>/encoder.pt (what [Dataset] ENCODER_WEIGHTS: auto loads; train.py pretrains it itself
 when it is missing), config.cfg, and encoder/: checkpoints, train-loss.csv, loss.png and
 preview-iter{N}.png (input | target | reconstruction). Re-running the same command resumes from the
-newest checkpoint; a folder that holds a run with another config is refused unless --force.
+newest checkpoint; a folder that holds a run with another config is refused unless --force. Under
+torchrun (torchrun --standalone --nproc_per_node=N train_encoder.py CFG) each process reconstructs its
+share of every batch, batch norm sees the whole batch, and rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -22,12 +24,20 @@ from multipose.config import Config, resolve_device
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
-    from multipose.runlock import run_folder_lock
-    from multipose.training.encoder import pretrain_encoder  # heavy imports after the config is known to be valid
+    from contextlib import nullcontext
 
-    with run_folder_lock(cfg.Training.OUTPUT_PATH):  # one writer per run folder
-        path = pretrain_encoder(cfg, resolve_device(cfg), force=args.force)
-    print(f"done: {cfg.Encoder.NUM_ITER} iterations; encoder written to {path}")
+    from multipose.distributed import init_from_env, shutdown  # heavy imports after the config is known to be valid
+    from multipose.runlock import run_folder_lock
+    from multipose.training.encoder import pretrain_encoder
+
+    dist, device = init_from_env(resolve_device(cfg))  # torchrun: each rank trains on its share of every batch
+    try:
+        with run_folder_lock(cfg.Training.OUTPUT_PATH) if dist.is_main else nullcontext():  # one writer per folder
+            path = pretrain_encoder(cfg, device, force=args.force, dist=dist)
+    finally:
+        shutdown()
+    if dist.is_main:
+        print(f"done: {cfg.Encoder.NUM_ITER} iterations; encoder written to {path}")
     return 0
 
 

@@ -27,7 +27,15 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 
-__all__ = ["TIMEOUT_S", "Dist", "GlobalBatchNorm1d", "global_batch_norm", "init_from_env", "shutdown"]
+__all__ = [
+    "TIMEOUT_S",
+    "Dist",
+    "GlobalBatchNorm1d",
+    "GlobalBatchNorm2d",
+    "global_batch_norm",
+    "init_from_env",
+    "shutdown",
+]
 
 #: Seconds a collective waits for the other ranks before the job fails (a rank that hangs; a rank that exits
 #: makes torchrun end the others at once). Long enough for rank 0 to build a large view cache meanwhile.
@@ -109,19 +117,22 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-class GlobalBatchNorm1d(nn.BatchNorm1d):
-    """``BatchNorm1d`` whose training statistics are those of the global batch, summed over the ranks with a
+class _GlobalStatistics(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics are those of the global batch, summed over the ranks with a
     differentiable all-reduce (the CPU's ``SyncBatchNorm``). The same parameters, buffers and state dict as
-    ``BatchNorm1d``; in eval mode, or with one process, it is ``BatchNorm1d``."""
+    the layer it replaces; in eval mode, or with one process, it is that layer."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        # two passes, as BatchNorm1d: the mean, then the squared deviations from it (not E[x^2] - E[x]^2)
-        stats = differentiable_all_reduce(torch.cat([torch.full_like(x[:1, 0], float(x.shape[0])), x.sum(0)]))
+        dims = [0, *range(2, x.dim())]  # every dimension but the channels'
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        count = torch.full_like(x.reshape(-1)[:1], float(x.numel() // x.shape[1]))
+        # two passes, as the batch norm layers: the mean, then the squared deviations from it
+        stats = differentiable_all_reduce(torch.cat([count, x.sum(dims)]))
         n = stats[0]
         mean = stats[1:] / n
-        var = differentiable_all_reduce(((x - mean) ** 2).sum(0)) / n
+        var = differentiable_all_reduce(((x - mean.reshape(shape)) ** 2).sum(dims)) / n
         if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
             assert self.num_batches_tracked is not None
             with torch.no_grad():
@@ -129,16 +140,27 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
                 m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.mul_(1 - m).add_(m * mean.detach())
                 self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1))
-        y = (x - mean) / torch.sqrt(var + self.eps)
-        return y * self.weight + self.bias if self.affine else y
+        y = (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)
+        return y * self.weight.reshape(shape) + self.bias.reshape(shape) if self.affine else y
+
+
+class GlobalBatchNorm1d(_GlobalStatistics, nn.BatchNorm1d):
+    """``BatchNorm1d`` over the global batch (:class:`_GlobalStatistics`)."""
+
+
+class GlobalBatchNorm2d(_GlobalStatistics, nn.BatchNorm2d):
+    """``BatchNorm2d`` over the global batch (:class:`_GlobalStatistics`)."""
 
 
 def global_batch_norm(module: nn.Module, device: torch.device) -> nn.Module:
-    """``module`` with its ``BatchNorm1d`` layers computing the global batch's statistics: converted to
-    ``SyncBatchNorm`` on CUDA, to :class:`GlobalBatchNorm1d` (in place, same weights) on the CPU."""
+    """``module`` with its batch norm layers computing the global batch's statistics: converted to
+    ``SyncBatchNorm`` on CUDA, to :class:`GlobalBatchNorm1d` / :class:`GlobalBatchNorm2d` (in place, same
+    weights) on the CPU."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for layer in module.modules():
         if type(layer) is nn.BatchNorm1d:
             layer.__class__ = GlobalBatchNorm1d
+        elif type(layer) is nn.BatchNorm2d:
+            layer.__class__ = GlobalBatchNorm2d
     return module

@@ -165,3 +165,29 @@ def test_evaluate_py_under_torchrun_scores_shares_and_writes_what_one_process_wr
         assert values == pytest.approx(read_per_sample(tmp_path / "two")[column], abs=1e-4), column
     rows = [(tmp_path / run / "multipose_synthetic-test.csv").read_text().splitlines() for run in ("one", "two")]
     assert [r.split(",")[:3] for r in rows[0]] == [r.split(",")[:3] for r in rows[1]]
+
+
+def _encoder_args(shared: Path, out: Path, iterations: int) -> list[str]:
+    overrides = [
+        f"Dataset.CACHE_DIR={shared / 'cache'}", "Dataset.ENCODER_WEIGHTS=auto", "Dataset.NOOF_TRAINING_IMGS=24",
+        "Dataset.NOOF_BG_IMGS=8", "Encoder.CHANNELS=[8, 8, 16, 16]", "Encoder.LATENT_SIZE=16", "Encoder.BATCH_SIZE=7",
+        f"Encoder.NUM_ITER={iterations}", "Encoder.SAVE_INTERVAL=2", "Encoder.LOG_INTERVAL=1",
+        f"Training.OUTPUT_PATH={out}", "Training.DEVICE=cpu", "Training.SAVE_IMAGES=false",
+    ]
+    return ["train_encoder.py", "experiment_template.cfg", *sum((["--set", o] for o in overrides), [])]
+
+
+@pytest.mark.slow
+def test_encoder_pretraining_under_torchrun_follows_one_process(shared, tmp_path):
+    """train_encoder.py with 2 processes (shards of 4 and 3 of 7 crops; batch norm 2D over the global batch)
+    logs the reconstruction losses of 1 process (relative 1e-3 over 6 iterations) and rank 0 alone writes
+    the encoder and the checkpoints."""
+    one = _run([sys.executable, *_encoder_args(shared, tmp_path / "one", 6)])
+    assert one.returncode == 0, one.stderr
+    two = _run([*TORCHRUN, *_encoder_args(shared, tmp_path / "two", 6)])
+    assert two.returncode == 0, two.stderr[-3000:]
+    losses = [[float(r.split(",")[1]) for r in (tmp_path / run / "encoder" / "train-loss.csv").read_text()
+               .splitlines()[1:]] for run in ("one", "two")]
+    assert len(losses[0]) == 6 and losses[1] == pytest.approx(losses[0], rel=1e-3)
+    assert (tmp_path / "two" / "encoder.pt").is_file() and two.stdout.count("done:") == 1
+    assert CheckpointStore(tmp_path / "two" / "encoder", prefix="encoder").epochs() == [4, 6]

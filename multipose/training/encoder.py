@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from multipose.board import Board
 from multipose.checkpoint import CheckpointStore
@@ -44,6 +45,7 @@ from multipose.config import Config, check_crop_size
 from multipose.data.datasets import TrainingData, training_data_from_config
 from multipose.data.io import Batch
 from multipose.data.sampling import derive_seed
+from multipose.distributed import Dist, global_batch_norm
 from multipose.errors import UserInputError
 from multipose.mesh import file_sha256
 from multipose.models import Autoencoder, Encoder, EncoderConfig, bootstrapped_l2_loss, load_encoder, save_encoder
@@ -140,8 +142,12 @@ def pretrain_encoder(
     force: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    dist: Dist | None = None,
 ) -> Path:
     """Pretrain (or resume pretraining) the encoder of ``cfg`` on ``device``; see the module docstring.
+
+    ``dist``: this rank of a distributed run (:mod:`multipose.distributed`): every rank draws the same
+    global batch and trains on its share, batch norm sees the global batch, only rank 0 writes.
 
     Writes the encoder to :func:`encoder_output_path` and returns that path. Raises
     :class:`~multipose.errors.ConfigError` when the crop size is not the encoder's input size and
@@ -156,12 +162,16 @@ def pretrain_encoder(
     device = torch.device(device)
     architecture = requested_encoder_config(cfg)
     check_crop_size(cfg, architecture.image_size, f"the encoder to pretrain ({architecture.describe()})")
-    run_dir = prepare_run_folder(cfg, force)
+    dist = dist or Dist()
+    run_dir = prepare_run_folder(cfg, force, write=dist.is_main)
+    dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     saved_rng = rng_state()
     try:
-        return _pretrain(cfg, device, run_dir, progress, stop_after)
+        path = _pretrain(cfg, device, run_dir, progress and dist.is_main, stop_after, dist)
     finally:
         set_rng_state(saved_rng)
+    dist.barrier()  # the encoder file is written
+    return path
 
 
 @dataclass
@@ -194,7 +204,16 @@ class _PretrainRun:
     preview: Batch | None
     store: CheckpointStore
     log: MetricsLog
+    dist: Dist
     board: Board | None = None  # set once the resumed iteration is known
+    trained: torch.nn.Module | None = None  # what trains: the model, wrapped in DDP when distributed
+
+    def __post_init__(self) -> None:
+        self.trained = self.model
+        if self.dist.enabled:
+            device = next(self.model.parameters()).device
+            self.trained = DistributedDataParallel(global_batch_norm(self.model, device),
+                                                   device_ids=[device] if device.type == "cuda" else None)
 
 
 class _LossWindow:
@@ -221,9 +240,11 @@ class _LossWindow:
         return mean
 
 
-def _pretrain(cfg: Config, device: torch.device, run_dir: Path, progress: bool, stop_after: int | None) -> Path:
+def _pretrain(
+    cfg: Config, device: torch.device, run_dir: Path, progress: bool, stop_after: int | None, dist: Dist
+) -> Path:
     enc = cfg.Encoder
-    run = _build_run(cfg, device, RunFolder(run_dir).encoder_dir, progress)
+    run = _build_run(cfg, device, RunFolder(run_dir).encoder_dir, progress, dist)
     latest = run.store.load_latest()
     if latest is not None:
         state = _restore(run, *latest)
@@ -233,7 +254,8 @@ def _pretrain(cfg: Config, device: torch.device, run_dir: Path, progress: bool, 
                     run.architecture.describe(), enc.NUM_ITER, enc.BATCH_SIZE, enc.LEARNING_RATE,
                     enc.BOOTSTRAP_RATIO, device)
     run.log.truncate(state.iteration)
-    run.board = Board(RunFolder(run_dir).board / "encoder", purge_step=state.iteration + 1 if state.iteration else None)
+    run.board = Board(RunFolder(run_dir).board / "encoder", enabled=dist.is_main,
+                      purge_step=state.iteration + 1 if state.iteration else None)
     estimate = _DurationEstimate(enc.NUM_ITER, state.iteration)
     window = _LossWindow(device)
     run.model.train()
@@ -254,27 +276,32 @@ def _pretrain(cfg: Config, device: torch.device, run_dir: Path, progress: bool, 
                 bar.set_postfix(loss=f"{state.loss:.4f}")
                 run.board.scalars(state.iteration, {"encoder/loss": state.loss,
                                                     "encoder/lr": run.optimizer.param_groups[0]["lr"]})
-            if due:
+            if due and dist.is_main:
                 _save_checkpoint(run, state)
             if stop_after is not None and stop_after <= state.iteration < enc.NUM_ITER:
                 logger.info("encoder pretraining stopped after iteration %d (stop_after)", state.iteration)
                 run.board.close()
                 return encoder_output_path(cfg)
     run.board.close()
-    return _save_pretrained(run, state)
+    return _save_pretrained(run, state) if dist.is_main else encoder_output_path(cfg)
 
 
-def _build_run(cfg: Config, device: torch.device, folder: Path, progress: bool) -> _PretrainRun:
-    """Seeded initial weights, Adam, the training data with clean targets, the fixed preview samples."""
+def _build_run(cfg: Config, device: torch.device, folder: Path, progress: bool, dist: Dist) -> _PretrainRun:
+    """Seeded initial weights, Adam, the training data with clean targets (rank 0 builds the view cache
+    first, the others then read it), the fixed preview samples."""
     seed_everything(cfg.Training.RANDOM_SEED)  # the initial weights
     architecture = requested_encoder_config(cfg)
     model = Autoencoder.from_config(architecture).to(device)
+    if dist.enabled and not dist.is_main:
+        dist.barrier()
     data = training_data_from_config(cfg, device, progress=progress, with_target=True)
+    if dist.enabled and dist.is_main:
+        dist.barrier()
     preview = _fixed_samples(data, PREVIEW_SAMPLES, cfg.Training.RANDOM_SEED) if cfg.Training.SAVE_IMAGES else None
     return _PretrainRun(
         cfg, folder, architecture, model, torch.optim.Adam(model.parameters(), lr=cfg.Encoder.LEARNING_RATE), data,
         preview, CheckpointStore(folder, prefix="encoder", keep=KEEP_CHECKPOINTS),
-        MetricsLog(folder / "train-loss.csv", TRAIN_FIELDS, step_field="iteration"),
+        MetricsLog(folder / "train-loss.csv", TRAIN_FIELDS, step_field="iteration", write=dist.is_main), dist,
     )
 
 
@@ -303,16 +330,23 @@ def _restore(run: _PretrainRun, state: dict[str, Any], path: Path) -> PretrainPr
 
 
 def _step(run: _PretrainRun) -> torch.Tensor:
-    """One iteration: a batch, the bootstrapped L2 loss of its reconstruction, an Adam step; the loss."""
-    enc = run.cfg.Encoder
+    """One iteration: a batch, the bootstrapped L2 loss of its reconstruction, an Adam step; the batch's loss.
+
+    Distributed, each rank reconstructs its share of the same global batch; the share's mean times
+    ``share * world_size / B`` makes the gradients DDP averages those of the global batch's mean."""
+    enc, dist = run.cfg.Encoder, run.dist
     batch = run.data.batch(enc.BATCH_SIZE)
-    out = run.model(batch.image)
-    assert batch.target is not None  # the pretraining data has with_target=True
-    loss = bootstrapped_l2_loss(out.reconstruction, batch.target, enc.BOOTSTRAP_RATIO)
+    assert batch.target is not None and run.trained is not None  # the pretraining data has with_target=True
+    mine = dist.shard(len(batch))
+    out = run.trained(batch.image[mine])
+    loss = bootstrapped_l2_loss(out.reconstruction, batch.target[mine], enc.BOOTSTRAP_RATIO)
+    share = loss * (batch.image[mine].shape[0] * dist.world_size / len(batch)) if dist.enabled else loss
     run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    share.backward()
     run.optimizer.step()
-    return loss
+    if not dist.enabled:
+        return loss
+    return dist.sum(share.detach()) / dist.world_size
 
 
 class _DurationEstimate:
@@ -380,7 +414,9 @@ def _save_pretrained(run: _PretrainRun, state: PretrainProgress) -> Path:
     return out_path
 
 
-def ensure_encoder(cfg: Config, device: torch.device | str, progress: bool = True) -> Encoder:
+def ensure_encoder(
+    cfg: Config, device: torch.device | str, progress: bool = True, dist: Dist | None = None
+) -> Encoder:
     """The encoder ``[Dataset] ENCODER_WEIGHTS`` names (eval mode, on the CPU), pretrained first when it
     is ``auto`` and ``<OUTPUT_PATH>/encoder.pt`` does not exist yet.
 
@@ -397,5 +433,5 @@ def ensure_encoder(cfg: Config, device: torch.device | str, progress: bool = Tru
             "set ENCODER_WEIGHTS to an original AAE .npy or a multipose .pt.",
             path, requested_encoder_config(cfg).describe(), enc.NUM_ITER, enc.BATCH_SIZE, torch.device(device),
         )
-        pretrain_encoder(cfg, device, progress=progress)
+        pretrain_encoder(cfg, device, progress=progress, dist=dist)
     return load_encoder(cfg)

@@ -38,7 +38,7 @@ from multipose.config import Config, check_crop_size, num_hypotheses
 from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
 from multipose.data.io import SampleSet
 from multipose.distributed import Dist, global_batch_norm
-from multipose.errors import ConfigError, UserInputError
+from multipose.errors import UserInputError
 from multipose.losses import MultiPoseLoss
 from multipose.models import Encoder, PoseHead, PoseHeadConfig, load_encoder
 from multipose.models.head import init_head_weights
@@ -390,13 +390,10 @@ def train_pose_head(
     loss_fn = MultiPoseLoss.from_config(cfg, device)
     init = load_init_head(cfg, trust_checkpoints)
     explicit = None if cfg.Dataset.ENCODER_WEIGHTS == "auto" else load_encoder(cfg)
-    if explicit is None and dist.enabled and not encoder_weights_path(cfg).exists():
-        raise ConfigError("[Dataset] ENCODER_WEIGHTS = auto: encoder pretraining does not run under torchrun yet; "
-                          "pretrain first (python train_encoder.py CFG), then start the distributed run")
     run_dir = prepare_run_folder(cfg, force, write=dist.is_main)
     dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     seed_everything(cfg.Training.RANDOM_SEED)
-    encoder = _frozen_encoder(cfg, explicit, device, times)
+    encoder = _frozen_encoder(cfg, explicit, device, times, dist)
     head = build_head(cfg, encoder, init).to(device)
     store = pose_checkpoints(cfg)
     latest = store.load_latest(trust=trust_checkpoints)
@@ -445,14 +442,17 @@ def _data(cfg: Config, device: torch.device, progress: bool, dist: Dist) -> tupl
     return data, validation
 
 
-def _frozen_encoder(cfg: Config, explicit: Encoder | None, device: torch.device, times: PhaseTimes) -> Encoder:
+def _frozen_encoder(
+    cfg: Config, explicit: Encoder | None, device: torch.device, times: PhaseTimes, dist: Dist
+) -> Encoder:
     """The frozen encoder on ``device``: ``explicit``, or for ``ENCODER_WEIGHTS: auto``
-    ``<OUTPUT_PATH>/encoder.pt``, pretrained first if missing; checked against the crop size."""
+    ``<OUTPUT_PATH>/encoder.pt``, pretrained first if missing (by every rank of a distributed run);
+    checked against the crop size."""
     if explicit is None:
         from multipose.training.encoder import ensure_encoder
 
         with times.phase("encoder_pretraining"):
-            explicit = ensure_encoder(cfg, device)
+            explicit = ensure_encoder(cfg, device, progress=dist.is_main, dist=dist)
     encoder = freeze(explicit.to(device))
     check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
     return encoder
