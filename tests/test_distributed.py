@@ -191,3 +191,24 @@ def test_encoder_pretraining_under_torchrun_follows_one_process(shared, tmp_path
     assert len(losses[0]) == 6 and losses[1] == pytest.approx(losses[0], rel=1e-3)
     assert (tmp_path / "two" / "encoder.pt").is_file() and two.stdout.count("done:") == 1
     assert CheckpointStore(tmp_path / "two" / "encoder", prefix="encoder").epochs() == [4, 6]
+
+
+@pytest.mark.slow
+def test_two_processes_render_the_view_cache_one_process_renders(shared, tmp_path):
+    """Each rank renders its share of the view cache's batches (offsets and lights drawn in the same order);
+    rank 0 assembles and writes it: the same file content as one process's."""
+    import numpy as np
+
+    def cache_of(launch: list[str], name: str) -> dict:
+        args = _args(shared, tmp_path / name, 1)
+        args[args.index(f"Dataset.CACHE_DIR={shared / 'cache'}")] = f"Dataset.CACHE_DIR={tmp_path / name / 'cache'}"
+        done = _run([*launch, *args])
+        assert done.returncode == 0, done.stderr[-3000:]
+        (path,) = (tmp_path / name / "cache" / "views").glob("*.npz")
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+
+    one, two = cache_of([sys.executable], "one"), cache_of(TORCHRUN, "two")
+    assert one.keys() == two.keys()
+    for key in one:
+        np.testing.assert_array_equal(one[key], two[key], err_msg=key)

@@ -43,6 +43,8 @@ from multipose.atomic import atomic_open
 from multipose.config import Config, ViewSampling, view_sampling
 from multipose.data.sampling import base_rotations, load_view_sampling_file, make_generator
 from multipose.data.views import ViewRenderer, Views, ViewSettings, view_settings
+from multipose.distributed import Dist
+from multipose.errors import DataError
 from multipose.mesh import file_sha256, load_mesh, normalization_key
 from multipose.progress import progress_bar
 
@@ -99,15 +101,27 @@ def render_views(
     batch_size: int = 32,
     progress: bool = True,
     desc: str = "rendering views",
-) -> Views:
+    dist: Dist | None = None,
+) -> Views | None:
     """Render crops of ``R (N, 3, 3)`` in batches with a tqdm bar; :class:`Views` on the renderer's
-    device. Offsets and lights come from ``generator`` in batch order (reproducible)."""
+    device. Offsets and lights come from ``generator`` in batch order (reproducible). ``dist``: every
+    rank draws them all and renders its share of the batches; rank 0 gets all the views (on the CPU),
+    the others None."""
+    dist = dist or Dist()
+    starts = list(range(0, R.shape[0], batch_size))
+    drawn = [renderer.draw(min(batch_size, R.shape[0] - s), generator) for s in starts]
+    mine = range(len(starts))[dist.shard(len(starts))]
     parts = []
-    with progress_bar(total=R.shape[0], desc=desc, unit="view", disable=not progress, leave=False) as bar:
-        for start in range(0, R.shape[0], batch_size):
-            parts.append(renderer.render(R[start : start + batch_size], generator))
+    total = sum(min(batch_size, R.shape[0] - starts[b]) for b in mine)
+    with progress_bar(total=total, desc=desc, unit="view", disable=not progress, leave=False) as bar:
+        for b in mine:
+            parts.append(renderer.render_drawn(R[starts[b] : starts[b] + batch_size], *drawn[b]))
             bar.update(parts[-1].R.shape[0])
-    return Views.cat(parts)
+    if not dist.enabled:
+        return Views.cat(parts)
+    gathered: list[list[Views] | None] = [None] * dist.world_size if dist.is_main else []
+    torch.distributed.gather_object([p.to("cpu") for p in parts], gathered if dist.is_main else None, dst=0)
+    return Views.cat([p for ranks in gathered if ranks for p in ranks]) if dist.is_main else None
 
 
 def view_cache_key(
@@ -239,8 +253,11 @@ def build_view_cache(
     batch_size: int = 32,
     progress: bool = True,
     targets: bool = False,
+    dist: Dist | None = None,
 ) -> ViewCache:
-    """Load the view cache of these settings, or render and store it.
+    """Load the view cache of these settings, or render and store it. In a distributed run (``dist``) every
+    rank calls it: each renders its share of the views, rank 0 writes the file (and renders the targets),
+    the others then read it.
 
     Args:
         mesh_path: the data mesh (PLY/OBJ, mm), rendered at full resolution.
@@ -281,30 +298,44 @@ def build_view_cache(
                                   batch_size, progress)
         return ViewCache(cached, key, path, target_rgb).to(device)
 
+    dist = dist or Dist()
     generator = make_generator(seed, "view-cache")
     R = base_rotations(spec, num_views, generator, file_rotations=file_rotations)
     renderer = ViewRenderer(mesh, settings, device)
     start = time.perf_counter()
-    views = render_views(renderer, R, generator, batch_size=batch_size, progress=progress,
-                         desc=f"rendering view cache ({mesh_path.name})")
+    rendered = render_views(renderer, R, generator, batch_size=batch_size, progress=progress,
+                            desc=f"rendering view cache ({mesh_path.name})", dist=dist)
     seconds = time.perf_counter() - start
-    with atomic_open(path) as f:
-        # Any: mypy checks the ** against savez's allow_pickle: bool too; _encode's keys are array names.
-        np.savez(f, key=np.array(key), settings=np.array(json.dumps(described)),
-                 **cast(dict[str, Any], _encode(views, settings.distance)))
-    logger.info(
-        "view cache: rendered %d views of %s (%d faces, %d px) in %.1f s (%.1f views/s); wrote %s",
-        len(views), mesh_path.name, mesh.num_faces, settings.size, seconds, len(views) / max(seconds, 1e-9), path,
-    )
+    if rendered is not None:  # rank 0 (or the only process) writes
+        with atomic_open(path) as f:
+            # Any: mypy checks the ** against savez's allow_pickle: bool too; _encode's keys are array names.
+            np.savez(f, key=np.array(key), settings=np.array(json.dumps(described)),
+                     **cast(dict[str, Any], _encode(rendered, settings.distance)))
+        logger.info(
+            "view cache: rendered %d views of %s (%d faces, %d px) in %.1f s (%.1f views/s, %d process(es)); "
+            "wrote %s", len(rendered), mesh_path.name, mesh.num_faces, settings.size, seconds,
+            len(rendered) / max(seconds, 1e-9), dist.world_size, path,
+        )
+    dist.barrier()  # the file is written
     # Serve what the file holds (float16 depth), so a fresh cache and a loaded one are identical.
-    stored = _read(path, key, settings.size, num_views, settings.distance)
-    views = stored if stored is not None else views
-    target_rgb = _targets(lambda: renderer, views, targets_path, key, batch_size, progress) if targets else None
+    views = _read(path, key, settings.size, num_views, settings.distance)
+    if views is None:
+        if rendered is None:
+            raise DataError(f"{path}: the view cache rank 0 wrote cannot be read back")
+        views = rendered
+    target_rgb = None
+    if targets:  # rank 0 renders them, the others read them
+        if dist.enabled and not dist.is_main:
+            dist.barrier()
+        target_rgb = _targets(lambda: renderer, views, targets_path, key, batch_size, progress)
+        if dist.enabled and dist.is_main:
+            dist.barrier()
     return ViewCache(views, key, path, target_rgb).to(device)
 
 
 def view_cache_from_config(
-    cfg: Config, device: torch.device | str = "cpu", progress: bool = True, targets: bool = False
+    cfg: Config, device: torch.device | str = "cpu", progress: bool = True, targets: bool = False,
+    dist: Dist | None = None,
 ) -> ViewCache:
     """The view cache of a config (``NOOF_TRAINING_IMGS`` views of ``MODEL_PATH_DATA``), with the
     reconstruction targets when ``targets``."""
@@ -322,4 +353,5 @@ def view_cache_from_config(
         device=device,
         progress=progress,
         targets=targets,
+        dist=dist,
     )

@@ -49,6 +49,7 @@ from multipose.data.io import Batch, SampleSet, load_sample_files, load_samples,
 from multipose.data.occlusion import OcclusionSettings, occlusion_settings, square_occlusions
 from multipose.data.sampling import PoseSampler, derive_seed, make_generator, pose_sampler_from_config
 from multipose.data.views import ViewRenderer, Views, view_settings
+from multipose.distributed import Dist
 from multipose.errors import DataError
 from multipose.mesh import file_sha256, load_data_mesh, load_mesh, normalization_key
 from multipose.runs import RunFolder
@@ -182,7 +183,8 @@ class TrainingData:
 
 
 def training_data_from_config(
-    cfg: Config, device: torch.device | str = "cpu", progress: bool = True, *, with_target: bool = False
+    cfg: Config, device: torch.device | str = "cpu", progress: bool = True, *, with_target: bool = False,
+    dist: Dist | None = None,
 ) -> TrainingData:
     """The training data of a config: view cache (rendered on first use), sampler, backgrounds and
     augmentation, seeded from ``[Training] RANDOM_SEED``; ``with_target``: batches also hold the
@@ -191,7 +193,7 @@ def training_data_from_config(
     device = torch.device(device)
     cache, renderer, pool = None, None, None
     if cfg.Dataset.NOOF_TRAINING_IMGS > 0:
-        cache = view_cache_from_config(cfg, device, progress=progress, targets=with_target)
+        cache = view_cache_from_config(cfg, device, progress=progress, targets=with_target, dist=dist)
         pool = cache.R
     else:
         mesh = load_data_mesh(cfg)
@@ -245,6 +247,7 @@ def generate_samples(
     R = sampler.sample(num).R
     views = render_views(renderer, R, generator, batch_size=_GENERATE_CHUNK, progress=progress,
                          desc="rendering samples")
+    assert views is not None  # one process: all the views
     images = []
     for start in range(0, num, _GENERATE_CHUNK):
         part = views.take(torch.arange(start, min(num, start + _GENERATE_CHUNK)))

@@ -206,10 +206,17 @@ class ViewRenderer:
         """Render crops for rotations ``R (B, 3, 3)``: random offsets (``U(-m, m)`` per axis,
         ``m = max_rel_offset``) and light directions are drawn from ``generator`` (CPU), so a
         seeded generator gives the same views on any device. Returns :class:`Views` on the device."""
+        return self.render_drawn(R, *self.draw(R.shape[0], generator))
+
+    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The random part of :meth:`render` for ``n`` views: offsets ``(n, 2)`` and light directions
+        ``(n, 3)`` (CPU), drawn from ``generator`` in that order."""
+        offsets = (torch.rand(n, 2, generator=generator) * 2.0 - 1.0) * self.settings.max_rel_offset
+        return offsets, random_light_directions(n, generator)
+
+    def render_drawn(self, R: torch.Tensor, offsets: torch.Tensor, light: torch.Tensor) -> Views:
+        """:meth:`render` with its random part given (:meth:`draw`)."""
         st = self.settings
-        B = R.shape[0]
-        offsets = (torch.rand(B, 2, generator=generator) * 2.0 - 1.0) * st.max_rel_offset
-        light = random_light_directions(B, generator)
         R = R.to(self.device, torch.float32)
         t, _, K = self.windows(R, offsets)
         out = self.renderer.render_rgb(R, t, K, st.size, light_dir=light.to(self.device), color=st.color)

@@ -287,16 +287,12 @@ def _pretrain(
 
 
 def _build_run(cfg: Config, device: torch.device, folder: Path, progress: bool, dist: Dist) -> _PretrainRun:
-    """Seeded initial weights, Adam, the training data with clean targets (rank 0 builds the view cache
-    first, the others then read it), the fixed preview samples."""
+    """Seeded initial weights, Adam, the training data with clean targets (in a distributed run the ranks
+    render the view cache together), the fixed preview samples."""
     seed_everything(cfg.Training.RANDOM_SEED)  # the initial weights
     architecture = requested_encoder_config(cfg)
     model = Autoencoder.from_config(architecture).to(device)
-    if dist.enabled and not dist.is_main:
-        dist.barrier()
-    data = training_data_from_config(cfg, device, progress=progress, with_target=True)
-    if dist.enabled and dist.is_main:
-        dist.barrier()
+    data = training_data_from_config(cfg, device, progress=progress, with_target=True, dist=dist)
     preview = _fixed_samples(data, PREVIEW_SAMPLES, cfg.Training.RANDOM_SEED) if cfg.Training.SAVE_IMAGES else None
     return _PretrainRun(
         cfg, folder, architecture, model, torch.optim.Adam(model.parameters(), lr=cfg.Encoder.LEARNING_RATE), data,

@@ -431,11 +431,11 @@ def train_pose_head(
 
 
 def _data(cfg: Config, device: torch.device, progress: bool, dist: Dist) -> tuple[TrainingData, SampleSet]:
-    """The training data and the validation set; in a distributed run rank 0 builds the caches (view cache,
-    ``validation.npz``) first and the others read them."""
+    """The training data and the validation set; in a distributed run the ranks render the view cache
+    together (rank 0 writes it), then rank 0 builds ``validation.npz`` first and the others read it."""
+    data = training_data_from_config(cfg, device, progress=progress and dist.is_main, dist=dist)
     if dist.enabled and not dist.is_main:
         dist.barrier()
-    data = training_data_from_config(cfg, device, progress=progress and dist.is_main)
     validation = validation_data_from_config(cfg, device, progress=progress and dist.is_main)
     if dist.enabled and dist.is_main:
         dist.barrier()
