@@ -22,13 +22,13 @@ def mesh():
 def counted(monkeypatch):
     """Counts the views rendered through ViewRenderer.render."""
     calls = {"views": 0}
-    original = ViewRenderer.render
+    original = ViewRenderer.render_drawn  # what render_views renders with (render draws, then calls it)
 
-    def render(self, R, generator):
+    def render(self, R, offsets, light):
         calls["views"] += R.shape[0]
-        return original(self, R, generator)
+        return original(self, R, offsets, light)
 
-    monkeypatch.setattr(ViewRenderer, "render", render)
+    monkeypatch.setattr(ViewRenderer, "render_drawn", render)
     return calls
 
 
@@ -53,14 +53,14 @@ def test_rendered_once_then_loaded_identically(tmp_path, mesh, counted, caplog):
 
 def test_stored_depth_is_within_a_tenth_of_a_millimetre(tmp_path, mesh, monkeypatch):
     seen = {}
-    original = ViewRenderer.render
+    original = ViewRenderer.render_drawn
 
-    def render(self, R, generator):
-        out = original(self, R, generator)
+    def render(self, R, offsets, light):
+        out = original(self, R, offsets, light)
         seen.setdefault("depth", []).append(out.depth)
         return out
 
-    monkeypatch.setattr(ViewRenderer, "render", render)
+    monkeypatch.setattr(ViewRenderer, "render_drawn", render)
     cache = _build(write_mesh(mesh, tmp_path / "p.ply"), tmp_path / "c")
     rendered = torch.cat(seen["depth"])
     assert (cache.views.depth - rendered).abs().max() < 0.1

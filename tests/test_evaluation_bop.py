@@ -232,16 +232,17 @@ def _bop19_cfg(dataset19, tmp_path, *extra):
 def test_bop19_targets_are_the_most_visible_instances_of_each_target_image(dataset19, tmp_path):
     test_set = load_test_set(_bop19_cfg(dataset19, tmp_path), progress=False)
     keys = list(zip(test_set.scene_id.tolist(), test_set.im_id.tolist(), strict=True))
-    assert keys == [(1, 0), (1, 3), (1, 5), (1, 7), (1, 7)] and test_set.num_targets == 5
-    assert test_set.inst_count.tolist() == [1, 1, 1, 2, 2] and test_set.image_width.tolist() == [128] * 5
+    assert keys == [(1, 0), (1, 3), (1, 5), (1, 7), (1, 7), (2, 0), (2, 7), (2, 7)] and test_set.num_targets == 8
+    assert test_set.inst_count.tolist() == [1, 1, 1, 2, 2, 1, 2, 2] and test_set.image_width.tolist() == [128] * 8
     # image 3: object 1 twice, the fully visible entry (index 1) is the target, not the almost hidden one
     assert test_set.R[1].allclose(torch.from_numpy(
         bop.read_bop_split(dataset19["split"], obj_id=1, min_visib_fract=0.0).instances[1].R).float())
 
 
 def test_bop19_average_recalls_count_matches_against_every_target(dataset19, tmp_path):
-    """Ground-truth poses reach AR 1; poses 60 mm off none; correct poses for 2 of the 5 targets 0.4 on every
-    error; a second hypothesis of one instance never crowds out the other instance of its image."""
+    """Ground-truth poses reach AR 1; poses 60 mm off none; correct poses for 3 of the 8 targets (2 scenes)
+    0.375 on every error; a second hypothesis of one instance never crowds out the other instance of its
+    image."""
     from multipose.evaluation import bop19
     from multipose.evaluation.scoring import Estimates
 
@@ -259,19 +260,20 @@ def test_bop19_average_recalls_count_matches_against_every_target(dataset19, tmp
         return bop19.average_recalls(test_set, sub, renderer, model, 15.0)
 
     exact = ar(R, t)
-    assert exact["num_targets"] == 5 and exact["num_estimates"] == 5
+    assert exact["num_targets"] == 8 and exact["num_estimates"] == 8
     assert exact["AR_VSD"] == exact["AR_MSSD"] == exact["AR_MSPD"] == exact["AR"] == 1.0
     assert ar(R, far)["AR"] == 0.0
-    some = torch.tensor([True, False, False, True, False])[:, None, None]
+    some = torch.tensor([True, False, False, True, False, False, True, False])[:, None, None]
     partial = ar(R, torch.where(some, t, far))
-    assert partial["AR_VSD"] == partial["AR_MSSD"] == partial["AR_MSPD"] == pytest.approx(0.4)
+    assert partial["AR_VSD"] == partial["AR_MSSD"] == partial["AR_MSPD"] == pytest.approx(0.375)
     # two hypotheses per instance: instance 3's wrong one scores above instance 4's right one
     R2, t2 = torch.cat([R, R], dim=1), torch.cat([t, far], dim=1)
-    scores = torch.tensor([[0.9, 0.1]] * 5)
+    scores = torch.tensor([[0.9, 0.1]] * 8)
     scores[3] = torch.tensor([0.9, 0.8])
     scores[4] = torch.tensor([0.3, 0.2])
     sub = bop19.submission(test_set, Estimates(scores, R2, t2))
-    assert sub.instance.tolist() == [0, 1, 2, 3, 4] and sub.score.tolist() == pytest.approx([0.9] * 4 + [0.3])
+    assert sub.instance.tolist() == list(range(8))
+    assert sub.score.tolist() == pytest.approx([0.9] * 4 + [0.3] + [0.9] * 3)
     assert ar(R2, t2, scores)["AR"] == 1.0
 
 
@@ -285,11 +287,12 @@ def test_bop19_evaluation_writes_ar_and_a_results_file_by_bops_rules(dataset19, 
     result = evaluate_models(cfg, encoder, head, load_test_set(cfg, progress=False), tmp_path / "eval", progress=False)
     b = json.loads((tmp_path / "eval" / "metrics.json").read_text())["bop19"]
     assert set(b["head"]) == {"AR_VSD", "AR_MSSD", "AR_MSPD", "AR", "num_targets", "num_estimates"}
-    assert 0.0 <= b["head"]["AR"] <= 1.0 and b["head"]["num_targets"] == 5 and b["eval_model"] == str(REVOLUTION)
-    assert "BOP19 on 5 targets: head AR" in result.summary()
+    assert 0.0 <= b["head"]["AR"] <= 1.0 and b["head"]["num_targets"] == 8 and b["eval_model"] == str(REVOLUTION)
+    assert "BOP19 on 8 targets: head AR" in result.summary()
     with open(tmp_path / "eval" / "multipose_tless-test.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["scene_id"], r["im_id"]) for r in rows] == [("1", "0"), ("1", "3"), ("1", "5"), ("1", "7"), ("1", "7")]
+    assert [(r["scene_id"], r["im_id"]) for r in rows] == [("1", "0"), ("1", "3"), ("1", "5"), ("1", "7"), ("1", "7"),
+                                                           ("2", "0"), ("2", "7"), ("2", "7")]
     # time is the whole image's: image 7 holds two instances (6 decimals in the file)
     assert rows[3]["time"] == rows[4]["time"]
     assert float(rows[3]["time"]) == pytest.approx(2 * float(rows[0]["time"]), abs=2e-6)
@@ -317,8 +320,9 @@ def test_detections_replace_the_ground_truth_boxes_for_the_bop19_results(dataset
 
     split = dataset19["split"]
     detections = []
-    for scene_id, im_id, visib in ((1, 0, 0), (1, 3, 1), (1, 5, 0), (1, 7, 0), (1, 7, 1)):
-        info = json.loads((split / "000001" / "scene_gt_info.json").read_text())[str(im_id)][visib]
+    for scene_id, im_id, visib in ((1, 0, 0), (1, 3, 1), (1, 5, 0), (1, 7, 0), (1, 7, 1), (2, 0, 0), (2, 7, 0),
+                                   (2, 7, 1)):
+        info = json.loads((split / f"{scene_id:06d}" / "scene_gt_info.json").read_text())[str(im_id)][visib]
         x, y, w, h = info["bbox_obj"]
         detections.append({"scene_id": scene_id, "image_id": im_id, "category_id": 1, "bbox": [x, y, w + 1, h + 1],
                            "score": 1.0, "time": 0.25})
@@ -338,8 +342,8 @@ def test_detections_replace_the_ground_truth_boxes_for_the_bop19_results(dataset
             results[name] = (result.metrics, list(csv.DictReader(f)))
     (gt, gt_rows), (det, det_rows) = results["gt"], results["det"]
     assert det["bop19"]["head"] == gt["bop19"]["head"]
-    assert "det.json: 7 detections" not in det["settings"]["detections"]  # other objects' are not read
-    assert "det.json: 6 detections" in det["settings"]["detections"]
+    assert "det.json: 10 detections" not in det["settings"]["detections"]  # other objects' are not read
+    assert "det.json: 9 detections" in det["settings"]["detections"]
     assert [r["im_id"] for r in det_rows] == [r["im_id"] for r in gt_rows]
     for key, atol in (("R", 1e-5), ("t", 1e-3)):  # the same crops, so the same poses (up to batching's rounding)
         np.testing.assert_allclose([[float(v) for v in r[key].split()] for r in det_rows],

@@ -186,13 +186,18 @@ def add_second_instance(dataset: dict, split: Path, im_id: int = 7) -> None:
 
 
 def write_bop19_dataset(root: Path) -> dict:
-    """:func:`write_bop_dataset` plus a border-cut image (5), a two-instance image (7) and
-    ``tless/test_targets_bop19.json`` with object 1's targets: 1 instance in images 0, 3 and 5, 2 in image 7
-    (image 3 also holds object 2 and an almost hidden object-1 instance that BOP19 does not target)."""
+    """:func:`write_bop_dataset` plus a border-cut image (5), a two-instance image (7), a second scene (a copy
+    of the first) and ``tless/test_targets_bop19.json`` with object 1's targets: in scene 1, 1 instance in
+    images 0, 3 and 5, 2 in image 7 (image 3 also holds object 2 and an almost hidden object-1 instance that
+    BOP19 does not target); in scene 2, 1 in image 0 and 2 in image 7."""
+    import shutil
+
     dataset = write_bop_dataset(root)
     add_border_cut_image(dataset, dataset["split"])
     add_second_instance(dataset, dataset["split"])
-    targets = [{"scene_id": 1, "im_id": im, "obj_id": 1, "inst_count": n} for im, n in ((0, 1), (3, 1), (5, 1), (7, 2))]
+    shutil.copytree(dataset["split"] / "000001", dataset["split"] / "000002")
+    wanted = [(1, 0, 1), (1, 3, 1), (1, 5, 1), (1, 7, 2), (2, 0, 1), (2, 7, 2)]
+    targets = [{"scene_id": s, "im_id": im, "obj_id": 1, "inst_count": n} for s, im, n in wanted]
     targets.append({"scene_id": 1, "im_id": 3, "obj_id": 2, "inst_count": 1})
     (dataset["split"].parent / "test_targets_bop19.json").write_text(json.dumps(targets))
     return dataset
