@@ -15,6 +15,18 @@ SHARED_CAD = REPO_ROOT.parent / "shared" / "cad"
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Path:
+    """A folder with ``encoder.pt``, a tiny random encoder (32 px, 8-8-16-16 channels, 16-d code, seed 0),
+    whose ``cache/`` the tests of one module share (modules that need another ``shared`` define their own)."""
+    from multipose.models import Encoder, EncoderConfig, save_encoder
+
+    folder = tmp_path_factory.mktemp("shared")
+    torch.manual_seed(0)
+    save_encoder(Encoder(EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)), folder / "encoder.pt")
+    return folder
+
+
 @pytest.fixture(params=DEVICES)
 def device(request) -> torch.device:
     """Every test that takes ``device`` runs on the CPU, and on CUDA too when a GPU is present."""

@@ -15,18 +15,9 @@ from support.data import SCHEMA_HEAD_DEFAULTS
 
 from multipose.checkpoint import CheckpointStore
 from multipose.distributed import Dist, GlobalBatchNorm1d
-from multipose.models import Encoder, EncoderConfig, save_encoder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("shared")
-    torch.manual_seed(0)
-    save_encoder(Encoder(EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)), folder / "encoder.pt")
-    return folder
 
 
 def _args(shared: Path, out: Path, epochs: int) -> list[str]:

@@ -30,20 +30,11 @@ from multipose.evaluation import (
 )
 from multipose.evaluation.report import read_per_sample
 from multipose.geometry import geodesic_angle_deg
-from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig, codebook_rotations, save_encoder
+from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig, codebook_rotations
 from multipose.models.weights import ModelFileError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_ENCODER = EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory) -> Path:
-    """A tiny random encoder (32 px) and a cache folder shared by the tests of this module."""
-    folder = tmp_path_factory.mktemp("shared")
-    torch.manual_seed(0)
-    save_encoder(Encoder(TINY_ENCODER), folder / "encoder.pt")
-    return folder
 
 
 def _overrides(shared: Path, out: Path) -> list[str]:

@@ -22,15 +22,6 @@ from multipose.training.pose import build_head, early_stopping_epoch, freeze, on
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory) -> Path:
-    """A tiny random encoder (32 px) and a cache folder shared by the tests of this module."""
-    folder = tmp_path_factory.mktemp("shared")
-    torch.manual_seed(0)
-    save_encoder(Encoder(EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)), folder / "encoder.pt")
-    return folder
-
-
 def _overrides(shared: Path, out: Path, epochs: int = 3) -> list[str]:
     return [
         f"Dataset.ENCODER_WEIGHTS={shared / 'encoder.pt'}",

@@ -31,7 +31,8 @@ import logging
 import os
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -288,15 +289,11 @@ def build_view_cache(
         file_sha256(mesh_path), settings, normalize, sampling, file_sha, num_views, seed
     )
     path = Path(cache_dir) / "views" / f"{mesh_path.stem}-{settings.size}px-{num_views}-{key[:16]}.npz"
-    targets_path = path.with_name(f"{path.stem}-targets.npz")
     cached = _read(path, key, settings.size, num_views, settings.distance)
     if cached is not None:
         logger.info("view cache: %d views of %s (cache hit: %s)", len(cached), mesh_path.name, path)
-        target_rgb = None
-        if targets:
-            target_rgb = _targets(lambda: ViewRenderer(mesh, settings, device), cached, targets_path, key,
-                                  batch_size, progress)
-        return ViewCache(cached, key, path, target_rgb).to(device)
+        return _with_targets(cached, key, path, targets, lambda: ViewRenderer(mesh, settings, device), batch_size,
+                             progress, dist or Dist(), device)
 
     dist = dist or Dist()
     generator = make_generator(seed, "view-cache")
@@ -305,12 +302,9 @@ def build_view_cache(
     start = time.perf_counter()
     rendered = render_views(renderer, R, generator, batch_size=batch_size, progress=progress,
                             desc=f"rendering view cache ({mesh_path.name})", dist=dist)
-    seconds = time.perf_counter() - start
     if rendered is not None:  # rank 0 (or the only process) writes
-        with atomic_open(path) as f:
-            # Any: mypy checks the ** against savez's allow_pickle: bool too; _encode's keys are array names.
-            np.savez(f, key=np.array(key), settings=np.array(json.dumps(described)),
-                     **cast(dict[str, Any], _encode(rendered, settings.distance)))
+        _store(path, key, described, rendered, settings.distance)
+        seconds = time.perf_counter() - start
         logger.info(
             "view cache: rendered %d views of %s (%d faces, %d px) in %.1f s (%.1f views/s, %d process(es)); "
             "wrote %s", len(rendered), mesh_path.name, mesh.num_faces, settings.size, seconds,
@@ -319,18 +313,43 @@ def build_view_cache(
     dist.barrier()  # the file is written
     # Serve what the file holds (float16 depth), so a fresh cache and a loaded one are identical.
     views = _read(path, key, settings.size, num_views, settings.distance)
-    if views is None:
-        if rendered is None:
-            raise DataError(f"{path}: the view cache rank 0 wrote cannot be read back")
-        views = rendered
+    if views is None and rendered is None:
+        raise DataError(f"{path}: the view cache rank 0 wrote cannot be read back")
+    views = views if views is not None else rendered
+    assert views is not None
+    return _with_targets(views, key, path, targets, lambda: renderer, batch_size, progress, dist, device)
+
+
+def _with_targets(
+    views: Views, key: str, path: Path, targets: bool, renderer: Callable[[], ViewRenderer], batch_size: int,
+    progress: bool, dist: Dist, device: torch.device | str,
+) -> ViewCache:
+    """The :class:`ViewCache` of ``views`` (the file ``path``) on ``device``, with its reconstruction targets
+    when ``targets`` (rank 0 renders them first, the others then read them)."""
     target_rgb = None
-    if targets:  # rank 0 renders them, the others read them
-        if dist.enabled and not dist.is_main:
-            dist.barrier()
-        target_rgb = _targets(lambda: renderer, views, targets_path, key, batch_size, progress)
-        if dist.enabled and dist.is_main:
-            dist.barrier()
+    if targets:
+        with _rank0_first(dist):
+            target_rgb = _targets(renderer, views, path.with_name(f"{path.stem}-targets.npz"), key, batch_size,
+                                  progress)
     return ViewCache(views, key, path, target_rgb).to(device)
+
+
+def _store(path: Path, key: str, described: dict[str, Any], views: Views, distance: float) -> None:
+    """Write a view cache file atomically."""
+    with atomic_open(path) as f:
+        # Any: mypy checks the ** against savez's allow_pickle: bool too; _encode's keys are array names.
+        np.savez(f, key=np.array(key), settings=np.array(json.dumps(described)),
+                 **cast(dict[str, Any], _encode(views, distance)))
+
+
+@contextmanager
+def _rank0_first(dist: Dist) -> Iterator[None]:
+    """Run the block on rank 0 first, then on the other ranks (which then read what rank 0 wrote)."""
+    if dist.enabled and not dist.is_main:
+        dist.barrier()
+    yield
+    if dist.enabled and dist.is_main:
+        dist.barrier()
 
 
 def view_cache_from_config(
