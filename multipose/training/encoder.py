@@ -34,7 +34,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -212,8 +212,8 @@ class _PretrainRun:
         self.trained = self.model
         if self.dist.enabled:
             device = next(self.model.parameters()).device
-            self.trained = DistributedDataParallel(global_batch_norm(self.model, device),
-                                                   device_ids=[device] if device.type == "cuda" else None)
+            self.model = cast(Autoencoder, global_batch_norm(self.model, device))  # the one saved and previewed
+            self.trained = DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
 
 
 class _LossWindow:

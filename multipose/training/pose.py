@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -362,7 +362,9 @@ class _HeadRun:
         self.model = self.head
         if self.dist.enabled:
             ids = [self.device] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(global_batch_norm(self.head, self.device), device_ids=ids)
+            # the converted head is the one checkpointed and validated (SyncBatchNorm: the same parameters)
+            self.head = cast(PoseHead, global_batch_norm(self.head, self.device))
+            self.model = DistributedDataParallel(self.head, device_ids=ids)
 
 
 def train_pose_head(
