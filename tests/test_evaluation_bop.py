@@ -352,3 +352,26 @@ def test_detections_replace_the_ground_truth_boxes_for_the_bop19_results(dataset
     with pytest.raises(ConfigError, match="DETECTIONS.*PROTOCOL: bop19"):
         check_evaluation_inputs(_bop19_cfg(dataset19, tmp_path, f"Evaluation.DETECTIONS={tmp_path / 'det.json'}",
                                            "Evaluation.PROTOCOL=sixd17"))
+
+
+def test_bop_toolkits_own_checks_accept_the_results_files(dataset19, tmp_path):
+    """bop_toolkit's ``check_bop_results`` (bop19), ``check_consistent_timings`` and ``parse_result_filename``
+    on the head's and the codebook's results files. bop_toolkit is not a dependency: the test runs where
+    ``bop_toolkit_lib`` is importable (e.g. ``PYTHONPATH=path/to/bop_toolkit``) and is skipped elsewhere."""
+    inout = pytest.importorskip("bop_toolkit_lib.inout", reason="bop_toolkit is not installed")
+    from multipose.evaluation import codebook_from_config
+
+    cfg = _bop19_cfg(dataset19, tmp_path, "Evaluation.VSD_MESH_FACES=300", "Evaluation.SAVE_IMAGES=false",
+                     "Evaluation.CODEBOOK_VIEWS=12", "Evaluation.CODEBOOK_INPLANE=2")
+    encoder = Encoder(EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)).eval()
+    head = PoseHead(PoseHeadConfig(num_hypotheses=3, input_dim=16)).eval()
+    codebook = codebook_from_config(cfg, encoder, progress=False)
+    evaluate_models(cfg, encoder, head, load_test_set(cfg, progress=False), tmp_path / "eval", codebook=codebook,
+                    progress=False)
+    for name, method in (("multipose_tless-test.csv", "multipose"), ("aaecodebook_tless-test.csv", "aaecodebook")):
+        path = tmp_path / "eval" / name
+        assert inout.parse_result_filename(name)[1:4] == (method, "tless", "test")
+        passed, message = inout.check_bop_results(str(path), version="bop19")
+        assert passed, message
+        passed, message, _, timed = inout.check_consistent_timings(inout.load_bop_results(str(path)), "im_id")
+        assert passed and timed, message
