@@ -38,7 +38,8 @@ __all__ = [
 ]
 
 #: Seconds a collective waits for the other ranks before the job fails (a rank that hangs; a rank that exits
-#: makes torchrun end the others at once). Long enough for rank 0 to build a large view cache meanwhile.
+#: makes torchrun end the others at once). Long enough for rank 0 to build the validation set, the
+#: reconstruction targets or the codebook while the others wait.
 TIMEOUT_S = 1800.0
 
 
