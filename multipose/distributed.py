@@ -20,6 +20,8 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +72,16 @@ class Dist:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    @contextmanager
+    def rank0_first(self) -> Iterator[None]:
+        """Run the block on rank 0 first, then on the other ranks (which then read what rank 0 wrote: a
+        cache, ``validation.npz``, the codebook)."""
+        if self.enabled and not self.is_main:
+            self.barrier()
+        yield
+        if self.enabled and self.is_main:
+            self.barrier()
 
     def sum(self, value: torch.Tensor) -> torch.Tensor:
         """``value`` summed over the ranks (a copy; unchanged with one process)."""

@@ -31,8 +31,7 @@ import logging
 import os
 import time
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -328,7 +327,7 @@ def _with_targets(
     when ``targets`` (rank 0 renders them first, the others then read them)."""
     target_rgb = None
     if targets:
-        with _rank0_first(dist):
+        with dist.rank0_first():
             target_rgb = _targets(renderer, views, path.with_name(f"{path.stem}-targets.npz"), key, batch_size,
                                   progress)
     return ViewCache(views, key, path, target_rgb).to(device)
@@ -340,16 +339,6 @@ def _store(path: Path, key: str, described: dict[str, Any], views: Views, distan
         # Any: mypy checks the ** against savez's allow_pickle: bool too; _encode's keys are array names.
         np.savez(f, key=np.array(key), settings=np.array(json.dumps(described)),
                  **cast(dict[str, Any], _encode(views, distance)))
-
-
-@contextmanager
-def _rank0_first(dist: Dist) -> Iterator[None]:
-    """Run the block on rank 0 first, then on the other ranks (which then read what rank 0 wrote)."""
-    if dist.enabled and not dist.is_main:
-        dist.barrier()
-    yield
-    if dist.enabled and dist.is_main:
-        dist.barrier()
 
 
 def view_cache_from_config(

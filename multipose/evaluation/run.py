@@ -290,11 +290,8 @@ def evaluate_checkpoint(
     use_codebook = cfg.Evaluation.CODEBOOK_BASELINE if codebook is None else codebook
     cb = None
     if use_codebook:  # rank 0 builds and caches it, the others then read it
-        if not dist.is_main:
-            dist.barrier()
-        cb = codebook_from_config(cfg, encoder, device, progress=progress and dist.is_main)
-        if dist.is_main:
-            dist.barrier()
+        with dist.rank0_first():
+            cb = codebook_from_config(cfg, encoder, device, progress=progress and dist.is_main)
     out = Path(out_dir) if out_dir is not None else RunFolder.of(cfg).evaluation
     extra = {"checkpoint": os.fspath(path), "epoch": state.get("epoch"),
              "encoder": os.fspath(cfg.Dataset.ENCODER_WEIGHTS)}

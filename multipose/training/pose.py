@@ -436,11 +436,8 @@ def _data(cfg: Config, device: torch.device, progress: bool, dist: Dist) -> tupl
     """The training data and the validation set; in a distributed run the ranks render the view cache
     together (rank 0 writes it), then rank 0 builds ``validation.npz`` first and the others read it."""
     data = training_data_from_config(cfg, device, progress=progress and dist.is_main, dist=dist)
-    if dist.enabled and not dist.is_main:
-        dist.barrier()
-    validation = validation_data_from_config(cfg, device, progress=progress and dist.is_main)
-    if dist.enabled and dist.is_main:
-        dist.barrier()
+    with dist.rank0_first():
+        validation = validation_data_from_config(cfg, device, progress=progress and dist.is_main)
     return data, validation
 
 
