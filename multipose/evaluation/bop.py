@@ -61,6 +61,7 @@ __all__ = [
     "estimate_translation",
     "find_image",
     "find_models_info",
+    "poses_from_boxes",
     "is_bop_split",
     "load_bop_crops",
     "read_bop19_targets",
@@ -410,6 +411,20 @@ def estimate_translation(
     f, f_train = torch.stack([K[:, 0, 0], K[:, 1, 1]], -1), torch.stack([K_train[0, 0], K_train[1, 1]])
     xy = centre * z[:, None] / f - centre_r * radius / f_train
     return torch.cat([xy, z[:, None]], dim=-1)
+
+
+def poses_from_boxes(
+    R_view: torch.Tensor, boxes: torch.Tensor, K: torch.Tensor, K_train: torch.Tensor, radius: float,
+    vertices: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The AAE's poses of ``M`` rotations read from each of ``B`` crops: ``R_view (B, M, 3, 3)`` in the crop's
+    view, ``boxes (B, 4)`` and cameras ``K (B, 3, 3)`` -> ``R (B, M, 3, 3), t (B, M, 3)``: the translation
+    from the box (:func:`estimate_translation`) and the rotation corrected for it (:func:`correct_rotation`)."""
+    B, M = R_view.shape[:2]
+    t = estimate_translation(R_view.flatten(0, 1), boxes.repeat_interleave(M, 0), K.repeat_interleave(M, 0), K_train,
+                             radius, vertices)
+    R = correct_rotation(R_view.flatten(0, 1), t)
+    return R.reshape(B, M, 3, 3), t.reshape(B, M, 3)
 
 
 def correct_rotation(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -144,14 +144,10 @@ def detection_submissions(
             seconds["codebook"] += dt
             views["codebook"] = (match.rotations, match.similarity)
         for method, (R_view, confidence) in views.items():
-            B, M = R_view.shape[:2]
-            boxes = detections.boxes[part].to(device).repeat_interleave(M, 0)
-            K = detections.K[part].to(device).repeat_interleave(M, 0)
-            t = bop.estimate_translation(R_view.flatten(0, 1), boxes, K, settings.K_tensor(device), settings.distance,
-                                         vertices)
-            R = bop.correct_rotation(R_view.flatten(0, 1), t)
+            R, t = bop.poses_from_boxes(R_view, detections.boxes[part].to(device), detections.K[part].to(device),
+                                        settings.K_tensor(device), settings.distance, vertices)
             score = confidence * detections.score[part].to(device)[:, None]
-            out[method].append(Estimates(score.cpu(), R.reshape(B, M, 3, 3).cpu(), t.reshape(B, M, 3).cpu()))
+            out[method].append(Estimates(score.cpu(), R.cpu(), t.cpu()))
     submissions = {}
     for method, parts in out.items():
         if parts:

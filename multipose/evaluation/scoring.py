@@ -247,12 +247,8 @@ class BatchScorer:
         if ts.boxes is None:
             return R_view, ts.t[idx].to(self.device)[:, None].expand(B, M, 3)
         assert ts.K is not None  # TestSet: boxes and K go together
-        boxes = ts.boxes[idx].to(self.device).repeat_interleave(M, 0)
-        K_cam = ts.K[idx].to(self.device).repeat_interleave(M, 0)
-        t_est = bop.estimate_translation(R_view.flatten(0, 1), boxes, K_cam, self.settings.K_tensor(self.device),
-                                         self.settings.distance, self.vertices)
-        R_est = bop.correct_rotation(R_view.flatten(0, 1), t_est)
-        return R_est.reshape(B, M, 3, 3), t_est.reshape(B, M, 3)
+        return bop.poses_from_boxes(R_view, ts.boxes[idx].to(self.device), ts.K[idx].to(self.device),
+                                    self.settings.K_tensor(self.device), self.settings.distance, self.vertices)
 
     def _result_poses(
         self, idx: torch.Tensor, R_view: torch.Tensor, R_est: torch.Tensor, t_est: torch.Tensor
