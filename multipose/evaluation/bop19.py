@@ -199,14 +199,7 @@ def _pair_errors(
     K_vsd = test_set.K_vsd[g_idx]
     depth_est = renderer(R_est.to(device), t_est.to(device), K_vsd.to(device), size).depth.cpu()
     depth_gt = renderer(R_gt.to(device), t_gt.to(device), K_vsd.to(device), size).depth.cpu()
-    if test_set.in_image is not None:
-        depth_est, depth_gt = depth_est * test_set.in_image[g_idx], depth_gt * test_set.in_image[g_idx]
-    depth_test = depth_gt
-    if test_set.depth_test is not None:
-        known = torch.ones(len(g_idx), dtype=torch.bool)
-        if test_set.depth_known is not None:
-            known = test_set.depth_known[g_idx]
-        depth_test = torch.where(known[:, None, None], test_set.depth_test[g_idx], depth_gt)
+    depth_est, depth_gt, depth_test = test_set.vsd_depths(g_idx, depth_est, depth_gt)
     vsd = pose_error.vsd(depth_est, depth_gt, depth_test, K_vsd, vsd_delta, VSD_TAUS, normalized_by_diameter=True,
                          diameter=model.diameter)
     mssd, mspd = [], []

@@ -273,14 +273,7 @@ class BatchScorer:
         depth_gt = _render_depth(self.renderer, ts.R[idx].to(self.device), ts.t[idx].to(self.device), K_vsd, size)
         depth_est = _render_depth(self.renderer, R_est.flatten(0, 1), t_est.flatten(0, 1),
                                   K_vsd.repeat_interleave(M, 0), size).reshape(B, M, size, size)
-        if ts.in_image is not None:  # BOP sees the image only: both renders end at its border
-            inside = ts.in_image[idx].to(self.device)
-            depth_gt, depth_est = depth_gt * inside, depth_est * inside[:, None]
-        depth_test = depth_gt
-        if ts.depth_test is not None:
-            depth_test = ts.depth_test[idx].to(self.device)
-            if ts.depth_known is not None:
-                depth_test = torch.where(ts.depth_known[idx].to(self.device)[:, None, None], depth_test, depth_gt)
+        depth_est, depth_gt, depth_test = ts.vsd_depths(idx, depth_est, depth_gt)
         errors = pose_error.vsd(depth_est, depth_gt[:, None].expand_as(depth_est),
                                 depth_test[:, None].expand_as(depth_est), K_vsd[:, None].expand(B, M, 3, 3),
                                 self.vsd_delta, self.vsd_tau)[..., 0]

@@ -128,6 +128,24 @@ class TestSet:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def vsd_depths(
+        self, rows: torch.Tensor, depth_est: torch.Tensor, depth_gt: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The depths VSD compares in the windows of the instances ``rows (n,)``: renders ``depth_est (n, ...,
+        V, V)`` and ``depth_gt (n, V, V)`` cut at the image border (BOP sees the image only), and the test depth
+        ``(n, V, V)``: the measured one where known, else the ground-truth render (on ``depth_gt``'s device)."""
+        device = depth_gt.device
+        if self.in_image is not None:
+            inside = self.in_image[rows].to(device)
+            depth_gt = depth_gt * inside
+            depth_est = depth_est * inside.reshape(len(rows), *[1] * (depth_est.dim() - 3), *inside.shape[1:])
+        depth_test = depth_gt
+        if self.depth_test is not None:
+            depth_test = self.depth_test[rows].to(device)
+            if self.depth_known is not None:
+                depth_test = torch.where(self.depth_known[rows].to(device)[:, None, None], depth_test, depth_gt)
+        return depth_est, depth_gt, depth_test
+
     def take(self, index: torch.Tensor) -> TestSet:
         """The instances at ``index (n,)``."""
         values = {}
