@@ -24,11 +24,10 @@ from multipose.config import Config
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     from multipose.config import resolve_device  # heavy imports after the config is known to be valid
-    from multipose.distributed import init_from_env, shutdown
+    from multipose.distributed import process_group
     from multipose.evaluation import evaluate_checkpoint
 
-    dist, device = init_from_env(resolve_device(cfg))  # torchrun: each rank scores its share
-    try:
+    with process_group(resolve_device(cfg)) as (dist, device):  # torchrun: each rank scores its share
         result = evaluate_checkpoint(
             cfg,
             args.checkpoint,
@@ -39,8 +38,6 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             trust=args.trust_checkpoint,
             dist=dist,
         )
-    finally:
-        shutdown()
     if dist.is_main:
         print(f"{result.summary()}; results in {result.out_dir}")
     return 0

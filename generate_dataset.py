@@ -15,12 +15,17 @@ cropped around that box (side 1.2 x its larger side, clipped at the image border
 most N, evenly spaced. evaluate.py reads such a file as a test set ([Evaluation] TEST_DATA_PATH) and
 writes the scene ids and translations into its results files.
 The file is written atomically; on any error nothing is written.
+
+Several processes: torchrun --standalone --nproc_per_node=N generate_dataset.py CFG --num-samples N --out FILE
+(each renders its share of the crops; rank 0 writes the same file as one process would; --from-bop runs
+on rank 0 alone).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -77,27 +82,34 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     if args.from_bop is not None:
         if fmt != "pickle":
             raise UserInputError(f"--out {out}: --from-bop writes the original's pickle; name it .p/.pkl/.pickle")
+        if int(os.environ.get("RANK", "0")) != 0:
+            return 0  # under torchrun the conversion (file reading, no rendering) is rank 0's alone
         return _from_bop(args, cfg, out)
     if args.num is None:
         raise UserInputError("--num N is needed: how many synthetic samples to generate")
     from multipose.data.datasets import generate_samples  # heavy imports once the input is known good
     from multipose.data.io import save_samples
+    from multipose.distributed import process_group
 
-    device = resolve_device(cfg)
     seed = cfg.Training.RANDOM_SEED if args.seed is None else args.seed
-    samples = generate_samples(cfg, args.num, seed, device)
+    with process_group(resolve_device(cfg)) as (dist, device):  # torchrun: each rank renders its share
+        samples = generate_samples(cfg, args.num, seed, device, progress=dist.is_main, dist=dist)
+    if not dist.is_main:
+        return 0
     try:
         save_samples(out, samples, fmt)
     except OSError as exc:
         raise UserInputError(f"--out {out}: cannot write the file ({exc.strerror or exc})") from None
-    logger.info("wrote %d samples (%d px, seed %d) to %s", len(samples), samples.image_size, seed, out)
+    logger.info("wrote %d samples (%d px, seed %d, %d process(es)) to %s", len(samples), samples.image_size, seed,
+                dist.world_size, out)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
-    parser.add_argument("--num", type=int, default=None, metavar="N",
-                        help="number of samples (with --from-bop: at most N crops)")
+    parser.add_argument("--num", "--num-samples", dest="num", type=int, default=None, metavar="N",
+                        help="number of samples (with --from-bop: at most N crops); under torchrun write "
+                             "--num-samples (torchrun's own parser takes --num)")
     parser.add_argument("--out", required=True, metavar="FILE", help="output file (.npz, or .p/.pkl/.pickle)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: [Training] RANDOM_SEED)")
     parser.add_argument("--format", choices=("npz", "pickle"), default=None,

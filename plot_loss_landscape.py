@@ -8,6 +8,9 @@ Uses the training config: [Sampling] NUM_SAMPLES points on the sphere (equal are
 viewpoints of [Rendering] / [Loss_parameters]. Writes points.npy, losses.npy, rotations.npy and
 landscape.json (and depths.npy with SAVE_IMAGES) to [Training] OUTPUT_PATH; then run
 show_loss_landscape.py OUTPUT_PATH to draw it.
+
+Several processes: torchrun --standalone --nproc_per_node=N plot_loss_landscape.py CFG (each computes
+its share of the poses; rank 0 gathers them and writes the files, the same as with one process).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from multipose.config import Config, resolve_device
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
-    from multipose.landscape import run_landscape  # heavy imports after the config is known to be valid
+    from multipose.distributed import process_group  # heavy imports after the config is known to be valid
+    from multipose.landscape import run_landscape
 
-    run_landscape(cfg, resolve_device(cfg))
+    with process_group(resolve_device(cfg)) as (dist, device):  # torchrun: each rank computes its share of poses
+        run_landscape(cfg, device, dist=dist)
     return 0
 
 

@@ -36,13 +36,10 @@ if TYPE_CHECKING:
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
-    from multipose.distributed import init_from_env, shutdown  # heavy imports after the config is known to be valid
+    from multipose.distributed import process_group  # heavy imports after the config is known to be valid
 
-    dist, device = init_from_env(resolve_device(cfg))  # torchrun: this rank's process group and device
-    try:
+    with process_group(resolve_device(cfg)) as (dist, device):  # torchrun: this rank's process group and device
         return _train(args, cfg, dist, device)
-    finally:
-        shutdown()
 
 
 def _train(args: argparse.Namespace, cfg: Config, dist: Dist, device: torch.device) -> int:

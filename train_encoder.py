@@ -26,16 +26,13 @@ from multipose.config import Config, resolve_device
 def main(args: argparse.Namespace, cfg: Config) -> int:
     from contextlib import nullcontext
 
-    from multipose.distributed import init_from_env, shutdown  # heavy imports after the config is known to be valid
+    from multipose.distributed import process_group  # heavy imports after the config is known to be valid
     from multipose.runlock import run_folder_lock
     from multipose.training.encoder import pretrain_encoder
 
-    dist, device = init_from_env(resolve_device(cfg))  # torchrun: each rank trains on its share of every batch
-    try:
+    with process_group(resolve_device(cfg)) as (dist, device):  # torchrun: each rank trains on its share
         with run_folder_lock(cfg.Training.OUTPUT_PATH) if dist.is_main else nullcontext():  # one writer per folder
             path = pretrain_encoder(cfg, device, force=args.force, dist=dist)
-    finally:
-        shutdown()
     if dist.is_main:
         print(f"done: {cfg.Encoder.NUM_ITER} iterations; encoder written to {path}")
     return 0

@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -36,13 +37,16 @@ __all__ = [
     "GlobalBatchNorm2d",
     "global_batch_norm",
     "init_from_env",
+    "process_group",
     "shutdown",
 ]
 
 #: Seconds a collective waits for the other ranks before the job fails (a rank that hangs; a rank that exits
-#: makes torchrun end the others at once). Long enough for rank 0 to build the validation set, the
-#: reconstruction targets or the codebook while the others wait.
+#: makes torchrun end the others at once). Long enough for the work one rank does while the others wait:
+#: rank 0 writing checkpoints, figures and evaluation files, a rank with one render batch more than another.
 TIMEOUT_S = 1800.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,19 +73,33 @@ class Dist:
         start = self.rank * size + min(self.rank, extra)
         return slice(start, start + size + (1 if self.rank < extra else 0))
 
+    def batches(self, n: int, batch_size: int) -> list[slice]:
+        """This rank's contiguous share (:meth:`shard`) of the batches of ``batch_size`` rows that cover ``n``
+        rows, as row slices; all of them with one process. Concatenating every rank's share in rank order
+        (:meth:`gather_list`) gives the batches in order."""
+        starts = range(0, n, batch_size)
+        return [slice(s, min(s + batch_size, n)) for s in starts[self.shard(len(starts))]]
+
+    def gather_list(self, items: list[T]) -> list[T] | None:
+        """Every rank's ``items`` concatenated in rank order, on rank 0 (the others get None). The items are
+        pickled: move tensors to the CPU first."""
+        if not self.enabled:
+            return items
+        parts: list[list[T] | None] = [None] * self.world_size if self.is_main else []
+        dist.gather_object(items, parts if self.is_main else None, dst=0)
+        return [item for part in parts if part for item in part] if self.is_main else None
+
+    def all_gather_list(self, items: list[T]) -> list[T]:
+        """Every rank's ``items`` concatenated in rank order, on every rank (pickled, as :meth:`gather_list`)."""
+        if not self.enabled:
+            return items
+        parts: list[list[T] | None] = [None] * self.world_size
+        dist.all_gather_object(parts, items)
+        return [item for part in parts if part for item in part]
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
-
-    @contextmanager
-    def rank0_first(self) -> Iterator[None]:
-        """Run the block on rank 0 first, then on the other ranks (which then read what rank 0 wrote: a
-        cache, ``validation.npz``, the codebook)."""
-        if self.enabled and not self.is_main:
-            self.barrier()
-        yield
-        if self.enabled and self.is_main:
-            self.barrier()
 
     def sum(self, value: torch.Tensor) -> torch.Tensor:
         """``value`` summed over the ranks (a copy; unchanged with one process)."""
@@ -122,6 +140,16 @@ def init_from_env(device: torch.device) -> tuple[Dist, torch.device]:
             handler.setFormatter(logging.Formatter(f"[rank {rank}] %(levelname)s %(name)s: %(message)s"))
     logging.getLogger(__name__).info("process group: %d processes (%s)", world, dist.get_backend())
     return here, device
+
+
+@contextmanager
+def process_group(device: torch.device) -> Iterator[tuple[Dist, torch.device]]:
+    """``with process_group(device) as (dist, device):`` the entry scripts' body, joined to ``torchrun``'s
+    process group (:func:`init_from_env`) and leaving it (:func:`shutdown`) however the body ends."""
+    try:
+        yield init_from_env(device)
+    finally:
+        shutdown()
 
 
 def shutdown() -> None:

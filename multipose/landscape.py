@@ -43,6 +43,7 @@ from scipy.spatial import ConvexHull, SphericalVoronoi, Voronoi
 
 from multipose.atomic import atomic_write_bytes, atomic_write_text
 from multipose.config import Config
+from multipose.distributed import Dist
 from multipose.errors import UserInputError
 from multipose.geometry import deserno_sphere_points, geodesic_angle_deg, rotation_about_axis, sphere_point_rotations
 from multipose.losses import MultiPoseLoss
@@ -99,26 +100,32 @@ def compute_losses(
     batch_size: int,
     keep_depth: bool = False,
     progress: bool = True,
+    dist: Dist | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Loss of every pose ``R (M, 3, 3)`` as the single hypothesis (confidence 1) against the
     reference ``R_ref (3, 3)``: ``-> losses (M,)`` on the CPU, and with ``keep_depth`` the rendered
-    depth ``(M, S, S)`` of the first viewpoint (float16, CPU)."""
+    depth ``(M, S, S)`` of the first viewpoint (float16, CPU). ``dist``: each rank computes its share of
+    the batches (:meth:`~multipose.distributed.Dist.batches`) and every rank gets all the results."""
+    dist = dist or Dist()
     device = loss.viewpoints.device
     R_ref = R_ref.to(device)
     depth_ref = loss.render_gt(R_ref[None])  # (1, V, S, S), rendered once
     losses, depths = [], []
-    for start in progress_bar(range(0, R.shape[0], batch_size), desc="landscape", unit="batch", disable=not progress):
-        Rb = R[start : start + batch_size].to(device)
+    for rows in progress_bar(dist.batches(R.shape[0], batch_size), desc="landscape", unit="batch",
+                             disable=not progress):
+        Rb = R[rows].to(device)
         b = Rb.shape[0]
         terms = loss(R_ref.expand(b, 3, 3), Rb[:, None], Rb.new_ones(b, 1), depth_gt=depth_ref.expand(b, -1, -1, -1))
         losses.append(terms.per_sample.cpu())
         if keep_depth:
             depths.append(terms.rendered[:, 0, 0].to(torch.float16).cpu())
-    return torch.cat(losses), (torch.cat(depths) if keep_depth else None)
+    return torch.cat(dist.all_gather_list(losses)), (torch.cat(dist.all_gather_list(depths)) if keep_depth else None)
 
 
-def run_landscape(cfg: Config, device: torch.device, progress: bool = True) -> Path:
-    """Compute the landscape of a config and write its files to ``OUTPUT_PATH``; returns that folder."""
+def run_landscape(cfg: Config, device: torch.device, progress: bool = True, dist: Dist | None = None) -> Path:
+    """Compute the landscape of a config and write its files to ``OUTPUT_PATH``; returns that folder.
+    ``dist``: the ranks of a distributed run share the poses out; rank 0 writes the files."""
+    dist = dist or Dist()
     s = cfg.Sampling
     loss = MultiPoseLoss.from_config(cfg, device)
     spherical, cartesian, inplane, R = landscape_rotations(s.NUM_SAMPLES, s.INPLANE_STEPS)
@@ -126,11 +133,14 @@ def run_landscape(cfg: Config, device: torch.device, progress: bool = True) -> P
     reference = s.REFERENCE_NUM % N
     start = time.perf_counter()
     losses_t, depths = compute_losses(
-        loss, R.reshape(-1, 3, 3), R[reference, 0], s.BATCH_SIZE, keep_depth=cfg.Training.SAVE_IMAGES, progress=progress
+        loss, R.reshape(-1, 3, 3), R[reference, 0], s.BATCH_SIZE, keep_depth=cfg.Training.SAVE_IMAGES,
+        progress=progress and dist.is_main, dist=dist,
     )
     seconds = time.perf_counter() - start
     losses = losses_t.reshape(N, I).numpy()
     out = Path(cfg.Training.OUTPUT_PATH)
+    if not dist.is_main:
+        return out
     points = np.empty(N, dtype=object)
     for n in range(N):
         points[n] = {"spherical": spherical[n].tolist(), "cartesian": cartesian[n].tolist()}
@@ -149,6 +159,7 @@ def run_landscape(cfg: Config, device: torch.device, progress: bool = True) -> P
         "inplane_deg": inplane.tolist(),
         "loss": {"depth_max": loss.params.depth_max, "pose_max": loss.params.pose_max, "gamma": loss.params.gamma},
         "device": str(device),
+        "processes": dist.world_size,
         "seconds": seconds,
         "poses_per_second": N * I / seconds,
         "summary": summary,
@@ -161,8 +172,8 @@ def run_landscape(cfg: Config, device: torch.device, progress: bool = True) -> P
         _save_npy(out / "depths.npy", depths.reshape(N, I, *depths.shape[1:]).numpy())
     atomic_write_text(out / "landscape.json", json.dumps(meta, indent=2) + "\n")
     logger.info(
-        "%d poses in %.1f s (%.0f poses/s on %s); reference %d; %d local minima; wrote %s",
-        N * I, seconds, N * I / seconds, device, reference, len(minima), out,
+        "%d poses in %.1f s (%.0f poses/s on %s, %d process(es)); reference %d; %d local minima; wrote %s",
+        N * I, seconds, N * I / seconds, device, dist.world_size, reference, len(minima), out,
     )
     return out
 

@@ -1,5 +1,6 @@
-"""Data-parallel training under torchrun (CPU, gloo, 2 processes): the same head as one process, resuming
-with another world size, global batch norm, and one error line (no hang) when the input is bad."""
+"""Every entry script under torchrun (CPU, gloo, 2 processes): the same head, encoder losses, caches,
+datasets, evaluation and landscape as one process; resuming with another world size; global batch norm;
+and one error line (no hang) when the input is bad."""
 
 from __future__ import annotations
 
@@ -134,20 +135,26 @@ def test_kill_9_of_the_whole_torchrun_job_then_the_same_command_gives_the_uninte
 
 @pytest.mark.slow
 def test_evaluate_py_under_torchrun_scores_shares_and_writes_what_one_process_writes(shared, tmp_path):
-    """2 processes score 3 and 2 of 5 test samples (and read the codebook rank 0 built): the same recall,
-    per-sample errors and results file as 1 process."""
+    """2 processes render the synthetic test set and the codebook together (each its share of the batches),
+    score 3 and 2 of 5 test samples: the same codebook, recall, per-sample errors and results file as 1
+    process."""
     import json
 
     train = _args(shared, tmp_path / "run", 1)
     assert _run([sys.executable, *train]).returncode == 0
     extra = ["--set", "Evaluation.CODEBOOK_VIEWS=12", "--set", "Evaluation.CODEBOOK_INPLANE=2",
-             "--set", "Evaluation.VSD_MESH_FACES=300", "--num-samples", "5", "--baseline", "codebook"]
+             "--set", "Evaluation.BATCH_SIZE=5", "--set", "Evaluation.VSD_MESH_FACES=300", "--num-samples", "5",
+             "--baseline", "codebook"]
     evaluate = ["evaluate.py", *train[1:], *extra]
-    one = _run([sys.executable, *evaluate, "--out", str(tmp_path / "one")])
+    one = _run([sys.executable, *evaluate, "--out", str(tmp_path / "one"), "--set", f"Dataset.CACHE_DIR={tmp_path}/c1"])
     assert one.returncode == 0, one.stderr
-    two = _run([*TORCHRUN, *evaluate, "--out", str(tmp_path / "two")])
+    two = _run([*TORCHRUN, *evaluate, "--out", str(tmp_path / "two"), "--set", f"Dataset.CACHE_DIR={tmp_path}/c2"])
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("VSD recall") == 1  # rank 0 alone reports
+    from multipose.models import Codebook
+
+    (book1,), (book2,) = ((tmp_path / c / "codebooks").glob("*.pt") for c in ("c1", "c2"))
+    torch.testing.assert_close(Codebook.load(book2).codes, Codebook.load(book1).codes, rtol=0, atol=1e-6)
     a, b = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("one", "two"))
     assert a["recall"] == b["recall"] and a["mean_vsd"] == pytest.approx(b["mean_vsd"], abs=1e-6)
     from multipose.evaluation.report import read_per_sample
@@ -158,12 +165,12 @@ def test_evaluate_py_under_torchrun_scores_shares_and_writes_what_one_process_wr
     assert [r.split(",")[:3] for r in rows[0]] == [r.split(",")[:3] for r in rows[1]]
 
 
-def _encoder_args(shared: Path, out: Path, iterations: int) -> list[str]:
+def _encoder_args(shared: Path, out: Path, iterations: int, extra: list[str] | None = None) -> list[str]:
     overrides = [
         f"Dataset.CACHE_DIR={shared / 'cache'}", "Dataset.ENCODER_WEIGHTS=auto", "Dataset.NOOF_TRAINING_IMGS=24",
         "Dataset.NOOF_BG_IMGS=8", "Encoder.CHANNELS=[8, 8, 16, 16]", "Encoder.LATENT_SIZE=16", "Encoder.BATCH_SIZE=7",
         f"Encoder.NUM_ITER={iterations}", "Encoder.SAVE_INTERVAL=2", "Encoder.LOG_INTERVAL=1",
-        f"Training.OUTPUT_PATH={out}", "Training.DEVICE=cpu", "Training.SAVE_IMAGES=false",
+        f"Training.OUTPUT_PATH={out}", "Training.DEVICE=cpu", "Training.SAVE_IMAGES=false", *(extra or []),
     ]
     return ["train_encoder.py", "experiment_template.cfg", *sum((["--set", o] for o in overrides), [])]
 
@@ -173,10 +180,16 @@ def test_encoder_pretraining_under_torchrun_follows_one_process(shared, tmp_path
     """train_encoder.py with 2 processes (shards of 4 and 3 of 7 crops; batch norm 2D over the global batch)
     logs the reconstruction losses of 1 process (relative 1e-3 over 6 iterations) and rank 0 alone writes
     the encoder and the checkpoints."""
+    import numpy as np
+
     one = _run([sys.executable, *_encoder_args(shared, tmp_path / "one", 6)])
     assert one.returncode == 0, one.stderr
-    two = _run([*TORCHRUN, *_encoder_args(shared, tmp_path / "two", 6)])
+    own_cache = [f"Dataset.CACHE_DIR={tmp_path / 'cache'}"]  # the ranks render the views and targets together
+    two = _run([*TORCHRUN, *_encoder_args(shared, tmp_path / "two", 6, own_cache)])
     assert two.returncode == 0, two.stderr[-3000:]
+    (targets,) = (tmp_path / "cache" / "views").glob("*-targets.npz")
+    with np.load(targets) as made, np.load(shared / "cache" / "views" / targets.name) as reference:
+        np.testing.assert_array_equal(made["rgb"], reference["rgb"])
     losses = [[float(r.split(",")[1]) for r in (tmp_path / run / "encoder" / "train-loss.csv").read_text()
                .splitlines()[1:]] for run in ("one", "two")]
     assert len(losses[0]) == 6 and losses[1] == pytest.approx(losses[0], rel=1e-3)
@@ -186,20 +199,84 @@ def test_encoder_pretraining_under_torchrun_follows_one_process(shared, tmp_path
 
 @pytest.mark.slow
 def test_two_processes_render_the_view_cache_one_process_renders(shared, tmp_path):
-    """Each rank renders its share of the view cache's batches (offsets and lights drawn in the same order);
-    rank 0 assembles and writes it: the same file content as one process's."""
+    """Each rank renders its share of the batches of the view cache and of the validation set (offsets and
+    lights drawn in the same order); rank 0 assembles and writes them: the same file contents as one
+    process's."""
     import numpy as np
 
-    def cache_of(launch: list[str], name: str) -> dict:
+    def files_of(launch: list[str], name: str) -> list[dict]:
         args = _args(shared, tmp_path / name, 1)
         args[args.index(f"Dataset.CACHE_DIR={shared / 'cache'}")] = f"Dataset.CACHE_DIR={tmp_path / name / 'cache'}"
         done = _run([*launch, *args])
         assert done.returncode == 0, done.stderr[-3000:]
         (path,) = (tmp_path / name / "cache" / "views").glob("*.npz")
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+        return [_arrays(path), _arrays(tmp_path / name / "validation.npz")]
 
-    one, two = cache_of([sys.executable], "one"), cache_of(TORCHRUN, "two")
-    assert one.keys() == two.keys()
+    for one, two in zip(files_of([sys.executable], "one"), files_of(TORCHRUN, "two"), strict=True):
+        assert one.keys() == two.keys()
+        for key in one.keys() - {"meta"}:  # meta: the resolved config, whose paths differ
+            np.testing.assert_array_equal(one[key], two[key], err_msg=key)
+
+
+def _arrays(path: Path) -> dict:
+    import numpy as np
+
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.mark.slow
+def test_generate_dataset_and_the_landscape_under_torchrun_write_what_one_process_writes(shared, tmp_path):
+    """generate_dataset.py: the ranks render 2 and 1 batches of 70 crops (seeded draws in batch order), rank 0
+    writes the file one process writes. plot_loss_landscape.py: 22 points x 2 in-plane angles in batches of 7,
+    shared out and gathered: the losses of one process (relative 1e-6) and the same files."""
+    import numpy as np
+
+    def generated(launch: list[str], name: str) -> dict:
+        out = tmp_path / f"{name}.npz"
+        done = _run([*launch, "generate_dataset.py", "experiment_template.cfg", "--num-samples", "70",
+                     "--out", str(out), "--set", f"Dataset.ENCODER_WEIGHTS={shared / 'encoder.pt'}",
+                     "--set", "Dataset.CROP_SIZE=32", "--set", "Training.DEVICE=cpu"])
+        assert done.returncode == 0, done.stderr[-3000:]
+        return _arrays(out)
+
+    one, two = generated([sys.executable], "one"), generated(TORCHRUN, "two")
+    assert one.keys() == two.keys() and one["images"].shape == (70, 32, 32, 3)
     for key in one:
         np.testing.assert_array_equal(one[key], two[key], err_msg=key)
+
+    def landscape(launch: list[str], name: str) -> Path:
+        overrides = [f"Training.OUTPUT_PATH={tmp_path / name}", "Training.DEVICE=cpu", "Training.SAVE_IMAGES=true",
+                     "Rendering.IMAGE_SIZE=24", "Rendering.LOSS_MESH_FACES=300", "Rendering.VIEWS=2",
+                     f"Dataset.CACHE_DIR={tmp_path / 'cache'}", "Sampling.NUM_SAMPLES=23", "Sampling.INPLANE_STEPS=2",
+                     "Sampling.BATCH_SIZE=7"]
+        done = _run([*launch, "plot_loss_landscape.py", "experiment_template.cfg",
+                     *sum((["--set", o] for o in overrides), [])])
+        assert done.returncode == 0, done.stderr[-3000:]
+        return tmp_path / name
+
+    single, double = landscape([sys.executable], "land1"), landscape(TORCHRUN, "land2")
+    assert sorted(p.name for p in single.iterdir()) == sorted(p.name for p in double.iterdir())
+    losses = np.load(double / "losses.npy")
+    assert losses.shape == (22, 2)  # the equal-area points closest to 23 requested
+    np.testing.assert_allclose(losses, np.load(single / "losses.npy"), rtol=1e-6)
+    np.testing.assert_array_equal(np.load(double / "depths.npy"), np.load(single / "depths.npy"))
+
+
+@pytest.mark.slow
+def test_bop19_recalls_under_torchrun_are_those_of_one_process(tmp_path):
+    """PROTOCOL bop19 on the tiny 2-scene split: each rank scores its share of the 8 targets and matches its
+    share of the 6 images; the summed hits give one process's average recalls."""
+    import json
+
+    from support.data import write_bop19_dataset
+
+    split = write_bop19_dataset(tmp_path / "bop")["split"]
+    script = str(REPO_ROOT / "tests" / "support" / "bop19_eval.py")
+    ar = []
+    for launch, name in (([sys.executable], "one"), (TORCHRUN, "two")):
+        done = _run([*launch, script, str(split), str(tmp_path / name), str(tmp_path / "cache")])
+        assert done.returncode == 0, done.stderr[-3000:]
+        ar.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert ar[0]["num_targets"] == 8 and ar[1] == pytest.approx(ar[0], abs=1e-9)
+    assert (tmp_path / "two" / "multipose_tless-test.csv").read_text().count("\n") == 9

@@ -102,26 +102,27 @@ def render_views(
     progress: bool = True,
     desc: str = "rendering views",
     dist: Dist | None = None,
+    everywhere: bool = False,
 ) -> Views | None:
     """Render crops of ``R (N, 3, 3)`` in batches with a tqdm bar; :class:`Views` on the renderer's
     device. Offsets and lights come from ``generator`` in batch order (reproducible). ``dist``: every
-    rank draws them all and renders its share of the batches; rank 0 gets all the views (on the CPU),
-    the others None."""
+    rank draws them all and renders its share of the batches (:meth:`~multipose.distributed.Dist.batches`);
+    rank 0 gets all the views (on the CPU), the others None, or with ``everywhere`` every rank gets them."""
     dist = dist or Dist()
-    starts = list(range(0, R.shape[0], batch_size))
-    drawn = [renderer.draw(min(batch_size, R.shape[0] - s), generator) for s in starts]
-    mine = range(len(starts))[dist.shard(len(starts))]
+    drawn = [renderer.draw(min(batch_size, R.shape[0] - s), generator) for s in range(0, R.shape[0], batch_size)]
+    mine = dist.batches(R.shape[0], batch_size)
+    first = mine[0].start // batch_size if mine else 0
     parts = []
-    total = sum(min(batch_size, R.shape[0] - starts[b]) for b in mine)
-    with progress_bar(total=total, desc=desc, unit="view", disable=not progress, leave=False) as bar:
-        for b in mine:
-            parts.append(renderer.render_drawn(R[starts[b] : starts[b] + batch_size], *drawn[b]))
+    with progress_bar(total=sum(s.stop - s.start for s in mine), desc=desc, unit="view", disable=not progress,
+                      leave=False) as bar:
+        for b, rows in enumerate(mine, start=first):
+            parts.append(renderer.render_drawn(R[rows], *drawn[b]))
             bar.update(parts[-1].R.shape[0])
     if not dist.enabled:
         return Views.cat(parts)
-    gathered: list[list[Views] | None] = [None] * dist.world_size if dist.is_main else []
-    torch.distributed.gather_object([p.to("cpu") for p in parts], gathered if dist.is_main else None, dst=0)
-    return Views.cat([p for ranks in gathered if ranks for p in ranks]) if dist.is_main else None
+    parts = [p.to("cpu") for p in parts]
+    gathered = dist.all_gather_list(parts) if everywhere else dist.gather_list(parts)
+    return Views.cat(gathered) if gathered is not None else None
 
 
 def view_cache_key(
@@ -217,26 +218,28 @@ def _read_targets(path: Path, key: str, shape: tuple[int, ...]) -> torch.Tensor 
 
 
 def _targets(
-    renderer: Callable[[], ViewRenderer], views: Views, path: Path, key: str, batch_size: int, progress: bool
+    renderer: Callable[[], ViewRenderer], views: Views, path: Path, key: str, batch_size: int, progress: bool,
+    dist: Dist,
 ) -> torch.Tensor:
     """The reconstruction targets of ``views`` from ``path``, or rendered (with ``renderer()``, made
-    only then) and stored there (CPU)."""
+    only then; each rank renders its share, all get them all) and stored there by rank 0 (CPU)."""
     shape = tuple(views.rgb.shape)
-    cached = _read_targets(path, key, shape)
+    cached = _read_targets(path, key, shape)  # the same file on every rank: all read it, or all render
     if cached is not None:
         return cached
     render_centred = renderer().render_centred
-    R = views.R
+    mine = dist.batches(views.R.shape[0], batch_size)
     parts = []
-    with progress_bar(total=R.shape[0], desc="rendering reconstruction targets", unit="view", disable=not progress,
-              leave=False) as bar:
-        for start in range(0, R.shape[0], batch_size):
-            parts.append(render_centred(R[start : start + batch_size]).cpu())
+    with progress_bar(total=sum(s.stop - s.start for s in mine), desc="rendering reconstruction targets",
+                      unit="view", disable=not progress, leave=False) as bar:
+        for rows in mine:
+            parts.append(render_centred(views.R[rows]).cpu())
             bar.update(parts[-1].shape[0])
-    targets = torch.cat(parts)
-    with atomic_open(path) as f:
-        np.savez(f, key=np.array(key), rgb=targets.numpy())
-    logger.info("view cache: rendered %d reconstruction targets; wrote %s", len(targets), path)
+    targets = torch.cat(dist.all_gather_list(parts))
+    if dist.is_main:
+        with atomic_open(path) as f:
+            np.savez(f, key=np.array(key), rgb=targets.numpy())
+        logger.info("view cache: rendered %d reconstruction targets; wrote %s", len(targets), path)
     return targets
 
 
@@ -256,8 +259,8 @@ def build_view_cache(
     dist: Dist | None = None,
 ) -> ViewCache:
     """Load the view cache of these settings, or render and store it. In a distributed run (``dist``) every
-    rank calls it: each renders its share of the views, rank 0 writes the file (and renders the targets),
-    the others then read it.
+    rank calls it: each renders its share of the views (and of the targets), rank 0 writes the files, the
+    others then read the view file.
 
     Args:
         mesh_path: the data mesh (PLY/OBJ, mm), rendered at full resolution.
@@ -324,12 +327,11 @@ def _with_targets(
     progress: bool, dist: Dist, device: torch.device | str,
 ) -> ViewCache:
     """The :class:`ViewCache` of ``views`` (the file ``path``) on ``device``, with its reconstruction targets
-    when ``targets`` (rank 0 renders them first, the others then read them)."""
+    when ``targets`` (each rank renders its share of them)."""
     target_rgb = None
     if targets:
-        with dist.rank0_first():
-            target_rgb = _targets(renderer, views, path.with_name(f"{path.stem}-targets.npz"), key, batch_size,
-                                  progress)
+        target_rgb = _targets(renderer, views, path.with_name(f"{path.stem}-targets.npz"), key, batch_size,
+                              progress, dist)
     return ViewCache(views, key, path, target_rgb).to(device)
 
 

@@ -224,9 +224,11 @@ def generate_samples(
     seed: int,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    dist: Dist | None = None,
 ) -> SampleSet:
     """``num`` fresh synthetic samples: poses from the base of ``VIEW_SAMPLING``, rendered crops,
-    held-out backgrounds, augmentation when ``AUGMENT_IMGS``; all draws from ``seed``.
+    held-out backgrounds, augmentation when ``AUGMENT_IMGS``; all draws from ``seed``. ``dist``: every
+    rank renders its share of the crops and gets them all, then composes the same samples.
 
     Images are rounded to 8-bit levels (what a file stores). ``meta`` holds ``config`` (resolved
     INI), ``mesh`` and ``seed``. Returns CPU tensors.
@@ -246,8 +248,9 @@ def generate_samples(
     generator = make_generator(seed, "samples-images")
     R = sampler.sample(num).R
     views = render_views(renderer, R, generator, batch_size=_GENERATE_CHUNK, progress=progress,
-                         desc="rendering samples")
-    assert views is not None  # one process: all the views
+                         desc="rendering samples", dist=dist, everywhere=True)
+    assert views is not None  # everywhere: all the views on every rank
+    views = views.to(device)
     images = []
     for start in range(0, num, _GENERATE_CHUNK):
         part = views.take(torch.arange(start, min(num, start + _GENERATE_CHUNK)))
@@ -285,11 +288,12 @@ def _validation_key(cfg: Config) -> str:
 
 
 def validation_data_from_config(
-    cfg: Config, device: torch.device | str = "cpu", progress: bool = True
+    cfg: Config, device: torch.device | str = "cpu", progress: bool = True, dist: Dist | None = None
 ) -> SampleSet:
     """The validation set: ``VALID_DATA_PATH`` files (images resized to ``CROP_SIZE`` if needed),
     or a generated set cached as ``<OUTPUT_PATH>/validation.npz`` (rebuilt when the config's data
-    settings change or the file is unreadable). Returns CPU tensors."""
+    settings change or the file is unreadable; ``dist``: the ranks render it together, rank 0 writes it,
+    every rank reads the file). Returns CPU tensors."""
     d = cfg.Dataset
     if d.VALID_DATA_PATH:
         samples = load_sample_files(d.VALID_DATA_PATH, image_size=crop_size(cfg))
@@ -309,11 +313,10 @@ def validation_data_from_config(
                 logger.info("validation set: %d generated samples (cached: %s)", len(samples), path)
                 return samples
             logger.info("validation set %s was made with other settings; generating it again", path)
-    samples = generate_samples(cfg, d.NOOF_VALID_IMGS, VALIDATION_SEED, device, progress=progress)
-    samples = SampleSet(
-        images=samples.images, R=samples.R, t=samples.t, K=samples.K, mask=samples.mask,
-        meta={**samples.meta, "key": key},
-    )
-    save_samples(path, samples)
-    logger.info("validation set: generated %d samples, wrote %s", len(samples), path)
+    dist = dist or Dist()  # every rank found the same file, so all generate (or none did)
+    samples = generate_samples(cfg, d.NOOF_VALID_IMGS, VALIDATION_SEED, device, progress=progress, dist=dist)
+    if dist.is_main:
+        save_samples(path, replace(samples, meta={**samples.meta, "key": key}))
+        logger.info("validation set: generated %d samples, wrote %s", len(samples), path)
+    dist.barrier()  # the file is written
     return load_samples(path)

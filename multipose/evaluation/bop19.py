@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from multipose.config import Config
+from multipose.distributed import Dist
 from multipose.errors import ConfigError
 from multipose.evaluation import metrics as pose_error
 from multipose.evaluation.scoring import Estimates
@@ -233,17 +234,19 @@ def _matches(errors: torch.Tensor, threshold: float) -> int:
 
 def average_recalls(
     test_set: TestSet, sub: Submission, renderer: MeshRenderer, model: ObjectModel, vsd_delta: float,
-    progress: bool = False,
+    progress: bool = False, dist: Dist | None = None,
 ) -> dict[str, float]:
     """``AR_VSD``, ``AR_MSSD``, ``AR_MSPD``, ``AR`` of a submission on the test set's targets (the module
     docstring), and the ``num_targets`` and ``num_estimates`` they count; ``progress``: a progress bar over
-    the images."""
+    the images; ``dist``: each rank matches its share of the images, every rank gets the recalls."""
+    dist = dist or Dist()
     num_targets = test_set.num_targets if test_set.num_targets is not None else len(test_set)
-    vsd_hits = torch.zeros(len(VSD_TAUS), len(VSD_THRESHOLDS))
-    mssd_hits = torch.zeros(len(MSSD_THRESHOLDS))
-    mspd_hits = torch.zeros(len(MSPD_THRESHOLDS))
-    for est, gts in progress_bar(_images(test_set, sub), desc="BOP19 errors", unit="image", disable=not progress,
-                                 leave=False):
+    vsd_hits = torch.zeros(len(VSD_TAUS), len(VSD_THRESHOLDS), dtype=torch.float64)
+    mssd_hits = torch.zeros(len(MSSD_THRESHOLDS), dtype=torch.float64)
+    mspd_hits = torch.zeros(len(MSPD_THRESHOLDS), dtype=torch.float64)
+    images = list(_images(test_set, sub))
+    for est, gts in progress_bar(images[dist.shard(len(images))], desc="BOP19 errors", unit="image",
+                                 disable=not progress, leave=False):
         if len(est) == 0:
             continue
         errors = _pair_errors(test_set, sub, est, gts, renderer, model, vsd_delta)
@@ -254,6 +257,7 @@ def average_recalls(
             mssd_hits[b] += _matches(errors["mssd"], th)
         for b, th in enumerate(MSPD_THRESHOLDS):
             mspd_hits[b] += _matches(errors["mspd"], th)
+    vsd_hits, mssd_hits, mspd_hits = (dist.sum(h) for h in (vsd_hits, mssd_hits, mspd_hits))
     recalls = {
         "AR_VSD": float(vsd_hits.mean()) / num_targets,
         "AR_MSSD": float(mssd_hits.mean()) / num_targets,

@@ -15,6 +15,7 @@ import torch
 
 from multipose.config import Config
 from multipose.data.views import ViewRenderer, view_settings
+from multipose.distributed import Dist
 from multipose.mesh import file_sha256, load_data_mesh, normalization_key
 from multipose.models import Codebook, Encoder, codebook_rotations
 from multipose.models.weights import ModelFileError, encoder_digest
@@ -46,14 +47,19 @@ def _codebook_path(cfg: Config, encoder: Encoder) -> Path:
 
 @torch.no_grad()
 def codebook_from_config(
-    cfg: Config, encoder: Encoder, device: torch.device | str = "cpu", progress: bool = True
+    cfg: Config, encoder: Encoder, device: torch.device | str = "cpu", progress: bool = True,
+    dist: Dist | None = None,
 ) -> Codebook:
     """The AAE codebook for ``encoder``: codes of clean renders (object centred in the crop, on black,
     lit from the camera) at ``codebook_rotations(CODEBOOK_VIEWS, CODEBOOK_INPLANE)``. Cached as
     ``CACHE_DIR/codebooks/codebook-<V>x<I>-<key>.pt``, keyed by the mesh's content, the crop settings,
-    the grid and the encoder's weights; a damaged file is built again. Returned on the CPU."""
+    the grid and the encoder's weights; a damaged file is built again. ``dist``: every rank calls it; each
+    renders and encodes its share of the views, every rank gets the codebook, rank 0 writes the file.
+    Returned on the CPU."""
+    dist = dist or Dist()
     path = _codebook_path(cfg, encoder)
-    if path.is_file():
+    if path.is_file():  # the same file on every rank: all read it, or all build
+
         try:
             codebook = Codebook.load(path)
             logger.info("codebook: %d entries from %s", codebook.num_entries, path)
@@ -68,15 +74,18 @@ def codebook_from_config(
     encoder = encoder.to(device).eval()
     codes = []
     start = time.perf_counter()
+    mine = dist.batches(rotations.shape[0], ev.BATCH_SIZE)
     with progress_bar(
-        total=rotations.shape[0], desc="building codebook", unit="view", disable=not progress, leave=False
+        total=sum(s.stop - s.start for s in mine), desc="building codebook", unit="view", disable=not progress,
+        leave=False,
     ) as bar:
-        for chunk in rotations.split(cfg.Evaluation.BATCH_SIZE):
-            images = renderer.render_centred(chunk).float() / 255.0  # 8-bit levels, as the training images
+        for rows in mine:
+            images = renderer.render_centred(rotations[rows]).float() / 255.0  # 8-bit levels, as the training images
             codes.append(encoder.encode(images).float().cpu())
-            bar.update(chunk.shape[0])
-    codebook = Codebook(torch.cat(codes), rotations)
-    codebook.save(path)
-    logger.info("codebook: %d entries built in %.1f s, saved to %s", codebook.num_entries,
-                time.perf_counter() - start, path)
+            bar.update(rows.stop - rows.start)
+    codebook = Codebook(torch.cat(dist.all_gather_list(codes)), rotations)
+    if dist.is_main:
+        codebook.save(path)
+        logger.info("codebook: %d entries built in %.1f s (%d process(es)), saved to %s", codebook.num_entries,
+                    time.perf_counter() - start, dist.world_size, path)
     return codebook

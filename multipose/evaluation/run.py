@@ -139,8 +139,8 @@ def evaluate_models(
     """Evaluate ``head`` on ``encoder`` (and ``codebook``, if given) on ``test_set``; write the files
     of the module docstring to ``out_dir`` and return the numbers. ``extra`` is merged into
     ``metrics.json`` (e.g. the checkpoint's path and epoch). ``dist``: each rank scores its share of the
-    test set, every rank gets all the scores, rank 0 alone computes BOP19's recalls and writes the files
-    (the other ranks return the per-instance numbers)."""
+    test set and matches its share of BOP19's images, every rank gets all the numbers, rank 0 alone writes
+    the files."""
     dist = dist or Dist()
     ev = cfg.Evaluation
     N = len(test_set)
@@ -164,16 +164,16 @@ def evaluate_models(
     per_instance = {m: (scores.seconds["encoder"] + scores.seconds[m]) / N for m in ("head", "codebook")}
     submissions = {m: bop19.submission(test_set, e, per_instance.get(m, -1.0)) for m, e in scores.estimates.items()}
     metrics = {**_metrics(cfg, scores, test_set, scorer), **(extra or {})}
-    if not dist.is_main:
-        return EvaluationResult(out_dir=Path(out_dir), metrics=metrics, errors=scores.error("vsd"))
     if ev.DETECTIONS:  # the BOP19 results come from the detector's boxes; the rest stays on ground-truth boxes
-        found = detections.load_detections(cfg, test_set, progress)
+        found = detections.load_detections(cfg, test_set, progress)  # (every rank: the same estimates)
         submissions.update(detections.detection_submissions(cfg, found, scorer.encoder, scorer.head, scorer.codebook,
                                                             scorer.device))
         metrics["settings"]["detections"] = (f"{ev.DETECTIONS}: {len(found)} detections for the BOP19 results; "
                                              "ground-truth boxes for the per-instance errors")
     if ev.PROTOCOL == "bop19":
-        metrics["bop19"] = _bop19_metrics(cfg, test_set, submissions, scorer, progress)
+        metrics["bop19"] = _bop19_metrics(cfg, test_set, submissions, scorer, progress, dist)
+    if not dist.is_main:
+        return EvaluationResult(out_dir=Path(out_dir), metrics=metrics, errors=scores.error("vsd"))
     write_evaluation(out_dir, scores, submissions, test_set, metrics, figures=ev.SAVE_IMAGES)
     result = EvaluationResult(out_dir=Path(out_dir), metrics=metrics, errors=scores.error("vsd"))
     logger.info("%s; %s", result.summary(), out_dir)
@@ -195,12 +195,14 @@ def _gather(accumulator: ScoreAccumulator, dist: Dist) -> Scores:
 
 
 def _bop19_metrics(
-    cfg: Config, test_set: TestSet, submissions: dict[str, bop19.Submission], scorer: BatchScorer, progress: bool
+    cfg: Config, test_set: TestSet, submissions: dict[str, bop19.Submission], scorer: BatchScorer, progress: bool,
+    dist: Dist,
 ) -> dict[str, Any]:
-    """BOP19's average recalls of every method with a results file (``stored`` aside), and what they used."""
+    """BOP19's average recalls of every method with a results file (``stored`` aside), and what they used
+    (each rank matches its share of the images)."""
     model = bop19.object_model(cfg)
-    recalls = {m: bop19.average_recalls(test_set, sub, scorer.renderer, model, cfg.Evaluation.VSD_DELTA, progress)
-               for m, sub in submissions.items() if m != "stored"}
+    recalls = {m: bop19.average_recalls(test_set, sub, scorer.renderer, model, cfg.Evaluation.VSD_DELTA, progress,
+                                        dist) for m, sub in submissions.items() if m != "stored"}
     return {**recalls, "eval_model": str(bop19.eval_model_path(cfg)), "diameter_mm": model.diameter,
             "vsd_taus": list(bop19.VSD_TAUS), "vsd_thresholds": list(bop19.VSD_THRESHOLDS),
             "mssd_thresholds": list(bop19.MSSD_THRESHOLDS), "mspd_thresholds_px": list(bop19.MSPD_THRESHOLDS)}
@@ -263,8 +265,8 @@ def evaluate_checkpoint(
     subclasses for bad inputs (checkpoint, encoder, test data); ``trust`` allows an unsafe load of the
     checkpoint (``--trust-checkpoint``). An empty ``CROP_SIZE`` follows the encoder file
     (:func:`~multipose.models.weights.with_encoder_crop_size`, as the entry scripts do). ``dist``: this rank of
-    a distributed run (each scores its share of the test set; rank 0 builds the codebook first and alone
-    writes the results)."""
+    a distributed run (the ranks render the synthetic test set and the codebook together, each scores its
+    share of the test set; rank 0 alone writes the results)."""
     dist = dist or Dist()
     cfg = with_encoder_crop_size(cfg)
     check_evaluation_inputs(cfg)
@@ -286,12 +288,11 @@ def evaluate_checkpoint(
         raise ModelFileError(f"{path}: the head takes codes of size {head.config.input_dim}, the encoder gives "
                              f"{encoder.config.latent_size}")
     check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
-    test_set = load_test_set(cfg, device, num=num_samples, progress=progress)
+    test_set = load_test_set(cfg, device, num=num_samples, progress=progress and dist.is_main, dist=dist)
     use_codebook = cfg.Evaluation.CODEBOOK_BASELINE if codebook is None else codebook
     cb = None
-    if use_codebook:  # rank 0 builds and caches it, the others then read it
-        with dist.rank0_first():
-            cb = codebook_from_config(cfg, encoder, device, progress=progress and dist.is_main)
+    if use_codebook:  # the ranks encode their shares of its views; rank 0 caches it
+        cb = codebook_from_config(cfg, encoder, device, progress=progress and dist.is_main, dist=dist)
     out = Path(out_dir) if out_dir is not None else RunFolder.of(cfg).evaluation
     extra = {"checkpoint": os.fspath(path), "epoch": state.get("epoch"),
              "encoder": os.fspath(cfg.Dataset.ENCODER_WEIGHTS)}

@@ -34,6 +34,7 @@ from multipose.config import Config, crop_size, render_distance
 from multipose.data.datasets import generate_samples
 from multipose.data.io import load_samples
 from multipose.data.views import ViewRenderer, view_settings
+from multipose.distributed import Dist
 from multipose.errors import ConfigError, DataError
 from multipose.evaluation import bop
 from multipose.evaluation.metrics import symmetry_transformations
@@ -224,10 +225,12 @@ def _centred_crop_intrinsics(cfg: Config, R: torch.Tensor) -> torch.Tensor:
 
 
 def load_test_set(
-    cfg: Config, device: torch.device | str = "cpu", num: int | None = None, progress: bool = True
+    cfg: Config, device: torch.device | str = "cpu", num: int | None = None, progress: bool = True,
+    dist: Dist | None = None,
 ) -> TestSet:
     """The test set of ``[Evaluation] TEST_DATA_PATH`` (see the module docstring); at most ``num``
-    (default ``[Evaluation] NUM_SAMPLES``) instances, evenly spaced."""
+    (default ``[Evaluation] NUM_SAMPLES``) instances, evenly spaced. ``dist``: the ranks render a
+    synthetic test set together (every rank gets all of it)."""
     check_evaluation_inputs(cfg)
     ev = cfg.Evaluation
     num = int(num if num is not None else ev.NUM_SAMPLES)
@@ -235,7 +238,7 @@ def load_test_set(
     obj_id = ev.OBJ_ID or 1
     path = ev.TEST_DATA_PATH
     if not path:
-        samples = generate_samples(cfg, num, TEST_SEED, device, progress=progress)
+        samples = generate_samples(cfg, num, TEST_SEED, device, progress=progress, dist=dist)
         assert samples.t is not None and samples.K is not None  # rendered samples have their poses and intrinsics
         return TestSet(
             images=samples.images, R=samples.R, t=samples.t, K_vsd=samples.K, vsd_size=samples.image_size,

@@ -434,10 +434,9 @@ def train_pose_head(
 
 def _data(cfg: Config, device: torch.device, progress: bool, dist: Dist) -> tuple[TrainingData, SampleSet]:
     """The training data and the validation set; in a distributed run the ranks render the view cache
-    together (rank 0 writes it), then rank 0 builds ``validation.npz`` first and the others read it."""
+    together (rank 0 writes it), and so ``validation.npz``."""
     data = training_data_from_config(cfg, device, progress=progress and dist.is_main, dist=dist)
-    with dist.rank0_first():
-        validation = validation_data_from_config(cfg, device, progress=progress and dist.is_main)
+    validation = validation_data_from_config(cfg, device, progress=progress and dist.is_main, dist=dist)
     return data, validation
 
 
