@@ -76,14 +76,28 @@ def test_two_processes_train_like_one_and_resume_with_one(shared, tmp_path):
     """train.py under torchrun with 2 CPU processes draws the batches of a 1-process run and ends at its
     validation losses (relative 1e-2 after 2 epochs; Adam turns the rounding noise of directions the loss does
     not see -- biases before batch norm, the 6D vectors' scale -- into steps of +-lr, so single weights differ
-    by up to ~lr per step); a checkpoint of the 2-process run resumes with 1 process."""
-    one = _run([sys.executable, *_args(shared, tmp_path / "one", 2)])
+    by up to ~lr per step); a checkpoint of the 2-process run resumes with 1 process. Each run renders its own
+    view cache and validation set: the ranks render their shares of the batches (offsets and lights drawn in
+    the same order), rank 0 assembles and writes them, the same file contents as one process's."""
+    import numpy as np
+
+    def own_cache(args: list[str], name: str) -> list[str]:
+        args[args.index(f"Dataset.CACHE_DIR={shared / 'cache'}")] = f"Dataset.CACHE_DIR={tmp_path / name / 'cache'}"
+        return args
+
+    one = _run([sys.executable, *own_cache(_args(shared, tmp_path / "one", 2), "one")])
     assert one.returncode == 0, one.stderr
-    two = _run([*TORCHRUN, *_args(shared, tmp_path / "two", 2)])
+    two = _run([*TORCHRUN, *own_cache(_args(shared, tmp_path / "two", 2), "two")])
     assert two.returncode == 0, two.stderr[-3000:]
     assert "[rank 1]" not in two.stderr and _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"),
                                                                                         rel=1e-2)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    for name in ("cache/views/*.npz", "validation.npz"):
+        (a,), (b,) = ((tmp_path / run).glob(name) for run in ("one", "two"))
+        one_arrays, two_arrays = _arrays(a), _arrays(b)
+        assert one_arrays.keys() == two_arrays.keys()
+        for key in one_arrays.keys() - {"meta"}:  # meta: the resolved config, whose paths differ
+            np.testing.assert_array_equal(one_arrays[key], two_arrays[key], err_msg=f"{name}: {key}")
     first = _run([*TORCHRUN, *_args(shared, tmp_path / "resumed", 1)])
     assert first.returncode == 0, first.stderr[-3000:]
     rest = _run([sys.executable, *_args(shared, tmp_path / "resumed", 2)])  # 2 processes -> 1
@@ -195,27 +209,6 @@ def test_encoder_pretraining_under_torchrun_follows_one_process(shared, tmp_path
     assert len(losses[0]) == 6 and losses[1] == pytest.approx(losses[0], rel=1e-3)
     assert (tmp_path / "two" / "encoder.pt").is_file() and two.stdout.count("done:") == 1
     assert CheckpointStore(tmp_path / "two" / "encoder", prefix="encoder").epochs() == [4, 6]
-
-
-@pytest.mark.slow
-def test_two_processes_render_the_view_cache_one_process_renders(shared, tmp_path):
-    """Each rank renders its share of the batches of the view cache and of the validation set (offsets and
-    lights drawn in the same order); rank 0 assembles and writes them: the same file contents as one
-    process's."""
-    import numpy as np
-
-    def files_of(launch: list[str], name: str) -> list[dict]:
-        args = _args(shared, tmp_path / name, 1)
-        args[args.index(f"Dataset.CACHE_DIR={shared / 'cache'}")] = f"Dataset.CACHE_DIR={tmp_path / name / 'cache'}"
-        done = _run([*launch, *args])
-        assert done.returncode == 0, done.stderr[-3000:]
-        (path,) = (tmp_path / name / "cache" / "views").glob("*.npz")
-        return [_arrays(path), _arrays(tmp_path / name / "validation.npz")]
-
-    for one, two in zip(files_of([sys.executable], "one"), files_of(TORCHRUN, "two"), strict=True):
-        assert one.keys() == two.keys()
-        for key in one.keys() - {"meta"}:  # meta: the resolved config, whose paths differ
-            np.testing.assert_array_equal(one[key], two[key], err_msg=key)
 
 
 def _arrays(path: Path) -> dict:

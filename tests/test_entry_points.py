@@ -187,14 +187,18 @@ def test_every_documented_command_names_a_script_and_flags_that_exist(python):
     }
     assert scripts <= targets, f"entry scripts the documentation never shows: {sorted(scripts - targets)}"
     assert ("-m", "multipose.check_data") in targets and ("-m", "multipose.config") in targets
+    from concurrent.futures import ThreadPoolExecutor
+
+    asked = sorted(targets - {("-m", "pytest")})
+    with ThreadPoolExecutor(max_workers=2) as pool:  # short processes (imports): two at once halve the wait
+        results = dict(zip(asked, pool.map(lambda target: _run(python, *target, "--help"), asked), strict=True))
     helps: dict[tuple[str, ...], str] = {}
+    for target, result in results.items():
+        assert result.returncode == 0, f"{' '.join(target)} --help failed: {result.stderr}"
+        helps[target] = result.stdout
     for words in commands:
         target = tuple(words[:2]) if words[0] == "-m" else (words[0],)
         if target == ("-m", "pytest"):
             continue
-        if target not in helps:
-            result = _run(python, *target, "--help")
-            assert result.returncode == 0, f"{' '.join(target)} --help failed: {result.stderr}"
-            helps[target] = result.stdout
         for flag in (w.split("=")[0] for w in words if w.startswith("--")):
             assert flag in helps[target], f"the docs pass {flag} to {' '.join(target)}, which does not know it"
