@@ -109,13 +109,15 @@ class Dist:
         return value
 
     def gather_rows(self, rows: torch.Tensor, n: int) -> torch.Tensor:
-        """The ``(n, ...)`` tensor whose :meth:`shard` rows each rank holds as ``rows``."""
+        """The ``(n, ...)`` tensor whose :meth:`shard` rows each rank holds as ``rows`` (exact: the other
+        ranks add zeros)."""
         if not self.enabled:
             return rows
-        full = torch.zeros((n, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
-        full[self.shard(n)] = rows
+        dtype = torch.uint8 if rows.dtype == torch.bool else rows.dtype  # no sum of bools in gloo
+        full = torch.zeros((n, *rows.shape[1:]), dtype=dtype, device=rows.device)
+        full[self.shard(n)] = rows.to(dtype)
         dist.all_reduce(full)
-        return full
+        return full.to(rows.dtype)
 
 
 def init_from_env(device: torch.device) -> tuple[Dist, torch.device]:

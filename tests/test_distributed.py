@@ -273,3 +273,12 @@ def test_bop19_recalls_under_torchrun_are_those_of_one_process(tmp_path):
         ar.append(json.loads(done.stdout.strip().splitlines()[-1]))
     assert ar[0]["num_targets"] == 8 and ar[1] == pytest.approx(ar[0], abs=1e-9)
     assert (tmp_path / "two" / "multipose_tless-test.csv").read_text().count("\n") == 9
+
+
+@pytest.mark.slow
+def test_fresh_renders_per_batch_are_shared_out_and_give_one_process_batches(tmp_path):
+    """Without a view cache (NOOF_TRAINING_IMGS: 0) each rank renders its rows of every batch (views and
+    reconstruction targets) and all get them: the batches are bitwise those of one process."""
+    done = _run([*TORCHRUN, str(REPO_ROOT / "tests" / "support" / "fresh_batches.py"), str(tmp_path / "cache")])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "batches 2 identical True" in done.stdout, done.stdout

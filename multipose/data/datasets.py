@@ -35,7 +35,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,9 @@ class TrainingData:
             pretraining): the AAE's clean image of the same rotation, centred and headlit
             (:meth:`~multipose.data.views.ViewRenderer.render_centred`; from ``cache.targets``).
         occlusion: square occluders cut out of the object (:mod:`multipose.data.occlusion`), or None.
+        dist: in a distributed run, views rendered per batch (no cache) are shared out: each rank renders its
+            share of the batch's rows (offsets and lights drawn for the whole batch, the one random stream of
+            every world size) and every rank gets them all.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class TrainingData:
         renderer: ViewRenderer | None = None,
         with_target: bool = False,
         occlusion: OcclusionSettings | None = None,
+        dist: Dist | None = None,
     ) -> None:
         if cache is None and renderer is None:
             raise ValueError("TrainingData needs a view cache or a view renderer")
@@ -129,6 +133,7 @@ class TrainingData:
         self.renderer = renderer
         self.with_target = bool(with_target)
         self.occlusion = occlusion
+        self.dist = dist or Dist()
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -145,11 +150,7 @@ class TrainingData:
         ``with_target``)."""
         n = self.batch_size if n is None else int(n)
         draw = self.sampler.sample(n)
-        if self.cache is not None:
-            views = self.cache.take(draw.index)
-        else:
-            assert self.renderer is not None  # __init__: a view cache or a renderer
-            views = self.renderer.render(draw.R, self.generator).to(self.device)
+        views = self.cache.take(draw.index) if self.cache is not None else self._render(draw.R)
         backgrounds = self.backgrounds.sample(n, self.generator, self.device)
         shown = views
         if self.occlusion is not None and self.occlusion.prob > 0:
@@ -164,10 +165,20 @@ class TrainingData:
                 target = self.cache.targets[draw.index.to(self.device)]
             else:
                 assert self.renderer is not None
-                target = self.renderer.render_centred(views.R).to(self.device)
+                rows = self.dist.shard(n)
+                target = self.dist.gather_rows(self.renderer.render_centred(views.R[rows]).to(self.device), n)
             target = target.float() / 255.0
         return Batch(image=image, R=views.R, t=views.t, K=views.K, mask=views.mask, index=draw.index.to(self.device),
                      target=target)
+
+    def _render(self, R: torch.Tensor) -> Views:
+        """Fresh views of ``R (n, 3, 3)`` on the device, offsets and lights drawn for all ``n`` (see ``dist``)."""
+        assert self.renderer is not None  # __init__: a view cache or a renderer
+        n = R.shape[0]
+        offsets, light = self.renderer.draw(n, self.generator)
+        rows = self.dist.shard(n)
+        mine = self.renderer.render_drawn(R[rows], offsets[rows], light[rows]).to(self.device)
+        return Views(**{f.name: self.dist.gather_rows(getattr(mine, f.name), n) for f in fields(Views)})
 
     def update(self, batch: Batch, per_sample_loss: torch.Tensor) -> None:
         """Report a batch's per-sample losses ``(B,)`` for hard-sample mining (``-hard``)."""
@@ -214,6 +225,7 @@ def training_data_from_config(
         renderer=renderer,
         with_target=with_target,
         occlusion=occlusion_settings(cfg),
+        dist=dist,
     )
 
 
