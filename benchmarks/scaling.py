@@ -1,12 +1,14 @@
-"""Benchmark data-parallel training: samples per second of the pose head's training at 1, 2, ... processes
-under torchrun (one GPU each on a GPU node, CPU processes otherwise), read from each run's ``timings.json``.
+"""Benchmark data-parallel training: views per second of building the view cache and samples per second of
+the pose head's training at 1, 2, ... processes under torchrun (one GPU each on a GPU node, CPU processes
+otherwise).
 
     python benchmarks/scaling.py experiment_template.cfg --procs 1 2 --samples 512
     python benchmarks/scaling.py my_tless.cfg --procs 1 2 4 8 --samples 4096 --set Training.DEVICE=cuda   # GPU node
 
-Each run trains ``--epochs`` epochs of ``--samples`` samples into a fresh folder under ``--out`` (the view cache
-is built once, by the first run, and not timed); the figure is the ``head_training`` phase. On a 2-core CPU
-two processes share the same cores, so expect little gain there.
+Each run builds its own view cache (``[Dataset] NOOF_TRAINING_IMGS`` views, in the run's folder: the
+views/s of the log line "view cache: rendered ...") and trains ``--epochs`` epochs of ``--samples`` samples
+into a fresh folder under ``--out`` (samples/s: the ``head_training`` phase of ``timings.json``). On a
+2-core CPU two processes share the same cores, so expect little gain there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -38,7 +41,8 @@ def main() -> int:
     for procs in args.procs:
         run = out / f"procs{procs}"
         shutil.rmtree(run, ignore_errors=True)
-        overrides = [f"Training.OUTPUT_PATH={run}", f"Training.NUM_ITER={args.epochs}",
+        overrides = [f"Training.OUTPUT_PATH={run}", f"Dataset.CACHE_DIR={run / 'cache'}",
+                     f"Training.NUM_ITER={args.epochs}",
                      f"Training.NUM_SAMPLES={args.samples}", "Training.SAVE_IMAGES=false",
                      "Evaluation.AFTER_TRAINING=false", *args.overrides]
         launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
@@ -49,7 +53,10 @@ def main() -> int:
             print(done.stderr[-3000:], file=sys.stderr)
             return done.returncode
         seconds = json.loads((run / "timings.json").read_text())["phases"]["head_training"]
-        rows.append({"processes": procs, "head_training_s": round(seconds, 2),
+        cache = re.search(r"view cache: rendered (\d+) views .* in ([0-9.]+) s \(([0-9.]+) views/s", done.stderr)
+        rows.append({"processes": procs, "cache_views": int(cache[1]) if cache else None,
+                     "cache_s": float(cache[2]) if cache else None,
+                     "cache_views_per_s": float(cache[3]) if cache else None, "head_training_s": round(seconds, 2),
                      "samples_per_s": round(args.samples * args.epochs / seconds, 1)})
         print(json.dumps(rows[-1]), flush=True)
     print(json.dumps({"config": str(args.config), "cpu": platform.processor(), "cpus": os.cpu_count(),
