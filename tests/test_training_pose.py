@@ -317,6 +317,11 @@ def test_early_stopping_ends_a_run(shared, tmp_path):
                                                            "Training.STOPPING_TIME_LIMIT=0"))
     result = train_pose_head(cfg, torch.device("cpu"), progress=False)
     assert result.stopped_early and result.last_epoch == 2
+    # the same command again: the run stays stopped (no third epoch), with the same result
+    again = train_pose_head(cfg, torch.device("cpu"), progress=False)
+    assert again.stopped_early and again.last_epoch == 2 and again.best_epoch == result.best_epoch
+    assert CheckpointStore(tmp_path / "run" / "models").epochs() == [1, 2]
+    assert len((tmp_path / "run" / "validation-loss.csv").read_text().splitlines()) == 3
 
 
 def test_build_head_initialises_weights_by_weight_init_name(shared, tmp_path):

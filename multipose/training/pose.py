@@ -414,7 +414,7 @@ def train_pose_head(
     run.valid_log.truncate(state.epoch)
     run.board = Board(folder.board / "head", enabled=dist.is_main, purge_step=state.epoch + 1 if state.epoch else None)
 
-    reason = None
+    reason = _stop_reason(run, state) if state.epoch else None  # a run that stopped early stays stopped
     with StopRequest() as stop:
         while reason is None and state.epoch < cfg.Training.NUM_ITER:
             state.epoch += 1
