@@ -239,6 +239,27 @@ def test_bop19_targets_are_the_most_visible_instances_of_each_target_image(datas
         bop.read_bop_split(dataset19["split"], obj_id=1, min_visib_fract=0.0).instances[1].R).float())
 
 
+def test_bop19_subsets_keep_whole_images_and_count_their_uncroppable_targets(tmp_path):
+    """NUM_SAMPLES below the split's targets keeps evenly spaced whole images; a target that cannot be cropped
+    is still one to find in the recall's denominator (as BOP counts it)."""
+
+    def inst(scene_id: int, im_id: int) -> bop.BopInstance:
+        eye = np.eye(3)
+        return bop.BopInstance(scene_id, im_id, 0, 1, eye, np.zeros(3), eye, 0.1, np.array([1, 1, 9, 9]),
+                               np.array([1, 1, 9, 9]), 1.0, tmp_path / "rgb.png", None, 1)
+
+    # image 0: 1 target; image 1: 2 targets, one uncroppable; image 2: 1 uncroppable target only
+    split = bop.BopSplit(tmp_path, 1, [inst(1, 0), inst(1, 1)], 0, 0, {(1, 0): 1, (1, 1): 2, (1, 2): 1})
+    assert split.num_targets == 4
+    instances, targets = split.bop19_images(100)
+    assert [(i.scene_id, i.im_id) for i in instances] == [(1, 0), (1, 1)] and targets == 4
+    instances, targets = split.bop19_images(3)  # 2 of 3 images, evenly spaced: 0 and 2
+    assert [(i.scene_id, i.im_id) for i in instances] == [(1, 0)] and targets == 2
+    nothing = bop.BopSplit(tmp_path, 1, [inst(1, 1)], 0, 0, {(1, 0): 1, (1, 1): 1})
+    with pytest.raises(DataError, match="hold no target that can be cropped; raise"):
+        nothing.bop19_images(1)
+
+
 def test_bop19_average_recalls_count_matches_against_every_target(dataset19, tmp_path):
     """Ground-truth poses reach AR 1; poses 60 mm off none; correct poses for 3 of the 8 targets (2 scenes)
     0.375 on every error; a second hypothesis of one instance never crowds out the other instance of its

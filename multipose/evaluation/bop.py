@@ -169,8 +169,8 @@ class BopSplit:
         instances: the instances evaluated, ordered by scene, image and instance.
         less_visible: instances skipped for ``0 < visib_fract < min_visib_fract`` (or an empty box).
         fully_occluded: instances skipped for ``visib_fract == 0`` (nothing of them to see).
-        num_targets: BOP19: the ground-truth instances to find (an instance that cannot be cropped counts
-            as not found), else None.
+        targets_per_image: BOP19: per ``(scene_id, im_id)`` the ground-truth instances to find there (an
+            instance that cannot be cropped counts, as not found), else None.
     """
 
     folder: Path
@@ -178,7 +178,25 @@ class BopSplit:
     instances: list[BopInstance]
     less_visible: int
     fully_occluded: int
-    num_targets: int | None = None
+    targets_per_image: dict[tuple[int, int], int] | None = None
+
+    @property
+    def num_targets(self) -> int | None:
+        """BOP19: all the ground-truth instances to find, else None."""
+        return None if self.targets_per_image is None else sum(self.targets_per_image.values())
+
+    def bop19_images(self, num: int) -> tuple[list[BopInstance], int]:
+        """BOP19 on about ``num`` targets: the instances of evenly spaced whole target images (an image keeps
+        all its targets) and the number of targets in those images, uncroppable ones included."""
+        assert self.targets_per_image is not None, "bop19_images needs read_bop19_targets's split"
+        images = sorted(self.targets_per_image)
+        total = sum(self.targets_per_image.values())
+        kept = {images[i] for i in subsample(len(images), max(1, num * len(images) // max(total, 1)))}
+        instances = [i for i in self.instances if (i.scene_id, i.im_id) in kept]
+        if not instances:
+            raise DataError(f"{self.folder}: the {len(kept)} BOP19 image(s) chosen for {num} samples hold no target "
+                            "that can be cropped; raise [Evaluation] NUM_SAMPLES")
+        return instances, sum(self.targets_per_image[k] for k in kept)
 
 
 def read_bop_split(folder: str | os.PathLike[str], obj_id: int, min_visib_fract: float = 0.1) -> BopSplit:
@@ -247,7 +265,8 @@ def read_bop19_targets(folder: str | os.PathLike[str], obj_id: int, targets: str
     wanted = read_targets(targets if targets is not None else folder.resolve().parent / TARGETS_FILE, obj_id)
     scenes = sorted(p for p in folder.iterdir() if _is_scene(p)) if folder.is_dir() else []
     instances: list[BopInstance] = []
-    num_targets = uncroppable = 0
+    per_image: dict[tuple[int, int], int] = {}
+    uncroppable = 0
     for scene in scenes:
         by_image: dict[int, list[BopInstance]] = {}
         for inst in _scene_instances(scene, obj_id):
@@ -255,7 +274,8 @@ def read_bop19_targets(folder: str | os.PathLike[str], obj_id: int, targets: str
         for im_id, found in by_image.items():
             count = wanted.get((found[0].scene_id, im_id), 0)
             chosen = sorted(found, key=lambda i: -i.visib_fract)[:count]  # stable: ties keep the file's order
-            num_targets += len(chosen)
+            if chosen:
+                per_image[(found[0].scene_id, im_id)] = len(chosen)
             for inst in chosen:
                 if inst.bbox_obj[2] <= 0 or inst.bbox_obj[3] <= 0 or inst.image_path is None:
                     uncroppable += 1
@@ -267,7 +287,7 @@ def read_bop19_targets(folder: str | os.PathLike[str], obj_id: int, targets: str
     if uncroppable:
         logger.warning("BOP %s: %d target instance(s) of object %d have no box or image: counted as not found",
                        folder, uncroppable, obj_id)
-    return BopSplit(folder, len(scenes), instances, 0, 0, num_targets)
+    return BopSplit(folder, len(scenes), instances, 0, 0, per_image)
 
 
 def _scene_instances(scene: Path, obj_id: int) -> Iterator[BopInstance]:

@@ -285,11 +285,7 @@ def _bop_test_set(cfg: Config, path: Path, num: int, progress: bool) -> TestSet:
     ev = cfg.Evaluation
     size = crop_size(cfg)
     if ev.PROTOCOL == "bop19":
-        split = bop.read_bop19_targets(path, ev.OBJ_ID)
-        images = sorted({(i.scene_id, i.im_id) for i in split.instances})
-        kept = {images[i] for i in bop.subsample(len(images), max(1, num * len(images) // len(split.instances)))}
-        instances = [i for i in split.instances if (i.scene_id, i.im_id) in kept]
-        num_targets = split.num_targets if len(kept) == len(images) else len(instances)
+        instances, num_targets = bop.read_bop19_targets(path, ev.OBJ_ID).bop19_images(num)
     else:
         instances = bop.read_bop_split(path, ev.OBJ_ID, ev.MIN_VISIB_FRACT).instances
         instances = [instances[i] for i in bop.subsample(len(instances), num)]
