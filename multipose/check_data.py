@@ -368,30 +368,23 @@ def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[F
                         f"empty: set the id of the object to evaluate in {folder} (e.g. OBJ_ID: 10)")]
 
     def check() -> list[Finding]:
-        split = bop.read_bop_split(folder, ev.OBJ_ID, ev.MIN_VISIB_FRACT)
-        instances = split.instances
-        scenes = len({i.scene_id for i in instances})
-        used = [instances[i] for i in bop.subsample(len(instances), ev.NUM_SAMPLES)]
+        if ev.PROTOCOL == "bop19":
+            split = bop.read_bop19_targets(folder, ev.OBJ_ID)
+            used, targets = split.bop19_images(ev.NUM_SAMPLES)
+            images = len({(i.scene_id, i.im_id) for i in used})
+            text = (f"{folder}: {_count(split.num_targets or 0, 'BOP19 target')} of object {ev.OBJ_ID} in "
+                    f"{_count(len(split.targets_per_image or {}), 'image')}; evaluation uses {targets:,} in "
+                    f"{_count(images, 'image')} (NUM_SAMPLES)")
+        else:
+            split = bop.read_bop_split(folder, ev.OBJ_ID, ev.MIN_VISIB_FRACT)
+            scenes = len({i.scene_id for i in split.instances})
+            used = [split.instances[i] for i in bop.subsample(len(split.instances), ev.NUM_SAMPLES)]
+            text = (f"{folder}: {_count(len(split.instances), 'instance')} of object {ev.OBJ_ID} in "
+                    f"{_count(scenes, 'scene')}; evaluation uses {len(used):,} (NUM_SAMPLES)")
         no_depth = sum(i.depth_path is None for i in used)
-        text = (f"{folder}: {_count(len(instances), 'instance')} of object {ev.OBJ_ID} in {_count(scenes, 'scene')}; "
-                f"evaluation uses {len(used):,} (NUM_SAMPLES)")
         findings = []
         if not quick:
-            bad: list[Path] = []
-            for inst in progress_bar(
-                used, desc="reading test images", unit="instance", disable=not progress, leave=False
-            ):
-                assert inst.image_path is not None  # read_bop_split keeps only instances whose image exists
-                reads: list[tuple[Path, Callable[[Path], np.ndarray]]] = [(inst.image_path, bop.read_rgb)]
-                if inst.depth_path is not None:
-                    reads.append((inst.depth_path, partial(bop.read_depth, scale=inst.depth_scale)))
-                for path, read in reads:
-                    if path in bad:
-                        continue
-                    try:
-                        read(path)
-                    except UserInputError:
-                        bad.append(path)
+            bad = _unreadable_images(used, progress)
             text += ", their images decoded"
             if bad:
                 findings.append(Finding("malformed", what, f"{folder}: {_count(len(bad), 'image')} cannot be read: "
@@ -412,6 +405,58 @@ def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[F
         return findings
 
     return _guarded(what, check)
+
+
+def _unreadable_images(instances: Sequence[bop.BopInstance], progress: bool) -> list[Path]:
+    """The colour and depth images of ``instances`` that cannot be decoded."""
+    bad: list[Path] = []
+    for inst in progress_bar(instances, desc="reading test images", unit="instance", disable=not progress,
+                             leave=False):
+        assert inst.image_path is not None  # the readers keep only instances whose image exists
+        reads: list[tuple[Path, Callable[[Path], np.ndarray]]] = [(inst.image_path, bop.read_rgb)]
+        if inst.depth_path is not None:
+            reads.append((inst.depth_path, partial(bop.read_depth, scale=inst.depth_scale)))
+        for path, read in reads:
+            if path in bad:
+                continue
+            try:
+                read(path)
+            except UserInputError:
+                bad.append(path)
+    return bad
+
+
+def _check_bop19_inputs(cfg: Config) -> list[Finding]:
+    """``PROTOCOL: bop19``: the model and ``models_info.json`` entry MSSD and MSPD use, and the detections
+    file (parsed; its detections of the object in the target images counted)."""
+    ev = cfg.Evaluation
+    if ev.PROTOCOL != "bop19" or not ev.TEST_DATA_PATH or not Path(ev.TEST_DATA_PATH).is_dir() or ev.OBJ_ID is None:
+        return []
+    from multipose.evaluation import bop19, detections
+
+    what = _key("Evaluation", "MODEL_PATH_EVAL")
+
+    def model() -> list[Finding]:
+        found = bop19.object_model(cfg)
+        return [Finding("ok", what, f"{bop19.eval_model_path(cfg)}: MSSD and MSPD on {found.points.shape[0]:,} "
+                                    f"points, diameter {found.diameter:.2f} mm, "
+                                    f"{_count(found.sym_R.shape[0], 'symmetry', 'symmetries')}")]
+
+    findings = _guarded(what, model)
+    if ev.DETECTIONS:
+        key = _key("Evaluation", "DETECTIONS")
+
+        def detected() -> list[Finding]:
+            targets = bop.read_bop19_targets(ev.TEST_DATA_PATH, ev.OBJ_ID).targets_per_image or {}
+            found = [d for d in detections.read_detections(Path(ev.DETECTIONS), ev.OBJ_ID) if d["key"] in targets]
+            if not found:
+                return [Finding("malformed", key, f"{ev.DETECTIONS}: no detection of object {ev.OBJ_ID} in the "
+                                                  f"{len(targets):,} target images")]
+            return [Finding("ok", key, f"{ev.DETECTIONS}: {_count(len(found), 'detection')} of object {ev.OBJ_ID} in "
+                                       f"{_count(len({d['key'] for d in found}), 'target image')}")]
+
+        findings += _guarded(key, detected)
+    return findings
 
 
 def _check_test_data(cfg: Config, quick: bool, progress: bool) -> list[Finding]:
@@ -532,6 +577,7 @@ def check_data(
         *_check_view_sampling(cfg),
         *_check_run_folder(cfg, encoder),
         *_check_test_data(cfg, quick, progress),
+        *_check_bop19_inputs(cfg),
         *_check_models_info(cfg),
     ]
     root = Path(data_root)

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from support.data import REPO_ROOT, REVOLUTION, small_config, tiny_mesh, write_bop_dataset, write_mesh
+from support.data import (
+    REPO_ROOT,
+    REVOLUTION,
+    small_config,
+    tiny_mesh,
+    write_bop19_dataset,
+    write_bop_dataset,
+    write_mesh,
+)
 
 from multipose.check_data import Finding, check_data, format_report, main
 from multipose.data.backgrounds import chosen_background_files
@@ -229,6 +237,40 @@ def test_a_bop_split_and_its_models_info(tmp_path, bop_dataset):
     assert found["[Evaluation] TEST_DATA_PATH"][0].status == "malformed"
     assert "no instance of object 7" in found["[Evaluation] TEST_DATA_PATH"][0].message
     assert found["[Evaluation] MODELS_INFO"][0].status == "warning"
+
+
+def test_bop19_targets_model_and_detections_are_checked_before_a_run(tmp_path):
+    """PROTOCOL bop19: the targets file read (what evaluation uses), the model and diameter MSSD/MSPD use, and
+    the detections file parsed, each a finding; a malformed detections file or targets file fails preflight."""
+    import json
+
+    from multipose.check_data import PreflightError, preflight
+
+    split = write_bop19_dataset(tmp_path / "bop")["split"]
+    detections = tmp_path / "det.json"
+    detections.write_text(json.dumps([{"scene_id": 1, "image_id": 0, "category_id": 1, "bbox": [40, 40, 30, 30],
+                                       "score": 0.9, "time": 0.1},
+                                      {"scene_id": 9, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5],
+                                       "score": 0.9, "time": 0.1}]))
+    settings = (f"Evaluation.TEST_DATA_PATH={split}", "Evaluation.OBJ_ID=1", "Evaluation.PROTOCOL=bop19")
+    cfg = small_config(tmp_path, REVOLUTION, *settings, f"Evaluation.DETECTIONS={detections}",
+                       "Evaluation.NUM_SAMPLES=3")
+    found = _by_key(check_data(cfg, progress=False))
+    test = found["[Evaluation] TEST_DATA_PATH"]
+    assert test[0].status == "ok" and "8 BOP19 targets of object 1 in 6 images" in test[0].message, test
+    assert "evaluation uses" in test[0].message and "(NUM_SAMPLES)" in test[0].message
+    model = found["[Evaluation] MODEL_PATH_EVAL"]
+    assert model[0].status == "ok" and "diameter 88.10 mm" in model[0].message, model
+    det = found["[Evaluation] DETECTIONS"]
+    assert det[0].status == "ok" and "1 detection of object 1 in 1 target image" in det[0].message, det
+    preflight(cfg)  # all good: passes
+
+    detections.write_text(json.dumps([{"scene_id": 1, "image_id": 0, "bbox": [1, 1, 5, 5]}]))  # no category_id
+    with pytest.raises(PreflightError, match=r"\[Evaluation\] DETECTIONS: .*expected a BOP detections list"):
+        preflight(cfg)
+    (split.parent / "test_targets_bop19.json").write_text("{not json")
+    with pytest.raises(PreflightError, match=r"TEST_DATA_PATH"):
+        preflight(small_config(tmp_path, REVOLUTION, *settings))
 
 
 def test_a_broken_bop_image_is_found_unless_quick(tmp_path, bop_dataset):

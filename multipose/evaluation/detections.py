@@ -37,7 +37,7 @@ from multipose.timing import timed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Detections", "detection_submissions", "load_detections"]
+__all__ = ["Detections", "detection_submissions", "load_detections", "read_detections"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,9 @@ class Detections:
         return int(self.images.shape[0])
 
 
-def _read(path: Path, obj_id: int) -> list[dict]:
+def read_detections(path: Path, obj_id: int) -> list[dict]:
+    """The detections of ``obj_id`` in a BOP detections file: ``{"key": (scene_id, image_id), "bbox": [x, y, w,
+    h], "score", "time"}`` each. Raises :class:`DataError` for a missing or malformed file."""
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -88,7 +90,8 @@ def load_detections(cfg: Config, targets: TestSet, progress: bool = False) -> De
     assert targets.scene_id is not None and targets.im_id is not None and targets.K is not None
     keys = list(zip(targets.scene_id.tolist(), targets.im_id.tolist(), strict=True))
     first = {key: i for i, key in reversed(list(enumerate(keys)))}
-    found = sorted((d for d in _read(path, ev.OBJ_ID) if d["key"] in first and d["bbox"][2] > 0 and d["bbox"][3] > 0),
+    found = sorted((d for d in read_detections(path, ev.OBJ_ID)
+                    if d["key"] in first and d["bbox"][2] > 0 and d["bbox"][3] > 0),
                    key=lambda d: d["key"])  # by image: each image is read once
     if not found:
         raise DataError(f"{path}: no detection of object {ev.OBJ_ID} in the {len(first)} target images")
