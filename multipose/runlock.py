@@ -84,6 +84,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self._installed = False
         self._previous: Callable[[int, FrameType | None], Any] | int | None = None  # what signal.signal returned
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -92,11 +93,13 @@ class StopRequest:
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._installed = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        if self._installed:  # None: the previous handler was not set from Python; the default is the best guess
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous is None else self._previous)
+            self._installed = False
 
     def check(self, where: str) -> None:
         """Raise :class:`Preempted` (naming ``where``) when SIGTERM has arrived."""

@@ -411,3 +411,26 @@ def test_one_writer_per_run_folder(tmp_path, python):
     with pytest.raises(RunFolderBusy), run_folder_lock(fresh):
         raise RunFolderBusy("something failed before anything was written")
     assert not fresh.exists()
+
+
+def test_stop_request_restores_the_sigterm_handler_it_replaced(monkeypatch):
+    """The handler before is back after the block: a Python one as it was, and one Python did not set
+    (``signal.signal`` returns None) as the default."""
+    import signal
+
+    from multipose.runlock import StopRequest
+
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequest() as stop:
+        assert signal.getsignal(signal.SIGTERM) == stop._handle
+    assert signal.getsignal(signal.SIGTERM) == before
+    calls = []
+
+    def fake(signum, handler):
+        calls.append(handler)
+        return None  # what signal.signal returns for a handler installed outside Python
+
+    monkeypatch.setattr(signal, "signal", fake)
+    with StopRequest():
+        pass
+    assert calls[-1] is signal.SIG_DFL and len(calls) == 2
