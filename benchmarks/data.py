@@ -2,7 +2,7 @@
 cache (images/s: composite + augment), and rendering into the crop versus rendering a 384x384 frame
 and cropping it (the way the original AAE pipeline cut its crops).
 
-    python benchmarks/data.py                           # T-LESS obj_10 from ../shared/cad if present
+    python benchmarks/data.py                           # T-LESS obj_10: data/tless/models_cad/obj_000010.ply
     python benchmarks/data.py --mesh data/cad-files/tless_like_2fold.ply --size 128
 
 Settings are the AAE's: K = [1075.65, 0, 360; 0, 1073.9, 270; 0, 0, 1], RADIUS 700 mm, PAD_FACTOR
@@ -36,7 +36,8 @@ from multipose.data.views import ViewRenderer, Views, ViewSettings, random_light
 from multipose.mesh import load_mesh  # noqa: E402
 from multipose.timing import median_seconds  # noqa: E402
 
-DEFAULT_MESH = REPO.parent / "shared" / "cad" / "obj_10.obj"
+#: T-LESS object 10 where data/README.md puts the BOP release's models (tless_models.zip).
+DEFAULT_MESH = REPO / "data" / "tless" / "models_cad" / "obj_000010.ply"
 
 
 @torch.no_grad()
@@ -78,7 +79,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if not args.mesh.is_file():
-        parser.error(f"mesh not found: {args.mesh} (pass --mesh data/cad-files/tless_like_2fold.ply)")
+        parser.error(f"mesh not found: {args.mesh} (T-LESS models: data/README.md; or pass --mesh "
+                     "data/cad-files/tless_like_2fold.ply)")
     device = torch.device(args.device)
     mesh = load_mesh(args.mesh)
     settings = ViewSettings(size=args.size)

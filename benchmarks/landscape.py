@@ -1,8 +1,8 @@
 """Benchmark the loss-landscape computation: poses per second, ours against the original's way.
 
     python benchmarks/landscape.py                                  # template settings
-    python benchmarks/landscape.py --set Dataset.MODEL_PATH_DATA=../shared/cad/obj_10.obj \
-        --set Dataset.MODEL_PATH_LOSS=../shared/cad/obj_10.obj
+    python benchmarks/landscape.py --set Dataset.MODEL_PATH_DATA=data/tless/models_cad/obj_000010.ply \
+        --set Dataset.MODEL_PATH_LOSS=data/tless/models_cad/obj_000010.ply
 
 Ours: the config's loss (decimated loss mesh, LOSS_MESH_FACES), [Sampling] BATCH_SIZE poses per loss
 call, the reference depth rendered once. The original's way, measured in the same run on the first

@@ -2,7 +2,7 @@
 PyTorch3D's rasterizer and backward vs the torch rasterizer and depth path, and the depth error the
 decimation introduces.
 
-    python benchmarks/render.py                       # T-LESS obj_10 from ../shared/cad if present
+    python benchmarks/render.py                       # T-LESS obj_10: data/tless/models_cad/obj_000010.ply
     python benchmarks/render.py --mesh data/cad-files/tless_like_2fold.ply --faces 800
 
 Poses: uniform random rotations, the object at T = auto (bounding sphere fills 60% of a 60-degree
@@ -28,7 +28,8 @@ from multipose.mesh import load_mesh, simplify_mesh  # noqa: E402
 from multipose.render import LossView, MeshRenderer, RenderSettings, mesh_difference  # noqa: E402
 from multipose.timing import time_loss_view  # noqa: E402
 
-DEFAULT_MESH = REPO.parent / "shared" / "cad" / "obj_10.obj"
+#: T-LESS object 10 where data/README.md puts the BOP release's models (tless_models.zip).
+DEFAULT_MESH = REPO / "data" / "tless" / "models_cad" / "obj_000010.ply"
 
 
 def main() -> int:
@@ -47,7 +48,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if not args.mesh.is_file():
-        parser.error(f"mesh not found: {args.mesh} (pass --mesh data/cad-files/tless_like_2fold.ply)")
+        parser.error(f"mesh not found: {args.mesh} (T-LESS models: data/README.md; or pass --mesh "
+                     "data/cad-files/tless_like_2fold.ply)")
     device = torch.device(args.device)
 
     full = load_mesh(args.mesh)

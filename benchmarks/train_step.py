@@ -2,8 +2,8 @@
 samples per second, ours against a seed-faithful setting measured in the same run.
 
     python benchmarks/train_step.py                                   # template settings
-    python benchmarks/train_step.py --set Dataset.MODEL_PATH_DATA=../shared/cad/obj_10.obj \
-        --set Dataset.MODEL_PATH_LOSS=../shared/cad/obj_10.obj --set Rendering.T=[0,0,375]
+    python benchmarks/train_step.py --set Dataset.MODEL_PATH_DATA=data/tless/models_cad/obj_000010.ply \
+        --set Dataset.MODEL_PATH_LOSS=data/tless/models_cad/obj_000010.ply --set Rendering.T=[0,0,375]
 
 Ours: the config's loss (decimated loss mesh, DEPTH_GRADIENT auto, one render call per batch).
 Seed-faithful (the original's way): the full loss mesh, PyTorch3D's backward, and one loss call per
