@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -81,6 +82,13 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _rank_tag() -> str:
+    """``"[rank N] "`` in a process of a torchrun job of several processes (whose errors share one stderr),
+    else nothing."""
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK")
+    return f"[rank {rank}] " if rank is not None and world.isdigit() and int(world) > 1 else ""
+
+
 def run(
     main: Callable[[argparse.Namespace, Config], int | None],
     parser: argparse.ArgumentParser,
@@ -126,7 +134,7 @@ def run_without_config(
     try:
         result = main(args)
     except UserInputError as exc:
-        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"{_rank_tag()}error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -120,6 +120,25 @@ def test_a_bad_input_ends_every_rank_with_one_error_line(shared, tmp_path):
 
 
 @pytest.mark.slow
+def test_one_rank_given_a_bad_file_ends_the_job_with_its_error_and_no_hang(tmp_path):
+    """Rank 1 fails on a damaged file after the process group formed, while rank 0 waits for it in a
+    collective: torchrun ends the job within seconds (not the 30-minute collective timeout), non-zero, with
+    rank 1's one-line error tagged with its rank."""
+    import time
+
+    from multipose.data.io import SampleSet, save_samples
+
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    save_samples(good, SampleSet(images=torch.rand(2, 3, 16, 16), R=torch.eye(3).expand(2, 3, 3).clone()))
+    bad.write_bytes(good.read_bytes()[:200])
+    started = time.perf_counter()
+    done = _run([*TORCHRUN, str(REPO_ROOT / "tests" / "support" / "one_rank_fails.py"), "experiment_template.cfg",
+                 str(good), str(bad)])
+    assert done.returncode != 0 and time.perf_counter() - started < 120
+    assert re.search(r"(?m)^\[rank 1\] error: .*bad\.npz", done.stderr), done.stderr[-3000:]
+
+
+@pytest.mark.slow
 def test_kill_9_of_the_whole_torchrun_job_then_the_same_command_gives_the_uninterrupted_weights(shared, tmp_path):
     """The 2-process run is deterministic (bitwise): kill -9 of torchrun and its workers after the first
     checkpoint, the same command again, and the weights are those of a run never killed."""
