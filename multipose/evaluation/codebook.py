@@ -59,7 +59,6 @@ def codebook_from_config(
     dist = dist or Dist()
     path = _codebook_path(cfg, encoder)
     if path.is_file():  # the same file on every rank: all read it, or all build
-
         try:
             codebook = Codebook.load(path)
             logger.info("codebook: %d entries from %s", codebook.num_entries, path)
