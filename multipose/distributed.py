@@ -147,11 +147,14 @@ def init_from_env(device: torch.device) -> tuple[Dist, torch.device]:
 @contextmanager
 def process_group(device: torch.device) -> Iterator[tuple[Dist, torch.device]]:
     """``with process_group(device) as (dist, device):`` the entry scripts' body, joined to ``torchrun``'s
-    process group (:func:`init_from_env`) and leaving it (:func:`shutdown`) however the body ends."""
-    try:
-        yield init_from_env(device)
-    finally:
-        shutdown()
+    process group (:func:`init_from_env`). When the body ends normally every rank waits for the others, then
+    leaves the group (:func:`shutdown`; a rank that tears its group down while another still works can hang
+    both, pytorch/pytorch#75097). When it raises, the rank leaves without a collective: it exits, and torchrun
+    ends the others."""
+    here, device = init_from_env(device)
+    yield here, device
+    here.barrier()
+    shutdown()
 
 
 def shutdown() -> None:

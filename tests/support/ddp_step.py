@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from multipose.distributed import Dist, global_batch_norm  # noqa: E402
+from multipose.distributed import global_batch_norm, process_group  # noqa: E402
 from multipose.models import PoseHead, PoseHeadConfig  # noqa: E402
 
 
@@ -29,20 +28,17 @@ def main() -> None:
     sharded.load_state_dict(whole.state_dict())
     x = torch.randn(7, 16, generator=torch.Generator().manual_seed(1))
     per_sample(whole(x)).mean().backward()
-    dist.init_process_group("gloo")
-    here = Dist(rank=dist.get_rank(), world_size=dist.get_world_size())
-    model = DistributedDataParallel(global_batch_norm(sharded, torch.device("cpu")))
-    (per_sample(model(x[here.shard(7)])).sum() * here.world_size / 7).backward()
-    worst = 0.0
-    for a, b in zip(sharded.parameters(), whole.parameters(), strict=True):
-        scale = float(b.grad.abs().max())
-        if scale > 1e-6:  # directions the loss does not see (biases before batch norm) hold rounding noise only
-            worst = max(worst, float((a.grad - b.grad).abs().max()) / scale)
-    stats = max(float((a - b).abs().max()) for a, b in zip(sharded.buffers(), whole.buffers(), strict=True))
-    if here.is_main:
-        print(f"max relative gradient difference {worst:.3e}; running statistics {stats:.3e}", flush=True)
-    dist.destroy_process_group()
-
+    with process_group(torch.device("cpu")) as (here, _):  # the entry scripts' way in and out
+        model = DistributedDataParallel(global_batch_norm(sharded, torch.device("cpu")))
+        (per_sample(model(x[here.shard(7)])).sum() * here.world_size / 7).backward()
+        worst = 0.0
+        for a, b in zip(sharded.parameters(), whole.parameters(), strict=True):
+            scale = float(b.grad.abs().max())
+            if scale > 1e-6:  # directions the loss does not see (biases before batch norm) hold rounding noise only
+                worst = max(worst, float((a.grad - b.grad).abs().max()) / scale)
+        stats = max(float((a - b).abs().max()) for a, b in zip(sharded.buffers(), whole.buffers(), strict=True))
+        if here.is_main:
+            print(f"max relative gradient difference {worst:.3e}; running statistics {stats:.3e}", flush=True)
 
 if __name__ == "__main__":
     main()
