@@ -184,13 +184,9 @@ def _gather(accumulator: ScoreAccumulator, dist: Dist) -> Scores:
     """All the ranks' scores in test-set order (the ranks' shards are contiguous and in rank order)."""
     if not dist.enabled:
         return accumulator.summary()
-    mine = accumulator.summary() if accumulator else None
-    parts: list[Scores | None] = [None] * dist.world_size
-    torch.distributed.all_gather_object(parts, mine)
     everything = ScoreAccumulator()
-    for part in parts:
-        if part is not None:
-            everything.add(part)
+    for part in dist.all_gather_list([accumulator.summary()] if accumulator else []):
+        everything.add(part)
     return everything.summary()
 
 
