@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -33,6 +33,7 @@ from torch.distributed.nn.functional import all_reduce as differentiable_all_red
 __all__ = [
     "TIMEOUT_S",
     "Dist",
+    "data_parallel",
     "GlobalBatchNorm1d",
     "GlobalBatchNorm2d",
     "global_batch_norm",
@@ -47,6 +48,7 @@ __all__ = [
 TIMEOUT_S = 1800.0
 
 T = TypeVar("T")
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -210,3 +212,16 @@ def global_batch_norm(module: nn.Module, device: torch.device) -> nn.Module:
         elif type(layer) is nn.BatchNorm2d:
             layer.__class__ = GlobalBatchNorm2d
     return module
+
+
+def data_parallel(module: M, device: torch.device, here: Dist) -> tuple[M, nn.Module]:
+    """``(model, trained)``: ``model`` is what is checkpointed, validated and saved, ``trained`` what the
+    training step calls. With one process both are ``module``; distributed, ``model`` is ``module`` with its
+    batch norm over the global batch (:func:`global_batch_norm`, the same parameters) and ``trained`` wraps it
+    in ``DistributedDataParallel`` (on ``device``'s GPU with CUDA)."""
+    if not here.enabled:
+        return module, module
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = cast(M, global_batch_norm(module, device))
+    return model, DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)

@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from multipose.board import Board
 from multipose.checkpoint import CheckpointStore
@@ -45,7 +44,7 @@ from multipose.config import Config, check_crop_size
 from multipose.data.datasets import TrainingData, training_data_from_config
 from multipose.data.io import Batch
 from multipose.data.sampling import derive_seed
-from multipose.distributed import Dist, global_batch_norm
+from multipose.distributed import Dist, data_parallel
 from multipose.errors import UserInputError
 from multipose.mesh import file_sha256
 from multipose.models import Autoencoder, Encoder, EncoderConfig, bootstrapped_l2_loss, load_encoder, save_encoder
@@ -206,14 +205,10 @@ class _PretrainRun:
     log: MetricsLog
     dist: Dist
     board: Board | None = None  # set once the resumed iteration is known
-    trained: torch.nn.Module | None = None  # what trains: the model, wrapped in DDP when distributed
+    trained: torch.nn.Module = field(init=False)  # what trains: the model, wrapped in DDP when distributed
 
     def __post_init__(self) -> None:
-        self.trained = self.model
-        if self.dist.enabled:
-            device = next(self.model.parameters()).device
-            self.model = cast(Autoencoder, global_batch_norm(self.model, device))  # the one saved and previewed
-            self.trained = DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
+        self.model, self.trained = data_parallel(self.model, next(self.model.parameters()).device, self.dist)
 
 
 class _LossWindow:
@@ -332,7 +327,7 @@ def _step(run: _PretrainRun) -> torch.Tensor:
     ``share * world_size / B`` makes the gradients DDP averages those of the global batch's mean."""
     enc, dist = run.cfg.Encoder, run.dist
     batch = run.data.batch(enc.BATCH_SIZE)
-    assert batch.target is not None and run.trained is not None  # the pretraining data has with_target=True
+    assert batch.target is not None  # the pretraining data has with_target=True
     mine = dist.shard(len(batch))
     out = run.trained(batch.image[mine])
     loss = bootstrapped_l2_loss(out.reconstruction, batch.target[mine], enc.BOOTSTRAP_RATIO)

@@ -26,18 +26,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from multipose.board import Board
 from multipose.checkpoint import CheckpointStore
 from multipose.config import Config, check_crop_size, num_hypotheses
 from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
 from multipose.data.io import SampleSet
-from multipose.distributed import Dist, global_batch_norm
+from multipose.distributed import Dist, data_parallel
 from multipose.errors import UserInputError
 from multipose.losses import MultiPoseLoss
 from multipose.models import Encoder, PoseHead, PoseHeadConfig, load_encoder
@@ -359,12 +358,7 @@ class _HeadRun:
 
     def __post_init__(self) -> None:
         self.encoder_sha256 = encoder_digest(self.encoder)
-        self.model = self.head
-        if self.dist.enabled:
-            ids = [self.device] if self.device.type == "cuda" else None
-            # the converted head is the one checkpointed and validated (SyncBatchNorm: the same parameters)
-            self.head = cast(PoseHead, global_batch_norm(self.head, self.device))
-            self.model = DistributedDataParallel(self.head, device_ids=ids)
+        self.head, self.model = data_parallel(self.head, self.device, self.dist)
 
 
 def train_pose_head(
