@@ -402,6 +402,8 @@ def _check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[F
         if split.fully_occluded:
             findings.append(Finding("warning", what, f"{folder}: {_count(split.fully_occluded, 'instance')} of object "
                                                      f"{ev.OBJ_ID} fully occluded (visib_fract 0), not evaluated"))
+        if split.targets_per_image is not None and ev.DETECTIONS:
+            findings += _check_detections(cfg, split.targets_per_image)
         return findings
 
     return _guarded(what, check)
@@ -426,37 +428,41 @@ def _unreadable_images(instances: Sequence[bop.BopInstance], progress: bool) -> 
     return bad
 
 
-def _check_bop19_inputs(cfg: Config) -> list[Finding]:
-    """``PROTOCOL: bop19``: the model and ``models_info.json`` entry MSSD and MSPD use, and the detections
-    file (parsed; its detections of the object in the target images counted)."""
+def _check_detections(cfg: Config, targets: dict[tuple[int, int], int]) -> list[Finding]:
+    """``[Evaluation] DETECTIONS`` (``PROTOCOL: bop19``): the file parsed, its detections of the object in
+    the target images (``targets``: the split's BOP19 targets per image) counted."""
+    from multipose.evaluation import detections
+
+    ev = cfg.Evaluation
+    key = _key("Evaluation", "DETECTIONS")
+
+    def check() -> list[Finding]:
+        found = [d for d in detections.read_detections(Path(ev.DETECTIONS), ev.OBJ_ID) if d["key"] in targets]
+        if not found:
+            return [Finding("malformed", key, f"{ev.DETECTIONS}: no detection of object {ev.OBJ_ID} in the "
+                                              f"{len(targets):,} target images")]
+        return [Finding("ok", key, f"{ev.DETECTIONS}: {_count(len(found), 'detection')} of object {ev.OBJ_ID} in "
+                                   f"{_count(len({d['key'] for d in found}), 'target image')}")]
+
+    return _guarded(key, check)
+
+
+def _check_eval_model(cfg: Config) -> list[Finding]:
+    """``PROTOCOL: bop19``: the model and ``models_info.json`` entry MSSD and MSPD use."""
     ev = cfg.Evaluation
     if ev.PROTOCOL != "bop19" or not ev.TEST_DATA_PATH or not Path(ev.TEST_DATA_PATH).is_dir() or ev.OBJ_ID is None:
         return []
-    from multipose.evaluation import bop19, detections
+    from multipose.evaluation import bop19
 
     what = _key("Evaluation", "MODEL_PATH_EVAL")
 
-    def model() -> list[Finding]:
+    def check() -> list[Finding]:
         found = bop19.object_model(cfg)
         return [Finding("ok", what, f"{bop19.eval_model_path(cfg)}: MSSD and MSPD on {found.points.shape[0]:,} "
                                     f"points, diameter {found.diameter:.2f} mm, "
                                     f"{_count(found.sym_R.shape[0], 'symmetry', 'symmetries')}")]
 
-    findings = _guarded(what, model)
-    if ev.DETECTIONS:
-        key = _key("Evaluation", "DETECTIONS")
-
-        def detected() -> list[Finding]:
-            targets = bop.read_bop19_targets(ev.TEST_DATA_PATH, ev.OBJ_ID).targets_per_image or {}
-            found = [d for d in detections.read_detections(Path(ev.DETECTIONS), ev.OBJ_ID) if d["key"] in targets]
-            if not found:
-                return [Finding("malformed", key, f"{ev.DETECTIONS}: no detection of object {ev.OBJ_ID} in the "
-                                                  f"{len(targets):,} target images")]
-            return [Finding("ok", key, f"{ev.DETECTIONS}: {_count(len(found), 'detection')} of object {ev.OBJ_ID} in "
-                                       f"{_count(len({d['key'] for d in found}), 'target image')}")]
-
-        findings += _guarded(key, detected)
-    return findings
+    return _guarded(what, check)
 
 
 def _check_test_data(cfg: Config, quick: bool, progress: bool) -> list[Finding]:
@@ -577,7 +583,7 @@ def check_data(
         *_check_view_sampling(cfg),
         *_check_run_folder(cfg, encoder),
         *_check_test_data(cfg, quick, progress),
-        *_check_bop19_inputs(cfg),
+        *_check_eval_model(cfg),
         *_check_models_info(cfg),
     ]
     root = Path(data_root)
