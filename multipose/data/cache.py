@@ -279,6 +279,7 @@ def build_view_cache(
     Returns:
         :class:`ViewCache` on ``device``.
     """
+    dist = dist or Dist()
     mesh_path = Path(mesh_path)
     mesh = load_mesh(mesh_path, normalize=normalize)  # validates the file (MeshError) before hashing
     spec = ViewSampling(sampling)
@@ -295,9 +296,8 @@ def build_view_cache(
     if cached is not None:
         logger.info("view cache: %d views of %s (cache hit: %s)", len(cached), mesh_path.name, path)
         return _with_targets(cached, key, path, targets, lambda: ViewRenderer(mesh, settings, device), batch_size,
-                             progress, dist or Dist(), device)
+                             progress, dist, device)
 
-    dist = dist or Dist()
     generator = make_generator(seed, "view-cache")
     R = base_rotations(spec, num_views, generator, file_rotations=file_rotations)
     renderer = ViewRenderer(mesh, settings, device)
