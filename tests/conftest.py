@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +15,25 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CAD = REPO_ROOT.parent / "shared" / "cad"
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reverse", action="store_true", help="run the collected tests in reverse order "
+                     "(a test that passes only after some other test has run fails this way)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--reverse"):
+        items.reverse()
+
+
+@pytest.fixture(autouse=True)
+def _global_rng_seeded() -> None:
+    """Every test starts from the same global RNG state (torch, numpy, random), whatever ran before it:
+    what a test draws without its own generator (a head's initialisation, say) is the same in any order."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,8 @@ def _cfg(shared: Path, out: Path, *extra: str):
 
 
 @pytest.mark.slow
-def test_a_head_evaluated_on_its_own_training_views_beats_the_random_baseline(shared, tmp_path):
+@pytest.mark.outcome
+def test_a_head_evaluated_on_its_own_training_views_beats_the_random_baseline(shared, tmp_path, record_property):
     cfg = _cfg(shared, tmp_path / "run", "Training.AUGMENT_IMGS=false")
     samples = generate_samples(cfg, 16, seed=5, progress=False)
     torch.manual_seed(0)
@@ -95,6 +96,7 @@ def test_a_head_evaluated_on_its_own_training_views_beats_the_random_baseline(sh
     test_set = TestSet(images=samples.images, R=samples.R, t=samples.t, K_vsd=samples.K, vsd_size=32)
     result = evaluate_models(cfg, encoder, head.eval(), test_set, tmp_path / "eval", progress=False)
     recall = result.recall
+    record_property("recall head (>= 0.75), random, best-of-K", [recall["head"], recall["random"], recall["best-of-K"]])
     assert recall["head"] >= 0.75, (recall, loss.item())
     assert recall["head"] > recall["random"] + 0.3, recall
     assert recall["best-of-K"] >= recall["head"]

@@ -55,6 +55,7 @@ def twofold_dir(tmp_path_factory) -> tuple[Path, int, int]:
     return _landscape(tmp_path_factory.mktemp("land"), "tless_like_2fold.ply", ref, save_images=True), ref, partner
 
 
+@pytest.mark.outcome
 def test_reference_has_zero_loss_and_is_a_global_minimum(twofold_dir):
     out, ref, _ = twofold_dir
     losses = np.load(out / "losses.npy")
@@ -65,6 +66,7 @@ def test_reference_has_zero_loss_and_is_a_global_minimum(twofold_dir):
     assert "[Sampling]" in meta["config"]
 
 
+@pytest.mark.outcome
 def test_two_fold_object_has_a_second_global_minimum_at_the_symmetric_pose(twofold_dir):
     out, ref, partner = twofold_dir
     data = load_landscape(out)
@@ -75,6 +77,7 @@ def test_two_fold_object_has_a_second_global_minimum_at_the_symmetric_pose(twofo
     assert ref in minima and partner in minima
 
 
+@pytest.mark.outcome
 def test_revolution_object_has_zero_loss_on_the_reference_circle(tmp_path):
     ref, _ = _reference_with_symmetric_partner()
     data = load_landscape(_landscape(tmp_path, "tless_like_revolution.ply", ref))

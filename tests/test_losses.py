@@ -113,6 +113,7 @@ def test_loss_combines_confidence_gamma_and_diversity_as_defined(twofold):
     assert (terms.depth > 0.05).all()  # random poses really differ
 
 
+@pytest.mark.outcome
 def test_symmetric_poses_get_zero_loss_without_labels(twofold, revolution):
     R = random_rotations(4, generator=torch.Generator().manual_seed(2))
     ones = torch.ones(4, 1)
@@ -140,7 +141,8 @@ def test_viewpoints_average_the_depth_term(twofold):
     assert not torch.allclose(single[0], single[1])
 
 
-def test_gradients_reach_hypotheses_and_confidences_and_descend(twofold):
+@pytest.mark.outcome
+def test_gradients_reach_hypotheses_and_confidences_and_descend(twofold, record_property):
     """A few Adam steps on the 6D parameters of one hypothesis, from 25 degrees off, cut the loss."""
     R_gt = random_rotations(2, generator=torch.Generator().manual_seed(4))
     start = rotation_about_axis([1.0, 1.0, 0.0], 25.0) @ R_gt
@@ -156,6 +158,7 @@ def test_gradients_reach_hypotheses_and_confidences_and_descend(twofold):
         loss = multi_pose_loss(twofold, R_gt, rotation_6d_to_matrix(six)[:, None], torch.ones(2, 1), PARAMS).loss
         loss.backward()
         optimizer.step()
+    record_property("last/first loss (< 0.5)", round(loss.item() / first, 3))
     assert loss.item() < 0.5 * first
 
 

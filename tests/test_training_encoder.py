@@ -154,12 +154,14 @@ def test_training_data_can_return_the_aae_target(shared, tmp_path):
 
 
 @pytest.mark.slow
-def test_pretraining_lowers_the_reconstruction_loss_and_writes_its_files(pretrained):
+@pytest.mark.outcome
+def test_pretraining_lowers_the_reconstruction_loss_and_writes_its_files(pretrained, record_property):
     out = Path(pretrained.Training.OUTPUT_PATH)
     rows = _rows(out / "encoder" / "train-loss.csv")
     assert [int(r["iteration"]) for r in rows] == list(range(10, 501, 10))
     assert float(rows[0]["lr"]) == pytest.approx(2e-3) and float(rows[-1]["seconds"]) > 0
     losses = [float(r["loss"]) for r in rows]
+    record_property("last/first reconstruction loss (< 0.6)", round(losses[-1] / losses[0], 3))
     assert losses[-1] < 0.6 * losses[0], losses
     for name in ("config.cfg", "encoder.pt", "encoder/loss.png", "encoder/preview-iter100.png",
                  "encoder/preview-iter500.png", "encoder/encoder-epoch500.pt"):
@@ -201,11 +203,14 @@ def _codes_test(encoder: Encoder, cfg) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_codes_of_a_view_ignore_the_background_after_pretraining(pretrained):
+@pytest.mark.outcome
+def test_codes_of_a_view_ignore_the_background_after_pretraining(pretrained, record_property):
     """A real AAE property: after a short pretraining, a view's code is closer to the code of the same
     view on another background than to those of views 90 degrees away on the *same* background. An
     untrained encoder of the same architecture fails this: its codes follow the background."""
     same, away = _codes_test(load_encoder(pretrained), pretrained)
+    record_property("share same > away (>= 0.67), mean same - away (> 0.1)",
+                    [round((same > away).float().mean().item(), 3), round((same.mean() - away.mean()).item(), 3)])
     assert (same > away).float().mean() >= 2 / 3, (same, away)
     assert same.mean() > away.mean() + 0.1, (same, away)
 

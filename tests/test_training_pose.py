@@ -61,27 +61,66 @@ def _assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(value, b["model"][key]), key
 
 
-@pytest.mark.slow
-def test_a_few_steps_on_one_batch_overfit_and_only_the_head_learns(shared, tmp_path):
-    cfg = _cfg(shared, tmp_path / "run")
+def _encoder_that_tells_the_samples_apart(cfg, images: torch.Tensor) -> Encoder:
+    """The tiny random encoder of ``shared`` with its batch-norm statistics taken from ``images``.
+
+    With the initial statistics (mean 0, variance 1) every feature is a ReLU output, so the dense layer
+    sees inputs that share one large positive mean and the 8 codes point the same way (cosine >= 0.999):
+    the head would get one input for 8 rotations. With statistics from the images, as a trained encoder
+    has, the codes differ (mean cosine ~0.18)."""
     from multipose.models import load_encoder
 
-    encoder = freeze(load_encoder(cfg))
-    head = build_head(cfg, encoder)
+    encoder = load_encoder(cfg)
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over the batch
+    encoder.train()
+    with torch.no_grad():
+        encoder(images)
+    return freeze(encoder)
+
+
+@pytest.mark.slow
+@pytest.mark.outcome
+def test_a_few_steps_on_one_batch_overfit_and_only_the_head_learns(shared, tmp_path, record_property):
+    """60 Adam steps on one batch of 8, for each of 5 head initialisations (seeds 0-4).
+
+    Why not "every run halves its loss": the loss renders depth, so descending it moves each hypothesis
+    to the nearest local minimum of the rendered error, and which one a run reaches depends on the float
+    reduction order (threads, SIMD kernels). Measured with this batch: after 60-200 steps every run has
+    the diversity term at 0 and its top confidence above 0.97, and is stuck with its top hypothesis at a
+    depth error of 0.10-0.31 (loss 0.18-0.42), whichever the codes; with the fixture's encoder the codes
+    of the 8 samples have cosine >= 0.999 (one input for all), with the statistics of the batch 0.18 on
+    average, and the runs stall alike. So the claim is over seeds: every run falls well below its start
+    and on average the loss more than halves (ratios 0.29-0.56, mean 0.42-0.45 with 1 and 2 threads and
+    ATEN_CPU_CAPABILITY default/avx2/avx512 on an AVX-512 EPYC; tools/check-hosts.sh prints them)."""
+    cfg = _cfg(shared, tmp_path / "run")
+    data = training_data_from_config(cfg, progress=False)
+    batch = data.batch(8)
+    encoder = _encoder_that_tells_the_samples_apart(cfg, data.batch(16).image)
+    codes = encoder.encode(batch.image)
+    similarity = codes @ codes.T
+    assert similarity[~torch.eye(8, dtype=torch.bool)].mean() < 0.5  # the codes tell the samples apart
     loss_fn = MultiPoseLoss.from_config(cfg, torch.device("cpu"))
-    batch = training_data_from_config(cfg, progress=False).batch(8)
-    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(60):  # the original's head (batch norm after l2 too) takes ~50 steps to halve the loss here
-        out = head(encoder.encode(batch.image))
-        terms = loss_fn(batch.R, out.R, out.confidence)
-        optimizer.zero_grad()
-        terms.loss.backward()
-        optimizer.step()
-        losses.append(terms.loss.item())
-    assert losses[-1] < 0.5 * losses[0], losses
-    assert all(p.grad is None for p in encoder.parameters())
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    ratios = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        head = build_head(cfg, encoder)
+        optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
+        losses = []
+        for _ in range(60):
+            out = head(encoder.encode(batch.image))
+            terms = loss_fn(batch.R, out.R, out.confidence)
+            optimizer.zero_grad()
+            terms.loss.backward()
+            optimizer.step()
+            losses.append(terms.loss.item())
+        ratios.append(losses[-1] / losses[0])
+        assert all(p.grad is None for p in encoder.parameters())
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    record_property("final/initial loss per seed (each < 0.75, mean < 0.55)", [round(r, 3) for r in ratios])
+    assert max(ratios) < 0.75 and sum(ratios) / len(ratios) < 0.55, ratios
 
 
 @pytest.mark.slow
