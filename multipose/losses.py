@@ -1,4 +1,5 @@
-"""The multi-pose loss (``vsd-union`` and ``vsd-union-var-gamma``), computed with rendered depth.
+"""The multi-pose loss (``vsd-union`` and ``vsd-union-var-gamma``), computed with rendered depth, and the
+population head's soft targets from the same rendered depth (:class:`AnchorTargets`, end of this docstring).
 
 For a sample with ground-truth rotation ``R*``, hypotheses ``R_1..R_K`` and softmax confidences
 ``c_1..c_K``, depth maps ``D*`` and ``D_k`` are rendered by the loss camera (:class:`LossView`: the
@@ -25,6 +26,14 @@ Multi-view: with viewpoint rotations ``V_1..V_m`` (config ``LOSS_VIEWPOINTS``, E
 and ``R_k`` are rendered as ``V_v @ R`` for every viewpoint (the object seen from another side by
 the same camera) and the depth term ``l_k`` is averaged over viewpoints. Two poses that render the
 same depth from every viewpoint -- symmetric poses -- get the same loss: no symmetry labels needed.
+
+Population targets (``[Training] HEAD: population``): for a ground truth ``R*`` and the anchor grid
+``A_1..A_n`` of the head, the target is ``q_a = softmax_a(-l(R*, A_a) / tau)`` over the ``M`` anchors
+(``ANCHOR_CANDIDATES``) whose 16 x 16 block-mean depth is closest to ``R*``'s (squared L2, one matrix
+product; the others get 0), with ``l`` the depth term above at the loss camera's full resolution and
+``tau`` = ``ANCHOR_TEMPERATURE``. The head is trained with the cross-entropy ``-sum_a q_a log p_a``
+(:func:`population_loss`). Anchors that render like the ground truth -- its symmetric poses among
+them -- share the target mass, again without symmetry labels.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from multipose.config import Config, LossParameters, loss_parameters
@@ -40,11 +50,13 @@ from multipose.geometry import euler_views, geodesic_angle_deg
 from multipose.render import LossView, loss_view_from_config
 
 __all__ = [
+    "AnchorTargets",
     "LossTerms",
     "MultiPoseLoss",
     "depth_term",
     "diversity_term",
     "multi_pose_loss",
+    "population_loss",
     "render_viewpoints",
 ]
 
@@ -193,3 +205,47 @@ class MultiPoseLoss(nn.Module):
         depth_gt: torch.Tensor | None = None,
     ) -> LossTerms:
         return multi_pose_loss(self.view, R_gt, R_hyp, confidence, self.params, self.viewpoints, depth_gt)
+
+
+def population_loss(anchor_logits: torch.Tensor, index: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
+    """Soft-target cross-entropy per sample, ``-sum_m prob[b, m] * log_softmax(anchor_logits)[b, index[b, m]]``:
+    ``(B, A), (B, M) int64, (B, M) -> (B,)``."""
+    return -(prob * F.log_softmax(anchor_logits, dim=1).gather(1, index)).sum(dim=1)
+
+
+class AnchorTargets:
+    """The population head's soft targets over an anchor grid (see the module docstring).
+
+    ``__call__(R (B, 3, 3)) -> (index (B, M) int64, prob (B, M), nearest (B,))``: the ``M`` candidate
+    anchors, their target probabilities (summing to 1) and the smallest depth term among them (how far
+    the grid is from the ground truth). The anchors' depth maps are rendered once here: ``A x S x S``
+    floats (95 MB for 5,832 anchors at 64 px).
+    """
+
+    def __init__(self, view: LossView, anchors: torch.Tensor, params: LossParameters, temperature: float,
+                 candidates: int, batch_size: int = 256) -> None:
+        if not 1 <= candidates <= anchors.shape[0] or temperature <= 0:
+            raise ValueError(f"need 1 <= candidates <= {anchors.shape[0]} anchors and temperature > 0, got "
+                             f"{candidates}, {temperature}")
+        self.view, self.params, self.temperature, self.candidates = view, params, temperature, candidates
+        eye = torch.eye(3, device=anchors.device)[None]
+        with torch.no_grad():
+            self.depth = torch.cat([render_viewpoints(view, anchors[i : i + batch_size], eye)[:, 0]
+                                    for i in range(0, anchors.shape[0], batch_size)])  # (A, S, S)
+        self.coarse = self._coarse(self.depth)  # (A, c)
+
+    @staticmethod
+    def _coarse(depth: torch.Tensor) -> torch.Tensor:
+        """16 x 16 block means of depth maps, flattened: ``(N, S, S) -> (N, 256)``."""
+        return F.adaptive_avg_pool2d(depth[:, None], 16).flatten(1)
+
+    @torch.no_grad()
+    def __call__(self, R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        eye = torch.eye(3, device=R.device, dtype=R.dtype)[None]
+        depth = render_viewpoints(self.view, R, eye)[:, 0]  # (B, S, S)
+        coarse = self._coarse(depth)
+        distance = (coarse * coarse).sum(1, keepdim=True) - 2 * coarse @ self.coarse.T + (self.coarse**2).sum(1)
+        index = distance.topk(self.candidates, dim=1, largest=False).indices  # (B, M)
+        error = depth_term(depth[:, None], self.depth[index], self.params.depth_max,
+                           self.params.depth_normalization)  # (B, M)
+        return index, torch.softmax(-error / self.temperature, dim=1), error.min(dim=1).values

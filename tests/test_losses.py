@@ -187,3 +187,36 @@ def test_bad_shapes_are_rejected(twofold):
     R = torch.eye(3)[None]
     with pytest.raises(ValueError, match="expected R_gt"):
         multi_pose_loss(twofold, R, R, torch.ones(1, 1), PARAMS)
+
+
+def test_anchor_targets_put_their_mass_on_anchors_that_render_like_the_ground_truth(twofold):
+    """No symmetry labels: for the 2-fold part, a ground truth at an anchor gives that anchor and the
+    anchor half a turn about the part's axis (same depth) the top two targets, nearly equal."""
+    from multipose.losses import AnchorTargets
+
+    half_turn = rotation_about_axis([0, 0, 1], 180.0)
+    base = random_rotations(6, generator=torch.Generator().manual_seed(3))
+    anchors = torch.cat([base, base[:2] @ half_turn])  # anchors 6 and 7 are 0 and 1 turned by the symmetry
+    targets = AnchorTargets(twofold, anchors, PARAMS, temperature=0.02, candidates=4)
+    index, prob, nearest = targets(base[:2])
+    assert index.shape == prob.shape == (2, 4) and nearest.shape == (2,)
+    torch.testing.assert_close(prob.sum(dim=1), torch.ones(2))
+    assert nearest.max() < 0.005
+    order = prob.argsort(dim=1, descending=True)
+    top_two = [sorted(index[b, order[b, :2]].tolist()) for b in range(2)]
+    assert top_two == [[0, 6], [1, 7]]
+    assert (prob.gather(1, order[:, :2]).sum(dim=1) > 0.95).all()
+    assert (prob.gather(1, order[:, :1]) < 0.6).all()  # the two symmetric anchors share it
+    with pytest.raises(ValueError, match="candidates"):
+        AnchorTargets(twofold, anchors, PARAMS, temperature=0.02, candidates=9)
+
+
+def test_population_loss_is_the_soft_target_cross_entropy():
+    from multipose.losses import population_loss
+
+    logits = torch.randn(3, 10)
+    index = torch.tensor([[1, 4], [0, 9], [2, 3]])
+    prob = torch.tensor([[0.5, 0.5], [1.0, 0.0], [0.2, 0.8]])
+    dense = torch.zeros(3, 10).scatter_(1, index, prob)
+    expected = torch.nn.functional.cross_entropy(logits, dense, reduction="none")
+    torch.testing.assert_close(population_loss(logits, index, prob), expected)

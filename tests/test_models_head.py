@@ -111,3 +111,38 @@ def test_bad_arguments_are_rejected():
     head = PoseHead(PoseHeadConfig(num_hypotheses=2))
     with pytest.raises(ValueError, match="code must be"):
         head(torch.zeros(4, 64))
+
+
+def test_population_head_returns_its_k_best_anchors_with_softmax_confidences():
+    from multipose.models import codebook_rotations
+
+    config = PoseHeadConfig(num_hypotheses=3, input_dim=16, width=32, output="population", anchor_views=12,
+                            anchor_inplane=4)
+    head = PoseHead(config).eval()
+    anchors = codebook_rotations(12, 4)
+    assert config.num_anchors == len(anchors) == 48 and head.l3.out_features == 48 and head.l2.out_features == 32
+    torch.testing.assert_close(head.anchors, anchors)
+    assert "anchors" not in head.state_dict()  # rebuilt from the config, not stored
+    out = head(torch.randn(5, 16))
+    assert out.anchor_logits is not None and out.anchor_logits.shape == (5, 48)
+    best = out.anchor_logits.topk(3, dim=1)
+    torch.testing.assert_close(out.logits, best.values)
+    torch.testing.assert_close(out.R, anchors[best.indices])
+    torch.testing.assert_close(out.confidence, torch.softmax(best.values, dim=1))
+    assert PoseHead(PoseHeadConfig(num_hypotheses=3)).eval()(torch.randn(2, 128)).anchor_logits is None
+    with pytest.raises(ValueError, match="unknown output"):
+        PoseHeadConfig(num_hypotheses=3, output="classes")
+    with pytest.raises(ValueError, match="convention"):
+        PoseHeadConfig(num_hypotheses=3, output="population", convention="original")
+
+
+def test_a_population_head_checkpoint_rebuilds_the_same_head(tmp_path):
+    from multipose.models.head_checkpoint import load_head_checkpoint
+
+    head = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16, width=32, output="population", anchor_views=12,
+                                   anchor_inplane=4)).eval()
+    torch.save({"model": head.state_dict(), "head_args": head.config.to_dict()}, tmp_path / "model.pt")
+    loaded, _ = load_head_checkpoint(tmp_path / "model.pt")
+    assert loaded.config == head.config
+    code = torch.randn(4, 16)
+    torch.testing.assert_close(loaded(code).R, head(code).R)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import subprocess
 import time
@@ -14,6 +15,7 @@ from support.data import SCHEMA_HEAD_DEFAULTS
 from multipose.checkpoint import CheckpointStore
 from multipose.config import load_config
 from multipose.data.datasets import training_data_from_config
+from multipose.errors import UserInputError
 from multipose.losses import MultiPoseLoss
 from multipose.models import Encoder, EncoderConfig, save_encoder
 from multipose.runs import RunFolderError
@@ -473,3 +475,29 @@ def test_stop_request_restores_the_sigterm_handler_it_replaced(monkeypatch):
     with StopRequest():
         pass
     assert calls[-1] is signal.SIG_DFL and len(calls) == 2
+
+
+@pytest.mark.slow
+def test_a_population_head_trains_on_soft_targets_and_resumes_exactly(shared, tmp_path):
+    population = ("Training.HEAD=population", "Training.HEAD_WIDTH=32", "Training.ANCHOR_VIEWS=12",
+                  "Training.ANCHOR_INPLANE=4", "Training.ANCHOR_CANDIDATES=8")
+    result = train_pose_head(_cfg(shared, tmp_path / "a", extra=population), torch.device("cpu"), progress=False)
+    assert result.last_epoch == 3
+    state = _final_state(tmp_path / "a")
+    assert state["head_args"]["output"] == "population" and state["head_args"]["anchor_views"] == 12
+    rows = (tmp_path / "a" / "train-loss.csv").read_text().splitlines()[1:]
+    losses = [float(r.split(",")[1]) for r in rows]
+    assert all(0 < loss < math.log(48) + 1 for loss in losses)  # a cross-entropy over 48 anchors
+    assert all(r.split(",")[2] == "nan" for r in rows)  # no depth term is computed while training
+    validation = [float(r.split(",")[1]) for r in (tmp_path / "a" / "validation-loss.csv").read_text().splitlines()[1:]]
+    assert all(math.isfinite(v) and v > 0 for v in validation)  # the multi-pose loss of its top-K anchors
+
+    train_pose_head(_cfg(shared, tmp_path / "b", extra=population), torch.device("cpu"), progress=False,
+                    stop_after_epoch=1)
+    train_pose_head(_cfg(shared, tmp_path / "b", extra=population), torch.device("cpu"), progress=False)
+    _assert_same_weights(state, _final_state(tmp_path / "b"))
+
+    best = tmp_path / "a" / "models" / "model-best.pt"
+    regression = _cfg(shared, tmp_path / "c", extra=(f"Training.INIT_CHECKPOINT={best}",))
+    with pytest.raises(UserInputError, match="holds a population head .* asks for a regression head"):
+        train_pose_head(regression, torch.device("cpu"), progress=False)

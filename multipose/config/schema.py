@@ -174,6 +174,22 @@ SCHEMA: tuple[Key, ...] = (
     Key("Training", "RANDOM_SEED", IntType(min=0, max=2**32 - 1), "10", "Seed for torch, NumPy and Python."),
     Key("Training", "POSE_REPRESENTATION", ChoiceType(("6d-pose", "quat")), "6d-pose",
         "Rotation parametrisation of the pose head's output."),
+    Key("Training", "HEAD", ChoiceType(("regression", "population")), "regression",
+        "What the pose head outputs: regression (the paper's: K rotations, each moved by the multi-pose loss's "
+        "gradient) or population (not in the original: a logit per anchor rotation of the ANCHOR_VIEWS x "
+        "ANCHOR_INPLANE grid, trained towards soft targets from the rendered depth error; the K hypotheses are "
+        "the K highest-scoring anchors)."),
+    Key("Training", "HEAD_WIDTH", _INT_GE1, "",
+        "Width of the pose head's dense layers; empty: 128 (the original's) for regression, 512 for population.",
+        optional=True),
+    Key("Training", "ANCHOR_VIEWS", _INT_GE1, "162",
+        "Population head: at least this many viewpoints on the icosphere (162, 642, 2562, ...), as CODEBOOK_VIEWS."),
+    Key("Training", "ANCHOR_INPLANE", _INT_GE1, "36",
+        "Population head: in-plane rotations per viewpoint, as CODEBOOK_INPLANE."),
+    Key("Training", "ANCHOR_TEMPERATURE", _FLOAT_GT0, "0.03",
+        "Population head: tau of the soft targets softmax(-depth term / tau) over the candidate anchors."),
+    Key("Training", "ANCHOR_CANDIDATES", _INT_GE1, "64",
+        "Population head: anchors per sample that get target mass (those whose coarse depth is closest)."),
     Key("Training", "WEIGHT_INIT_NAME", ChoiceType(WEIGHT_INIT_NAMES), "",
         "Initialisation of the pose head's linear weights (torch.nn.init, as the original's names); empty: "
         "PyTorch's default.", optional=True),

@@ -21,6 +21,16 @@ Decoding the 6D parameters (``convention``):
   OpenCV pose is ``diag(-1, -1, 1) @ (M^T)^T = diag(-1, -1, 1) @ M``: the same matrix turned 180
   degrees about the optical axis. This head returns that physical pose.
 
+Population output (``output="population"``, config ``[Training] HEAD: population``; not in the
+original): the same dense trunk, then ``l2`` keeps the trunk's width and ``l3`` gives one logit per
+anchor rotation of a fixed grid (``codebook_rotations(anchor_views, anchor_inplane)``, the AAE
+codebook's grid: 5,832 anchors for 162 x 36). The K hypotheses are the K anchors with the highest
+logits, their confidences the softmax of those K logits; ``HeadOutput.anchor_logits`` holds all of
+them for training (a soft-target cross-entropy, :func:`multipose.losses.population_loss`). A
+regression head moves each hypothesis down the rendered loss's local gradient, which points to the
+ground truth only within ~45 degrees on an object without symmetries (docs/main-job.md); the
+population output scores every anchor at once, so it needs no such basin.
+
 The architecture arguments live in :class:`PoseHeadConfig`, which checkpoints store, so a model is
 always rebuilt from its arguments and never guessed back from tensor shapes.
 """
@@ -36,9 +46,11 @@ from pytorch3d.transforms import quaternion_to_matrix, rotation_6d_to_matrix
 from torch import nn
 
 from multipose.geometry import opencv_from_pytorch3d_camera
+from multipose.models.codebook import codebook_rotations
 
 __all__ = [
     "CONVENTIONS",
+    "OUTPUTS",
     "REPRESENTATIONS",
     "WEIGHT_INITS",
     "HeadOutput",
@@ -51,6 +63,8 @@ __all__ = [
 REPRESENTATIONS = {"6d-pose": 6, "quat": 4}
 #: How a 6D output becomes an OpenCV rotation (see the module docstring).
 CONVENTIONS = ("opencv", "original")
+#: What the head's last layer gives: K regressed rotations, or a logit per anchor rotation.
+OUTPUTS = ("regression", "population")
 
 
 def _kaiming(fn, mode: str, nonlinearity: str):
@@ -82,6 +96,8 @@ class PoseHeadConfig:
         input_dim: size of the encoder code (128 for the AAE).
         width: width of the five dense layers (128 in the original).
         convention: how 6D outputs are decoded: ``"opencv"`` or ``"original"`` (module docstring).
+        output: ``"regression"`` (the paper's) or ``"population"`` (a logit per anchor rotation).
+        anchor_views, anchor_inplane: the population output's anchor grid (``codebook_rotations``).
     """
 
     num_hypotheses: int
@@ -89,6 +105,9 @@ class PoseHeadConfig:
     input_dim: int = 128
     width: int = 128
     convention: str = "opencv"
+    output: str = "regression"
+    anchor_views: int = 162
+    anchor_inplane: int = 36
 
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
@@ -97,8 +116,18 @@ class PoseHeadConfig:
             raise ValueError(f"unknown convention {self.convention!r}; expected one of {list(CONVENTIONS)}")
         if self.convention == "original" and self.representation != "6d-pose":
             raise ValueError("the original's convention is defined for 6d-pose heads only")
-        if self.num_hypotheses < 1 or self.input_dim < 1 or self.width < 1:
+        if self.output not in OUTPUTS:
+            raise ValueError(f"unknown output {self.output!r}; expected one of {list(OUTPUTS)}")
+        if self.output == "population" and self.convention != "opencv":
+            raise ValueError("a population head has no 6D decoding convention other than 'opencv'")
+        if self.num_hypotheses < 1 or self.input_dim < 1 or self.width < 1 or min(self.anchor_views,
+                                                                                self.anchor_inplane) < 1:
             raise ValueError(f"bad head arguments {self}")
+
+    @property
+    def num_anchors(self) -> int:
+        """Anchors of the population output's grid (0 for a regression head)."""
+        return len(codebook_rotations(self.anchor_views, self.anchor_inplane)) if self.output == "population" else 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,15 +135,19 @@ class PoseHeadConfig:
 
 @dataclass(frozen=True)
 class HeadOutput:
-    """Attributes: ``confidence (B, K)`` softmax; ``logits (B, K)``; ``R (B, K, 3, 3)`` OpenCV rotations."""
+    """Attributes: ``confidence (B, K)`` softmax; ``logits (B, K)``; ``R (B, K, 3, 3)`` OpenCV rotations;
+    ``anchor_logits (B, A)``: every anchor's logit (population heads only, else None)."""
 
     confidence: torch.Tensor
     logits: torch.Tensor
     R: torch.Tensor
+    anchor_logits: torch.Tensor | None = None
 
 
 class PoseHead(nn.Module):
     """``code (B, input_dim) -> HeadOutput`` with K hypotheses (see the module docstring)."""
+
+    anchors: torch.Tensor  # (A, 3, 3): a population head's buffer (register_buffer in __init__)
 
     def __init__(self, config: PoseHeadConfig) -> None:
         super().__init__()
@@ -126,10 +159,16 @@ class PoseHead(nn.Module):
         self.l04 = nn.Linear(2 * w, w)
         self.bn01, self.bn02, self.bn03, self.bn04 = (nn.BatchNorm1d(w) for _ in range(4))
         self.l1 = nn.Linear(2 * w, w)
-        self.l2 = nn.Linear(w, 64)
-        self.l3 = nn.Linear(64, config.num_hypotheses * (1 + REPRESENTATIONS[config.representation]))
+        features = 64 if config.output == "regression" else w
+        self.l2 = nn.Linear(w, features)
+        if config.output == "regression":
+            self.l3 = nn.Linear(features, config.num_hypotheses * (1 + REPRESENTATIONS[config.representation]))
+        else:
+            anchors = codebook_rotations(config.anchor_views, config.anchor_inplane)
+            self.register_buffer("anchors", anchors, persistent=False)  # (A, 3, 3), rebuilt from the config
+            self.l3 = nn.Linear(features, len(anchors))
         self.bn1 = nn.BatchNorm1d(w)
-        self.bn2 = nn.BatchNorm1d(64)
+        self.bn2 = nn.BatchNorm1d(features)
 
     def forward(self, code: torch.Tensor) -> HeadOutput:
         if code.ndim != 2 or code.shape[1] != self.config.input_dim:
@@ -141,7 +180,11 @@ class PoseHead(nn.Module):
         x4 = F.relu(self.bn04(self.l04(torch.cat([x2, x3], dim=1))))
         x = F.relu(self.bn1(self.l1(torch.cat([x3, x4], dim=1))))
         x = F.relu(self.bn2(self.l2(x)))
-        raw = self.l3(x)  # (B, K * (1 + D))
+        raw = self.l3(x)  # (B, K * (1 + D)) or (B, A)
+        if self.config.output == "population":
+            top = raw.topk(self.config.num_hypotheses, dim=1)
+            return HeadOutput(confidence=torch.softmax(top.values, dim=1), logits=top.values,
+                              R=self.anchors[top.indices], anchor_logits=raw)
         K, D = self.config.num_hypotheses, REPRESENTATIONS[self.config.representation]
         logits, params = raw[:, :K], raw[:, K:].reshape(-1, K, D)
         if self.config.representation == "6d-pose":

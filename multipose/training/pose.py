@@ -33,13 +33,13 @@ import torch
 
 from multipose.board import Board
 from multipose.checkpoint import CheckpointStore
-from multipose.config import Config, check_crop_size, num_hypotheses
+from multipose.config import Config, check_crop_size, loss_parameters, num_hypotheses
 from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
-from multipose.data.io import SampleSet
+from multipose.data.io import Batch, SampleSet
 from multipose.distributed import Dist, data_parallel
 from multipose.errors import UserInputError
-from multipose.losses import MultiPoseLoss
-from multipose.models import Encoder, PoseHead, PoseHeadConfig, load_encoder
+from multipose.losses import AnchorTargets, MultiPoseLoss, population_loss
+from multipose.models import Encoder, HeadOutput, PoseHead, PoseHeadConfig, load_encoder
 from multipose.models.head import init_head_weights
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import encoder_digest, encoder_mismatch, with_encoder_crop_size
@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "HeadProgress",
+    "PopulationTargets",
     "TrainResult",
     "Validation",
     "build_head",
@@ -104,11 +105,12 @@ def load_init_head(cfg: Config, trust: bool = False) -> PoseHead | None:
     if path is None:
         return None
     head, _ = load_head_checkpoint(path, num_hypotheses(cfg), trust)
-    wanted = (num_hypotheses(cfg), cfg.Training.POSE_REPRESENTATION)
-    if (head.config.num_hypotheses, head.config.representation) != wanted:
+    wanted = (num_hypotheses(cfg), cfg.Training.POSE_REPRESENTATION, cfg.Training.HEAD)
+    if (head.config.num_hypotheses, head.config.representation, head.config.output) != wanted:
         raise UserInputError(
-            f"[Training] INIT_CHECKPOINT = {path}: holds a head with K = {head.config.num_hypotheses} and "
-            f"{head.config.representation}, but the config asks for K = {wanted[0]} and {wanted[1]}"
+            f"[Training] INIT_CHECKPOINT = {path}: holds a {head.config.output} head with K = "
+            f"{head.config.num_hypotheses} and {head.config.representation}, but the config asks for a {wanted[2]} "
+            f"head with K = {wanted[0]} and {wanted[1]}"
         )
     return head
 
@@ -126,14 +128,19 @@ def build_head(cfg: Config, encoder: Encoder, init: PoseHead | None = None) -> P
         head = PoseHead(init.config)
         head.load_state_dict(init.state_dict())
         return head.train()
+    tr = cfg.Training
+    population = tr.HEAD == "population"
     head = PoseHead(
         PoseHeadConfig(
             num_hypotheses=num_hypotheses(cfg),
-            representation=cfg.Training.POSE_REPRESENTATION,
+            representation=tr.POSE_REPRESENTATION,
             input_dim=encoder.config.latent_size,
+            width=tr.HEAD_WIDTH or (512 if population else 128),
+            output=tr.HEAD,
+            **({"anchor_views": tr.ANCHOR_VIEWS, "anchor_inplane": tr.ANCHOR_INPLANE} if population else {}),
         )
     )
-    return init_head_weights(head, cfg.Training.WEIGHT_INIT_NAME or "")
+    return init_head_weights(head, tr.WEIGHT_INIT_NAME or "")
 
 
 def one_cycle_lr(epoch: int, num_epochs: int, low: float, high: float) -> float:
@@ -287,22 +294,81 @@ def _train_epoch(run: _HeadRun, stop: StopRequest, epoch: int) -> list[float]:
         mine = dist.shard(n)
         with torch.no_grad():
             code = run.encoder.encode(batch.image[mine])
-        out = head(code)
-        terms = run.loss_fn(batch.R[mine], out.R, out.confidence)
-        loss = terms.per_sample.sum() * (dist.world_size / n) if dist.enabled else terms.loss
+        per_sample, depth, diversity = _batch_terms(run, head(code), batch, mine)
+        loss = per_sample.sum() * (dist.world_size / n) if dist.enabled else per_sample.mean()
         _check_finite(loss, "the loss", epoch, number, run.store)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         _check_finite(torch.stack([p.grad.abs().sum() for p in head.parameters() if p.grad is not None]).sum(),
                       "a gradient", epoch, number, run.store)
         run.optimizer.step()
-        run.data.update(batch, dist.gather_rows(terms.per_sample.detach(), n))
-        local = torch.stack([terms.per_sample.detach().sum(), terms.depth.detach().mean(dim=1).sum(),
-                             terms.diversity.detach().sum()])
+        run.data.update(batch, dist.gather_rows(per_sample.detach(), n))
+        local = torch.stack([per_sample.detach().sum(), depth.sum(), diversity.sum()])
         sums += dist.sum(local).cpu()
         seen += n
         bar.set_postfix(loss=f"{sums[0].item() / seen:.4f}")
     return (sums / max(seen, 1)).tolist()
+
+
+def _batch_terms(run: _HeadRun, out: HeadOutput, batch: Batch, mine: slice
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """This rank's rows of a training batch: the per-sample loss to minimise ``(n,)`` and, for the log, the
+    depth and diversity terms ``(n,)`` (no gradient). A regression head's loss is the multi-pose loss; a
+    population head's the soft-target cross-entropy (:func:`~multipose.losses.population_loss`), with NaN
+    depth and diversity terms (not computed: its validation reports them)."""
+    if out.anchor_logits is None:
+        terms = run.loss_fn(batch.R[mine], out.R, out.confidence)
+        return terms.per_sample, terms.depth.detach().mean(dim=1), terms.diversity.detach()
+    assert run.targets is not None  # built for every population head
+    index, prob = run.targets.for_batch(batch, mine)
+    per_sample = population_loss(out.anchor_logits, index, prob)
+    nan = torch.full_like(per_sample, math.nan).detach()
+    return per_sample, nan, nan
+
+
+@dataclass(frozen=True)
+class PopulationTargets:
+    """A population head's soft targets (:class:`~multipose.losses.AnchorTargets`) for its training batches:
+    looked up in ``table`` (``index (N, M)``, ``prob (N, M)`` for the view cache's N poses, computed once
+    per run) when the batches come from the view cache, rendered per batch otherwise."""
+
+    anchors: AnchorTargets
+    table: tuple[torch.Tensor, torch.Tensor] | None
+
+    @classmethod
+    def build(cls, cfg: Config, head: PoseHead, loss_fn: MultiPoseLoss, data: TrainingData, progress: bool,
+              dist: Dist) -> PopulationTargets | None:
+        """None for a regression head; in a distributed run each rank computes its share of the table."""
+        if head.config.output != "population":
+            return None
+        tr = cfg.Training
+        anchors = AnchorTargets(loss_fn.view, head.anchors, loss_parameters(cfg), tr.ANCHOR_TEMPERATURE,
+                                min(tr.ANCHOR_CANDIDATES, head.config.num_anchors))
+        if data.cache is None:
+            return cls(anchors, None)
+        start = time.perf_counter()
+        poses = data.cache.views.R
+        parts, nearest = [], []
+        for rows in progress_bar(dist.batches(len(poses), 64), desc="anchor targets", unit="batch",
+                                 disable=not progress, leave=False):
+            index, prob, closest = anchors(poses[rows])
+            parts.append((index.cpu(), prob.cpu()))
+            nearest.append(closest.cpu())
+        parts = dist.all_gather_list(parts)
+        table = (torch.cat([p[0] for p in parts]).to(poses.device), torch.cat([p[1] for p in parts]).to(poses.device))
+        logger.info("anchor targets of %d training poses over %d anchors in %.1f s (nearest anchor's depth term: "
+                    "mean %.3f)", len(poses), head.config.num_anchors, time.perf_counter() - start,
+                    float(torch.cat(nearest).mean()) if nearest else math.nan)
+        return cls(anchors, table)
+
+    def for_batch(self, batch: Batch, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """``index (n, M)``, ``prob (n, M)`` of the batch's ``rows``."""
+        if self.table is None:
+            index, prob, _ = self.anchors(batch.R[rows])
+            return index, prob
+        assert batch.index is not None  # batches drawn from the view cache carry their pool positions
+        pool = batch.index[rows]
+        return self.table[0][pool], self.table[1][pool]
 
 
 @dataclass
@@ -352,6 +418,7 @@ class _HeadRun:
     times: PhaseTimes
     progress: bool
     dist: Dist
+    targets: PopulationTargets | None  # a population head's soft targets; None for a regression head
     board: Board = field(init=False)  # set once the resumed epoch is known
     model: torch.nn.Module = field(init=False)  # what trains: the head, wrapped in DDP when distributed
     encoder_sha256: str = field(init=False)
@@ -401,8 +468,11 @@ def train_pose_head(
     folder = RunFolder(run_dir)
     train_log = MetricsLog(folder.train_loss, TRAIN_FIELDS, write=dist.is_main)
     valid_log = MetricsLog(folder.validation_loss, VALID_FIELDS, write=dist.is_main)
+    with times.phase("caches"):
+        targets = PopulationTargets.build(cfg, head, loss_fn, data, progress and dist.is_main, dist)
     run = _HeadRun(cfg, device, run_dir, encoder, head, loss_fn, data, validation, optimizer,
-                   build_scheduler(cfg, optimizer), store, train_log, valid_log, times, progress and dist.is_main, dist)
+                   build_scheduler(cfg, optimizer), store, train_log, valid_log, times, progress and dist.is_main, dist,
+                   targets)
     state = _restore(run, *latest) if latest is not None else HeadProgress()
     run.train_log.truncate(state.epoch)
     run.valid_log.truncate(state.epoch)
@@ -455,7 +525,7 @@ def _check_resumable(
 ) -> None:
     """Raise when the checkpoint ``state`` (from ``path``) holds another head, or was trained on another
     encoder (allowed with ``force``, with a warning)."""
-    if state["head_args"] != head.config.to_dict():
+    if PoseHeadConfig(**state["head_args"]) != head.config:
         raise UserInputError(
             f"{path}: holds a head with {state['head_args']}, but the config asks for {head.config.to_dict()}; "
             "use another [Training] OUTPUT_PATH"
