@@ -171,3 +171,16 @@ def test_the_metrics_import_alone_loads_no_training_rendering_or_plotting():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_mcnemar_exact_counts_the_discordant_instances_and_tests_them_at_one_half():
+    from multipose.evaluation.metrics import mcnemar_exact
+
+    a = torch.tensor([True] * 10 + [False] * 5 + [True] * 3)
+    b = torch.tensor([False] * 10 + [False] * 5 + [True] * 3)
+    assert mcnemar_exact(a, b) == {"only_a": 10, "only_b": 0, "p": pytest.approx(2 * 0.5**10)}
+    balanced = mcnemar_exact(torch.tensor([True, False, True, False]), torch.tensor([False, True, False, True]))
+    assert balanced["only_a"] == balanced["only_b"] == 2 and balanced["p"] == pytest.approx(1.0)
+    assert mcnemar_exact(a, a)["p"] == 1.0
+    with pytest.raises(ValueError, match="different instances"):
+        mcnemar_exact(a, b[:-1])

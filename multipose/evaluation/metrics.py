@@ -30,6 +30,7 @@ __all__ = [
     "VISIB_MODES",
     "VSD_COSTS",
     "depth_to_distance",
+    "mcnemar_exact",
     "mspd",
     "mssd",
     "re",
@@ -286,6 +287,21 @@ def recall(errors: torch.Tensor, threshold: float) -> float:
     if errors.numel() == 0:
         raise ValueError("recall of an empty set of errors is undefined")
     return float((errors < threshold).double().mean())
+
+
+def mcnemar_exact(a_correct: torch.Tensor, b_correct: torch.Tensor) -> dict[str, float | int]:
+    """McNemar's exact test of two methods scored on the same instances, ``(N,) bool, (N,) bool``:
+    ``only_a`` and ``only_b`` (instances only that method got right) and ``p``, the two-sided binomial
+    p-value of ``only_a`` out of ``only_a + only_b`` at 1/2 (``scipy.stats.binomtest``; 1.0 when no
+    instance is discordant)."""
+    from scipy.stats import binomtest
+
+    a, b = torch.as_tensor(a_correct).bool().reshape(-1), torch.as_tensor(b_correct).bool().reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"the two methods were scored on different instances: {tuple(a.shape)}, {tuple(b.shape)}")
+    only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return {"only_a": only_a, "only_b": only_b, "p": float(p)}
 
 
 def recall_curve(errors: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,8 @@ One evaluation (:func:`evaluate_checkpoint`, ``evaluate.py``, and the end of ``t
 2. frozen encoder -> pose head: K hypotheses with confidences, scored batch by batch against the
    ``best-of-K``, ``random``, ``codebook`` and ``stored`` methods (:mod:`~multipose.evaluation.scoring`);
 3. outputs in ``out_dir`` (default ``<OUTPUT_PATH>/evaluation``, :mod:`~multipose.evaluation.report`):
-   ``metrics.json`` (recall at ``VSD_THRESHOLD`` per method, mean VSD, rotation-error statistics, ms per
+   ``metrics.json`` (recall at ``VSD_THRESHOLD`` per method, with a codebook McNemar's exact test of the
+   head and of best-of-K against it on the same instances (``paired``), mean VSD, rotation-error statistics, ms per
    image of encoder+head and encoder+codebook, model and codebook bytes), ``per-sample.csv``, BOP results
    files by BOP's rules (``multipose_<dataset>-<split>.csv``: each instance's most confident hypothesis, at
    most ``inst_count`` per image, :func:`multipose.evaluation.bop19.select`; ``aaecodebook_...`` for the
@@ -38,7 +39,7 @@ from multipose.distributed import Dist
 from multipose.errors import UserInputError
 from multipose.evaluation import bop, bop19, detections
 from multipose.evaluation.codebook import codebook_from_config
-from multipose.evaluation.metrics import recall
+from multipose.evaluation.metrics import mcnemar_exact, recall
 from multipose.evaluation.report import write_evaluation
 from multipose.evaluation.scoring import BatchScorer, ScoreAccumulator, Scores
 from multipose.evaluation.testsets import TestSet, check_evaluation_inputs, load_test_set
@@ -109,6 +110,8 @@ class EvaluationResult:
         parts = ", ".join(f"{k} {v:.3f}" for k, v in self.recall.items())
         line = (f"VSD recall (e < {s['vsd_threshold']:g}, tau {s['vsd_tau']:g} mm, delta {s['vsd_delta']:g} mm, "
                 f"{self.metrics['num_samples']} samples): {parts}")
+        for pair, test in (self.metrics.get("paired") or {}).items():
+            line += f"; {pair}: {test['only_a']} vs {test['only_b']} right only, McNemar p {test['p']:.2g}"
         if "bop19" in self.metrics:
             b = self.metrics["bop19"]
             ars = "; ".join(f"{m} AR {r['AR']:.3f} (VSD {r['AR_VSD']:.3f}, MSSD {r['AR_MSSD']:.3f}, MSPD "
@@ -204,6 +207,15 @@ def _bop19_metrics(
             "mssd_thresholds": list(bop19.MSSD_THRESHOLDS), "mspd_thresholds_px": list(bop19.MSPD_THRESHOLDS)}
 
 
+def _paired(vsd: dict[str, torch.Tensor], threshold: float) -> dict[str, dict[str, float | int]] | None:
+    """McNemar's exact test (:func:`~multipose.evaluation.metrics.mcnemar_exact`) of the head and of best-of-K
+    against the codebook on the same instances; None without a codebook."""
+    if "codebook" not in vsd:
+        return None
+    right = {m: e < threshold for m, e in vsd.items()}
+    return {f"{m} vs codebook": mcnemar_exact(right[m], right["codebook"]) for m in ("head", "best-of-K")}
+
+
 def _metrics(cfg: Config, scores: Scores, test_set: TestSet, scorer: BatchScorer) -> dict[str, Any]:
     """What ``metrics.json`` holds (the module docstring) for an evaluation's scores."""
     ev = cfg.Evaluation
@@ -221,6 +233,7 @@ def _metrics(cfg: Config, scores: Scores, test_set: TestSet, scorer: BatchScorer
         "num_hypotheses": scorer.num_hypotheses,
         "device": str(scorer.device),
         "recall": {m: recall(e, ev.VSD_THRESHOLD) for m, e in scores.error("vsd").items()},
+        "paired": _paired(scores.error("vsd"), ev.VSD_THRESHOLD),
         "mean_vsd": {m: float(e.mean()) for m, e in scores.error("vsd").items()},
         "rotation_error_deg": {m: _stats(e) for m, e in scores.error("re").items()},
         "rotation_error_sym_deg": None if test_set.symmetries is None else {
