@@ -31,6 +31,7 @@ from multipose.errors import ConfigError, MeshError
 from multipose.runs import write_resolved_config
 
 DATA = Path(__file__).parent / "data"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 EARLY = DATA / "original_experiment_template.cfg"
 FINAL = DATA / "original_experiment_template_final.cfg"
 BROKEN = DATA / "original_experiment_template_broken.cfg"
@@ -805,3 +806,12 @@ def test_a_model_path_that_looks_like_a_list_reads_back():
     cfg = load_config_text('[Dataset]\nMODEL_PATH_DATA: ["[weird].ply"]\n')
     assert cfg.Dataset.MODEL_PATH_DATA == "[weird].ply"
     assert load_config_text(cfg.to_ini()).Dataset.MODEL_PATH_DATA == "[weird].ply"
+
+
+def test_the_tless_recipe_loads_with_a_models_paths_replaced():
+    part = REPO_ROOT / "data" / "cad-files" / "tless_like_2fold.ply"
+    cfg = load_config(REPO_ROOT / "configs" / "tless.cfg",
+                      [f"Dataset.MODEL_PATH_DATA={part}", f"Dataset.MODEL_PATH_LOSS={part}"])
+    assert cfg.Training.HEAD == "population" and cfg.Dataset.ENCODER_WEIGHTS == "auto"
+    assert (cfg.Evaluation.CODEBOOK_VIEWS, cfg.Evaluation.CODEBOOK_INPLANE) == (2562, 36)  # the AAE's full codebook
+    assert cfg.Dataset.MODEL_PATH_DATA == str(part)
