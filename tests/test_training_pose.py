@@ -390,7 +390,7 @@ def test_a_nan_loss_stops_training_naming_epoch_and_batch_and_keeps_the_last_che
         if torch.is_grad_enabled():  # training batches (validation runs without gradients)
             calls.append(1)
             if len(calls) == 3:  # 2 batches per epoch: epoch 2, batch 1
-                return replace(terms, loss=terms.loss * float("nan"))
+                return replace(terms, per_sample=terms.per_sample * float("nan"))
         return terms
 
     monkeypatch.setattr(MultiPoseLoss, "forward", poisoned)
