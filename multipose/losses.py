@@ -233,6 +233,7 @@ class AnchorTargets:
             self.depth = torch.cat([render_viewpoints(view, anchors[i : i + batch_size], eye)[:, 0]
                                     for i in range(0, anchors.shape[0], batch_size)])  # (A, S, S)
         self.coarse = self._coarse(self.depth)  # (A, c)
+        self.coarse_norm = (self.coarse**2).sum(dim=1)  # (A,) squared norms, for the distances
 
     @staticmethod
     def _coarse(depth: torch.Tensor) -> torch.Tensor:
@@ -244,7 +245,7 @@ class AnchorTargets:
         eye = torch.eye(3, device=R.device, dtype=R.dtype)[None]
         depth = render_viewpoints(self.view, R, eye)[:, 0]  # (B, S, S)
         coarse = self._coarse(depth)
-        distance = (coarse * coarse).sum(1, keepdim=True) - 2 * coarse @ self.coarse.T + (self.coarse**2).sum(1)
+        distance = (coarse * coarse).sum(1, keepdim=True) - 2 * coarse @ self.coarse.T + self.coarse_norm
         index = distance.topk(self.candidates, dim=1, largest=False).indices  # (B, M)
         error = depth_term(depth[:, None], self.depth[index], self.params.depth_max,
                            self.params.depth_normalization)  # (B, M)

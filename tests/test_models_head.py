@@ -120,7 +120,7 @@ def test_population_head_returns_its_k_best_anchors_with_softmax_confidences():
                             anchor_inplane=4)
     head = PoseHead(config).eval()
     anchors = codebook_rotations(12, 4)
-    assert config.num_anchors == len(anchors) == 48 and head.l3.out_features == 48 and head.l2.out_features == 32
+    assert len(head.anchors) == len(anchors) == 48 and head.l3.out_features == 48 and head.l2.out_features == 32
     torch.testing.assert_close(head.anchors, anchors)
     assert "anchors" not in head.state_dict()  # rebuilt from the config, not stored
     out = head(torch.randn(5, 16))

@@ -124,11 +124,6 @@ class PoseHeadConfig:
                                                                                 self.anchor_inplane) < 1:
             raise ValueError(f"bad head arguments {self}")
 
-    @property
-    def num_anchors(self) -> int:
-        """Anchors of the population output's grid (0 for a regression head)."""
-        return len(codebook_rotations(self.anchor_views, self.anchor_inplane)) if self.output == "population" else 0
-
     def to_dict(self) -> dict:
         return asdict(self)
 

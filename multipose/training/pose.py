@@ -342,8 +342,9 @@ class PopulationTargets:
         if head.config.output != "population":
             return None
         tr = cfg.Training
+        num_anchors = len(head.anchors)
         anchors = AnchorTargets(loss_fn.view, head.anchors, loss_parameters(cfg), tr.ANCHOR_TEMPERATURE,
-                                min(tr.ANCHOR_CANDIDATES, head.config.num_anchors))
+                                min(tr.ANCHOR_CANDIDATES, num_anchors))
         if data.cache is None:
             return cls(anchors, None)
         start = time.perf_counter()
@@ -357,7 +358,7 @@ class PopulationTargets:
         parts = dist.all_gather_list(parts)
         table = (torch.cat([p[0] for p in parts]).to(poses.device), torch.cat([p[1] for p in parts]).to(poses.device))
         logger.info("anchor targets of %d training poses over %d anchors in %.1f s (nearest anchor's depth term: "
-                    "mean %.3f)", len(poses), head.config.num_anchors, time.perf_counter() - start,
+                    "mean %.3f)", len(poses), num_anchors, time.perf_counter() - start,
                     float(torch.cat(nearest).mean()) if nearest else math.nan)
         return cls(anchors, table)
 
@@ -525,7 +526,8 @@ def _check_resumable(
 ) -> None:
     """Raise when the checkpoint ``state`` (from ``path``) holds another head, or was trained on another
     encoder (allowed with ``force``, with a warning)."""
-    if PoseHeadConfig(**state["head_args"]) != head.config:
+    stored = {**PoseHeadConfig(num_hypotheses=1).to_dict(), **state["head_args"]}  # older files lack later arguments
+    if stored != head.config.to_dict():
         raise UserInputError(
             f"{path}: holds a head with {state['head_args']}, but the config asks for {head.config.to_dict()}; "
             "use another [Training] OUTPUT_PATH"
