@@ -69,8 +69,8 @@ def _train(args: argparse.Namespace, cfg: Config, dist: Dist, device: torch.devi
         result = train_pose_head(cfg, device, force=args.force, trust_checkpoints=args.trust_checkpoint, times=times,
                                  dist=dist)
     if dist.is_main:
-        print(f"done: {result.last_epoch} epochs in {result.run_dir}; best validation loss "
-              f"{result.best_validation_loss:.4f} at epoch {result.best_epoch}"
+        print(f"done: {result.last_epoch} epochs in {result.run_dir}; best validation {result.metric} "
+              f"{result.best_validation:.4f} at epoch {result.best_epoch}"
               f"{' (stopped early)' if result.stopped_early else ''}")
     if evaluate:
         from multipose.evaluation import evaluate_checkpoint

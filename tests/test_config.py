@@ -25,6 +25,7 @@ from multipose.config import (
     num_hypotheses,
     resolve_device,
     schema_markdown,
+    validation_metric,
     view_sampling,
 )
 from multipose.errors import ConfigError, MeshError
@@ -815,3 +816,12 @@ def test_the_tless_recipe_loads_with_a_models_paths_replaced():
     assert cfg.Training.HEAD == "population" and cfg.Dataset.ENCODER_WEIGHTS == "auto"
     assert (cfg.Evaluation.CODEBOOK_VIEWS, cfg.Evaluation.CODEBOOK_INPLANE) == (2562, 36)  # the AAE's full codebook
     assert cfg.Dataset.MODEL_PATH_DATA == str(part)
+
+
+@pytest.mark.parametrize(("head", "setting", "expected"), [
+    ("regression", "auto", "loss"), ("population", "auto", "top_depth"),
+    ("regression", "top_depth", "top_depth"), ("population", "loss", "loss"),
+])
+def test_validation_metric_follows_the_head_unless_set(head, setting, expected):
+    cfg = load_config_text(f"[Training]\nHEAD: {head}\nVALIDATION_METRIC: {setting}\n")
+    assert validation_metric(cfg) == expected

@@ -10,7 +10,10 @@ import torch.nn.functional as F
 from support.original import original_forward, original_state_dict, ortho6d_columns
 
 from multipose.models import PoseHead, PoseHeadConfig
-from multipose.models.head import WEIGHT_INITS, init_head_weights
+from pytorch3d.transforms import matrix_to_quaternion, quaternion_to_matrix
+
+from multipose.geometry import geodesic_angle_deg
+from multipose.models.head import WEIGHT_INITS, anchor_neighbours, init_head_weights, with_decoding
 
 
 def test_head_is_the_originals_architecture_with_its_parameter_count():
@@ -117,7 +120,7 @@ def test_population_head_returns_its_k_best_anchors_with_softmax_confidences():
     from multipose.models import codebook_rotations
 
     config = PoseHeadConfig(num_hypotheses=3, input_dim=16, width=32, output="population", anchor_views=12,
-                            anchor_inplane=4)
+                            anchor_inplane=4, decoding="top")
     head = PoseHead(config).eval()
     anchors = codebook_rotations(12, 4)
     assert len(head.anchors) == len(anchors) == 48 and head.l3.out_features == 48 and head.l2.out_features == 32
@@ -134,6 +137,54 @@ def test_population_head_returns_its_k_best_anchors_with_softmax_confidences():
         PoseHeadConfig(num_hypotheses=3, output="classes")
     with pytest.raises(ValueError, match="convention"):
         PoseHeadConfig(num_hypotheses=3, output="population", convention="original")
+
+
+def _bumps(anchors: torch.Tensor, centres: torch.Tensor, width_deg: float) -> torch.Tensor:
+    """Logits ``(1, A)``: the highest of Gaussian bumps in the geodesic angle to each of ``centres (C, 3, 3)``."""
+    angle = geodesic_angle_deg(anchors[None], centres[:, None])  # (C, A)
+    return (-(angle / width_deg) ** 2).amax(dim=0, keepdim=True)
+
+
+def test_anchor_neighbours_are_the_nearest_anchors_by_angle_itself_first():
+    from multipose.models import codebook_rotations
+
+    anchors = codebook_rotations(12, 8)
+    nearest = anchor_neighbours(anchors, 5)
+    angle = geodesic_angle_deg(anchors[:, None], anchors[None])  # (A, A)
+    assert nearest.shape == (96, 5) and torch.equal(nearest[:, 0], torch.arange(96))
+    got = angle.gather(1, nearest)
+    torch.testing.assert_close(got, angle.sort(dim=1).values[:, :5], atol=1e-2, rtol=0)
+
+
+def test_peaks_decoding_finds_separate_modes_and_refines_them_between_anchors():
+    """The ``peaks`` decoding on logits made by hand (the 162 x 36 grid the recipe uses: anchors ~10 degrees
+    apart in-plane): a bump centred on an anchor decodes to that anchor; a bump centred half-way between two
+    anchors decodes nearer to its centre than any anchor is; two bumps 90 degrees apart give two hypotheses,
+    one per bump (``top`` gives neighbours of the higher one); fewer peaks than K still give K finite ones."""
+    head = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16, width=32, output="population")).eval()
+    anchors = head.anchors
+    a, b = 1000, int(head.neighbours[1000, 1])  # an anchor and its nearest neighbour
+    centre_on = anchors[a]
+    out = head.decode_anchors(_bumps(anchors, centre_on[None], 8.0))
+    assert float(geodesic_angle_deg(out.R[0, 0], centre_on)) < 1.0
+    q = F.normalize(matrix_to_quaternion(anchors[a]) + matrix_to_quaternion(anchors[b]), dim=0)
+    between = quaternion_to_matrix(q)
+    out = head.decode_anchors(_bumps(anchors, between[None], 8.0))
+    nearest_anchor = float(geodesic_angle_deg(anchors, between).min())
+    assert nearest_anchor > 3.0  # half of the ~10 degrees between a and b
+    assert float(geodesic_angle_deg(out.R[0, 0], between)) < 0.3 * nearest_anchor
+    far = anchors[a] @ torch.tensor([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # 90 degrees from anchors[a]
+    logits = _bumps(anchors, torch.stack([centre_on, far]), 8.0)
+    logits[0, :] += 2.0 * (geodesic_angle_deg(anchors, centre_on) < 20)  # the first bump is the higher
+    out = head.decode_anchors(logits)
+    assert float(geodesic_angle_deg(out.R[0, 0], centre_on)) < 1.0
+    assert float(geodesic_angle_deg(out.R[0, 1], far)) < 5.0
+    assert out.confidence[0, 0] > out.confidence[0, 1]
+    top = with_decoding(head, "top").decode_anchors(logits)
+    assert float(geodesic_angle_deg(top.R[0, 1], centre_on)) < 20.0  # top: a neighbour of the same peak
+    flat = head.decode_anchors(torch.zeros(3, len(anchors)))
+    assert torch.isfinite(flat.R).all() and torch.isfinite(flat.confidence).all()
+    assert with_decoding(head, "peaks") is head
 
 
 def test_a_population_head_checkpoint_rebuilds_the_same_head(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import signal
 import subprocess
@@ -139,6 +140,7 @@ def test_training_writes_its_files_and_resumes_exactly(shared, tmp_path, caplog)
         1e-3 * 0.5
     )
     assert len((out / "train-loss.csv").read_text().splitlines()) == 4
+    _assert_best_is_lowest(out, "loss", uninterrupted)  # a regression head: picked by the loss, as the original
 
     # stop after epoch 1, then run the same command again
     interrupted = tmp_path / "b"
@@ -165,6 +167,16 @@ def test_training_writes_its_files_and_resumes_exactly(shared, tmp_path, caplog)
     train_pose_head(_cfg(shared, interrupted), torch.device("cpu"), progress=False)
     assert "model-epoch3.pt is unreadable" in caplog.text
     _assert_same_weights(_final_state(out), _final_state(interrupted))
+
+
+def _assert_best_is_lowest(run_dir: Path, metric: str, result) -> None:
+    """model-best.pt is the epoch with the lowest validation ``metric`` of validation-loss.csv."""
+    with (run_dir / "validation-loss.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    values = [float(r[metric]) for r in rows]
+    assert result.metric == metric and result.best_epoch == int(rows[values.index(min(values))]["epoch"])
+    best = torch.load(run_dir / "models" / "model-best.pt", weights_only=True)
+    assert best["epoch"] == result.best_epoch and best["validation_metric"] == metric
 
 
 def _board(folder: Path):
@@ -491,6 +503,7 @@ def test_a_population_head_trains_on_soft_targets_and_resumes_exactly(shared, tm
     assert all(r.split(",")[2] == "nan" for r in rows)  # no depth term is computed while training
     validation = [float(r.split(",")[1]) for r in (tmp_path / "a" / "validation-loss.csv").read_text().splitlines()[1:]]
     assert all(math.isfinite(v) and v > 0 for v in validation)  # the multi-pose loss of its top-K anchors
+    _assert_best_is_lowest(tmp_path / "a", "top_depth", result)  # its top hypothesis' depth term picks the best
 
     train_pose_head(_cfg(shared, tmp_path / "b", extra=population), torch.device("cpu"), progress=False,
                     stop_after_epoch=1)

@@ -58,6 +58,7 @@ from multipose.config.derived import (
     num_hypotheses,
     render_distance,
     resolve_device,
+    validation_metric,
     view_sampling,
 )
 from multipose.config.loading import default_config, load_config, load_config_text
@@ -99,5 +100,6 @@ __all__ = [
     "render_distance",
     "resolve_device",
     "schema_markdown",
+    "validation_metric",
     "view_sampling",
 ]

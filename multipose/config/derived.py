@@ -67,6 +67,15 @@ def num_hypotheses(cfg: Config) -> int:
     return views if isinstance(views, int) else len(views)
 
 
+def validation_metric(cfg: Config) -> str:
+    """The validation figure that picks ``model-best.pt`` (``[Training] VALIDATION_METRIC``, auto resolved):
+    ``"loss"`` or ``"top_depth"``."""
+    metric = cfg.Training.VALIDATION_METRIC
+    if metric == "auto":
+        return "top_depth" if cfg.Training.HEAD == "population" else "loss"
+    return metric
+
+
 def _same_or_error(cfg: Config, a: tuple[str, str], b: tuple[str, str], what: str) -> None:
     va, vb = cfg[a[0]][a[1]], cfg[b[0]][b[1]]
     if va is not None and vb is not None and va != vb:

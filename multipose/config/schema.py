@@ -188,6 +188,9 @@ SCHEMA: tuple[Key, ...] = (
         "Population head: in-plane rotations per viewpoint, as CODEBOOK_INPLANE."),
     Key("Training", "ANCHOR_TEMPERATURE", _FLOAT_GT0, "0.03",
         "Population head: tau of the soft targets softmax(-depth term / tau) over the candidate anchors."),
+    Key("Training", "ANCHOR_DECODING", ChoiceType(("peaks", "top")), "peaks",
+        "Population head: its K hypotheses are the K highest local peaks of the anchor logits, each refined to the "
+        "probability-weighted mean of its 27 nearest anchors (peaks), or the K highest anchors as they are (top)."),
     Key("Training", "ANCHOR_CANDIDATES", _INT_GE1, "64",
         "Population head: anchors per sample that get target mass (those whose coarse depth is closest)."),
     Key("Training", "WEIGHT_INIT_NAME", ChoiceType(WEIGHT_INIT_NAMES), "",
@@ -196,6 +199,11 @@ SCHEMA: tuple[Key, ...] = (
     Key("Training", "INIT_CHECKPOINT", PathType(), "",
         "Start a new run from the head weights of this checkpoint (ours, or a models/model-epochN.pt of the "
         "original's train.py); empty: a fresh head.", optional=True),
+    Key("Training", "VALIDATION_METRIC", ChoiceType(("auto", "loss", "top_depth")), "auto",
+        "What picks models/model-best.pt and drives EARLY_STOPPING: loss (the validation multi-pose loss, as the "
+        "original) or top_depth (the mean depth term of each sample's most confident hypothesis: what the "
+        "evaluation's head recall scores; not in the original); auto: loss for HEAD regression, top_depth for "
+        "population (whose K hypotheses are neighbouring peaks, so the loss's diversity term rises as it learns)."),
     Key("Training", "SAVE_IMAGES", BoolType(), "true", "Save example input and depth images while training."),
     Key("Training", "EARLY_STOPPING", BoolType(), "false",
         "Stop when the moving average of the validation loss stops improving (STOPPING_WINDOW, STOPPING_TIME_LIMIT)."),

@@ -44,6 +44,7 @@ from multipose.evaluation.report import write_evaluation
 from multipose.evaluation.scoring import BatchScorer, ScoreAccumulator, Scores
 from multipose.evaluation.testsets import TestSet, check_evaluation_inputs, load_test_set
 from multipose.models import Codebook, Encoder, PoseHead, load_encoder
+from multipose.models.head import with_decoding
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch, with_encoder_crop_size
 from multipose.progress import progress_bar
@@ -282,6 +283,7 @@ def evaluate_checkpoint(
     device = resolve_device(cfg) if device is None else torch.device(device)
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(cfg)
     head, state = load_pose_checkpoint(path, cfg, trust)
+    head = with_decoding(head, cfg.Training.ANCHOR_DECODING)  # how to decode is the config's, not the file's
     encoder = load_encoder(cfg)
     stored = state.get("encoder_args")
     if stored is not None and stored != encoder.config.to_dict():
@@ -304,7 +306,8 @@ def evaluate_checkpoint(
         cb = codebook_from_config(cfg, encoder, device, progress=progress and dist.is_main, dist=dist)
     out = Path(out_dir) if out_dir is not None else RunFolder.of(cfg).evaluation
     extra = {"checkpoint": os.fspath(path), "epoch": state.get("epoch"),
-             "encoder": os.fspath(cfg.Dataset.ENCODER_WEIGHTS)}
+             "encoder": os.fspath(cfg.Dataset.ENCODER_WEIGHTS), "head": head.config.output,
+             **({"anchor_decoding": head.config.decoding} if head.config.output == "population" else {})}
     result = evaluate_models(cfg, encoder, head, test_set, out, device, codebook=cb, extra=extra,
                              progress=progress and dist.is_main, dist=dist)
     if dist.is_main and RunFolder.of(cfg).root.is_dir():  # the run's TensorBoard: the recall at the checkpoint's epoch

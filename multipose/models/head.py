@@ -24,9 +24,18 @@ Decoding the 6D parameters (``convention``):
 Population output (``output="population"``, config ``[Training] HEAD: population``; not in the
 original): the same dense trunk, then ``l2`` keeps the trunk's width and ``l3`` gives one logit per
 anchor rotation of a fixed grid (``codebook_rotations(anchor_views, anchor_inplane)``, the AAE
-codebook's grid: 5,832 anchors for 162 x 36). The K hypotheses are the K anchors with the highest
-logits, their confidences the softmax of those K logits; ``HeadOutput.anchor_logits`` holds all of
-them for training (a soft-target cross-entropy, :func:`multipose.losses.population_loss`). A
+codebook's grid: 5,832 anchors for 162 x 36). ``HeadOutput.anchor_logits`` holds every anchor's logit
+for training (a soft-target cross-entropy, :func:`multipose.losses.population_loss`). The K hypotheses
+(``decoding``, config ``ANCHOR_DECODING``):
+
+- ``peaks``: the K highest *peaks* -- anchors whose logit is the highest of their neighbourhood (the
+  ``NEIGHBOURS`` = 27 anchors nearest to them, themselves included; when fewer than K anchors are peaks,
+  the highest other anchors follow) -- each refined to the probability-weighted mean of its
+  neighbourhood (quaternions sign-aligned to the peak's, the weights the softmax over all anchors), a
+  rotation between the grid's anchors;
+- ``top``: the K anchors with the highest logits, as they are (often neighbours of one peak).
+
+Their confidences are the softmax of their K logits. A
 regression head moves each hypothesis down the rendered loss's local gradient, which points to the
 ground truth only within ~45 degrees on an object without symmetries (docs/main-job.md); the
 population output scores every anchor at once, so it needs no such basin.
@@ -38,11 +47,11 @@ always rebuilt from its arguments and never guessed back from tensor shapes.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
-from pytorch3d.transforms import quaternion_to_matrix, rotation_6d_to_matrix
+from pytorch3d.transforms import matrix_to_quaternion, quaternion_to_matrix, rotation_6d_to_matrix
 from torch import nn
 
 from multipose.geometry import opencv_from_pytorch3d_camera
@@ -50,13 +59,17 @@ from multipose.models.codebook import codebook_rotations
 
 __all__ = [
     "CONVENTIONS",
+    "DECODINGS",
+    "NEIGHBOURS",
     "OUTPUTS",
     "REPRESENTATIONS",
     "WEIGHT_INITS",
     "HeadOutput",
     "PoseHead",
     "PoseHeadConfig",
+    "anchor_neighbours",
     "init_head_weights",
+    "with_decoding",
 ]
 
 #: Parameters per hypothesis for each ``POSE_REPRESENTATION``.
@@ -65,6 +78,17 @@ REPRESENTATIONS = {"6d-pose": 6, "quat": 4}
 CONVENTIONS = ("opencv", "original")
 #: What the head's last layer gives: K regressed rotations, or a logit per anchor rotation.
 OUTPUTS = ("regression", "population")
+#: How a population head turns its anchor logits into K hypotheses (see the module docstring).
+DECODINGS = ("peaks", "top")
+#: Size of an anchor's neighbourhood for the ``peaks`` decoding (itself and its 26 nearest anchors).
+NEIGHBOURS = 27
+
+
+def anchor_neighbours(anchors: torch.Tensor, m: int) -> torch.Tensor:
+    """The ``m`` anchors nearest to each anchor by geodesic angle, nearest (itself) first:
+    ``(A, 3, 3) -> (A, m)`` int64 (rows of 1,024 anchors at a time: ``A = 5,832`` takes ~0.1 s)."""
+    flat = anchors.reshape(len(anchors), 9)  # trace(Ra^T Rb) = <Ra, Rb>, which falls as the angle grows
+    return torch.cat([(rows @ flat.T).topk(min(m, len(anchors)), dim=1).indices for rows in flat.split(1024)])
 
 
 def _kaiming(fn, mode: str, nonlinearity: str):
@@ -98,6 +122,7 @@ class PoseHeadConfig:
         convention: how 6D outputs are decoded: ``"opencv"`` or ``"original"`` (module docstring).
         output: ``"regression"`` (the paper's) or ``"population"`` (a logit per anchor rotation).
         anchor_views, anchor_inplane: the population output's anchor grid (``codebook_rotations``).
+        decoding: a population head's hypotheses: ``"peaks"`` or ``"top"`` (module docstring).
     """
 
     num_hypotheses: int
@@ -108,6 +133,7 @@ class PoseHeadConfig:
     output: str = "regression"
     anchor_views: int = 162
     anchor_inplane: int = 36
+    decoding: str = "peaks"
 
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
@@ -118,6 +144,8 @@ class PoseHeadConfig:
             raise ValueError("the original's convention is defined for 6d-pose heads only")
         if self.output not in OUTPUTS:
             raise ValueError(f"unknown output {self.output!r}; expected one of {list(OUTPUTS)}")
+        if self.decoding not in DECODINGS:
+            raise ValueError(f"unknown decoding {self.decoding!r}; expected one of {list(DECODINGS)}")
         if self.output == "population" and self.convention != "opencv":
             raise ValueError("a population head has no 6D decoding convention other than 'opencv'")
         if self.num_hypotheses < 1 or self.input_dim < 1 or self.width < 1 or min(self.anchor_views,
@@ -142,7 +170,10 @@ class HeadOutput:
 class PoseHead(nn.Module):
     """``code (B, input_dim) -> HeadOutput`` with K hypotheses (see the module docstring)."""
 
-    anchors: torch.Tensor  # (A, 3, 3): a population head's buffer (register_buffer in __init__)
+    # a population head's buffers (register_buffer in __init__, rebuilt from the config, not saved)
+    anchors: torch.Tensor  # (A, 3, 3) anchor rotations
+    anchor_quaternions: torch.Tensor  # (A, 4) the same as quaternions (w, x, y, z)
+    neighbours: torch.Tensor  # (A, NEIGHBOURS) int64: each anchor's nearest anchors, itself first
 
     def __init__(self, config: PoseHeadConfig) -> None:
         super().__init__()
@@ -160,7 +191,9 @@ class PoseHead(nn.Module):
             self.l3 = nn.Linear(features, config.num_hypotheses * (1 + REPRESENTATIONS[config.representation]))
         else:
             anchors = codebook_rotations(config.anchor_views, config.anchor_inplane)
-            self.register_buffer("anchors", anchors, persistent=False)  # (A, 3, 3), rebuilt from the config
+            self.register_buffer("anchors", anchors, persistent=False)
+            self.register_buffer("anchor_quaternions", matrix_to_quaternion(anchors), persistent=False)
+            self.register_buffer("neighbours", anchor_neighbours(anchors, NEIGHBOURS), persistent=False)
             self.l3 = nn.Linear(features, len(anchors))
         self.bn1 = nn.BatchNorm1d(w)
         self.bn2 = nn.BatchNorm1d(features)
@@ -177,9 +210,7 @@ class PoseHead(nn.Module):
         x = F.relu(self.bn2(self.l2(x)))
         raw = self.l3(x)  # (B, K * (1 + D)) or (B, A)
         if self.config.output == "population":
-            top = raw.topk(self.config.num_hypotheses, dim=1)
-            return HeadOutput(confidence=torch.softmax(top.values, dim=1), logits=top.values,
-                              R=self.anchors[top.indices], anchor_logits=raw)
+            return self.decode_anchors(raw)
         K, D = self.config.num_hypotheses, REPRESENTATIONS[self.config.representation]
         logits, params = raw[:, :K], raw[:, K:].reshape(-1, K, D)
         if self.config.representation == "6d-pose":
@@ -190,6 +221,34 @@ class PoseHead(nn.Module):
             q = params / params.norm(dim=-1, keepdim=True).clamp_min(1e-8)
             R = quaternion_to_matrix(q)
         return HeadOutput(confidence=torch.softmax(logits, dim=1), logits=logits, R=R)
+
+    def decode_anchors(self, raw: torch.Tensor) -> HeadOutput:
+        """A population head's K hypotheses from its anchor logits ``raw (B, A)`` (module docstring)."""
+        K = self.config.num_hypotheses
+        if self.config.decoding == "top":
+            top = raw.topk(K, dim=1)
+            return HeadOutput(confidence=torch.softmax(top.values, dim=1), logits=top.values,
+                              R=self.anchors[top.indices], anchor_logits=raw)
+        peak = raw >= raw[:, self.neighbours].amax(dim=2)  # (B, A)
+        spread = (raw.amax(dim=1, keepdim=True) - raw.amin(dim=1, keepdim=True)).detach() + 1.0
+        index = torch.where(peak, raw, raw - spread).topk(K, dim=1).indices  # peaks first, then the rest
+        logits = raw.gather(1, index)  # (B, K)
+        around = self.neighbours[index]  # (B, K, M)
+        weight = torch.softmax(raw, dim=1).gather(1, around.flatten(1)).view(around.shape)
+        q = self.anchor_quaternions[around]  # (B, K, M, 4)
+        q = q * torch.where((q * q[:, :, :1]).sum(dim=-1, keepdim=True) < 0, -1.0, 1.0)  # one hemisphere
+        R = quaternion_to_matrix(F.normalize((weight[..., None] * q).sum(dim=2), dim=-1))
+        return HeadOutput(confidence=torch.softmax(logits, dim=1), logits=logits, R=R, anchor_logits=raw)
+
+
+def with_decoding(head: PoseHead, decoding: str) -> PoseHead:
+    """``head`` with a population head's hypotheses decoded by ``decoding`` (same weights, same mode); a
+    regression head, or one that already decodes so, is returned as it is."""
+    if head.config.output != "population" or head.config.decoding == decoding:
+        return head
+    other = PoseHead(replace(head.config, decoding=decoding)).to(head.anchors.device)
+    other.load_state_dict(head.state_dict())
+    return other.train(head.training)
 
 
 def init_head_weights(head: PoseHead, name: str) -> PoseHead:

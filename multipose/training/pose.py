@@ -13,7 +13,8 @@ killed at any moment and restarted ends with the same weights as one that was ne
 (same seed, same device).
 
 Files in ``OUTPUT_PATH``: ``config.cfg``, ``models/model-epoch{N}.pt`` (the newest
-``KEEP_CHECKPOINTS``) and ``models/model-best.pt``, ``train-loss.csv``, ``validation-loss.csv``,
+``KEEP_CHECKPOINTS``) and ``models/model-best.pt`` (the epoch with the lowest validation
+``VALIDATION_METRIC``), ``train-loss.csv``, ``validation-loss.csv``,
 ``loss.png``, ``images/`` (with ``SAVE_IMAGES``), ``validation.npz`` (the generated validation set).
 """
 
@@ -33,7 +34,7 @@ import torch
 
 from multipose.board import Board
 from multipose.checkpoint import CheckpointStore
-from multipose.config import Config, check_crop_size, loss_parameters, num_hypotheses
+from multipose.config import Config, check_crop_size, loss_parameters, num_hypotheses, validation_metric
 from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
 from multipose.data.io import Batch, SampleSet
 from multipose.distributed import Dist, data_parallel
@@ -74,7 +75,7 @@ __all__ = [
 ]
 
 TRAIN_FIELDS = ("epoch", "loss", "depth", "diversity", "lr", "seconds")
-VALID_FIELDS = ("epoch", "loss", "depth", "diversity", "best_of_k_depth")
+VALID_FIELDS = ("epoch", "loss", "depth", "diversity", "best_of_k_depth", "top_depth")
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class TrainResult:
     run_dir: Path
     last_epoch: int
     best_epoch: int
-    best_validation_loss: float
+    best_validation: float  # the lowest validation ``metric``
+    metric: str  # the VALIDATION_METRIC that picked model-best.pt: "loss" or "top_depth"
     stopped_early: bool
 
 
@@ -137,7 +139,8 @@ def build_head(cfg: Config, encoder: Encoder, init: PoseHead | None = None) -> P
             input_dim=encoder.config.latent_size,
             width=tr.HEAD_WIDTH or (512 if population else 128),
             output=tr.HEAD,
-            **({"anchor_views": tr.ANCHOR_VIEWS, "anchor_inplane": tr.ANCHOR_INPLANE} if population else {}),
+            **({"anchor_views": tr.ANCHOR_VIEWS, "anchor_inplane": tr.ANCHOR_INPLANE, "decoding": tr.ANCHOR_DECODING}
+               if population else {}),
         )
     )
     return init_head_weights(head, tr.WEIGHT_INIT_NAME or "")
@@ -203,8 +206,9 @@ def early_stopping_epoch(
 @dataclass(frozen=True)
 class Validation:
     """A validation pass: ``metrics`` (``loss``, ``depth``, ``diversity``: means over the samples;
-    ``best_of_k_depth``: the mean of each sample's best hypothesis' depth term, the oracle's) and the
-    per-sample losses ``(N,)``."""
+    ``best_of_k_depth``: the mean of each sample's best hypothesis' depth term, the oracle's;
+    ``top_depth``: the mean depth term of each sample's most confident hypothesis) and the per-sample
+    losses ``(N,)``."""
 
     metrics: dict[str, float]
     per_sample: torch.Tensor
@@ -221,15 +225,16 @@ def evaluate_loss(
     dist = dist or Dist()
     head.eval()
     mine = dist.shard(len(samples))
-    columns = []  # per sample: loss, depth term (mean over K), diversity, best hypothesis' depth term
+    names = VALID_FIELDS[1:]
+    columns = []  # per sample: loss, depth term (mean over K), diversity, best and top hypothesis' depth term
     for batch in samples.rows(mine).batches(batch_size, device):
         out = head(encoder.encode(batch.image))
         terms = loss_fn(batch.R, out.R, out.confidence)
+        top = terms.depth.gather(1, out.confidence.argmax(dim=1, keepdim=True))[:, 0]
         columns.append(torch.stack([terms.per_sample, terms.depth.mean(dim=1), terms.diversity,
-                                    terms.depth.min(dim=1).values], dim=1))
-    local = torch.cat(columns) if columns else torch.zeros(0, 4, device=device)
+                                    terms.depth.min(dim=1).values, top], dim=1))
+    local = torch.cat(columns) if columns else torch.zeros(0, len(names), device=device)
     full = dist.gather_rows(local, len(samples)).cpu()
-    names = ("loss", "depth", "diversity", "best_of_k_depth")
     return Validation({name: float(full[:, k].mean()) for k, name in enumerate(names)}, full[:, 0])
 
 
@@ -392,7 +397,7 @@ class HeadProgress:
         return cls(state["epoch"], state["best_validation_loss"], state["best_epoch"], state["seconds"])
 
     def record(self, validation_loss: float) -> bool:
-        """Note this epoch's validation loss; True when it is the best yet."""
+        """Note this epoch's validation figure (``VALIDATION_METRIC``); True when it is the best yet."""
         improved = validation_loss < self.best_loss
         if improved:
             self.best_loss, self.best_epoch = validation_loss, self.epoch
@@ -423,9 +428,11 @@ class _HeadRun:
     board: Board = field(init=False)  # set once the resumed epoch is known
     model: torch.nn.Module = field(init=False)  # what trains: the head, wrapped in DDP when distributed
     encoder_sha256: str = field(init=False)
+    metric: str = field(init=False)  # the validation column that picks model-best.pt
 
     def __post_init__(self) -> None:
         self.encoder_sha256 = encoder_digest(self.encoder)
+        self.metric = validation_metric(self.cfg)
         self.head, self.model = data_parallel(self.head, self.device, self.dist)
 
 
@@ -494,7 +501,8 @@ def train_pose_head(
     run.board.close()
     if reason is not None:
         logger.info("%s", reason)
-    return TrainResult(run_dir, state.epoch, state.best_epoch, state.best_loss, stopped_early=reason is not None)
+    return TrainResult(run_dir, state.epoch, state.best_epoch, state.best_loss, run.metric,
+                       stopped_early=reason is not None)
 
 
 def _data(cfg: Config, device: torch.device, progress: bool, dist: Dist) -> tuple[TrainingData, SampleSet]:
@@ -550,8 +558,15 @@ def _restore(run: _HeadRun, state: dict[str, Any], path: Path) -> HeadProgress:
     run.data.load_state_dict(state["data"])
     set_rng_state(state["rng"])
     progress = HeadProgress.from_state_dict(state)
-    logger.info("resuming %s from %s (epoch %d, best validation loss %.4f)", run.run_dir, path.name,
-                progress.epoch, progress.best_loss)
+    if state.get("validation_metric", "loss") != run.metric:  # begun by a version that picked by the loss
+        epochs, values = run.valid_log.column(run.metric)
+        values = values[epochs <= progress.epoch]
+        progress.best_loss, progress.best_epoch = ((float(values.min()), int(epochs[values.argmin()]))
+                                                   if len(values) else (math.inf, 0))
+        logger.warning("%s: model-best.pt was picked by the validation loss so far; from now on by %s",
+                       run.run_dir, run.metric)
+    logger.info("resuming %s from %s (epoch %d, best validation %s %.4f)", run.run_dir, path.name,
+                progress.epoch, run.metric, progress.best_loss)
     return progress
 
 
@@ -574,7 +589,7 @@ def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
     run.valid_log.append({"epoch": state.epoch, **metrics})
     run.board.scalars(state.epoch, {"train/loss": means[0], "train/depth": means[1], "train/diversity": means[2],
                                     "train/lr": lr, **{f"validation/{k}": v for k, v in metrics.items()}})
-    improved = state.record(metrics["loss"])
+    improved = state.record(metrics[run.metric])
     if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES and run.dist.is_main:
         with run.times.phase("figures"):
             n_img = min(tr.NUM_SAVED_IMAGES, len(validation.per_sample))
@@ -584,8 +599,9 @@ def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
                            validation.per_sample.argsort(descending=True)[:n_img])
             for kind in ("samples", "hardest"):
                 run.board.image_file(f"validation/{kind}", state.epoch, images / f"epoch{state.epoch}-{kind}.png")
-    logger.info("epoch %d/%d: train %.4f, validation %.4f (best-of-K depth %.4f), lr %.2e, %.1f s", state.epoch,
-                tr.NUM_ITER, means[0], metrics["loss"], metrics["best_of_k_depth"], lr, state.seconds)
+    logger.info("epoch %d/%d: train %.4f, validation %.4f (top depth %.4f, best-of-K depth %.4f), lr %.2e, %.1f s",
+                state.epoch, tr.NUM_ITER, means[0], metrics["loss"], metrics["top_depth"], metrics["best_of_k_depth"],
+                lr, state.seconds)
     return improved
 
 
@@ -596,6 +612,7 @@ def _checkpoint(run: _HeadRun, state: HeadProgress) -> dict[str, Any]:
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         **state.state_dict(),
+        "validation_metric": run.metric,
         "head_args": run.head.config.to_dict(),
         "encoder_args": run.encoder.config.to_dict(),
         "encoder_sha256": run.encoder_sha256,
@@ -609,6 +626,7 @@ def _plot_losses(run: _HeadRun) -> None:
     """``loss.png``: training and validation losses and the validation best-of-K depth term per epoch."""
     plot_curves(
         [("train", *run.train_log.column("loss")), ("validation", *run.valid_log.column("loss")),
+         ("validation top depth", *run.valid_log.column("top_depth")),
          ("validation best-of-K depth", *run.valid_log.column("best_of_k_depth"))],
         RunFolder(run.run_dir).loss_plot, "epoch", "multi-pose loss",
     )
@@ -617,10 +635,10 @@ def _plot_losses(run: _HeadRun) -> None:
 def _stop_reason(run: _HeadRun, state: HeadProgress) -> str | None:
     """Why training ends before ``NUM_ITER`` after this epoch (early stopping, ``MAX_HOURS``), or None."""
     tr = run.cfg.Training
-    if tr.EARLY_STOPPING and early_stopping_epoch(run.valid_log.column("loss")[1], tr.STOPPING_WINDOW,
+    if tr.EARLY_STOPPING and early_stopping_epoch(run.valid_log.column(run.metric)[1], tr.STOPPING_WINDOW,
                                                   tr.STOPPING_TIME_LIMIT) == state.epoch:
-        return (f"early stopping: the {tr.STOPPING_WINDOW}-epoch moving average of the validation loss has not "
-                f"improved for more than {tr.STOPPING_TIME_LIMIT} epochs")
+        return (f"early stopping: the {tr.STOPPING_WINDOW}-epoch moving average of the validation {run.metric} has "
+                f"not improved for more than {tr.STOPPING_TIME_LIMIT} epochs")
     if tr.MAX_HOURS is not None and state.seconds >= tr.MAX_HOURS * 3600.0:
         return f"stopping: MAX_HOURS = {tr.MAX_HOURS:g} h of training reached"
     return None
