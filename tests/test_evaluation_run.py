@@ -380,3 +380,39 @@ def test_scores_do_not_depend_on_the_batch_size(shared, tmp_path):
     bop_rows = [(tmp_path / f"eval{b}" / "multipose_synthetic-test.csv").read_text().splitlines() for b in (2, 5)]
     assert [r.split(",")[:4] for r in bop_rows[0]] == [r.split(",")[:4] for r in bop_rows[1]]
     assert (tmp_path / "eval2" / "examples.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_finetuned_head_is_evaluated_beside_a_codebook_of_either_encoder(shared, tmp_path):
+    """A head with a fine-tuned encoder layer takes the frozen encoder's feature maps; the codebook baseline
+    is built with the pretrained encoder or (CODEBOOK_ENCODER: finetuned) with the head's layer, and
+    metrics.json says which. Asking for the fine-tuned codebook of a head without the layer is refused."""
+    from multipose.evaluation import evaluate_checkpoint
+    from multipose.models import load_encoder
+    from multipose.models.weights import encoder_digest
+
+    cfg = _cfg(shared, tmp_path / "run", "Evaluation.CODEBOOK_BASELINE=true")
+    encoder = load_encoder(cfg)
+    torch.manual_seed(0)
+    head = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16, encoder_features=encoder.config.flat_features))
+    assert head.encoder is not None
+    head.encoder.load_state_dict(encoder.dense.state_dict())
+    with torch.no_grad():
+        head.encoder.weight.add_(0.5 * torch.randn_like(head.encoder.weight))  # "fine-tuned"
+    state = {"model": head.state_dict(), "head_args": head.config.to_dict(), "epoch": 1,
+             "encoder_args": TINY_ENCODER.to_dict(), "encoder_sha256": encoder_digest(encoder)}
+    torch.save(state, tmp_path / "tuned.pt")
+    results = {}
+    for which in ("pretrained", "finetuned"):
+        tuned_cfg = _cfg(shared, tmp_path / "run", f"Evaluation.CODEBOOK_ENCODER={which}")
+        result = evaluate_checkpoint(tuned_cfg, tmp_path / "tuned.pt", out_dir=tmp_path / which, progress=False,
+                                     codebook=True)
+        assert result.metrics["codebook_encoder"] == which and result.metrics["finetuned_encoder_layer"] is True
+        results[which] = result
+    assert not torch.equal(results["pretrained"].errors["codebook"], results["finetuned"].errors["codebook"])
+    assert_close(results["pretrained"].errors["head"], results["finetuned"].errors["head"])  # the same head
+    plain = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16))
+    torch.save({**state, "model": plain.state_dict(), "head_args": plain.config.to_dict()}, tmp_path / "plain.pt")
+    with pytest.raises(ConfigError, match="CODEBOOK_ENCODER = finetuned: .* holds no fine-tuned encoder layer"):
+        evaluate_checkpoint(_cfg(shared, tmp_path / "run", "Evaluation.CODEBOOK_ENCODER=finetuned"),
+                            tmp_path / "plain.pt", progress=False, codebook=True)

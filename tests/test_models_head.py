@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from pytorch3d.transforms import matrix_to_quaternion, quaternion_to_matrix
 from support.original import original_forward, original_state_dict, ortho6d_columns
 
-from multipose.models import PoseHead, PoseHeadConfig
-from pytorch3d.transforms import matrix_to_quaternion, quaternion_to_matrix
-
 from multipose.geometry import geodesic_angle_deg
+from multipose.models import PoseHead, PoseHeadConfig
 from multipose.models.head import WEIGHT_INITS, anchor_neighbours, init_head_weights, with_decoding
 
 
@@ -197,3 +196,56 @@ def test_a_population_head_checkpoint_rebuilds_the_same_head(tmp_path):
     assert loaded.config == head.config
     code = torch.randn(4, 16)
     torch.testing.assert_close(loaded(code).R, head(code).R)
+
+
+def test_an_original_checkpoint_with_a_finetuned_encoder_layer_loads_and_computes_its_forward(tmp_path):
+    """The original's FINETUNE_ENCODER checkpoints: ``Model``'s state dict with ``encoder.weight`` (128 x flat
+    feature maps) and ``encoder.bias`` beside the head's layers; its forward applies that layer to the
+    encoder's flat feature maps and feeds the code, not L2-normalised, to l01/l02."""
+    from multipose.models.head_checkpoint import load_head_checkpoint
+    from multipose.models.weights import ModelFileError
+
+    K, flat = 4, 2048
+    g = torch.Generator().manual_seed(2)
+    state = {**original_state_dict(K), "encoder.weight": torch.randn(128, flat, generator=g) / flat**0.5,
+             "encoder.bias": 0.1 * torch.randn(128, generator=g)}
+    torch.save({"model": state, "optimizer": {}, "lr_reducer": None, "epoch": 3}, tmp_path / "model-epoch3.pt")
+    head, _ = load_head_checkpoint(tmp_path / "model-epoch3.pt", K)
+    assert head.config.encoder_features == flat and head.config.convention == "original"
+    assert set(head.state_dict()) == set(state)  # loaded with strict=True: every name is the original's
+    features = torch.randn(5, flat, generator=g)
+    code = features @ state["encoder.weight"].T + state["encoder.bias"]
+    assert not torch.allclose(code.norm(dim=1), torch.ones(5))
+    with torch.no_grad():
+        out = head(features)
+    torch.testing.assert_close(out.confidence, original_forward(state, code, K)[:, :K], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"flat encoder features must be \(B, 2048\)"):
+        head(code)
+    state["encoder.weight"] = state["encoder.weight"][:64]
+    torch.save({"model": state, "optimizer": {}, "lr_reducer": None, "epoch": 3}, tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match="encoder layer"):
+        load_head_checkpoint(tmp_path / "bad.pt", K)
+
+
+def test_head_input_is_the_normalised_code_or_the_flat_feature_maps_for_a_finetuned_layer():
+    from multipose.models import Encoder, encoder_config
+    from multipose.models.head import finetuned_encoder, head_input
+
+    torch.manual_seed(0)
+    encoder = Encoder(encoder_config("small", image_size=32, channels=(4, 8), latent_size=16)).eval()
+    images = torch.rand(3, 3, 32, 32)
+    plain = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16, width=32)).eval()
+    torch.testing.assert_close(head_input(encoder, plain, images), encoder.encode(images))
+    assert finetuned_encoder(encoder, plain) is encoder
+    tuned = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16, width=32,
+                                    encoder_features=encoder.config.flat_features)).eval()
+    assert tuned.encoder is not None
+    tuned.encoder.load_state_dict(encoder.dense.state_dict())
+    features = head_input(encoder, tuned, images)
+    assert features.shape == (3, encoder.config.flat_features)
+    torch.testing.assert_close(tuned.encoder(features), encoder(images))  # the raw code: no L2 normalisation
+    with torch.no_grad():
+        tuned.encoder.weight.mul_(2.0)
+    copy = finetuned_encoder(encoder, tuned)
+    torch.testing.assert_close(copy.dense.weight, tuned.encoder.weight)
+    assert not torch.equal(encoder.dense.weight, copy.dense.weight)  # the frozen encoder is left as it was

@@ -18,7 +18,7 @@ from multipose.config import load_config
 from multipose.data.datasets import training_data_from_config
 from multipose.errors import UserInputError
 from multipose.losses import MultiPoseLoss
-from multipose.models import Encoder, EncoderConfig, save_encoder
+from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig, save_encoder
 from multipose.runs import RunFolderError
 from multipose.training.pose import build_head, early_stopping_epoch, freeze, one_cycle_lr, train_pose_head
 
@@ -514,3 +514,41 @@ def test_a_population_head_trains_on_soft_targets_and_resumes_exactly(shared, tm
     regression = _cfg(shared, tmp_path / "c", extra=(f"Training.INIT_CHECKPOINT={best}",))
     with pytest.raises(UserInputError, match="holds a population head .* asks for a regression head"):
         train_pose_head(regression, torch.device("cpu"), progress=False)
+
+
+@pytest.mark.slow
+def test_finetune_encoder_trains_the_dense_layer_only_and_checkpoints_it_as_the_original(shared, tmp_path,
+                                                                                          monkeypatch):
+    """FINETUNE_ENCODER: the head's copy of the encoder's dense layer starts equal to it and is trained; the
+    frozen encoder (convolutions, batch-norm weights and running statistics, its own dense layer) is not
+    changed; the checkpoint holds the layer as ``encoder.weight``/``encoder.bias`` (the original's names)."""
+    import multipose.training.pose as pose
+
+    seen = {}
+
+    def spy(*args, **kwargs):
+        encoder = real(*args, **kwargs)
+        seen["encoder"], seen["before"] = encoder, {k: v.clone() for k, v in encoder.state_dict().items()}
+        return encoder
+
+    real = pose._frozen_encoder
+    monkeypatch.setattr(pose, "_frozen_encoder", spy)
+    train_pose_head(_cfg(shared, tmp_path / "a", epochs=2, extra=("Training.FINETUNE_ENCODER=true",)),
+                    torch.device("cpu"), progress=False)
+    encoder, before = seen["encoder"], seen["before"]
+    after = encoder.state_dict()
+    assert any("running_mean" in k for k in after) and all(torch.equal(before[k], after[k]) for k in after)
+    assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+    state = _final_state(tmp_path / "a")
+    assert state["head_args"]["encoder_features"] == encoder.config.flat_features
+    model = state["model"]
+    assert model["encoder.weight"].shape == encoder.dense.weight.shape
+    assert not torch.allclose(model["encoder.weight"], encoder.dense.weight)  # trained
+    assert (model["encoder.weight"] - encoder.dense.weight).abs().max() < 0.1  # from the copy, not from scratch
+    head = PoseHead(PoseHeadConfig(**state["head_args"]))
+    groups = state["optimizer"]["param_groups"]  # one optimiser, one group, one schedule: the layer's and the head's
+    assert len(groups) == 1 and len(groups[0]["params"]) == len(list(head.parameters()))
+    best = tmp_path / "a" / "models" / "model-best.pt"
+    plain = _cfg(shared, tmp_path / "b", epochs=1, extra=(f"Training.INIT_CHECKPOINT={best}",))
+    with pytest.raises(UserInputError, match="has a fine-tuned encoder layer, but .*FINETUNE_ENCODER is false"):
+        train_pose_head(plain, torch.device("cpu"), progress=False)

@@ -193,6 +193,11 @@ SCHEMA: tuple[Key, ...] = (
         "probability-weighted mean of its 27 nearest anchors (peaks), or the K highest anchors as they are (top)."),
     Key("Training", "ANCHOR_CANDIDATES", _INT_GE1, "64",
         "Population head: anchors per sample that get target mass (those whose coarse depth is closest)."),
+    Key("Training", "FINETUNE_ENCODER", BoolType(), "false",
+        "As the original's later versions: the encoder's dense layer (feature maps -> code) is trained with the "
+        "pose head, in its optimiser and learning-rate schedule; the convolutions and their batch norm stay frozen "
+        "(eval mode) and the code is not L2-normalised. Checkpoints hold the layer as the head's encoder.weight and "
+        "encoder.bias, as the original's."),
     Key("Training", "WEIGHT_INIT_NAME", ChoiceType(WEIGHT_INIT_NAMES), "",
         "Initialisation of the pose head's linear weights (torch.nn.init, as the original's names); empty: "
         "PyTorch's default.", optional=True),
@@ -330,6 +335,9 @@ SCHEMA: tuple[Key, ...] = (
         "the AAE (12, 42, 162, 642, 2562, ...)."),
     Key("Evaluation", "CODEBOOK_INPLANE", _INT_GE1, "36",
         "Codebook: in-plane rotations per viewpoint (the AAE's 36: 2562 x 36 = 92,232 entries)."),
+    Key("Evaluation", "CODEBOOK_ENCODER", ChoiceType(("pretrained", "finetuned")), "pretrained",
+        "The encoder the codebook baseline is built with: pretrained (ENCODER_WEIGHTS) or finetuned (its dense layer "
+        "replaced by the head's fine-tuned one: the head's own codes; needs a head trained with FINETUNE_ENCODER)."),
     Key("Evaluation", "NUM_EXAMPLES", IntType(min=0), "8",
         "With SAVE_IMAGES: test samples drawn in examples.png (input, GT depth, top hypothesis)."),
     # [Sampling]

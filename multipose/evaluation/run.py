@@ -36,7 +36,7 @@ from torch import nn
 from multipose.board import Board
 from multipose.config import Config, check_crop_size, num_hypotheses, resolve_device
 from multipose.distributed import Dist
-from multipose.errors import UserInputError
+from multipose.errors import ConfigError, UserInputError
 from multipose.evaluation import bop, bop19, detections
 from multipose.evaluation.codebook import codebook_from_config
 from multipose.evaluation.metrics import mcnemar_exact, recall
@@ -44,7 +44,7 @@ from multipose.evaluation.report import write_evaluation
 from multipose.evaluation.scoring import BatchScorer, ScoreAccumulator, Scores
 from multipose.evaluation.testsets import TestSet, check_evaluation_inputs, load_test_set
 from multipose.models import Codebook, Encoder, PoseHead, load_encoder
-from multipose.models.head import with_decoding
+from multipose.models.head import finetuned_encoder, with_decoding
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch, with_encoder_crop_size
 from multipose.progress import progress_bar
@@ -136,6 +136,7 @@ def evaluate_models(
     device: torch.device | str = "cpu",
     *,
     codebook: Codebook | None = None,
+    codebook_encoder: Encoder | None = None,
     extra: dict[str, Any] | None = None,
     progress: bool = True,
     dist: Dist | None = None,
@@ -156,7 +157,7 @@ def evaluate_models(
             "([Dataset] CROP_SIZE must match the encoder; leave it empty to follow the encoder)"
         )
     examples = bop.subsample(N, ev.NUM_EXAMPLES).tolist() if ev.SAVE_IMAGES and ev.NUM_EXAMPLES else []
-    scorer = BatchScorer(cfg, encoder, head, test_set, device, codebook, examples)
+    scorer = BatchScorer(cfg, encoder, head, test_set, device, codebook, examples, codebook_encoder)
     scorer.warm_up(ev.BATCH_SIZE)
     accumulator = ScoreAccumulator()
     mine = torch.arange(N)[dist.shard(N)]
@@ -284,6 +285,9 @@ def evaluate_checkpoint(
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(cfg)
     head, state = load_pose_checkpoint(path, cfg, trust)
     head = with_decoding(head, cfg.Training.ANCHOR_DECODING)  # how to decode is the config's, not the file's
+    if cfg.Evaluation.CODEBOOK_ENCODER == "finetuned" and head.encoder is None:
+        raise ConfigError(f"[Evaluation] CODEBOOK_ENCODER = finetuned: {path} holds no fine-tuned encoder layer "
+                          "(trained without [Training] FINETUNE_ENCODER); set CODEBOOK_ENCODER: pretrained")
     encoder = load_encoder(cfg)
     stored = state.get("encoder_args")
     if stored is not None and stored != encoder.config.to_dict():
@@ -302,13 +306,17 @@ def evaluate_checkpoint(
     test_set = load_test_set(cfg, device, num=num_samples, progress=progress and dist.is_main, dist=dist)
     use_codebook = cfg.Evaluation.CODEBOOK_BASELINE if codebook is None else codebook
     cb = None
+    cb_encoder = finetuned_encoder(encoder, head) if cfg.Evaluation.CODEBOOK_ENCODER == "finetuned" else encoder
     if use_codebook:  # the ranks encode their shares of its views; rank 0 caches it
-        cb = codebook_from_config(cfg, encoder, device, progress=progress and dist.is_main, dist=dist)
+        cb = codebook_from_config(cfg, cb_encoder, device, progress=progress and dist.is_main, dist=dist)
     out = Path(out_dir) if out_dir is not None else RunFolder.of(cfg).evaluation
     extra = {"checkpoint": os.fspath(path), "epoch": state.get("epoch"),
              "encoder": os.fspath(cfg.Dataset.ENCODER_WEIGHTS), "head": head.config.output,
-             **({"anchor_decoding": head.config.decoding} if head.config.output == "population" else {})}
-    result = evaluate_models(cfg, encoder, head, test_set, out, device, codebook=cb, extra=extra,
+             **({"anchor_decoding": head.config.decoding} if head.config.output == "population" else {}),
+             "finetuned_encoder_layer": head.encoder is not None,
+             **({"codebook_encoder": cfg.Evaluation.CODEBOOK_ENCODER} if use_codebook else {})}
+    result = evaluate_models(cfg, encoder, head, test_set, out, device, codebook=cb, codebook_encoder=cb_encoder,
+                             extra=extra,
                              progress=progress and dist.is_main, dist=dist)
     if dist.is_main and RunFolder.of(cfg).root.is_dir():  # the run's TensorBoard: the recall at the checkpoint's epoch
         board = Board(RunFolder.of(cfg).board / "head")

@@ -33,7 +33,8 @@ from multipose.evaluation import metrics as pose_error  # pose_error.re: the nam
 from multipose.evaluation.testsets import TestSet
 from multipose.geometry import random_rotations
 from multipose.mesh import load_data_mesh, load_loss_mesh
-from multipose.models import Codebook, Encoder, HeadOutput, PoseHead
+from multipose.models import Codebook, CodebookMatch, Encoder, HeadOutput, PoseHead, l2_normalize
+from multipose.models.head import head_input
 from multipose.render import MeshRenderer
 from multipose.timing import timed
 
@@ -152,10 +153,13 @@ class BatchScorer:
         device: torch.device | str = "cpu",
         codebook: Codebook | None = None,
         examples: Collection[int] = (),
+        codebook_encoder: Encoder | None = None,
     ) -> None:
         ev = cfg.Evaluation
         self.device = torch.device(device)
         self.encoder = encoder.to(self.device).eval()
+        # the encoder the codebook was built with (the same convolutions; its dense layer makes the lookup's code)
+        self.codebook_encoder = (codebook_encoder or encoder).to(self.device).eval()
         self.head = head.to(self.device).eval()
         self.codebook = codebook.to(self.device) if codebook is not None else None
         self.test_set = test_set
@@ -181,10 +185,10 @@ class BatchScorer:
     def warm_up(self, batch_size: int) -> None:
         """Run the models once (first calls allocate and pick kernels), so timings measure steady state."""
         with torch.no_grad():
-            code = self.encoder.encode(self.test_set.images[:batch_size].to(self.device))
-            self.head(code)
+            x = head_input(self.encoder, self.head, self.test_set.images[:batch_size].to(self.device))
+            self.head(x)
             if self.codebook is not None:
-                self.codebook.lookup(code)
+                self._lookup(x)
 
     @torch.no_grad()
     def __call__(self, idx: torch.Tensor) -> Scores:
@@ -226,18 +230,26 @@ class BatchScorer:
         """The head's output, every method's rotation ``(B, M, 3, 3)`` (K hypotheses, random[, codebook][,
         stored]), the codebook's similarity ``(B, 1)`` and the inference seconds."""
         seconds = {"encoder": 0.0, "head": 0.0, "codebook": 0.0}
-        code, seconds["encoder"] = timed(partial(self.encoder.encode, self.test_set.images[idx].to(self.device)),
-                                         self.device)
-        out, seconds["head"] = timed(partial(self.head, code), self.device)
+        x, seconds["encoder"] = timed(partial(head_input, self.encoder, self.head,
+                                              self.test_set.images[idx].to(self.device)), self.device)
+        out, seconds["head"] = timed(partial(self.head, x), self.device)
         views = [out.R, self.random_R[idx].to(self.device)[:, None]]  # (B, K, 3, 3), (B, 1, 3, 3)
         similarity = None
         if self.codebook is not None:
-            match, seconds["codebook"] = timed(partial(self.codebook.lookup, code), self.device)
+            match, seconds["codebook"] = timed(partial(self._lookup, x), self.device)
             views.append(match.rotations)
             similarity = match.similarity
         if self.test_set.R_stored is not None:
             views.append(self.test_set.R_stored[idx].to(self.device)[:, None])
         return out, torch.cat(views, dim=1), similarity, seconds
+
+    def _lookup(self, x: torch.Tensor) -> CodebookMatch:
+        """The codebook's best entry for the head's input ``x`` (:func:`~multipose.models.head.head_input`):
+        the code itself, or for a fine-tuned head's flat feature maps the codebook encoder's code of them."""
+        assert self.codebook is not None
+        if self.head.config.encoder_features:
+            x = l2_normalize(self.codebook_encoder.dense(x))
+        return self.codebook.lookup(x)
 
     def _poses(self, idx: torch.Tensor, R_view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The estimated poses ``R (B, M, 3, 3), t (B, M, 3)`` of rotations in the crop's view: with boxes,

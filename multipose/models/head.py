@@ -40,12 +40,19 @@ regression head moves each hypothesis down the rendered loss's local gradient, w
 ground truth only within ~45 degrees on an object without symmetries (docs/main-job.md); the
 population output scores every anchor at once, so it needs no such basin.
 
+Fine-tuned encoder layer (``encoder_features > 0``, config ``[Training] FINETUNE_ENCODER``; the original's
+later versions): the head starts with its own copy of the encoder's dense layer, ``encoder`` (``nn.Linear``,
+``encoder_features`` flat feature maps -> ``input_dim``; state-dict keys ``encoder.weight`` and
+``encoder.bias`` as the original's ``Model``), trained with the head; its input is then the frozen
+encoder's flattened feature maps (:func:`head_input`) and the code it makes is not L2-normalised.
+
 The architecture arguments live in :class:`PoseHeadConfig`, which checkpoints store, so a model is
 always rebuilt from its arguments and never guessed back from tensor shapes.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, replace
 
@@ -56,6 +63,7 @@ from torch import nn
 
 from multipose.geometry import opencv_from_pytorch3d_camera
 from multipose.models.codebook import codebook_rotations
+from multipose.models.encoder import Encoder, nhwc_flatten
 
 __all__ = [
     "CONVENTIONS",
@@ -68,6 +76,8 @@ __all__ = [
     "PoseHead",
     "PoseHeadConfig",
     "anchor_neighbours",
+    "finetuned_encoder",
+    "head_input",
     "init_head_weights",
     "with_decoding",
 ]
@@ -123,6 +133,7 @@ class PoseHeadConfig:
         output: ``"regression"`` (the paper's) or ``"population"`` (a logit per anchor rotation).
         anchor_views, anchor_inplane: the population output's anchor grid (``codebook_rotations``).
         decoding: a population head's hypotheses: ``"peaks"`` or ``"top"`` (module docstring).
+        encoder_features: 0, or the inputs of a fine-tuned encoder dense layer the head starts with.
     """
 
     num_hypotheses: int
@@ -134,6 +145,7 @@ class PoseHeadConfig:
     anchor_views: int = 162
     anchor_inplane: int = 36
     decoding: str = "peaks"
+    encoder_features: int = 0
 
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
@@ -148,8 +160,8 @@ class PoseHeadConfig:
             raise ValueError(f"unknown decoding {self.decoding!r}; expected one of {list(DECODINGS)}")
         if self.output == "population" and self.convention != "opencv":
             raise ValueError("a population head has no 6D decoding convention other than 'opencv'")
-        if self.num_hypotheses < 1 or self.input_dim < 1 or self.width < 1 or min(self.anchor_views,
-                                                                                self.anchor_inplane) < 1:
+        if self.num_hypotheses < 1 or self.input_dim < 1 or self.width < 1 or self.encoder_features < 0 or min(
+                self.anchor_views, self.anchor_inplane) < 1:
             raise ValueError(f"bad head arguments {self}")
 
     def to_dict(self) -> dict:
@@ -197,11 +209,17 @@ class PoseHead(nn.Module):
             self.l3 = nn.Linear(features, len(anchors))
         self.bn1 = nn.BatchNorm1d(w)
         self.bn2 = nn.BatchNorm1d(features)
+        # the fine-tuned encoder layer (built last: the other layers' initial weights do not depend on it)
+        self.encoder = nn.Linear(config.encoder_features, d) if config.encoder_features else None
 
     def forward(self, code: torch.Tensor) -> HeadOutput:
-        if code.ndim != 2 or code.shape[1] != self.config.input_dim:
-            raise ValueError(f"code must be (B, {self.config.input_dim}), got {tuple(code.shape)}")
-        x0 = code
+        """``code (B, input_dim)``, or with a fine-tuned encoder layer the flat feature maps
+        ``(B, encoder_features)`` (:func:`head_input`)."""
+        size = self.config.encoder_features or self.config.input_dim
+        if code.ndim != 2 or code.shape[1] != size:
+            what = "flat encoder features" if self.encoder is not None else "code"
+            raise ValueError(f"{what} must be (B, {size}), got {tuple(code.shape)}")
+        x0 = self.encoder(code) if self.encoder is not None else code
         x1 = F.relu(self.bn01(self.l01(x0)))
         x2 = F.relu(self.bn02(self.l02(torch.cat([x0, x1], dim=1))))
         x3 = F.relu(self.bn03(self.l03(torch.cat([x1, x2], dim=1))))
@@ -239,6 +257,25 @@ class PoseHead(nn.Module):
         q = q * torch.where((q * q[:, :, :1]).sum(dim=-1, keepdim=True) < 0, -1.0, 1.0)  # one hemisphere
         R = quaternion_to_matrix(F.normalize((weight[..., None] * q).sum(dim=2), dim=-1))
         return HeadOutput(confidence=torch.softmax(logits, dim=1), logits=logits, R=R, anchor_logits=raw)
+
+
+def head_input(encoder: Encoder, head: PoseHead, images: torch.Tensor) -> torch.Tensor:
+    """What ``head`` takes for ``images (B, 3, S, S)``: the encoder's L2-normalised code ``(B, latent)``, or
+    for a head with a fine-tuned encoder layer the encoder's flattened (NHWC) feature maps
+    ``(B, flat_features)``."""
+    if head.config.encoder_features:
+        return nhwc_flatten(encoder.feature_maps(images))
+    return encoder.encode(images)
+
+
+def finetuned_encoder(encoder: Encoder, head: PoseHead) -> Encoder:
+    """A copy of ``encoder`` whose dense layer is ``head``'s fine-tuned one (the encoder the head's codes come
+    from: for a codebook built on the same codes); ``encoder`` itself when the head has no such layer."""
+    if head.encoder is None:
+        return encoder
+    tuned = copy.deepcopy(encoder)
+    tuned.dense.load_state_dict(head.encoder.state_dict())
+    return tuned
 
 
 def with_decoding(head: PoseHead, decoding: str) -> PoseHead:

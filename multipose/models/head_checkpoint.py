@@ -9,8 +9,10 @@
   original's 6D decoding (``convention="original"``): K is read from the config (``[Rendering]
   VIEWS``) and checked against the output layer, the code size from the first layer.
 
-The original's variants that are not a single-object pose head (``FINETUNE_ENCODER``'s ``encoder.*``
-layer, ``CLASSIFY_OBJECTS``'s ``c1..c3``, several objects) are refused with a message saying so.
+An original checkpoint of a ``FINETUNE_ENCODER`` run holds the fine-tuned dense layer as ``encoder.weight``
+``(128, flat features)`` and ``encoder.bias``: it becomes the head's ``encoder`` layer
+(``encoder_features``). Its other variants that are not a single-object pose head (``CLASSIFY_OBJECTS``'s
+``c1..c3``, several objects) are refused with a message saying so.
 Files are read with ``torch.load(weights_only=True)``: a checkpoint that would need Python objects
 rebuilt is refused unless trusted (``--trust-checkpoint``).
 """
@@ -47,11 +49,11 @@ def original_head_config(state: dict, num_hypotheses: int | None, path: str | os
     cannot represent or a K that does not match."""
     model = state["model"]
     extra = sorted({k.split(".")[0] for k in model} - {"l01", "l02", "l03", "l04", "l1", "l2", "l3",
-                                                        "bn01", "bn02", "bn03", "bn04", "bn1", "bn2"})
+                                                        "bn01", "bn02", "bn03", "bn04", "bn1", "bn2", "encoder"})
     if extra:
         raise ModelFileError(
-            f"{path}: an original checkpoint with the layers {extra} (FINETUNE_ENCODER or CLASSIFY_OBJECTS): "
-            "only the single-object pose head can be evaluated or trained here"
+            f"{path}: an original checkpoint with the layers {extra} (CLASSIFY_OBJECTS): only the single-object "
+            "pose head (with or without FINETUNE_ENCODER's encoder layer) can be evaluated or trained here"
         )
     outputs, width = model["l3.weight"].shape
     if width != 64 or "l01.weight" not in model:
@@ -67,8 +69,14 @@ def original_head_config(state: dict, num_hypotheses: int | None, path: str | os
             "(several objects per head are not supported)"
         )
     hidden, code = model["l01.weight"].shape
+    features = 0
+    if "encoder.weight" in model:
+        if model["encoder.weight"].ndim != 2 or model["encoder.weight"].shape[0] != code:
+            raise ModelFileError(f"{path}: its encoder layer {tuple(model['encoder.weight'].shape)} does not make the "
+                                 f"{code}-d code its l01 takes")
+        features = int(model["encoder.weight"].shape[1])
     return PoseHeadConfig(num_hypotheses=num_hypotheses, representation="6d-pose", input_dim=int(code),
-                          width=int(hidden), convention="original")
+                          width=int(hidden), convention="original", encoder_features=features)
 
 
 def load_head_checkpoint(

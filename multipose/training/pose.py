@@ -41,7 +41,7 @@ from multipose.distributed import Dist, data_parallel
 from multipose.errors import UserInputError
 from multipose.losses import AnchorTargets, MultiPoseLoss, population_loss
 from multipose.models import Encoder, HeadOutput, PoseHead, PoseHeadConfig, load_encoder
-from multipose.models.head import init_head_weights
+from multipose.models.head import head_input, init_head_weights
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import encoder_digest, encoder_mismatch, with_encoder_crop_size
 from multipose.progress import progress_bar
@@ -114,18 +114,25 @@ def load_init_head(cfg: Config, trust: bool = False) -> PoseHead | None:
             f"{head.config.num_hypotheses} and {head.config.representation}, but the config asks for a {wanted[2]} "
             f"head with K = {wanted[0]} and {wanted[1]}"
         )
+    if bool(head.config.encoder_features) != cfg.Training.FINETUNE_ENCODER:
+        has = "has" if head.config.encoder_features else "has no"
+        raise UserInputError(f"[Training] INIT_CHECKPOINT = {path}: the head {has} a fine-tuned encoder layer, but "
+                             f"[Training] FINETUNE_ENCODER is {str(cfg.Training.FINETUNE_ENCODER).lower()}")
     return head
 
 
 def build_head(cfg: Config, encoder: Encoder, init: PoseHead | None = None) -> PoseHead:
     """The pose head for ``K = num_hypotheses(cfg)`` and ``POSE_REPRESENTATION`` on the encoder's code:
     a copy of ``init`` (:func:`load_init_head`, keeping its 6D convention) or a fresh head whose linear
-    weights are initialised by ``[Training] WEIGHT_INIT_NAME`` (with the global torch RNG)."""
+    weights are initialised by ``[Training] WEIGHT_INIT_NAME`` (with the global torch RNG). With
+    ``FINETUNE_ENCODER`` a fresh head's encoder layer starts as a copy of the encoder's dense layer."""
     if init is not None:
-        if init.config.input_dim != encoder.config.latent_size:
+        features = init.config.encoder_features
+        if init.config.input_dim != encoder.config.latent_size or features not in (0, encoder.config.flat_features):
             raise UserInputError(
                 f"[Training] INIT_CHECKPOINT = {cfg.Training.INIT_CHECKPOINT}: the head takes codes of size "
-                f"{init.config.input_dim}, the encoder gives {encoder.config.latent_size}"
+                f"{init.config.input_dim}" + (f" from {features} feature-map values" if features else "")
+                + f", the encoder gives {encoder.config.latent_size} from {encoder.config.flat_features}"
             )
         head = PoseHead(init.config)
         head.load_state_dict(init.state_dict())
@@ -141,9 +148,13 @@ def build_head(cfg: Config, encoder: Encoder, init: PoseHead | None = None) -> P
             output=tr.HEAD,
             **({"anchor_views": tr.ANCHOR_VIEWS, "anchor_inplane": tr.ANCHOR_INPLANE, "decoding": tr.ANCHOR_DECODING}
                if population else {}),
+            encoder_features=encoder.config.flat_features if tr.FINETUNE_ENCODER else 0,
         )
     )
-    return init_head_weights(head, tr.WEIGHT_INIT_NAME or "")
+    head = init_head_weights(head, tr.WEIGHT_INIT_NAME or "")
+    if head.encoder is not None:  # as the original: initialised like the others, then overwritten by the copy
+        head.encoder.load_state_dict(encoder.dense.state_dict())
+    return head
 
 
 def one_cycle_lr(epoch: int, num_epochs: int, low: float, high: float) -> float:
@@ -228,7 +239,7 @@ def evaluate_loss(
     names = VALID_FIELDS[1:]
     columns = []  # per sample: loss, depth term (mean over K), diversity, best and top hypothesis' depth term
     for batch in samples.rows(mine).batches(batch_size, device):
-        out = head(encoder.encode(batch.image))
+        out = head(head_input(encoder, head, batch.image))
         terms = loss_fn(batch.R, out.R, out.confidence)
         top = terms.depth.gather(1, out.confidence.argmax(dim=1, keepdim=True))[:, 0]
         columns.append(torch.stack([terms.per_sample, terms.depth.mean(dim=1), terms.diversity,
@@ -245,7 +256,7 @@ def _save_examples(path: Path, run: _HeadRun, indices: torch.Tensor) -> None:
     exactly as in the validation pass)."""
     batch = next(run.validation.rows(indices.tolist()).batches(len(indices), run.device))
     run.head.eval()
-    out = run.head(run.encoder.encode(batch.image))
+    out = run.head(head_input(run.encoder, run.head, batch.image))
     terms = run.loss_fn(batch.R, out.R, out.confidence)
     rows, row_titles = [], []
     for i, idx in enumerate(indices.tolist()):
@@ -297,8 +308,8 @@ def _train_epoch(run: _HeadRun, stop: StopRequest, epoch: int) -> list[float]:
         if n < 2:  # batch norm cannot train on one sample; it is drawn again next epoch
             continue
         mine = dist.shard(n)
-        with torch.no_grad():
-            code = run.encoder.encode(batch.image[mine])
+        with torch.no_grad():  # the frozen encoder (a fine-tuned dense layer is the head's, after this)
+            code = head_input(run.encoder, run.head, batch.image[mine])
         per_sample, depth, diversity = _batch_terms(run, head(code), batch, mine)
         loss = per_sample.sum() * (dist.world_size / n) if dist.enabled else per_sample.mean()
         _check_finite(loss, "the loss", epoch, number, run.store)
