@@ -202,3 +202,11 @@ def test_every_documented_command_names_a_script_and_flags_that_exist(python):
             continue
         for flag in (w.split("=")[0] for w in words if w.startswith("--")):
             assert flag in helps[target], f"the docs pass {flag} to {' '.join(target)}, which does not know it"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine the check runs for real (minutes)")
+def test_gpu_check_refuses_a_machine_without_cuda_before_any_work(python, tmp_path):
+    result = subprocess.run(["bash", str(REPO_ROOT / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
+                            timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHON": python, "OUT": str(tmp_path / "g")})
+    assert result.returncode != 0 and "error: torch sees no CUDA device" in result.stderr
+    assert not (tmp_path / "g" / "summary.tsv").exists() and not (tmp_path / "g" / "template").exists()
