@@ -49,6 +49,7 @@ def _overrides(shared: Path, out: Path) -> list[str]:
         "Rendering.LOSS_MESH_FACES=300",
         "Rendering.VIEWS=2",
         f"Training.OUTPUT_PATH={out}",
+        "Training.HEAD=regression",  # the paper's head (the template's population head is tested elsewhere)
         "Training.NUM_ITER=1",
         "Training.NUM_SAMPLES=16",
         "Training.BATCH_SIZE=8",

@@ -299,9 +299,11 @@ def evaluate_checkpoint(
     if mismatch:
         raise ModelFileError(f"{mismatch}; its codes would mean nothing to the head: set [Dataset] ENCODER_WEIGHTS "
                              "to the encoder the head was trained with")
-    if encoder.config.latent_size != head.config.input_dim:
-        raise ModelFileError(f"{path}: the head takes codes of size {head.config.input_dim}, the encoder gives "
-                             f"{encoder.config.latent_size}")
+    features = head.config.encoder_features
+    if encoder.config.latent_size != head.config.input_dim or features not in (0, encoder.config.flat_features):
+        raise ModelFileError(f"{path}: the head takes codes of size {head.config.input_dim}"
+                             + (f" made from {features} feature-map values" if features else "")
+                             + f", the encoder gives {encoder.config.latent_size} from {encoder.config.flat_features}")
     check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
     test_set = load_test_set(cfg, device, num=num_samples, progress=progress and dist.is_main, dist=dist)
     use_codebook = cfg.Evaluation.CODEBOOK_BASELINE if codebook is None else codebook
