@@ -502,7 +502,7 @@ def test_a_population_head_trains_on_soft_targets_and_resumes_exactly(shared, tm
     assert all(0 < loss < math.log(48) + 1 for loss in losses)  # a cross-entropy over 48 anchors
     assert all(r.split(",")[2] == "nan" for r in rows)  # no depth term is computed while training
     validation = [float(r.split(",")[1]) for r in (tmp_path / "a" / "validation-loss.csv").read_text().splitlines()[1:]]
-    assert all(math.isfinite(v) and v > 0 for v in validation)  # the multi-pose loss of its top-K anchors
+    assert all(math.isfinite(v) and v > 0 for v in validation)  # the multi-pose loss of its K hypotheses
     _assert_best_is_lowest(tmp_path / "a", "top_depth", result)  # its top hypothesis' depth term picks the best
 
     train_pose_head(_cfg(shared, tmp_path / "b", extra=population), torch.device("cpu"), progress=False,
