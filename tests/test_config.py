@@ -813,7 +813,7 @@ def test_the_tless_recipe_loads_with_a_models_paths_replaced():
     part = REPO_ROOT / "data" / "cad-files" / "tless_like_2fold.ply"
     cfg = load_config(REPO_ROOT / "configs" / "tless.cfg",
                       [f"Dataset.MODEL_PATH_DATA={part}", f"Dataset.MODEL_PATH_LOSS={part}"])
-    assert cfg.Training.HEAD == "population" and cfg.Dataset.ENCODER_WEIGHTS == "auto"
+    assert cfg.Training.HEAD == "population" and cfg.Dataset.ENCODER_WEIGHTS == "auto" and cfg.Training.FINETUNE_ENCODER
     assert (cfg.Evaluation.CODEBOOK_VIEWS, cfg.Evaluation.CODEBOOK_INPLANE) == (2562, 36)  # the AAE's full codebook
     assert cfg.Dataset.MODEL_PATH_DATA == str(part)
 
