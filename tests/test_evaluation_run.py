@@ -49,7 +49,8 @@ def _overrides(shared: Path, out: Path) -> list[str]:
         "Rendering.LOSS_MESH_FACES=300",
         "Rendering.VIEWS=2",
         f"Training.OUTPUT_PATH={out}",
-        "Training.HEAD=regression",  # the paper's head (the template's population head is tested elsewhere)
+        "Training.HEAD=regression",  # the paper's head on the frozen encoder (the template's population head and
+        "Training.FINETUNE_ENCODER=false",  # fine-tuned layer are tested elsewhere)
         "Training.NUM_ITER=1",
         "Training.NUM_SAMPLES=16",
         "Training.BATCH_SIZE=8",
