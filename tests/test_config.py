@@ -103,6 +103,8 @@ def test_defaults():
     assert (t.POSE_REPRESENTATION, t.SAVE_IMAGES, t.EARLY_STOPPING, t.STOPPING_WINDOW) == (
         "6d-pose", True, False, 10)
     assert (t.STOPPING_TIME_LIMIT, t.MAX_REL_OFFSET, t.AUGMENT_IMGS, t.DEVICE) == (10, 0.2, True, "auto")
+    assert (t.HEAD, t.FINETUNE_ENCODER, t.VALIDATION_METRIC, t.ANCHOR_DECODING) == (
+        "regression", False, "auto", "peaks")  # the paper's head on the frozen encoder
     assert dict(cfg.Loss_parameters) == {
         "DEPTH_MAX": None,
         "POSE_MAX": 40.0,
@@ -115,7 +117,7 @@ def test_defaults():
         "MODEL_PATH_EVAL": None,
         "VSD_DELTA": 15.0, "VSD_TAU": 20.0,
         "VSD_THRESHOLD": 0.3, "VSD_MESH_FACES": 0, "CODEBOOK_BASELINE": False, "CODEBOOK_VIEWS": 2562,
-        "CODEBOOK_INPLANE": 36, "NUM_EXAMPLES": 8,
+        "CODEBOOK_INPLANE": 36, "CODEBOOK_ENCODER": "pretrained", "NUM_EXAMPLES": 8,
     }
     assert dict(cfg.Sampling) == {
         "NUM_SAMPLES": 2000, "REFERENCE_NUM": 500, "INPLANE_STEPS": 1, "BATCH_SIZE": 64}
