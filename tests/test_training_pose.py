@@ -552,3 +552,29 @@ def test_finetune_encoder_trains_the_dense_layer_only_and_checkpoints_it_as_the_
     plain = _cfg(shared, tmp_path / "b", epochs=1, extra=(f"Training.INIT_CHECKPOINT={best}",))
     with pytest.raises(UserInputError, match="has a fine-tuned encoder layer, but .*FINETUNE_ENCODER is false"):
         train_pose_head(plain, torch.device("cpu"), progress=False)
+
+
+@pytest.mark.slow
+def test_a_population_run_begun_by_the_previous_version_resumes_picking_by_top_depth(shared, tmp_path, caplog):
+    """A checkpoint without ``validation_metric`` (the previous version picked every head by the loss) and a
+    log without the ``top_depth`` column: the run resumes, says so, and picks model-best.pt by top_depth among
+    the epochs that have it."""
+    population = ("Training.HEAD=population", "Training.HEAD_WIDTH=32", "Training.ANCHOR_VIEWS=12",
+                  "Training.ANCHOR_INPLANE=4", "Training.ANCHOR_CANDIDATES=8")
+    cfg = _cfg(shared, tmp_path / "a", extra=population)
+    train_pose_head(cfg, torch.device("cpu"), progress=False, stop_after_epoch=1)
+    store = CheckpointStore(tmp_path / "a" / "models")
+    state, _ = store.load_latest()
+    del state["validation_metric"]
+    torch.save(state, store.path(1))
+    log = tmp_path / "a" / "validation-loss.csv"
+    rows = [r.split(",")[:-1] for r in log.read_text().splitlines()]  # drop the top_depth column
+    log.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    caplog.set_level("WARNING")
+    result = train_pose_head(cfg, torch.device("cpu"), progress=False)
+    assert "picked by the validation loss so far; from now on by top_depth" in caplog.text
+    with log.open(newline="") as f:
+        later = [r for r in csv.DictReader(f) if r["top_depth"]]
+    assert [int(r["epoch"]) for r in later] == [2, 3]
+    best = min(later, key=lambda r: float(r["top_depth"]))
+    assert result.best_epoch == int(best["epoch"]) and result.metric == "top_depth"

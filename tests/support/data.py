@@ -19,8 +19,8 @@ PART = REPO_ROOT / "data" / "cad-files" / "tless_like_2fold.ply"
 REVOLUTION = REPO_ROOT / "data" / "cad-files" / "tless_like_revolution.ply"
 
 #: --set overrides that put the template's head training back on the schema's defaults (the paper's
-#: regression head on the frozen encoder, constant learning rate, PyTorch's initialisation, gamma 1/K): tests whose numbers
-#: were worked out for those.
+#: regression head on the frozen encoder, constant learning rate, PyTorch's initialisation, gamma 1/K):
+#: tests whose numbers were worked out for those.
 SCHEMA_HEAD_DEFAULTS = ("Training.HEAD=regression", "Training.FINETUNE_ENCODER=false", "Training.LEARNING_RATE_LOW=",
                         "Training.LEARNING_RATE_HIGH=", "Training.WEIGHT_INIT_NAME=", "Loss_parameters.GAMMA=")
 
