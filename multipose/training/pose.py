@@ -569,13 +569,14 @@ def _restore(run: _HeadRun, state: dict[str, Any], path: Path) -> HeadProgress:
     run.data.load_state_dict(state["data"])
     set_rng_state(state["rng"])
     progress = HeadProgress.from_state_dict(state)
-    if state.get("validation_metric", "loss") != run.metric:  # begun by a version that picked by the loss
+    before = state.get("validation_metric", "loss")  # older versions picked every head by the loss
+    if before != run.metric:
         epochs, values = run.valid_log.column(run.metric)
         values = values[epochs <= progress.epoch]
         progress.best_loss, progress.best_epoch = ((float(values.min()), int(epochs[values.argmin()]))
                                                    if len(values) else (math.inf, 0))
-        logger.warning("%s: model-best.pt was picked by the validation loss so far; from now on by %s",
-                       run.run_dir, run.metric)
+        logger.warning("%s: model-best.pt was picked by the validation %s so far; from now on by %s",
+                       run.run_dir, before, run.metric)
     logger.info("resuming %s from %s (epoch %d, best validation %s %.4f)", run.run_dir, path.name,
                 progress.epoch, run.metric, progress.best_loss)
     return progress
