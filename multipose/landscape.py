@@ -388,7 +388,10 @@ def plot_sphere(data: LandscapeData, minima: np.ndarray, values: np.ndarray | No
     fig = Figure(figsize=(11, 5.5))
     for k, (elev, azim) in enumerate(((25, 45), (-25, 225))):
         ax = fig.add_subplot(1, 2, k + 1, projection="3d")
-        ax.add_collection3d(Poly3DCollection(cells, facecolors=colours, edgecolors=colours, linewidths=0.1))
+        # autolim=False: the limits are set below, and matplotlib 3.11 pads ragged cells with uninitialised
+        # vertices that its autoscaling reads (now and then an inf: "Axis limits cannot be NaN or Inf")
+        ax.add_collection3d(Poly3DCollection(cells, facecolors=colours, edgecolors=colours, linewidths=0.1),
+                            autolim=False)
         e, a = np.radians(elev), np.radians(azim)
         _mark(ax, data, minima, view=np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)]))
         ax.set_xlim(-1, 1)
