@@ -131,6 +131,10 @@ def test_population_head_returns_its_k_best_anchors_with_softmax_confidences():
     torch.testing.assert_close(out.logits, best.values)
     torch.testing.assert_close(out.R, anchors[best.indices])
     torch.testing.assert_close(out.confidence, torch.softmax(best.values, dim=1))
+    code = torch.randn(5, 16)
+    logits_only = head(code, hypotheses=False)  # what training uses: the same logits, no hypotheses
+    torch.testing.assert_close(logits_only.anchor_logits, head(code).anchor_logits)
+    assert logits_only.R.shape == (5, 0, 3, 3) and logits_only.confidence.shape == (5, 0)
     assert PoseHead(PoseHeadConfig(num_hypotheses=3)).eval()(torch.randn(2, 128)).anchor_logits is None
     with pytest.raises(ValueError, match="unknown output"):
         PoseHeadConfig(num_hypotheses=3, output="classes")

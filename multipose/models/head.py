@@ -212,9 +212,11 @@ class PoseHead(nn.Module):
         # the fine-tuned encoder layer (built last: the other layers' initial weights do not depend on it)
         self.encoder = nn.Linear(config.encoder_features, d) if config.encoder_features else None
 
-    def forward(self, code: torch.Tensor) -> HeadOutput:
+    def forward(self, code: torch.Tensor, hypotheses: bool = True) -> HeadOutput:
         """``code (B, input_dim)``, or with a fine-tuned encoder layer the flat feature maps
-        ``(B, encoder_features)`` (:func:`head_input`)."""
+        ``(B, encoder_features)`` (:func:`head_input`). ``hypotheses=False``: a population head returns its
+        anchor logits only, with no hypotheses (``R (B, 0, 3, 3)``, ``confidence`` and ``logits (B, 0)``):
+        what its training needs, without the peak search (most of its forward time)."""
         size = self.config.encoder_features or self.config.input_dim
         if code.ndim != 2 or code.shape[1] != size:
             what = "flat encoder features" if self.encoder is not None else "code"
@@ -228,6 +230,9 @@ class PoseHead(nn.Module):
         x = F.relu(self.bn2(self.l2(x)))
         raw = self.l3(x)  # (B, K * (1 + D)) or (B, A)
         if self.config.output == "population":
+            if not hypotheses:
+                return HeadOutput(confidence=raw[:, :0], logits=raw[:, :0], R=raw.new_zeros(len(raw), 0, 3, 3),
+                                  anchor_logits=raw)
             return self.decode_anchors(raw)
         K, D = self.config.num_hypotheses, REPRESENTATIONS[self.config.representation]
         logits, params = raw[:, :K], raw[:, K:].reshape(-1, K, D)
