@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from multipose.cli import make_parser, run
+from multipose.app.cli import make_parser, run
 from multipose.config import Config
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     from multipose.config import resolve_device  # heavy imports after the config is known to be valid
-    from multipose.distributed import process_group
-    from multipose.evaluation import evaluate_checkpoint
+    from multipose.experiment.evaluation import evaluate_checkpoint
+    from multipose.infra.distributed import process_group
 
     with process_group(resolve_device(cfg)) as (dist, device):  # torchrun: each rank scores its share
         result = evaluate_checkpoint(

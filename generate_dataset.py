@@ -29,9 +29,9 @@ import os
 import sys
 from pathlib import Path
 
-from multipose.cli import make_parser, run
+from multipose.app.cli import make_parser, run
 from multipose.config import Config, resolve_device
-from multipose.errors import UserInputError
+from multipose.infra.errors import UserInputError
 
 logger = logging.getLogger("generate_dataset")
 
@@ -54,8 +54,8 @@ def _from_bop(args: argparse.Namespace, cfg: Config, out: Path) -> int:
     import io
     import pickle
 
-    from multipose.atomic import atomic_write_bytes
     from multipose.evaluation.bop import bop_split_pickle
+    from multipose.infra.atomic import atomic_write_bytes
 
     obj_id = args.obj_id if args.obj_id is not None else cfg.Evaluation.OBJ_ID
     if obj_id is None:
@@ -87,9 +87,9 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         return _from_bop(args, cfg, out)
     if args.num is None:
         raise UserInputError("--num N is needed: how many synthetic samples to generate")
-    from multipose.data.datasets import generate_samples  # heavy imports once the input is known good
     from multipose.data.io import save_samples
-    from multipose.distributed import process_group
+    from multipose.experiment.datasets import generate_samples
+    from multipose.infra.distributed import process_group
 
     seed = cfg.Training.RANDOM_SEED if args.seed is None else args.seed
     with process_group(resolve_device(cfg)) as (dist, device):  # torchrun: each rank renders its share

@@ -18,8 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from multipose.cli import run_without_config
-from multipose.errors import UserInputError
+from multipose.app.cli import run_without_config
+from multipose.infra.errors import UserInputError
 
 
 def _methods(table: dict, metric: str) -> list[str]:

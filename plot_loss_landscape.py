@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from multipose.cli import make_parser, run
+from multipose.app.cli import make_parser, run
 from multipose.config import Config, resolve_device
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
-    from multipose.distributed import process_group  # heavy imports after the config is known to be valid
-    from multipose.landscape import run_landscape
+    from multipose.infra.distributed import process_group  # heavy imports after the config is known to be valid
+    from multipose.tools.landscape import run_landscape
 
     with process_group(resolve_device(cfg)) as (dist, device):  # torchrun: each rank computes its share of poses
         run_landscape(cfg, device, dist=dist)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from multipose.cli import make_parser, run
+from multipose.app.cli import make_parser, run
 from multipose.config import Config, resolve_device
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
-    from multipose.preview import run_preview  # heavy imports after the config is known to be valid
+    from multipose.tools.preview import run_preview  # heavy imports after the config is known to be valid
 
     device = resolve_device(cfg)
     run_preview(cfg, device, num_views=args.views)

@@ -16,13 +16,13 @@ import json
 import sys
 from pathlib import Path
 
-from multipose.cli import run_without_config
+from multipose.app.cli import run_without_config
 
 
 def main(args: argparse.Namespace) -> int:
-    from multipose.atomic import atomic_write_text
-    from multipose.landscape import basins, load_landscape, minima_table, plot_flat, plot_regions, plot_sphere
-    from multipose.visualize import save_figure
+    from multipose.infra.atomic import atomic_write_text
+    from multipose.infra.visualize import save_figure
+    from multipose.tools.landscape import basins, load_landscape, minima_table, plot_flat, plot_regions, plot_sphere
 
     data = load_landscape(args.output_dir, reference=args.reference)
     labels, minima = basins(data.cartesian, data.point_losses)

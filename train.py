@@ -26,17 +26,17 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
-from multipose.cli import make_parser, run  # noqa: E402
+from multipose.app.cli import make_parser, run  # noqa: E402
 from multipose.config import Config, resolve_device  # noqa: E402
 
 if TYPE_CHECKING:
     import torch
 
-    from multipose.distributed import Dist
+    from multipose.infra.distributed import Dist
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
-    from multipose.distributed import process_group  # heavy imports after the config is known to be valid
+    from multipose.infra.distributed import process_group  # heavy imports after the config is known to be valid
 
     with process_group(resolve_device(cfg)) as (dist, device):  # torchrun: this rank's process group and device
         return _train(args, cfg, dist, device)
@@ -45,17 +45,17 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 def _train(args: argparse.Namespace, cfg: Config, dist: Dist, device: torch.device) -> int:
     import torch
 
-    from multipose.runs import RunFolder
-    from multipose.timing import PhaseTimes
-    from multipose.training.pose import train_pose_head
+    from multipose.experiment.pose_training import train_pose_head
+    from multipose.experiment.run_folder import RunFolder
+    from multipose.infra.timing import PhaseTimes
 
     times = PhaseTimes(RunFolder.of(cfg).timings,
                        notes={"device": str(device), "torch_threads": torch.get_num_threads()}, started=STARTED)
 
     evaluate = cfg.Evaluation.AFTER_TRAINING
     if evaluate:
-        from multipose.errors import ConfigError
-        from multipose.evaluation import check_evaluation_inputs
+        from multipose.experiment.testsets import check_evaluation_inputs
+        from multipose.infra.errors import ConfigError
 
         try:
             check_evaluation_inputs(cfg)  # a bad test-set setting stops the run before it trains
@@ -63,7 +63,7 @@ def _train(args: argparse.Namespace, cfg: Config, dist: Dist, device: torch.devi
             raise ConfigError(f"{exc} (or train without evaluating: --set Evaluation.AFTER_TRAINING=false)") from None
     from contextlib import nullcontext
 
-    from multipose.runlock import run_folder_lock
+    from multipose.infra.runlock import run_folder_lock
 
     with run_folder_lock(cfg.Training.OUTPUT_PATH) if dist.is_main else nullcontext():  # one writer per run folder
         result = train_pose_head(cfg, device, force=args.force, trust_checkpoints=args.trust_checkpoint, times=times,
@@ -73,7 +73,7 @@ def _train(args: argparse.Namespace, cfg: Config, dist: Dist, device: torch.devi
               f"{result.best_validation:.4f} at epoch {result.best_epoch}"
               f"{' (stopped early)' if result.stopped_early else ''}")
     if evaluate:
-        from multipose.evaluation import evaluate_checkpoint
+        from multipose.experiment.evaluation import evaluate_checkpoint
 
         dist.barrier()  # model-best.pt is written
         with times.phase("evaluation"):

@@ -19,16 +19,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from multipose.cli import make_parser, run
+from multipose.app.cli import make_parser, run
 from multipose.config import Config, resolve_device
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     from contextlib import nullcontext
 
-    from multipose.distributed import process_group  # heavy imports after the config is known to be valid
-    from multipose.runlock import run_folder_lock
-    from multipose.training.encoder import pretrain_encoder
+    from multipose.experiment.encoder_training import pretrain_encoder
+    from multipose.infra.distributed import process_group  # heavy imports after the config is known to be valid
+    from multipose.infra.runlock import run_folder_lock
 
     with process_group(resolve_device(cfg)) as (dist, device):  # torchrun: each rank trains on its share
         with run_folder_lock(cfg.Training.OUTPUT_PATH) if dist.is_main else nullcontext():  # one writer per folder

@@ -26,9 +26,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from multipose.geometry import random_rotations  # noqa: E402
+from multipose.core.geometry import random_rotations  # noqa: E402
+from multipose.infra.timing import median_seconds  # noqa: E402
 from multipose.models import PRESETS, Autoencoder, Codebook, Encoder, bootstrapped_l2_loss  # noqa: E402
-from multipose.timing import median_seconds  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:

@@ -27,14 +27,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from multipose.config import ViewSampling  # noqa: E402
+from multipose.core.mesh import load_mesh  # noqa: E402
 from multipose.data.augment import Augmenter  # noqa: E402
 from multipose.data.backgrounds import ImageBackgrounds, ProceduralBackgrounds, load_background_images  # noqa: E402
 from multipose.data.cache import ViewCache  # noqa: E402
 from multipose.data.datasets import TrainingData  # noqa: E402
 from multipose.data.sampling import PoseSampler, sundermeyer_random  # noqa: E402
 from multipose.data.views import ViewRenderer, Views, ViewSettings, random_light_directions  # noqa: E402
-from multipose.mesh import load_mesh  # noqa: E402
-from multipose.timing import median_seconds  # noqa: E402
+from multipose.infra.timing import median_seconds  # noqa: E402
 
 #: T-LESS object 10 where data/README.md puts the BOP release's models (tless_models.zip).
 DEFAULT_MESH = REPO / "data" / "tless" / "models_cad" / "obj_000010.ply"

@@ -22,11 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from multipose.config import load_config, loss_parameters  # noqa: E402
-from multipose.geometry import euler_views  # noqa: E402
-from multipose.landscape import compute_losses, landscape_rotations  # noqa: E402
-from multipose.losses import MultiPoseLoss  # noqa: E402
-from multipose.mesh import load_mesh  # noqa: E402
-from multipose.timing import timed  # noqa: E402
+from multipose.core.geometry import euler_views  # noqa: E402
+from multipose.core.losses import MultiPoseLoss  # noqa: E402
+from multipose.core.mesh import load_mesh  # noqa: E402
+from multipose.experiment.factories import loss_from_config  # noqa: E402
+from multipose.infra.timing import timed  # noqa: E402
+from multipose.tools.landscape import compute_losses, landscape_rotations  # noqa: E402
 
 
 def main() -> int:
@@ -38,7 +39,7 @@ def main() -> int:
     cfg = load_config(args.config, args.overrides)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.Training.DEVICE != "cpu" else "cpu")
 
-    ours = MultiPoseLoss.from_config(cfg, device)
+    ours = loss_from_config(cfg, device)
     _, _, _, R = landscape_rotations(cfg.Sampling.NUM_SAMPLES, cfg.Sampling.INPLANE_STEPS)
     R = R.reshape(-1, 3, 3)
     R_ref = R[cfg.Sampling.REFERENCE_NUM % len(R)]

@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO))
 from pytorch3d.transforms import axis_angle_to_matrix  # noqa: E402
 
 from multipose.config import load_config  # noqa: E402
-from multipose.geometry import random_rotations  # noqa: E402
-from multipose.losses import MultiPoseLoss  # noqa: E402
+from multipose.core.geometry import random_rotations  # noqa: E402
+from multipose.experiment.factories import loss_from_config  # noqa: E402
 
 
 def main() -> int:
@@ -47,7 +47,7 @@ def main() -> int:
     for mesh in args.mesh:
         overrides = [f"Dataset.MODEL_PATH_DATA={mesh}", f"Dataset.MODEL_PATH_LOSS={mesh}", f"Dataset.CACHE_DIR={cache}"]
         cfg = load_config(REPO / "experiment_template.cfg", overrides)
-        loss = MultiPoseLoss.from_config(cfg, torch.device("cpu"))
+        loss = loss_from_config(cfg, torch.device("cpu"))
         R = random_rotations(args.num, generator=torch.Generator().manual_seed(1))
         axes = torch.randn(args.num, 3, generator=torch.Generator().manual_seed(2))
         axes = axes / axes.norm(dim=1, keepdim=True)

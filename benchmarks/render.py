@@ -23,10 +23,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from multipose.geometry import distance_for_fill, random_rotations  # noqa: E402
-from multipose.mesh import load_mesh, simplify_mesh  # noqa: E402
-from multipose.render import LossView, MeshRenderer, RenderSettings, mesh_difference  # noqa: E402
-from multipose.timing import time_loss_view  # noqa: E402
+from multipose.core.geometry import distance_for_fill, random_rotations  # noqa: E402
+from multipose.core.mesh import load_mesh, simplify_mesh  # noqa: E402
+from multipose.core.render import LossView, MeshRenderer, RenderSettings, mesh_difference  # noqa: E402
+from multipose.tools.loss_timing import time_loss_view
 
 #: T-LESS object 10 where data/README.md puts the BOP release's models (tless_models.zip).
 DEFAULT_MESH = REPO / "data" / "tless" / "models_cad" / "obj_000010.ply"

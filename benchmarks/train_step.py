@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from multipose.config import load_config, loss_parameters, num_hypotheses  # noqa: E402
-from multipose.geometry import euler_views, random_rotations  # noqa: E402
-from multipose.losses import MultiPoseLoss  # noqa: E402
-from multipose.mesh import load_mesh  # noqa: E402
+from multipose.core.geometry import euler_views, random_rotations  # noqa: E402
+from multipose.core.losses import MultiPoseLoss  # noqa: E402
+from multipose.core.mesh import load_mesh  # noqa: E402
+from multipose.experiment.factories import loss_from_config  # noqa: E402
 from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig  # noqa: E402
 
 
@@ -68,7 +69,7 @@ def main() -> int:
     images = torch.rand(B, 3, 64, 64)
     R = random_rotations(B, generator=torch.Generator().manual_seed(1))
 
-    ours = MultiPoseLoss.from_config(cfg, device)
+    ours = loss_from_config(cfg, device)
     full = load_mesh(cfg.Dataset.MODEL_PATH_LOSS, normalize=cfg.Rendering.NORMALIZE_VERTICES)
     r = cfg.Rendering
     faithful_view = ours.view.with_mesh(full, depth_gradient="pytorch3d")  # same camera, the full mesh

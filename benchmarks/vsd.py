@@ -25,13 +25,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from multipose.core.geometry import random_rotations, rotation_about_axis  # noqa: E402
+from multipose.core.mesh import load_mesh, simplify_mesh  # noqa: E402
+from multipose.core.render import MeshRenderer  # noqa: E402
 from multipose.data.views import ViewSettings, crop_intrinsics, crop_windows, tight_boxes  # noqa: E402
 from multipose.evaluation.bop19 import VSD_TAUS  # noqa: E402
 from multipose.evaluation.metrics import vsd  # noqa: E402
-from multipose.geometry import random_rotations, rotation_about_axis  # noqa: E402
-from multipose.mesh import load_mesh, simplify_mesh  # noqa: E402
-from multipose.render import MeshRenderer  # noqa: E402
-from multipose.timing import median_seconds  # noqa: E402
+from multipose.infra.timing import median_seconds  # noqa: E402
 
 
 def main() -> int:

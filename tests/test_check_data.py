@@ -1,4 +1,4 @@
-"""``python -m multipose.check_data CFG``: what a config's assets look like, found / missing / malformed,
+"""``python -m multipose.app.check_data CFG``: what a config's assets look like, found / missing / malformed,
 without writing anything."""
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from support.data import (
     write_mesh,
 )
 
-from multipose.check_data import Finding, check_data, format_report, main
+from multipose.app.check_data import main
+from multipose.core.mesh import Mesh
 from multipose.data.backgrounds import chosen_background_files
 from multipose.data.io import SampleSet, save_samples
-from multipose.mesh import Mesh
+from multipose.experiment.findings import Finding, format_report
+from multipose.experiment.preflight import check_data
 from multipose.models import Encoder, EncoderConfig, save_encoder
 
 
@@ -244,7 +246,7 @@ def test_bop19_targets_model_and_detections_are_checked_before_a_run(tmp_path):
     the detections file parsed, each a finding; a malformed detections file or targets file fails preflight."""
     import json
 
-    from multipose.check_data import PreflightError, preflight
+    from multipose.experiment.preflight import PreflightError, preflight
 
     split = write_bop19_dataset(tmp_path / "bop")["split"]
     detections = tmp_path / "det.json"
@@ -291,8 +293,8 @@ def test_a_broken_bop_image_is_found_unless_quick(tmp_path, bop_dataset):
 
 
 def test_run_folder_with_another_config_or_another_encoder_and_a_cache(tmp_path, mesh_file):
+    from multipose.experiment.run_folder import write_resolved_config
     from multipose.models.weights import encoder_digest
-    from multipose.runs import write_resolved_config
 
     weights = save_encoder(Encoder(EncoderConfig(image_size=32, channels=(8, 8), latent_size=8)), tmp_path / "e.pt")
     cfg = small_config(tmp_path, mesh_file, f"Dataset.ENCODER_WEIGHTS={weights}")
@@ -317,7 +319,7 @@ def test_run_folder_with_another_config_or_another_encoder_and_a_cache(tmp_path,
     torch.save({"model": {}, "head_args": {}, "encoder_sha256": "f" * 64}, run / "models" / "model-epoch10.pt")
     out = _by_key(check_data(cfg, progress=False))["[Training] OUTPUT_PATH"][0]
     assert out.status == "warning" and "other encoder weights (sha256 ffffffffffff)" in out.message
-    from multipose.models import load_encoder
+    from multipose.experiment.encoders import load_encoder
 
     torch.save({"model": {}, "head_args": {}, "encoder_sha256": encoder_digest(load_encoder(cfg))},
                run / "models" / "model-epoch11.pt")

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from multipose.atomic import atomic_open, atomic_write_text
-from multipose.checkpoint import CheckpointStore
+from multipose.infra.atomic import atomic_open, atomic_write_text
+from multipose.infra.checkpoint import CheckpointStore
 
 
 def test_atomic_open_leaves_the_old_file_when_the_write_fails(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from multipose import cli
+from multipose.app import cli
 from multipose.config import (
     SCHEMA,
     SECTIONS,
@@ -28,8 +28,8 @@ from multipose.config import (
     validation_metric,
     view_sampling,
 )
-from multipose.errors import ConfigError, MeshError
-from multipose.runs import write_resolved_config
+from multipose.experiment.run_folder import write_resolved_config
+from multipose.infra.errors import ConfigError, MeshError
 
 DATA = Path(__file__).parent / "data"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -688,7 +688,7 @@ def test_cli_good_file_prints_resolved_config():
 
 
 def test_checking_a_config_does_not_import_torch():
-    code = ("import sys, multipose.cli, multipose.config as c; "
+    code = ("import sys, multipose.app.cli, multipose.config as c; "
             "c.load_config(sys.argv[1]); print('torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code, str(EARLY)], capture_output=True, text=True,
                           timeout=60, cwd=Path(__file__).resolve().parents[1])
@@ -792,9 +792,9 @@ def test_aae_config_settings_multipose_cannot_follow_are_errors(tmp_path, edit, 
 def test_a_run_folder_resumes_across_sampling_keys_and_a_crop_size_read_from_the_encoder(tmp_path):
     """[Sampling] (the loss landscape's) never changes training: a run resumes when it differs. An empty
     CROP_SIZE stored by an older version equals the size the entry scripts now fill in from the same encoder."""
+    from multipose.experiment.encoders import with_encoder_crop_size
+    from multipose.experiment.run_folder import stored_config_changes
     from multipose.models import Encoder, EncoderConfig, save_encoder
-    from multipose.models.weights import with_encoder_crop_size
-    from multipose.runs import stored_config_changes
 
     weights = save_encoder(Encoder(EncoderConfig(image_size=128, channels=(8, 8), latent_size=8)), tmp_path / "e.pt")
     base = [f"Training.OUTPUT_PATH={tmp_path / 'run'}", f"Dataset.ENCODER_WEIGHTS={weights}"]

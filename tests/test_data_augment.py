@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from multipose.config import load_config_text
-from multipose.data.augment import Augmenter, AugmentSettings, apply_params, augment_settings, sample_params
+from multipose.data.augment import Augmenter, AugmentSettings, apply_params, sample_params
+from multipose.experiment.factories import augment_settings
 
 NONE = AugmentSettings(affine_prob=0.0, dropout_prob=0.0, cutout_prob=0.0, blur_prob=0.0, add_prob=0.0,
                        invert_prob=0.0, multiply_prob=0.0, contrast_prob=0.0)

@@ -13,11 +13,11 @@ from support.data import small_config
 from multipose.data.backgrounds import (
     ImageBackgrounds,
     ProceduralBackgrounds,
-    backgrounds_from_config,
     find_background_files,
     load_background_images,
 )
-from multipose.errors import DataError, UserInputError
+from multipose.experiment.factories import backgrounds_from_config
+from multipose.infra.errors import DataError, UserInputError
 
 
 def _image(path, colour, size=(40, 30)):

@@ -9,8 +9,9 @@ import torch
 from support.data import small_config, tiny_mesh, write_mesh
 
 from multipose.data import cache as cache_module
-from multipose.data.cache import build_view_cache, view_cache_from_config
+from multipose.data.cache import build_view_cache
 from multipose.data.views import ViewRenderer, ViewSettings
+from multipose.experiment.factories import view_cache_from_config
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from multipose.config import default_config, load_config, load_config_text
-from multipose.data.augment import AugmentSettings, augment_settings
-from multipose.data.views import ViewSettings, view_settings
-from multipose.errors import ConfigError
+from multipose.data.augment import AugmentSettings
+from multipose.data.views import ViewSettings
+from multipose.experiment.factories import augment_settings, view_settings
+from multipose.infra.errors import ConfigError
 
 FINAL = Path(__file__).parent / "data" / "original_experiment_template_final.cfg"
 
@@ -33,8 +34,8 @@ def test_empty_crop_size_follows_a_stored_encoder_with_arch_auto(tmp_path):
     """A multipose .pt copied from another run: with ARCH auto its stored input size sets the crops, read
     once from the file when the entry scripts load the config (with_encoder_crop_size)."""
     from multipose.config import check_crop_size, crop_size
+    from multipose.experiment.encoders import with_encoder_crop_size
     from multipose.models import Encoder, EncoderConfig, save_encoder
-    from multipose.models.weights import with_encoder_crop_size
 
     weights = save_encoder(Encoder(EncoderConfig(image_size=128, channels=(8, 8), latent_size=8)), tmp_path / "e.pt")
     read = load_config_text("", "t.cfg", [f"Dataset.ENCODER_WEIGHTS={weights}"])

@@ -11,16 +11,13 @@ import torch
 from support.data import REPO_ROOT, iou, rasterize_reference, small_config, tiny_mesh, write_mesh
 
 import generate_dataset
-from multipose.cli import run
+from multipose.app.cli import run
 from multipose.config import load_config_text
-from multipose.data.datasets import (
-    composite,
-    training_data_from_config,
-    validation_data_from_config,
-)
+from multipose.core.mesh import load_mesh
+from multipose.data.datasets import composite
 from multipose.data.io import load_samples, save_samples
 from multipose.data.views import ViewRenderer
-from multipose.mesh import load_mesh
+from multipose.experiment.datasets import training_data_from_config, validation_data_from_config
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from multipose.atomic import WriteError
 from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
 from multipose.data.sampling import sundermeyer_random
-from multipose.errors import DataError
+from multipose.infra.atomic import WriteError
+from multipose.infra.errors import DataError
 
 
 def _samples(n=5, size=16, seed=0) -> SampleSet:

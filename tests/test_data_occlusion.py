@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from multipose.config import load_config_text
-from multipose.data.occlusion import OcclusionSettings, occlusion_settings, square_occlusions
+from multipose.data.occlusion import OcclusionSettings, square_occlusions
+from multipose.experiment.factories import occlusion_settings
 
 ORIGINAL = OcclusionSettings(prob=0.7, grid=3, rate=0.4, max_fraction=0.25)
 

@@ -10,18 +10,18 @@ import torch
 
 import multipose.data.sampling as sampling_mod
 from multipose.config import ViewSampling, load_config_text, view_sampling
+from multipose.core.geometry import geodesic_angle_deg
 from multipose.data.sampling import (
     METHODS,
     PoseSampler,
     base_rotations,
     derive_seed,
-    pose_sampler_from_config,
     sphere_rotations,
     sundermeyer_random,
     viewsphere_grid,
 )
-from multipose.errors import ConfigError, DataError
-from multipose.geometry import geodesic_angle_deg
+from multipose.experiment.factories import pose_sampler_from_config
+from multipose.infra.errors import ConfigError, DataError
 
 
 def _is_rotation(R: torch.Tensor) -> bool:

@@ -7,6 +7,8 @@ import pytest
 import torch
 from support.data import iou, rasterize_reference, tiny_mesh
 
+from multipose.core.geometry import random_rotations
+from multipose.core.mesh import load_mesh
 from multipose.data.views import (
     ViewRenderer,
     ViewSettings,
@@ -15,8 +17,6 @@ from multipose.data.views import (
     random_light_directions,
     tight_boxes,
 )
-from multipose.geometry import random_rotations
-from multipose.mesh import load_mesh
 
 
 @pytest.fixture(scope="module")

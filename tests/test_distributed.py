@@ -14,8 +14,8 @@ import pytest
 import torch
 from support.data import SCHEMA_HEAD_DEFAULTS
 
-from multipose.checkpoint import CheckpointStore
-from multipose.distributed import Dist, GlobalBatchNorm1d
+from multipose.infra.checkpoint import CheckpointStore
+from multipose.infra.distributed import Dist, GlobalBatchNorm1d
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

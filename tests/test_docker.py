@@ -346,7 +346,7 @@ def test_requirements_are_pinned_exactly():
     "path",
     [".venv/bin/python", "output/default/models/model-best.pt", "cache/views/x.npz", ".git/HEAD",
      "multipose/__pycache__/config.cpython-311.pyc", ".pytest_cache/v/cache/lastfailed",
-     ".mypy_cache/3.11/multipose/render.data.json", ".ruff_cache/CACHEDIR.TAG",
+     ".mypy_cache/3.11/multipose/core/render.data.json", ".ruff_cache/CACHEDIR.TAG",
      "data/VOC2012/JPEGImages/2007_000027.jpg", "data/cad-files/ply-files/obj_10.ply"],
 )
 def test_dockerignore_excludes(path):

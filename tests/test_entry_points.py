@@ -186,7 +186,7 @@ def test_every_documented_command_names_a_script_and_flags_that_exist(python):
         (f"benchmarks/{p.name}",) for p in REPO_ROOT.glob("benchmarks/*.py")
     }
     assert scripts <= targets, f"entry scripts the documentation never shows: {sorted(scripts - targets)}"
-    assert ("-m", "multipose.check_data") in targets and ("-m", "multipose.config") in targets
+    assert ("-m", "multipose.app.check_data") in targets and ("-m", "multipose.config") in targets
     from concurrent.futures import ThreadPoolExecutor
 
     asked = sorted(targets - {("-m", "pytest")})

@@ -13,12 +13,14 @@ from support.data import DEPTH_SCALE, REVOLUTION, add_border_cut_image, write_bo
 from torch.testing import assert_close
 
 from multipose.config import load_config_text
+from multipose.core.render import MeshRenderer
 from multipose.data.views import ViewSettings
-from multipose.errors import ConfigError, DataError
-from multipose.evaluation import bop, check_evaluation_inputs, evaluate_models, load_test_set
+from multipose.evaluation import bop
 from multipose.evaluation.metrics import re, vsd
+from multipose.experiment.evaluation import evaluate_models
+from multipose.experiment.testsets import check_evaluation_inputs, load_test_set
+from multipose.infra.errors import ConfigError, DataError
 from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig
-from multipose.render import MeshRenderer
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +186,8 @@ def test_a_border_cut_instance_is_scored_on_the_image_only_like_bop(dataset, tmp
     does not."""
     from support.data import CAM_K, H, W
 
+    from multipose.core.geometry import rotation_about_axis
     from multipose.evaluation.scoring import BatchScorer
-    from multipose.geometry import rotation_about_axis
 
     split = _copy(dataset, tmp_path)
     add_border_cut_image(dataset, split)
@@ -266,10 +268,11 @@ def test_bop19_average_recalls_count_matches_against_every_target(dataset19, tmp
     image."""
     from multipose.evaluation import bop19
     from multipose.evaluation.scoring import Estimates
+    from multipose.experiment.testsets import object_model
 
     cfg = _bop19_cfg(dataset19, tmp_path)
     test_set = load_test_set(cfg, progress=False)
-    model = bop19.object_model(cfg)
+    model = object_model(cfg)
     assert model.diameter == 88.1 and model.sym_R.shape[0] == 315
     renderer = MeshRenderer(dataset19["mesh"])
     R, t = test_set.R[:, None], test_set.t[:, None]
@@ -380,7 +383,7 @@ def test_bop_toolkits_own_checks_accept_the_results_files(dataset19, tmp_path):
     on the head's and the codebook's results files. bop_toolkit is not a dependency: the test runs where
     ``bop_toolkit_lib`` is importable (e.g. ``PYTHONPATH=path/to/bop_toolkit``) and is skipped elsewhere."""
     inout = pytest.importorskip("bop_toolkit_lib.inout", reason="bop_toolkit is not installed")
-    from multipose.evaluation import codebook_from_config
+    from multipose.experiment.codebook import codebook_from_config
 
     cfg = _bop19_cfg(dataset19, tmp_path, "Evaluation.VSD_MESH_FACES=300", "Evaluation.SAVE_IMAGES=false",
                      "Evaluation.CODEBOOK_VIEWS=12", "Evaluation.CODEBOOK_INPLANE=2")

@@ -10,6 +10,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from multipose.core.geometry import random_rotations, rotation_about_axis
+from multipose.core.mesh import load_mesh
 from multipose.data.views import ViewRenderer, ViewSettings
 from multipose.evaluation.metrics import (
     depth_to_distance,
@@ -21,8 +23,6 @@ from multipose.evaluation.metrics import (
     te,
     vsd,
 )
-from multipose.geometry import random_rotations, rotation_about_axis
-from multipose.mesh import load_mesh
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REVOLUTION = REPO_ROOT / "data" / "cad-files" / "tless_like_revolution.ply"
@@ -167,7 +167,7 @@ def test_the_metrics_import_alone_loads_no_training_rendering_or_plotting():
 
     code = ("import sys; from multipose.evaluation import metrics, vsd; "
             "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'multipose.training', "
-            "'multipose.render', 'pytorch3d.renderer', 'multipose.evaluation.run'))))")
+            "'multipose.core.render', 'pytorch3d.renderer', 'multipose.experiment.evaluation'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]", out.stdout

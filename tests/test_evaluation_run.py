@@ -17,19 +17,15 @@ from support.original import original_state_dict, ortho6d_columns
 from torch.testing import assert_close
 
 from multipose.config import load_config
-from multipose.data.datasets import generate_samples
+from multipose.core.geometry import geodesic_angle_deg
 from multipose.data.io import save_samples
-from multipose.errors import ConfigError
-from multipose.evaluation import (
-    TestSet,
-    check_evaluation_inputs,
-    codebook_from_config,
-    evaluate_models,
-    load_pose_checkpoint,
-    load_test_set,
-)
+from multipose.evaluation import TestSet
 from multipose.evaluation.report import read_per_sample
-from multipose.geometry import geodesic_angle_deg
+from multipose.experiment.codebook import codebook_from_config
+from multipose.experiment.datasets import generate_samples
+from multipose.experiment.evaluation import evaluate_models, load_pose_checkpoint
+from multipose.experiment.testsets import check_evaluation_inputs, load_test_set
+from multipose.infra.errors import ConfigError
 from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig, codebook_rotations
 from multipose.models.weights import ModelFileError
 
@@ -146,7 +142,7 @@ def test_evaluation_inputs_are_checked_before_any_work(shared, tmp_path):
 
 def test_a_head_is_not_evaluated_on_another_encoder(shared, tmp_path):
     """The checkpoint records the sha256 of its encoder; other weights of the same shape are refused."""
-    from multipose.evaluation import evaluate_checkpoint
+    from multipose.experiment.evaluation import evaluate_checkpoint
     from multipose.models.weights import encoder_digest
 
     head = PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16))
@@ -267,7 +263,7 @@ def test_evaluate_py_evaluates_a_checkpoint_of_the_original_with_its_decoding(sh
 
 
 def test_training_starts_from_an_original_checkpoint_and_keeps_its_decoding(shared, tmp_path):
-    from multipose.training.pose import train_pose_head
+    from multipose.experiment.pose_training import train_pose_head
 
     _original_checkpoint(tmp_path / "original.pt", K=2, code=16)
     cfg = _cfg(shared, tmp_path / "run", f"Training.INIT_CHECKPOINT={tmp_path / 'original.pt'}",
@@ -348,7 +344,7 @@ def test_a_bop_split_converts_to_the_originals_pickle_and_evaluates_like_eval_pi
 
 def _trained_head(shared: Path, tmp_path: Path) -> Path:
     """A checkpoint of a random head of this module's config (K = 2 on the tiny encoder)."""
-    from multipose.models import load_encoder
+    from multipose.experiment.encoders import load_encoder
     from multipose.models.weights import encoder_digest
 
     cfg = _cfg(shared, tmp_path / "run")
@@ -389,8 +385,8 @@ def test_a_finetuned_head_is_evaluated_beside_a_codebook_of_either_encoder(share
     """A head with a fine-tuned encoder layer takes the frozen encoder's feature maps; the codebook baseline
     is built with the pretrained encoder or (CODEBOOK_ENCODER: finetuned) with the head's layer, and
     metrics.json says which. Asking for the fine-tuned codebook of a head without the layer is refused."""
-    from multipose.evaluation import evaluate_checkpoint
-    from multipose.models import load_encoder
+    from multipose.experiment.encoders import load_encoder
+    from multipose.experiment.evaluation import evaluate_checkpoint
     from multipose.models.weights import encoder_digest
 
     cfg = _cfg(shared, tmp_path / "run", "Evaluation.CODEBOOK_BASELINE=true")

@@ -11,7 +11,7 @@ import torch
 from scipy.spatial import SphericalVoronoi
 from scipy.spatial.transform import Rotation
 
-from multipose.geometry import (
+from multipose.core.geometry import (
     camera_rotation_from_sphere_point,
     deserno_sphere_points,
     distance_for_fill,

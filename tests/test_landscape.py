@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from multipose.config import load_config
-from multipose.geometry import deserno_sphere_points
-from multipose.landscape import LandscapeError, basins, load_landscape, run_landscape
+from multipose.core.geometry import deserno_sphere_points
+from multipose.tools.landscape import LandscapeError, basins, load_landscape, run_landscape
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUM_SAMPLES = 300

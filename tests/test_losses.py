@@ -8,16 +8,17 @@ import pytest
 import torch
 
 from multipose.config import LossParameters, default_config, load_config, loss_parameters
-from multipose.geometry import (
+from multipose.core.geometry import (
     euler_views,
     matrix_to_rotation_6d,
     random_rotations,
     rotation_6d_to_matrix,
     rotation_about_axis,
 )
-from multipose.losses import MultiPoseLoss, depth_term, diversity_term, multi_pose_loss
-from multipose.mesh import load_mesh, simplify_mesh
-from multipose.render import LossView, MeshRenderer
+from multipose.core.losses import depth_term, diversity_term, multi_pose_loss
+from multipose.core.mesh import load_mesh, simplify_mesh
+from multipose.core.render import LossView, MeshRenderer
+from multipose.experiment.factories import loss_from_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS = LossParameters(depth_max=30.0, pose_max=40.0, gamma=0.25)
@@ -74,9 +75,9 @@ def test_image_normalisation_scales_the_depth_term_by_the_unions_share(twofold):
 
 
 def test_depth_normalization_comes_from_the_config():
-    assert MultiPoseLoss.from_config(default_config(), torch.device("cpu")).params.depth_normalization == "union"
+    assert loss_from_config(default_config(), torch.device("cpu")).params.depth_normalization == "union"
     cfg = load_config(REPO_ROOT / "experiment_template.cfg", ["Loss_parameters.DEPTH_NORMALIZATION=image"])
-    assert MultiPoseLoss.from_config(cfg, torch.device("cpu")).params.depth_normalization == "image"
+    assert loss_from_config(cfg, torch.device("cpu")).params.depth_normalization == "image"
 
 
 def test_diversity_term_is_1_for_identical_and_0_beyond_pose_max():
@@ -168,7 +169,7 @@ def test_loss_from_config_uses_its_parameters_and_viewpoints(tmp_path):
         [f"Dataset.CACHE_DIR={tmp_path}", "Rendering.IMAGE_SIZE=32", "Rendering.LOSS_VIEWPOINTS=[[0,0,0],[0,90,0]]",
          "Training.DEVICE=cpu"],
     )
-    loss = MultiPoseLoss.from_config(cfg, torch.device("cpu"))
+    loss = loss_from_config(cfg, torch.device("cpu"))
     assert loss.params == LossParameters(depth_max=30.0, pose_max=40.0, gamma=0.01)  # the template's GAMMA
     unset = load_config(REPO_ROOT / "experiment_template.cfg", ["Loss_parameters.GAMMA="])
     assert loss_parameters(unset).gamma == 0.25  # empty GAMMA: 1/K, K = 4
@@ -192,7 +193,7 @@ def test_bad_shapes_are_rejected(twofold):
 def test_anchor_targets_put_their_mass_on_anchors_that_render_like_the_ground_truth(twofold):
     """No symmetry labels: for the 2-fold part, a ground truth at an anchor gives that anchor and the
     anchor half a turn about the part's axis (same depth) the top two targets, nearly equal."""
-    from multipose.losses import AnchorTargets
+    from multipose.core.losses import AnchorTargets
 
     half_turn = rotation_about_axis([0, 0, 1], 180.0)
     base = random_rotations(6, generator=torch.Generator().manual_seed(3))
@@ -212,7 +213,7 @@ def test_anchor_targets_put_their_mass_on_anchors_that_render_like_the_ground_tr
 
 
 def test_population_loss_is_the_soft_target_cross_entropy():
-    from multipose.losses import population_loss
+    from multipose.core.losses import population_loss
 
     logits = torch.randn(3, 10)
     index = torch.tensor([[1, 4], [0, 9], [2, 3]])

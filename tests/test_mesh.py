@@ -1,5 +1,5 @@
-"""Tests for multipose.mesh (loading, validation, normalisation, decimation, loss-mesh cache) and
-multipose.procedural (the committed default CAD models and their symmetries)."""
+"""Tests for multipose.core.mesh (loading, validation, normalisation, decimation, loss-mesh cache) and
+multipose.tools.procedural (the committed default CAD models and their symmetries)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,8 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
-import multipose.mesh as mesh_mod
-from multipose.errors import MeshError, UserInputError
-from multipose.evaluation.bop import read_models_info
-from multipose.evaluation.metrics import symmetry_transformations
-from multipose.mesh import (
+import multipose.core.mesh as mesh_mod
+from multipose.core.mesh import (
     NORMALIZED_EXTENT_MM,
     Mesh,
     file_sha256,
@@ -26,7 +23,10 @@ from multipose.mesh import (
     normalize_vertices,
     simplify_mesh,
 )
-from multipose.procedural import (
+from multipose.evaluation.bop import read_models_info
+from multipose.evaluation.metrics import symmetry_transformations
+from multipose.infra.errors import MeshError, UserInputError
+from multipose.tools.procedural import (
     FILE_NAMES,
     OBJ_IDS,
     SYMMETRIES,
@@ -34,7 +34,7 @@ from multipose.procedural import (
     make_part,
     write_default_models,
 )
-from multipose.procedural import (
+from multipose.tools.procedural import (
     main as procedural_main,
 )
 
@@ -259,14 +259,14 @@ def test_stalled_decimation_warns(caplog):
     # trimesh's cylinder is made of long thin triangles: decimation stalls (STACK.md)
     cylinder = trimesh.creation.cylinder(radius=10, height=20, sections=128)
     cylinder = Mesh.from_trimesh(cylinder, name="cyl")
-    with caplog.at_level(logging.WARNING, logger="multipose.mesh"):
+    with caplog.at_level(logging.WARNING, logger="multipose.core.mesh"):
         result = simplify_mesh(cylinder, 100)
     assert result.num_faces > 110
     assert any("stalled" in r.getMessage() and "cyl" in r.getMessage() for r in caplog.records)
 
 
 def test_successful_decimation_does_not_warn(caplog, part_file):
-    with caplog.at_level(logging.WARNING, logger="multipose.mesh"):
+    with caplog.at_level(logging.WARNING, logger="multipose.core.mesh"):
         simplify_mesh(load_mesh(part_file), 800)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
@@ -297,7 +297,7 @@ def _count_simplify(monkeypatch) -> list[int]:
 def test_loss_mesh_is_cached(tmp_path, model_copy, monkeypatch, caplog):
     cache = tmp_path / "cache"
     calls = _count_simplify(monkeypatch)
-    with caplog.at_level(logging.INFO, logger="multipose.mesh"):
+    with caplog.at_level(logging.INFO, logger="multipose.core.mesh"):
         first = load_loss_mesh(model_copy, 700, cache)
     assert calls == [700]
     assert 630 <= first.num_faces <= 700
@@ -310,7 +310,7 @@ def test_loss_mesh_is_cached(tmp_path, model_copy, monkeypatch, caplog):
 
     monkeypatch.setattr(mesh_mod, "simplify_mesh", boom)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="multipose.mesh"):
+    with caplog.at_level(logging.INFO, logger="multipose.core.mesh"):
         second = load_loss_mesh(model_copy, 700, cache)
     assert torch.equal(second.vertices, first.vertices) and torch.equal(second.faces, first.faces)
     assert any("cache hit" in r.getMessage() for r in caplog.records)
@@ -354,7 +354,7 @@ def test_corrupt_loss_mesh_cache_is_rebuilt(tmp_path, model_copy, monkeypatch, c
     (cache_file,) = (cache / "meshes").glob("*.npz")
     cache_file.write_bytes(corruption)
     calls = _count_simplify(monkeypatch)
-    with caplog.at_level(logging.WARNING, logger="multipose.mesh"):
+    with caplog.at_level(logging.WARNING, logger="multipose.core.mesh"):
         rebuilt = load_loss_mesh(model_copy, 700, cache)
     assert calls == [700]
     assert any("rebuilding" in r.getMessage() for r in caplog.records)
@@ -445,9 +445,9 @@ def test_revolution_part_is_symmetric_about_z():
 def test_committed_models_match_generator(tmp_path, cad_dir):
     for symmetry in SYMMETRIES:
         committed = cad_dir / FILE_NAMES[symmetry]
-        assert committed.is_file(), f"{committed} missing: run python -m multipose.procedural"
+        assert committed.is_file(), f"{committed} missing: run python -m multipose.tools.procedural"
         assert committed.read_bytes() == export_ply_bytes(make_part(symmetry)), (
-            f"{committed} is stale: python -m multipose.procedural --out data/cad-files"
+            f"{committed} is stale: python -m multipose.tools.procedural --out data/cad-files"
         )
     written = write_default_models(tmp_path / "out")
     assert [p.name for p in written] == [FILE_NAMES[s] for s in SYMMETRIES] + ["models_info.json"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from multipose.geometry import geodesic_angle_deg, random_rotations, rotation_about_axis
+from multipose.core.geometry import geodesic_angle_deg, random_rotations, rotation_about_axis
 from multipose.models import Codebook, ModelFileError, build_codebook, codebook_rotations
 
 

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
 
 from multipose.config import default_config, load_config_text
-from multipose.errors import ConfigError, UserInputError
+from multipose.experiment.encoders import load_encoder, requested_encoder_config
+from multipose.experiment.run_folder import encoder_weights_path
+from multipose.infra.errors import ConfigError, UserInputError
 from multipose.models import (
     PRESETS,
     Autoencoder,
@@ -25,17 +27,14 @@ from multipose.models import (
     encoder_config,
     l2_normalize,
     load_aae_npy,
-    load_encoder,
     load_encoder_pt,
     minmax_normalize,
     nhwc_flatten,
     read_aae_npy,
-    requested_encoder_config,
     same_padding,
     save_aae_npy,
     save_encoder,
 )
-from multipose.runs import encoder_weights_path
 
 TINY = EncoderConfig(image_size=32, channels=(4, 6, 8, 8), latent_size=16, kernel_size=5)
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pytorch3d.transforms import matrix_to_quaternion, quaternion_to_matrix
 from support.original import original_forward, original_state_dict, ortho6d_columns
 
-from multipose.geometry import geodesic_angle_deg
+from multipose.core.geometry import geodesic_angle_deg
 from multipose.models import PoseHead, PoseHeadConfig
 from multipose.models.head import WEIGHT_INITS, anchor_neighbours, init_head_weights, with_decoding
 

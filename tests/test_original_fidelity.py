@@ -18,9 +18,9 @@ from pytorch3d.structures import Meshes
 from support.original import original_state_dict, ortho6d_columns
 
 from multipose.config import load_config, render_distance
-from multipose.geometry import random_rotations
+from multipose.core.geometry import random_rotations
+from multipose.experiment.factories import loss_view_from_config
 from multipose.models.head_checkpoint import load_head_checkpoint
-from multipose.render import loss_view_from_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO_ROOT / "tests" / "data"

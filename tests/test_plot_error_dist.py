@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multipose.errors import DataError
 from multipose.evaluation.report import read_per_sample, write_table
+from multipose.infra.errors import DataError
 
 
 def _evaluation(folder, head, codebook):

@@ -27,7 +27,7 @@ def test_a_garbage_validation_file_stops_every_script_before_any_work(tmp_path, 
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: [Dataset] VALID_DATA_PATH") and "valid.p" in lines[0]
-    assert "python -m multipose.check_data experiment_template.cfg" in lines[0]
+    assert "python -m multipose.app.check_data experiment_template.cfg" in lines[0]
     assert not out.exists() and seconds < 60
 
 

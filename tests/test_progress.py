@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import sys
 
-from multipose import progress
-from multipose.progress import progress_bar
+from multipose.infra import progress
+from multipose.infra.progress import progress_bar
 
 
 class _Log(io.StringIO):

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from multipose.geometry import (
+from multipose.core.geometry import (
     intrinsics_from_fov,
     matrix_to_rotation_6d,
     random_rotations,
     rotation_6d_to_matrix,
 )
-from multipose.mesh import Mesh, load_mesh, simplify_mesh
-from multipose.render import LossView, MeshRenderer, RenderSettings, closed_orientation, rasterize_nearest
+from multipose.core.mesh import Mesh, load_mesh, simplify_mesh
+from multipose.core.render import LossView, MeshRenderer, RenderSettings, closed_orientation, rasterize_nearest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -246,7 +246,8 @@ def test_with_mesh_keeps_the_camera_and_settings(part):
 
 
 def test_time_loss_view_reports_each_pass(part):
-    from multipose.timing import median_seconds, time_loss_view, timed
+    from multipose.infra.timing import median_seconds, timed
+    from multipose.tools.loss_timing import time_loss_view
 
     view = LossView(MeshRenderer(simplify_mesh(part, 200)), (0.0, 0.0, 400.0), 30.0, 16)
     R = torch.eye(3).expand(2, 3, 3).contiguous()

@@ -16,17 +16,20 @@ import pytest
 import torch
 from support.data import tiny_mesh, write_mesh
 
-import multipose.training.encoder as encoder_training
-from multipose.checkpoint import CheckpointStore
+import multipose.experiment.encoder_training as encoder_training
 from multipose.config import SCHEMA, load_config
+from multipose.core.geometry import random_rotations
+from multipose.core.mesh import load_mesh
 from multipose.data.backgrounds import ProceduralBackgrounds
-from multipose.data.datasets import composite, training_data_from_config
-from multipose.data.views import ViewRenderer, view_settings
-from multipose.errors import ConfigError, UserInputError
-from multipose.geometry import random_rotations
-from multipose.mesh import load_mesh
-from multipose.models import Encoder, load_encoder, load_encoder_pt
-from multipose.training.encoder import ensure_encoder, pretrain_encoder
+from multipose.data.datasets import composite
+from multipose.data.views import ViewRenderer
+from multipose.experiment.datasets import training_data_from_config
+from multipose.experiment.encoder_training import ensure_encoder, pretrain_encoder
+from multipose.experiment.encoders import load_encoder
+from multipose.experiment.factories import view_settings
+from multipose.infra.checkpoint import CheckpointStore
+from multipose.infra.errors import ConfigError, UserInputError
+from multipose.models import Encoder, load_encoder_pt
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -377,7 +380,7 @@ def test_committed_template_encoder_is_what_its_command_makes(tmp_path):
     for section, key in PRETRAINING_KEYS + [(k.section, k.name) for k in SCHEMA if k.section == "Augmentation"]:
         assert getattr(getattr(stored, section), key) == getattr(getattr(template, section), key), (section, key)
     assert metadata["iterations"] == template.Encoder.NUM_ITER
-    from multipose.mesh import file_sha256
+    from multipose.core.mesh import file_sha256
 
     assert metadata["data_mesh_sha256"] == file_sha256(REPO_ROOT / template.Dataset.MODEL_PATH_DATA)
     run = subprocess.run(

@@ -13,14 +13,16 @@ import pytest
 import torch
 from support.data import SCHEMA_HEAD_DEFAULTS
 
-from multipose.checkpoint import CheckpointStore
 from multipose.config import load_config
-from multipose.data.datasets import training_data_from_config
-from multipose.errors import UserInputError
-from multipose.losses import MultiPoseLoss
+from multipose.core.losses import MultiPoseLoss
+from multipose.experiment.datasets import training_data_from_config
+from multipose.experiment.factories import loss_from_config
+from multipose.experiment.pose_training import build_head, train_pose_head
+from multipose.experiment.run_folder import RunFolderError
+from multipose.infra.checkpoint import CheckpointStore
+from multipose.infra.errors import UserInputError
 from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig, save_encoder
-from multipose.runs import RunFolderError
-from multipose.training.pose import build_head, early_stopping_epoch, freeze, one_cycle_lr, train_pose_head
+from multipose.training.pose import early_stopping_epoch, freeze, one_cycle_lr
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +73,7 @@ def _encoder_that_tells_the_samples_apart(cfg, images: torch.Tensor) -> Encoder:
     sees inputs that share one large positive mean and the 8 codes point the same way (cosine >= 0.999):
     the head would get one input for 8 rotations. With statistics from the images, as a trained encoder
     has, the codes differ (mean cosine ~0.18)."""
-    from multipose.models import load_encoder
+    from multipose.experiment.encoders import load_encoder
 
     encoder = load_encoder(cfg)
     for module in encoder.modules():
@@ -105,7 +107,7 @@ def test_a_few_steps_on_one_batch_overfit_and_only_the_head_learns(shared, tmp_p
     codes = encoder.encode(batch.image)
     similarity = codes @ codes.T
     assert similarity[~torch.eye(8, dtype=torch.bool)].mean() < 0.5  # the codes tell the samples apart
-    loss_fn = MultiPoseLoss.from_config(cfg, torch.device("cpu"))
+    loss_fn = loss_from_config(cfg, torch.device("cpu"))
     ratios = []
     for seed in range(5):
         torch.manual_seed(seed)
@@ -211,7 +213,7 @@ def test_a_different_config_is_refused_unless_forced(shared, tmp_path):
 def test_a_run_started_on_a_gpu_resumes_on_the_cpu(shared, tmp_path):
     """The stored config says DEVICE: cuda (where the run started); DEVICE may change on resuming, so a
     machine without CUDA reads it without a device check and continues without --force."""
-    from multipose.runs import stored_config_changes
+    from multipose.experiment.run_folder import stored_config_changes
 
     out = tmp_path / "run"
     train_pose_head(_cfg(shared, out, epochs=1), torch.device("cpu"), progress=False)
@@ -231,7 +233,7 @@ def test_resuming_on_other_encoder_weights_is_refused_unless_forced(shared, tmp_
     weights.write_bytes((shared / "encoder.pt").read_bytes())
     extra = (f"Dataset.ENCODER_WEIGHTS={weights}",)
     train_pose_head(_cfg(shared, out, epochs=1, extra=extra), torch.device("cpu"), progress=False)
-    from multipose.models import load_encoder
+    from multipose.experiment.encoders import load_encoder
     from multipose.models.weights import encoder_digest
 
     trained_on = _final_state(out)["encoder_sha256"]
@@ -378,7 +380,7 @@ def test_early_stopping_ends_a_run(shared, tmp_path):
 
 
 def test_build_head_initialises_weights_by_weight_init_name(shared, tmp_path):
-    from multipose.models import load_encoder
+    from multipose.experiment.encoders import load_encoder
 
     cfg = _cfg(shared, tmp_path / "run", extra=("Training.WEIGHT_INIT_NAME=orthogonal",))
     head = build_head(cfg, freeze(load_encoder(cfg)))
@@ -420,8 +422,8 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(shared, tmp_path, monk
     import errno
     import os
 
-    import multipose.checkpoint as checkpoint_mod
-    from multipose.atomic import WriteError
+    import multipose.infra.checkpoint as checkpoint_mod
+    from multipose.infra.atomic import WriteError
 
     out = tmp_path / "run"
     train_pose_head(_cfg(shared, out, epochs=1), torch.device("cpu"), progress=False)
@@ -447,7 +449,7 @@ def test_one_writer_per_run_folder(tmp_path, python):
     finished (or killed) process does not block; a folder made only for the lock is removed on failure."""
     import os
 
-    from multipose.runlock import LOCK_FILE, RunFolderBusy, run_folder_lock
+    from multipose.infra.runlock import LOCK_FILE, RunFolderBusy, run_folder_lock
 
     out = tmp_path / "run"
     with run_folder_lock(out):
@@ -471,7 +473,7 @@ def test_stop_request_restores_the_sigterm_handler_it_replaced(monkeypatch):
     (``signal.signal`` returns None) as the default."""
     import signal
 
-    from multipose.runlock import StopRequest
+    from multipose.infra.runlock import StopRequest
 
     before = signal.getsignal(signal.SIGTERM)
     with StopRequest() as stop:
@@ -522,7 +524,7 @@ def test_finetune_encoder_trains_the_dense_layer_only_and_checkpoints_it_as_the_
     """FINETUNE_ENCODER: the head's copy of the encoder's dense layer starts equal to it and is trained; the
     frozen encoder (convolutions, batch-norm weights and running statistics, its own dense layer) is not
     changed; the checkpoint holds the layer as ``encoder.weight``/``encoder.bias`` (the original's names)."""
-    import multipose.training.pose as pose
+    import multipose.experiment.pose_training as pose
 
     seen = {}
 

@@ -19,7 +19,7 @@ Reading rules:
   falls back to a default. Keys the original used that multipose does not need are accepted with a warning;
 - nothing is ``eval``-ed; lists are ``json.loads``-ed.
 
-Every error is a :class:`multipose.errors.ConfigError` with a one-line message::
+Every error is a :class:`multipose.infra.errors.ConfigError` with a one-line message::
 
     exp.cfg: [Training] NUM_ITER = 'ten': expected an int >= 1
     exp.cfg: [Training] NUM_ITR: unknown key; did you mean NUM_ITER?
@@ -43,14 +43,13 @@ The package: :mod:`~multipose.config.types` (INI value types), :mod:`~multipose.
 the part to edit when adding one), :mod:`~multipose.config.core` (the :class:`Config` object),
 :mod:`~multipose.config.ini` and :mod:`~multipose.config.loading` (reading files and overrides),
 :mod:`~multipose.config.derived` (values computed from a config alone; nothing here reads a model file or
-writes a run folder: :mod:`multipose.runs` and :mod:`multipose.models.weights` own those) and
+writes a run folder: :mod:`multipose.experiment.run_folder` and :mod:`multipose.models.weights` own those) and
 ``__main__`` (``python -m multipose.config``).
 """
 
 from multipose.config.core import Config, Section
 from multipose.config.derived import (
     DEFAULT_RADIUS_MM,
-    LossParameters,
     check_crop_size,
     crop_size,
     encoder_arch,
@@ -63,16 +62,21 @@ from multipose.config.derived import (
 )
 from multipose.config.loading import default_config, load_config, load_config_text
 from multipose.config.schema import (
-    DEFAULT_DEPTH_MAX,
     DEPRECATED,
-    ENCODER_INPUT_SIZES,
     SCHEMA,
     SECTIONS,
     WEIGHT_INIT_NAMES,
     Key,
     schema_markdown,
 )
-from multipose.config.types import HARD_POOLS, VIEW_SAMPLING_METHODS, ViewSampling
+from multipose.core.settings import (
+    DEFAULT_DEPTH_MAX,
+    ENCODER_INPUT_SIZES,
+    HARD_POOLS,
+    VIEW_SAMPLING_METHODS,
+    LossParameters,
+    ViewSampling,
+)
 
 __all__ = [
     "DEFAULT_DEPTH_MAX",

@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from multipose import cli
+from multipose.app import cli
 from multipose.config import Config
 
 

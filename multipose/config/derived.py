@@ -3,31 +3,15 @@ device), computed from its values alone: nothing here reads a file."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from multipose.config.core import Config
-from multipose.config.schema import DEFAULT_DEPTH_MAX, ENCODER_INPUT_SIZES
-from multipose.config.types import ViewSampling, _parse_view_sampling
-from multipose.errors import ConfigError
+from multipose.config.types import _parse_view_sampling
+from multipose.core.settings import DEFAULT_DEPTH_MAX, ENCODER_INPUT_SIZES, LossParameters, ViewSampling
+from multipose.infra.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
-
-
-@dataclass(frozen=True)
-class LossParameters:
-    """Constants of the multi-pose loss.
-
-    ``depth_max``: depth-error clamp d_max (mm); ``pose_max``: angle (degrees) beyond which two
-    hypotheses pay no diversity penalty; ``gamma``: weight of the confidence-independent term;
-    ``depth_normalization``: ``"union"`` (sum over the silhouettes' union) or ``"image"`` (all pixels).
-    """
-
-    depth_max: float
-    pose_max: float
-    gamma: float
-    depth_normalization: str = "union"
 
 
 def encoder_arch(cfg: Config) -> str:
@@ -135,7 +119,7 @@ def view_sampling(cfg: Config) -> ViewSampling:
 def resolve_device(cfg: Config) -> torch.device:
     """``[Training] DEVICE`` as a :class:`torch.device`; ``auto`` picks CUDA when available.
 
-    ``cuda`` without a usable GPU is a :class:`~multipose.errors.ConfigError`, not a crash later.
+    ``cuda`` without a usable GPU is a :class:`~multipose.infra.errors.ConfigError`, not a crash later.
     """
     import torch  # lazy: checking a config file should not pay for importing torch
 

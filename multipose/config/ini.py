@@ -13,9 +13,10 @@ from types import MappingProxyType
 from typing import Any
 
 from multipose.config.core import _canonical_section, _one_line, _suggest
-from multipose.config.schema import _KEYS, _SECTION_KEYS, DEPRECATED, ENCODER_INPUT_SIZES, SCHEMA, SECTIONS, Key
+from multipose.config.schema import _KEYS, _SECTION_KEYS, DEPRECATED, SCHEMA, SECTIONS, Key
 from multipose.config.types import _Invalid
-from multipose.errors import ConfigError
+from multipose.core.settings import ENCODER_INPUT_SIZES
+from multipose.infra.errors import ConfigError
 
 
 def _bad_value(where: str, key: Key, text: str, detail: str = "") -> ConfigError:

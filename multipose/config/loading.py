@@ -14,7 +14,7 @@ from multipose.config.derived import loss_parameters, resolve_device
 from multipose.config.ini import _bad_value, _lookup, _read_ini
 from multipose.config.schema import SCHEMA, SECTIONS
 from multipose.config.types import _Invalid
-from multipose.errors import ConfigError
+from multipose.infra.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _validate(cfg: Config, check_device: bool = True) -> None:
 def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Config:
     """Read, validate and resolve an INI config file, then apply ``SECTION.KEY=VALUE`` overrides.
 
-    Raises :class:`~multipose.errors.ConfigError` (one-line message naming file, section, key and value)
+    Raises :class:`~multipose.infra.errors.ConfigError` (one-line message naming file, section, key and value)
     for an unreadable file, INI syntax, unknown names, bad values or inconsistent keys.
     """
     label = os.fspath(path)

@@ -9,7 +9,6 @@ from types import MappingProxyType
 from typing import Any
 
 from multipose.config.types import (
-    HARD_POOLS,
     BackgroundType,
     BoolType,
     ChoiceType,
@@ -29,12 +28,8 @@ from multipose.config.types import (
     ViewsType,
     _num,
 )
+from multipose.core.settings import DEFAULT_DEPTH_MAX, HARD_POOLS
 
-#: Input size (pixels) of each ``[Encoder] ARCH`` preset; :mod:`multipose.models.encoder` builds its
-#: presets from it, so crops and encoder agree by construction.
-ENCODER_INPUT_SIZES = MappingProxyType({"aae": 128, "small": 64})
-#: ``[Loss_parameters] DEPTH_MAX`` when neither it nor ``[Training] LOSS_PARAMS`` sets it (mm).
-DEFAULT_DEPTH_MAX = 30.0
 #: ``[Training] WEIGHT_INIT_NAME`` values: the original's ``Model.init_weights`` names
 #: (:data:`multipose.models.head.WEIGHT_INITS` implements them).
 WEIGHT_INIT_NAMES = (

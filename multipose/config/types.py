@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from multipose.core.settings import VIEW_SAMPLING_METHODS, ViewSampling
+
 
 class _Invalid(ValueError):
     """Raised by a value type's ``parse``; ``detail`` (optional) says what exactly is wrong."""
@@ -452,25 +454,6 @@ class IntListType:
         return json.dumps(list(value))
 
 
-#: ``[Training] VIEW_SAMPLING`` methods: the original's distributions of rotations
-#: (:mod:`multipose.data.sampling` implements and documents each).
-VIEW_SAMPLING_METHODS = (
-    "sundermeyer-random",
-    "sphere",
-    "sphere-simple",
-    "sphere-fixed",
-    "sphere-wolfram",
-    "sphere-wolfram-fixed",
-    "tless",
-    "tless-simple",
-    "fixed",
-    "viewsphere-aug",
-    "viewsphere-aug-no-conv",
-    "mixed",
-    "quat",
-)
-#: ``[Training] HARD_POOL`` policies of ``-hard`` sampling (:mod:`multipose.data.sampling`).
-HARD_POOLS = ("replace", "accumulate")
 #: Methods of the original that depend on data it did not distribute.
 _VIEW_SAMPLING_REFUSED = {
     "viewsphere": "the original's viewsphere reads its data/view-sphere.p, which it does not distribute; "
@@ -478,24 +461,6 @@ _VIEW_SAMPLING_REFUSED = {
 }
 _VIEW_SAMPLING_FILES = (".npy", ".p", ".pkl", ".pickle")
 _VIEW_SAMPLING_SUFFIXES = ("-hard", "-reuse")
-
-
-@dataclass(frozen=True)
-class ViewSampling:
-    """``[Training] VIEW_SAMPLING`` split into its parts.
-
-    ``base``: one of :data:`VIEW_SAMPLING_METHODS`, or a path to a file of rotations
-    (``.npy``/``.p``/``.pkl``/``.pickle``); ``hard``: the ``-hard`` suffix; ``reuse``: the ``-reuse`` suffix.
-    """
-
-    base: str
-    hard: bool = False
-    reuse: bool = False
-
-    @property
-    def is_file(self) -> bool:
-        """Whether ``base`` is a rotation file rather than a method."""
-        return self.base not in VIEW_SAMPLING_METHODS
 
 
 def _parse_view_sampling(text: str) -> ViewSampling:

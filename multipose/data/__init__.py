@@ -1,6 +1,7 @@
 """Synthetic training data: AAE-style crops of the CAD model on backgrounds, augmented, batched.
 
-Modules (imports point down only: config, geometry, atomic, checkpoint, mesh, render, runs):
+Modules (they import only :mod:`multipose.core` and :mod:`multipose.infra`; a config's data is assembled by
+:mod:`multipose.experiment.datasets`):
 
 - :mod:`~multipose.data.sampling` -- training rotations (``VIEW_SAMPLING``), hard-sample mining;
 - :mod:`~multipose.data.views` -- the view renderer: AAE crop windows, rendered directly into the crop;
@@ -10,7 +11,7 @@ Modules (imports point down only: config, geometry, atomic, checkpoint, mesh, re
 - :mod:`~multipose.data.datasets` -- training batches, generated and file validation sets;
 - :mod:`~multipose.data.io` -- dataset files (our ``.npz``, the original's pickles), rotation files.
 
-Typical use::
+Typical use (from a config: :mod:`multipose.experiment.datasets`)::
 
     train = training_data_from_config(cfg, device)      # renders the view cache on first use
     for batch in train:                                 # one epoch
@@ -19,16 +20,11 @@ Typical use::
 """
 
 from multipose.data.augment import Augmenter, AugmentSettings
-from multipose.data.cache import ViewCache, build_view_cache, view_cache_from_config
-from multipose.data.datasets import (
-    TrainingData,
-    generate_samples,
-    training_data_from_config,
-    validation_data_from_config,
-)
+from multipose.data.cache import ViewCache, build_view_cache
+from multipose.data.datasets import TrainingData
 from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
-from multipose.data.sampling import PoseSampler, pose_sampler_from_config
-from multipose.data.views import ViewRenderer, Views, ViewSettings, view_settings
+from multipose.data.sampling import PoseSampler
+from multipose.data.views import ViewRenderer, Views, ViewSettings
 
 __all__ = [
     "AugmentSettings",
@@ -41,13 +37,7 @@ __all__ = [
     "ViewSettings",
     "Views",
     "build_view_cache",
-    "generate_samples",
     "load_sample_files",
     "load_samples",
-    "pose_sampler_from_config",
     "save_samples",
-    "training_data_from_config",
-    "validation_data_from_config",
-    "view_cache_from_config",
-    "view_settings",
 ]

@@ -36,11 +36,9 @@ from kornia.enhance import adjust_brightness
 from kornia.filters import gaussian_blur2d
 from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
 
-from multipose.config import Config
-
 logger = logging.getLogger(__name__)
 
-__all__ = ["AugmentParams", "AugmentSettings", "Augmenter", "apply_params", "augment_settings", "sample_params"]
+__all__ = ["AugmentParams", "AugmentSettings", "Augmenter", "apply_params", "sample_params"]
 
 #: imgaug per-channel fractions and inner probabilities of the original pipeline.
 ADD_PER_CHANNEL = 0.3
@@ -71,12 +69,6 @@ class AugmentSettings:
     multiply_range: tuple[float, float] = (0.6, 1.4)
     contrast_prob: float = 0.5
     contrast_range: tuple[float, float] = (0.5, 2.2)
-
-
-def augment_settings(cfg: Config) -> AugmentSettings:
-    """The :class:`AugmentSettings` of ``[Augmentation]``."""
-    a = cfg.Augmentation
-    return AugmentSettings(**{f.name: a[f.name.upper()] for f in fields(AugmentSettings)})
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ in memory as uint8; every sample then picks one at random and flips it horizonta
 Files are chosen from a fixed shuffle of the sorted file list, so the training pool and the
 validation pool (``part="held-out"``, taken from the other end) are disjoint whenever the folder holds
 more than both need. Unreadable files are skipped and counted in one warning; a folder without any
-readable image is a :class:`multipose.errors.DataError`.
+readable image is a :class:`multipose.infra.errors.DataError`.
 
 Procedural backgrounds (no files needed) are drawn per batch: a random colour gradient, a few random
 ellipses and rectangles, low-frequency colour texture and pixel noise.
@@ -28,9 +28,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from multipose.config import Config, crop_size
-from multipose.errors import DataError
-from multipose.progress import progress_bar
+from multipose.infra.errors import DataError
+from multipose.infra.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,6 @@ __all__ = [
     "BackgroundSource",
     "ImageBackgrounds",
     "ProceduralBackgrounds",
-    "backgrounds_from_config",
     "chosen_background_files",
     "find_background_files",
     "load_background_images",
@@ -231,22 +229,3 @@ class ProceduralBackgrounds:
         texture = F.interpolate(coarse, size=(S, S), mode="bilinear", align_corners=False)
         image = image + 0.12 * strength[:, :1] * texture + 0.06 * strength[:, 1:] * noise
         return image.clamp(0.0, 1.0)
-
-
-def backgrounds_from_config(
-    cfg: Config,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    part: Literal["train", "held-out"] = "train",
-    max_images: int | None = None,
-    progress: bool = True,
-) -> BackgroundSource:
-    """The backgrounds of ``[Dataset] BACKGROUND_IMAGES`` at ``CROP_SIZE`` (image folders: at most
-    ``max_images`` or ``NOOF_BG_IMGS`` images, crops chosen by ``seed``)."""
-    d = cfg.Dataset
-    if d.BACKGROUND_IMAGES == "procedural":
-        return ProceduralBackgrounds(crop_size(cfg))
-    images = load_background_images(
-        d.BACKGROUND_IMAGES, crop_size(cfg), max_images or d.NOOF_BG_IMGS, seed=seed, part=part, progress=progress
-    )
-    return ImageBackgrounds(images, device)

@@ -39,20 +39,20 @@ from typing import Any, TypeVar, cast
 import numpy as np
 import torch
 
-from multipose.atomic import atomic_open
-from multipose.config import Config, ViewSampling, view_sampling
+from multipose.core.mesh import file_sha256, load_mesh, normalization_key
+from multipose.core.settings import ViewSampling
 from multipose.data.sampling import base_rotations, load_view_sampling_file, make_generator
-from multipose.data.views import ViewRenderer, Views, ViewSettings, view_settings
-from multipose.distributed import Dist
-from multipose.errors import DataError
-from multipose.mesh import file_sha256, load_mesh, normalization_key
-from multipose.progress import progress_bar
+from multipose.data.views import ViewRenderer, Views, ViewSettings
+from multipose.infra.atomic import atomic_open
+from multipose.infra.distributed import Dist
+from multipose.infra.errors import DataError
+from multipose.infra.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-__all__ = ["CACHE_VERSION", "ViewCache", "build_view_cache", "render_views", "view_cache_from_config",
+__all__ = ["CACHE_VERSION", "ViewCache", "build_view_cache", "render_views",
            "view_cache_key"]
 
 #: Bump when the rendering code changes what a cached view holds.
@@ -106,7 +106,7 @@ def render_views(
 ) -> Views | None:
     """Render crops of ``R (N, 3, 3)`` in batches with a tqdm bar; :class:`Views` on the renderer's
     device. Offsets and lights come from ``generator`` in batch order (reproducible). ``dist``: every
-    rank draws them all and renders its share of the batches (:meth:`~multipose.distributed.Dist.batches`);
+    rank draws them all and renders its share of the batches (:meth:`~multipose.infra.distributed.Dist.batches`);
     rank 0 gets all the views (on the CPU), the others None, or with ``everywhere`` every rank gets them."""
     dist = dist or Dist()
     drawn = [renderer.draw(min(batch_size, R.shape[0] - s), generator) for s in range(0, R.shape[0], batch_size)]
@@ -341,27 +341,3 @@ def _store(path: Path, key: str, described: dict[str, Any], views: Views, distan
         # Any: mypy checks the ** against savez's allow_pickle: bool too; _encode's keys are array names.
         np.savez(f, key=np.array(key), settings=np.array(json.dumps(described)),
                  **cast(dict[str, Any], _encode(views, distance)))
-
-
-def view_cache_from_config(
-    cfg: Config, device: torch.device | str = "cpu", progress: bool = True, targets: bool = False,
-    dist: Dist | None = None,
-) -> ViewCache:
-    """The view cache of a config (``NOOF_TRAINING_IMGS`` views of ``MODEL_PATH_DATA``), with the
-    reconstruction targets when ``targets``."""
-    d = cfg.Dataset
-    if d.NOOF_TRAINING_IMGS < 1:
-        raise ValueError("NOOF_TRAINING_IMGS is 0: views are rendered per batch, there is no cache")
-    return build_view_cache(
-        d.MODEL_PATH_DATA,
-        view_settings(cfg),
-        d.NOOF_TRAINING_IMGS,
-        d.CACHE_DIR,
-        normalize=cfg.Rendering.NORMALIZE_VERTICES,
-        sampling=view_sampling(cfg).base,
-        seed=d.VIEW_SEED,
-        device=device,
-        progress=progress,
-        targets=targets,
-        dist=dist,
-    )

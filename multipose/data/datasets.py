@@ -30,29 +30,23 @@ draws and a batch is the same on CPU and GPU.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, fields, replace
-from pathlib import Path
+from dataclasses import fields, replace
 from typing import Any
 
 import torch
 
-from multipose.config import Config, ViewSampling, crop_size, view_sampling
-from multipose.data.augment import Augmenter, augment_settings
-from multipose.data.backgrounds import BackgroundSource, backgrounds_from_config
-from multipose.data.cache import ViewCache, render_views, view_cache_from_config
-from multipose.data.io import Batch, SampleSet, load_sample_files, load_samples, save_samples
-from multipose.data.occlusion import OcclusionSettings, occlusion_settings, square_occlusions
-from multipose.data.sampling import PoseSampler, derive_seed, make_generator, pose_sampler_from_config
-from multipose.data.views import ViewRenderer, Views, view_settings
-from multipose.distributed import Dist
-from multipose.errors import DataError
-from multipose.mesh import file_sha256, load_data_mesh, load_mesh, normalization_key
-from multipose.runs import RunFolder
+from multipose.core.settings import ViewSampling
+from multipose.data.augment import Augmenter
+from multipose.data.backgrounds import BackgroundSource
+from multipose.data.cache import ViewCache, render_views
+from multipose.data.io import Batch, SampleSet
+from multipose.data.occlusion import OcclusionSettings, square_occlusions
+from multipose.data.sampling import PoseSampler, make_generator
+from multipose.data.views import ViewRenderer, Views
+from multipose.infra.distributed import Dist
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +54,12 @@ __all__ = [
     "VALIDATION_SEED",
     "TrainingData",
     "composite",
-    "generate_samples",
-    "training_data_from_config",
-    "validation_data_from_config",
+    "synthesize_samples",
 ]
 
 #: Seed of generated validation sets (fixed: every run of a config validates on the same images).
 VALIDATION_SEED = 0
-#: Samples rendered and augmented per step by :func:`generate_samples`.
+#: Samples rendered and augmented per step by :func:`synthesize_samples`.
 _GENERATE_CHUNK = 32
 
 
@@ -193,70 +185,28 @@ class TrainingData:
         self.sampler.load_state_dict(state["sampler"])
 
 
-def training_data_from_config(
-    cfg: Config, device: torch.device | str = "cpu", progress: bool = True, *, with_target: bool = False,
-    dist: Dist | None = None,
-) -> TrainingData:
-    """The training data of a config: view cache (rendered on first use), sampler, backgrounds and
-    augmentation, seeded from ``[Training] RANDOM_SEED``; ``with_target``: batches also hold the
-    clean renders as ``target`` (see :class:`TrainingData`)."""
-    seed = cfg.Training.RANDOM_SEED
-    device = torch.device(device)
-    cache, renderer, pool = None, None, None
-    if cfg.Dataset.NOOF_TRAINING_IMGS > 0:
-        cache = view_cache_from_config(cfg, device, progress=progress, targets=with_target, dist=dist)
-        pool = cache.R
-    else:
-        mesh = load_data_mesh(cfg)
-        renderer = ViewRenderer(mesh, view_settings(cfg), device)
-    sampler = pose_sampler_from_config(cfg, make_generator(seed, "training-poses"), pool=pool)
-    backgrounds = backgrounds_from_config(
-        cfg, device, seed=derive_seed(seed, "training-backgrounds"), part="train", progress=progress
-    )
-    return TrainingData(
-        sampler=sampler,
-        backgrounds=backgrounds,
-        augmenter=Augmenter(augment_settings(cfg)) if cfg.Training.AUGMENT_IMGS else None,
-        batch_size=cfg.Training.BATCH_SIZE,
-        num_samples=cfg.Training.NUM_SAMPLES,
-        generator=make_generator(seed, "training-images"),
-        device=device,
-        cache=cache,
-        renderer=renderer,
-        with_target=with_target,
-        occlusion=occlusion_settings(cfg),
-        dist=dist,
-    )
-
-
 @torch.no_grad()
-def generate_samples(
-    cfg: Config,
+def synthesize_samples(
+    renderer: ViewRenderer,
+    sampling: ViewSampling,
+    backgrounds: BackgroundSource,
+    augmenter: Augmenter | None,
     num: int,
     seed: int,
-    device: torch.device | str = "cpu",
     progress: bool = True,
     dist: Dist | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> SampleSet:
-    """``num`` fresh synthetic samples: poses from the base of ``VIEW_SAMPLING``, rendered crops,
-    held-out backgrounds, augmentation when ``AUGMENT_IMGS``; all draws from ``seed``. ``dist``: every
+    """``num`` fresh synthetic samples on the renderer's device: poses drawn by ``sampling``, rendered crops on
+    ``backgrounds``, augmented by ``augmenter`` (None: not augmented); every draw from ``seed``. ``dist``: every
     rank renders its share of the crops and gets them all, then composes the same samples.
 
-    Images are rounded to 8-bit levels (what a file stores). ``meta`` holds ``config`` (resolved
-    INI), ``mesh`` and ``seed``. Returns CPU tensors.
+    Images are rounded to 8-bit levels (what a file stores); ``meta`` is stored with them. Returns CPU tensors.
     """
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
-    device = torch.device(device)
-    d = cfg.Dataset
-    mesh = load_data_mesh(cfg)
-    backgrounds = backgrounds_from_config(
-        cfg, device, seed=derive_seed(seed, "samples-backgrounds"), part="held-out",
-        max_images=min(d.NOOF_BG_IMGS, num), progress=progress,
-    )
-    renderer = ViewRenderer(mesh, view_settings(cfg), device)
-    sampler = PoseSampler(ViewSampling(view_sampling(cfg).base), make_generator(seed, "samples-poses"))
-    augmenter = Augmenter(augment_settings(cfg)) if cfg.Training.AUGMENT_IMGS else None
+    device = renderer.device
+    sampler = PoseSampler(sampling, make_generator(seed, "samples-poses"))
     generator = make_generator(seed, "samples-images")
     R = sampler.sample(num).R
     views = render_views(renderer, R, generator, batch_size=_GENERATE_CHUNK, progress=progress,
@@ -271,64 +221,4 @@ def generate_samples(
             image = augmenter(image, generator)
         images.append((image * 255.0).round().div(255.0).cpu())
     views = views.to("cpu")
-    return SampleSet(
-        images=torch.cat(images),
-        R=views.R,
-        t=views.t,
-        K=views.K,
-        mask=views.mask,
-        meta={"config": cfg.to_ini(), "mesh": str(d.MODEL_PATH_DATA), "seed": int(seed)},
-    )
-
-
-def _validation_key(cfg: Config) -> str:
-    """Hash of everything a generated validation set depends on."""
-    d = cfg.Dataset
-    spec = view_sampling(cfg)
-    described = {
-        "mesh_sha256": file_sha256(d.MODEL_PATH_DATA),
-        "normalize": normalization_key(cfg.Rendering.NORMALIZE_VERTICES),
-        "view": view_settings(cfg).as_dict(),
-        "sampling": file_sha256(spec.base) if spec.is_file else spec.base,
-        "backgrounds": d.BACKGROUND_IMAGES,
-        "augment": asdict(augment_settings(cfg)) if cfg.Training.AUGMENT_IMGS else None,
-        "num": d.NOOF_VALID_IMGS,
-        "seed": VALIDATION_SEED,
-        "version": 2,  # 2: the original's sphere sampling, .p rotation files converted
-    }
-    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
-
-
-def validation_data_from_config(
-    cfg: Config, device: torch.device | str = "cpu", progress: bool = True, dist: Dist | None = None
-) -> SampleSet:
-    """The validation set: ``VALID_DATA_PATH`` files (images resized to ``CROP_SIZE`` if needed),
-    or a generated set cached as ``<OUTPUT_PATH>/validation.npz`` (rebuilt when the config's data
-    settings change or the file is unreadable; ``dist``: the ranks render it together, rank 0 writes it,
-    every rank reads the file). Returns CPU tensors."""
-    d = cfg.Dataset
-    if d.VALID_DATA_PATH:
-        samples = load_sample_files(d.VALID_DATA_PATH, image_size=crop_size(cfg))
-        logger.info("validation set: %d samples from %s", len(samples), ", ".join(d.VALID_DATA_PATH))
-        return samples
-    if not Path(d.MODEL_PATH_DATA).is_file():
-        load_mesh(d.MODEL_PATH_DATA)  # raises the right MeshError
-    key = _validation_key(cfg)
-    path = RunFolder.of(cfg).validation
-    if path.is_file():
-        try:
-            samples = load_samples(path)
-        except DataError as exc:
-            logger.warning("validation set %s is unusable (%s); generating it again", path, exc)
-        else:
-            if samples.meta.get("key") == key:
-                logger.info("validation set: %d generated samples (cached: %s)", len(samples), path)
-                return samples
-            logger.info("validation set %s was made with other settings; generating it again", path)
-    dist = dist or Dist()  # every rank found the same file, so all generate (or none did)
-    samples = generate_samples(cfg, d.NOOF_VALID_IMGS, VALIDATION_SEED, device, progress=progress, dist=dist)
-    if dist.is_main:
-        save_samples(path, replace(samples, meta={**samples.meta, "key": key}))
-        logger.info("validation set: generated %d samples, wrote %s", len(samples), path)
-    dist.barrier()  # the file is written
-    return load_samples(path)
+    return SampleSet(images=torch.cat(images), R=views.R, t=views.t, K=views.K, mask=views.mask, meta=dict(meta or {}))

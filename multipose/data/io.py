@@ -14,7 +14,7 @@ see DESIGN.md):
   ``Rs`` is needed).
 
 Pickles can run code when loaded: read only files you trust. Every problem with a file raises
-:class:`multipose.errors.DataError` with a one-line message naming it.
+:class:`multipose.infra.errors.DataError` with a one-line message naming it.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from multipose.atomic import atomic_open, atomic_write_bytes
-from multipose.errors import DataError
-from multipose.safe_pickle import ForbiddenPickle, load_arrays_only
+from multipose.infra.atomic import atomic_open, atomic_write_bytes
+from multipose.infra.errors import DataError
+from multipose.infra.safe_pickle import ForbiddenPickle, load_arrays_only
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def check_rotations(R: np.ndarray, source: str, tolerance: float = 1e-3) -> np.n
 
 
 def _load_pickle(path: Path) -> Any:
-    """A pickle read without running code from it (:mod:`multipose.safe_pickle`: NumPy arrays in plain
+    """A pickle read without running code from it (:mod:`multipose.infra.safe_pickle`: NumPy arrays in plain
     containers; Python 2 pickles too)."""
     try:
         with open(path, "rb") as f:

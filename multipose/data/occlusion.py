@@ -20,9 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from multipose.config import Config
-
-__all__ = ["MAX_TRIES", "OcclusionSettings", "occlusion_settings", "square_occlusions"]
+__all__ = ["MAX_TRIES", "OcclusionSettings", "square_occlusions"]
 
 #: Grids drawn per sample before giving up on occluding it (P(all fail) is tiny for the defaults).
 MAX_TRIES = 16
@@ -37,13 +35,6 @@ class OcclusionSettings:
     grid: int = 3
     rate: float = 0.4
     max_fraction: float = 0.25
-
-
-def occlusion_settings(cfg: Config) -> OcclusionSettings:
-    """The :class:`OcclusionSettings` of ``[Augmentation] SQUARE_OCCLUSION_*``."""
-    a = cfg.Augmentation
-    return OcclusionSettings(a.SQUARE_OCCLUSION_PROB, a.SQUARE_OCCLUSION_GRID, a.SQUARE_OCCLUSION_RATE,
-                             a.SQUARE_OCCLUSION_MAX)
 
 
 def square_occlusions(mask: torch.Tensor, settings: OcclusionSettings, generator: torch.Generator) -> torch.Tensor:

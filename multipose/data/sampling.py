@@ -1,14 +1,14 @@
 """Training rotations: ``[Training] VIEW_SAMPLING`` and hard-sample mining.
 
-Rotations are OpenCV / BOP model-to-camera ``R (N, 3, 3)`` float32 (see :mod:`multipose.geometry`).
+Rotations are OpenCV / BOP model-to-camera ``R (N, 3, 3)`` float32 (see :mod:`multipose.core.geometry`).
 The methods are the original's (``DatasetGeneratorOpenGL``). Most of them built a PyTorch3D camera
 rotation ``R_p3d`` with ``look_at_rotation`` (camera at a point of the view sphere looking at the model
 origin, its up vector the model's +z, or -z for a camera below the equator), then turned it in-plane
 by ``R_p3d @ Rz(U(-90, 90) degrees)``; the physical pose is ``diag(-1, -1, 1) @ R_p3d^T``
-(:func:`multipose.geometry.opencv_from_pytorch3d_camera`). Base methods:
+(:func:`multipose.core.geometry.opencv_from_pytorch3d_camera`). Base methods:
 
 - ``sundermeyer-random``: uniform on SO(3) (the AAE's and the original's default; Shoemake's unit
-  quaternions, here :func:`multipose.geometry.random_rotations`);
+  quaternions, here :func:`multipose.core.geometry.random_rotations`);
 - ``quat``: uniform on SO(3) too, from a normalised Gaussian quaternion (the original's ``quat``);
 - ``sphere``: viewpoints uniform on the sphere (``z ~ U(-1, 1)``, azimuth ``~ U(0, 2 pi)``), in-plane
   turn in [-90, 90]; ``sphere-simple``: no in-plane turn; ``sphere-fixed``: the original's
@@ -25,7 +25,7 @@ by ``R_p3d @ Rz(U(-90, 90) degrees)``; the physical pose is ``diag(-1, -1, 1) @ 
 - ``mixed``: ``sphere-wolfram-fixed`` or ``sundermeyer-random``, each with probability 1/2;
 - a file of rotations: ``.npy`` ``[N, 3, 3]`` (OpenCV rotations), or an original-format pickle
   ``{"Rs": [...]}`` holding PyTorch3D camera rotations as the original's pickle sampling used them
-  (converted with :func:`multipose.geometry.opencv_from_pytorch3d_camera`); samples are drawn from it
+  (converted with :func:`multipose.core.geometry.opencv_from_pytorch3d_camera`); samples are drawn from it
   uniformly with replacement.
 
 The original's ``viewsphere`` read a file it did not distribute (``data/view-sphere.p``) and is
@@ -61,15 +61,15 @@ import torch.nn.functional as F
 from pytorch3d.renderer import look_at_rotation
 from pytorch3d.transforms import quaternion_to_matrix
 
-from multipose.config import HARD_POOLS, Config, ViewSampling, view_sampling
-from multipose.data.io import PICKLE_SUFFIXES, load_rotations
-from multipose.geometry import (
+from multipose.core.geometry import (
     camera_rotation_from_sphere_point,
     icosphere_points,
     opencv_from_pytorch3d_camera,
     random_rotations,
     rotation_about_axis,
 )
+from multipose.core.settings import HARD_POOLS, ViewSampling
+from multipose.data.io import PICKLE_SUFFIXES, load_rotations
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,6 @@ __all__ = [
     "derive_seed",
     "load_view_sampling_file",
     "make_generator",
-    "pose_sampler_from_config",
     "sphere_rotations",
     "sundermeyer_random",
     "viewsphere_grid",
@@ -370,17 +369,3 @@ class PoseSampler:
         self.generator.set_state(state["generator"])
         self._hard_R = state["hard_R"].clone()
         self._hard_index = state["hard_index"].clone()
-
-
-def pose_sampler_from_config(
-    cfg: Config, generator: torch.Generator, pool: torch.Tensor | None = None
-) -> PoseSampler:
-    """The sampler of ``[Training] VIEW_SAMPLING, HARD_MINING_RATIO, HARD_SAMPLE_RATIO, HARD_POOL``."""
-    return PoseSampler(
-        view_sampling(cfg),
-        generator,
-        pool=pool,
-        hard_mining_ratio=cfg.Training.HARD_MINING_RATIO,
-        hard_sample_ratio=cfg.Training.HARD_SAMPLE_RATIO,
-        hard_pool=cfg.Training.HARD_POOL,
-    )

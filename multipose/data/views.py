@@ -9,11 +9,11 @@ Here the window is computed from the projected model vertices (the silhouette's 
 bounding box of the projected vertices), and the object is rendered **directly into the window**
 with the crop's own intrinsics ``K_crop = A @ K``, where ``A`` maps the window to the ``S x S``
 output. No large frame is rendered and nothing is resampled, so the crop is exact at any ``S`` and
-costs only ``S^2`` pixels. Conventions (:mod:`multipose.geometry`): pixel centres at integer
+costs only ``S^2`` pixels. Conventions (:mod:`multipose.core.geometry`): pixel centres at integer
 coordinates, so pixel ``i`` covers ``[i - 0.5, i + 0.5]``; a window ``[u0, u0 + side]`` maps output
 pixel ``j`` to ``u = u0 + (j + 0.5) side / S``, i.e. ``j = (u - u0) S / side - 0.5``.
 
-The views are Phong-shaded (:meth:`multipose.render.MeshRenderer.render_rgb`: a uniformly grey-white
+The views are Phong-shaded (:meth:`multipose.core.render.MeshRenderer.render_rgb`: a uniformly grey-white
 surface like T-LESS's, one directional light per view from a random direction on the camera's side),
 on black, with their depth and silhouette.
 """
@@ -25,10 +25,9 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from multipose.config import Config, crop_size, render_distance
-from multipose.geometry import project_points
-from multipose.mesh import Mesh
-from multipose.render import MeshRenderer
+from multipose.core.geometry import project_points
+from multipose.core.mesh import Mesh
+from multipose.core.render import MeshRenderer
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +40,6 @@ __all__ = [
     "crop_windows",
     "random_light_directions",
     "tight_boxes",
-    "view_settings",
 ]
 
 #: Surface colour of the training renders (T-LESS objects are grey-white, untextured).
@@ -80,18 +78,6 @@ class ViewSettings:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def view_settings(cfg: Config) -> ViewSettings:
-    """The :class:`ViewSettings` of a config."""
-    d = cfg.Dataset
-    return ViewSettings(
-        size=crop_size(cfg),
-        K=tuple(float(x) for x in d.K),
-        distance=render_distance(cfg),
-        pad_factor=float(d.PAD_FACTOR),
-        max_rel_offset=float(cfg.Training.MAX_REL_OFFSET),
-    )
 
 
 @dataclass(frozen=True)

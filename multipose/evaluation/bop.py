@@ -22,7 +22,7 @@ resampled to the encoder's input size; the window's intrinsics are ``K_crop = A 
 Translation, as the AAE (Sundermeyer et al., ECCV 2018, ``auto_pose/ae/codebook.py``) estimates it from
 a 2D box (:func:`estimate_translation`), and the rotation correction for objects off the optical axis
 (:func:`correct_rotation`) are here too. Every problem with the folder raises
-:class:`~multipose.errors.DataError` with a one-line message naming the file.
+:class:`~multipose.infra.errors.DataError` with a one-line message naming the file.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ import numpy as np
 import torch
 
 from multipose.data.views import crop_intrinsics, crop_windows, tight_boxes
-from multipose.errors import DataError
-from multipose.progress import progress_bar
+from multipose.infra.errors import DataError
+from multipose.infra.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 

@@ -24,19 +24,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from multipose.config import Config
-from multipose.distributed import Dist
-from multipose.errors import ConfigError
+from multipose.core.render import MeshRenderer
 from multipose.evaluation import metrics as pose_error
 from multipose.evaluation.scoring import Estimates
-from multipose.evaluation.testsets import TestSet, object_info, object_symmetries
-from multipose.mesh import load_mesh
-from multipose.progress import progress_bar
-from multipose.render import MeshRenderer
+from multipose.evaluation.testsets import TestSet
+from multipose.infra.distributed import Dist
+from multipose.infra.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +44,6 @@ __all__ = [
     "ObjectModel",
     "Submission",
     "average_recalls",
-    "eval_model_path",
-    "object_model",
     "select",
     "submission",
 ]
@@ -92,38 +86,6 @@ class ObjectModel:
     sym_R: torch.Tensor
     sym_t: torch.Tensor
     diameter: float
-
-
-def eval_model_path(cfg: Config) -> Path:
-    """The model MSSD and MSPD measure: ``[Evaluation] MODEL_PATH_EVAL``, else BOP's
-    ``models_eval/obj_<OBJ_ID>.ply`` beside the BOP folder if present, else ``MODEL_PATH_DATA``."""
-    ev = cfg.Evaluation
-    if ev.MODEL_PATH_EVAL:
-        return Path(ev.MODEL_PATH_EVAL)
-    if ev.TEST_DATA_PATH and ev.OBJ_ID is not None:
-        beside = Path(ev.TEST_DATA_PATH).resolve().parent / "models_eval" / f"obj_{ev.OBJ_ID:06d}.ply"
-        if beside.is_file():
-            return beside
-    return Path(cfg.Dataset.MODEL_PATH_DATA)
-
-
-def object_model(cfg: Config) -> ObjectModel:
-    """The :class:`ObjectModel` of ``[Evaluation] OBJ_ID``: points of :func:`eval_model_path`, the diameter
-    and symmetries of its ``models_info.json`` entry (required: MSSD's thresholds are fractions of the
-    diameter)."""
-    folder = Path(cfg.Evaluation.TEST_DATA_PATH) if cfg.Evaluation.TEST_DATA_PATH else None
-    found = object_info(cfg, folder)
-    if found is None or "diameter" not in found[1]:
-        raise ConfigError(f"[Evaluation] PROTOCOL = bop19 needs the diameter of object {cfg.Evaluation.OBJ_ID} from "
-                          "a BOP models_info.json: set [Evaluation] MODELS_INFO (or put models*/models_info.json "
-                          "beside the BOP folder)")
-    sym_R, sym_t = object_symmetries(cfg, folder) or (torch.eye(3, dtype=torch.float64)[None],
-                                                       torch.zeros(1, 3, dtype=torch.float64))
-    path = eval_model_path(cfg)
-    points = load_mesh(path, normalize=cfg.Rendering.NORMALIZE_VERTICES).vertices.double()
-    logger.info("BOP19: MSSD and MSPD on the %d points of %s, diameter %.2f mm, %d symmetries", points.shape[0],
-                path, float(found[1]["diameter"]), sym_R.shape[0])
-    return ObjectModel(points=points, sym_R=sym_R, sym_t=sym_t, diameter=float(found[1]["diameter"]))
 
 
 def submission(test_set: TestSet, estimates: Estimates, seconds_per_instance: float = -1.0) -> Submission:

@@ -20,24 +20,19 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 
-from multipose.config import Config, crop_size
-from multipose.data.views import crop_windows, view_settings
-from multipose.errors import DataError
+from multipose.data.views import ViewSettings
 from multipose.evaluation import bop
 from multipose.evaluation.bop19 import Submission, select
 from multipose.evaluation.scoring import Estimates
-from multipose.evaluation.testsets import TestSet
-from multipose.mesh import load_data_mesh
+from multipose.infra.errors import DataError
+from multipose.infra.timing import timed
 from multipose.models import Codebook, Encoder, PoseHead
-from multipose.timing import timed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Detections", "detection_submissions", "load_detections", "read_detections"]
+__all__ = ["Detections", "detection_submissions", "read_detections"]
 
 
 @dataclass(frozen=True)
@@ -82,61 +77,19 @@ def read_detections(path: Path, obj_id: int) -> list[dict]:
                         "time}} objects") from None
 
 
-def load_detections(cfg: Config, targets: TestSet, progress: bool = False) -> Detections:
-    """The detections of ``OBJ_ID`` in ``[Evaluation] DETECTIONS`` that lie in the images of ``targets`` (the
-    BOP19 test set: other images are not evaluated), cropped. Raises :class:`DataError` for a bad file."""
-    ev = cfg.Evaluation
-    path = Path(ev.DETECTIONS)
-    assert targets.scene_id is not None and targets.im_id is not None and targets.K is not None
-    keys = list(zip(targets.scene_id.tolist(), targets.im_id.tolist(), strict=True))
-    first = {key: i for i, key in reversed(list(enumerate(keys)))}
-    found = sorted((d for d in read_detections(path, ev.OBJ_ID)
-                    if d["key"] in first and d["bbox"][2] > 0 and d["bbox"][3] > 0),
-                   key=lambda d: d["key"])  # by image: each image is read once
-    if not found:
-        raise DataError(f"{path}: no detection of object {ev.OBJ_ID} in the {len(first)} target images")
-    logger.info("detections: %d of object %d in %d target images from %s", len(found), ev.OBJ_ID,
-                len({d["key"] for d in found}), path)
-    xywh = torch.tensor([d["bbox"] for d in found], dtype=torch.float64)
-    boxes = bop.xywh_to_xyxy(xywh) - 0.5  # COCO's corner convention to pixel centres
-    size = crop_size(cfg)
-    windows = crop_windows(boxes, torch.zeros(len(found), 2, dtype=boxes.dtype), cfg.Dataset.PAD_FACTOR)
-    split = Path(ev.TEST_DATA_PATH)
-    crops: list[torch.Tensor] = []
-    image, loaded = np.zeros((1, 1, 3), np.uint8), None
-    for n, d in enumerate(found):
-        if d["key"] != loaded:
-            scene, im = d["key"]
-            path_rgb = bop.find_image(split / f"{scene:06d}", im, ("rgb", "gray"))
-            if path_rgb is None:
-                raise DataError(f"{split / f'{scene:06d}'}: no image {im:06d} for a detection")
-            image, loaded = bop.read_rgb(path_rgb), d["key"]
-        crop = bop.crop_square(image, windows[n].tolist(), size, cv2.INTER_LINEAR)
-        crops.append(torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255.0)
-    index = torch.tensor([first[d["key"]] for d in found])
-    inst_count = torch.ones(len(found), dtype=torch.int64)
-    if targets.inst_count is not None:
-        inst_count = targets.inst_count[index]
-    seconds: dict[tuple[int, int], float] = {}
-    for d in found:
-        seconds[d["key"]] = max(seconds.get(d["key"], 0.0), d["time"])  # BOP files repeat the image's time
-    return Detections(images=torch.stack(crops), boxes=boxes.float(), K=targets.K[index],
-                      scene_id=targets.scene_id[index], im_id=targets.im_id[index],
-                      score=torch.tensor([d["score"] for d in found]), inst_count=inst_count, image_seconds=seconds)
-
-
 @torch.no_grad()
 def detection_submissions(
-    cfg: Config, detections: Detections, encoder: Encoder, head: PoseHead, codebook: Codebook | None,
-    device: torch.device,
+    detections: Detections, encoder: Encoder, head: PoseHead, codebook: Codebook | None, device: torch.device,
+    view: ViewSettings, vertices: torch.Tensor, batch_size: int,
 ) -> dict[str, Submission]:
     """BOP's rows (:func:`~multipose.evaluation.bop19.select`) of the head's hypotheses (and the codebook's
-    match) on every detection, posed from the detected box, scored by confidence times detection score."""
-    settings = view_settings(cfg)
-    vertices = load_data_mesh(cfg).vertices.to(device)
+    match) on every detection, posed from the detected box (``view``: the crop settings; ``vertices (V, 3)``: the
+    data mesh's), scored by confidence times detection score; in batches of ``batch_size``."""
+    settings = view
+    vertices = vertices.to(device)
     out: dict[str, list] = {"head": [], "codebook": []}
     seconds = {"encoder": 0.0, "head": 0.0, "codebook": 0.0}
-    for part in torch.arange(len(detections)).split(cfg.Evaluation.BATCH_SIZE):
+    for part in torch.arange(len(detections)).split(batch_size):
         code, dt = timed(partial(encoder.encode, detections.images[part].to(device)), device)
         seconds["encoder"] += dt
         hyp, dt = timed(partial(head, code), device)

@@ -2,7 +2,7 @@
 
 Follows ``bop_toolkit_lib/pose_error.py`` and ``visibility.py`` (Hodan, Michel et al., "BOP: Benchmark
 for 6D Object Pose Estimation", ECCV 2018; Hodan et al., "On Evaluation of 6D Object Pose Estimation",
-ECCVW 2016). Conventions (:mod:`multipose.geometry`): OpenCV model-to-camera poses, millimetres,
+ECCVW 2016). Conventions (:mod:`multipose.core.geometry`): OpenCV model-to-camera poses, millimetres,
 depth maps ``(B, H, W)`` hold camera z in mm with 0 where nothing is seen, pixel centres at integer
 coordinates. Functions take tensors on any device and return tensors on the same device; nothing here
 renders, loads or moves data.
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from multipose.geometry import geodesic_angle_deg
+from multipose.core.geometry import geodesic_angle_deg
 
 __all__ = [
     "VISIB_MODES",
@@ -174,7 +174,7 @@ def re(R_est: torch.Tensor, R_gt: torch.Tensor) -> torch.Tensor:
     """Rotation error in degrees: ``(*, 3, 3), (*, 3, 3) -> (*)``.
 
     ``e_RE = arccos((trace(R_est R_gt^T) - 1) / 2)``, in [0, 180]; evaluated without the
-    cancellation of ``arccos`` near 0 (:func:`multipose.geometry.geodesic_angle_deg`).
+    cancellation of ``arccos`` near 0 (:func:`multipose.core.geometry.geodesic_angle_deg`).
     """
     if R_est.shape[-2:] != (3, 3) or R_gt.shape[-2:] != (3, 3):
         raise ValueError(f"rotations must be (*, 3, 3), got {tuple(R_est.shape)} and {tuple(R_gt.shape)}")

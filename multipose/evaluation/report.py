@@ -1,7 +1,7 @@
 """Files an evaluation writes: BOP results CSV, per-sample CSV, ``metrics.json`` and figures.
 
-All files are written atomically (:mod:`multipose.atomic`), figures headless (Agg) through
-:mod:`multipose.visualize`.
+All files are written atomically (:mod:`multipose.infra.atomic`), figures headless (Agg) through
+:mod:`multipose.infra.visualize`.
 
 - BOP results (``<method>_<dataset>-<split>.csv``, the format of the BOP challenge): header
   ``scene_id,im_id,obj_id,score,R,t,time``; ``R`` is 9 numbers row-major and ``t`` 3 numbers in mm,
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from multipose.atomic import atomic_write_text
-from multipose.errors import DataError
 from multipose.evaluation.metrics import recall_curve
-from multipose.visualize import image_grid, save_figure
+from multipose.infra.atomic import atomic_write_text
+from multipose.infra.errors import DataError
+from multipose.infra.visualize import image_grid, save_figure
 
 if TYPE_CHECKING:
     from multipose.evaluation.bop19 import Submission

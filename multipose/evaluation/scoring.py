@@ -25,18 +25,17 @@ from typing import Any
 
 import torch
 
-from multipose.config import Config
+from multipose.core.geometry import random_rotations
+from multipose.core.mesh import Mesh
+from multipose.core.render import MeshRenderer
 from multipose.data.sampling import make_generator
-from multipose.data.views import view_settings
+from multipose.data.views import ViewSettings
 from multipose.evaluation import bop
 from multipose.evaluation import metrics as pose_error  # pose_error.re: the name re stays the standard library's
 from multipose.evaluation.testsets import TestSet
-from multipose.geometry import random_rotations
-from multipose.mesh import load_data_mesh, load_loss_mesh
+from multipose.infra.timing import timed
 from multipose.models import Codebook, CodebookMatch, Encoder, HeadOutput, PoseHead, l2_normalize
 from multipose.models.head import head_input
-from multipose.render import MeshRenderer
-from multipose.timing import timed
 
 __all__ = ["BatchScorer", "Estimates", "MethodErrors", "ScoreAccumulator", "Scores"]
 
@@ -139,23 +138,28 @@ def _render_depth(renderer: MeshRenderer, R: torch.Tensor, t: torch.Tensor, K: t
 class BatchScorer:
     """Scores batches of one test set: ``scorer(idx)`` -> :class:`Scores` of the instances ``idx (B,)``.
 
-    Holds what every batch shares: the models on ``device``, the VSD renderer (the data mesh, decimated to
-    ``[Evaluation] VSD_MESH_FACES`` if > 0), the seeded random rotations and the test set's symmetries.
+    Holds what every batch shares: the models on ``device``, the VSD renderer of ``vsd_mesh`` (the data mesh,
+    or a decimated copy), the crop settings ``view`` and the data mesh's vertices (translations from boxes), the
+    VSD's ``delta`` and ``tau`` (mm), the random rotations seeded by ``seed`` and the test set's symmetries.
     ``examples``: test-set indices whose depth maps are kept for the examples figure.
     """
 
     def __init__(
         self,
-        cfg: Config,
         encoder: Encoder,
         head: PoseHead,
         test_set: TestSet,
+        data_mesh: Mesh,
+        vsd_mesh: Mesh,
+        view: ViewSettings,
+        vsd_delta: float,
+        vsd_tau: float,
+        seed: int,
         device: torch.device | str = "cpu",
         codebook: Codebook | None = None,
         examples: Collection[int] = (),
         codebook_encoder: Encoder | None = None,
     ) -> None:
-        ev = cfg.Evaluation
         self.device = torch.device(device)
         self.encoder = encoder.to(self.device).eval()
         # the encoder the codebook was built with (the same convolutions; its dense layer makes the lookup's code)
@@ -164,20 +168,15 @@ class BatchScorer:
         self.codebook = codebook.to(self.device) if codebook is not None else None
         self.test_set = test_set
         self.num_hypotheses = head.config.num_hypotheses
-        data_mesh = load_data_mesh(cfg)
-        if ev.VSD_MESH_FACES > 0:
-            self.vsd_mesh = load_loss_mesh(cfg.Dataset.MODEL_PATH_DATA, target_faces=ev.VSD_MESH_FACES,
-                                           cache_dir=cfg.Dataset.CACHE_DIR, normalize=cfg.Rendering.NORMALIZE_VERTICES)
-        else:
-            self.vsd_mesh = data_mesh
+        self.vsd_mesh = vsd_mesh
         self.renderer = MeshRenderer(self.vsd_mesh).to(self.device)
         self.vertices = data_mesh.vertices.to(self.device)
-        self.settings = view_settings(cfg)
+        self.settings = view
         self.symmetries = test_set.symmetries.to(self.device) if test_set.symmetries is not None else None
         self.random_R = random_rotations(
-            len(test_set), generator=make_generator(cfg.Training.RANDOM_SEED, "evaluation-random")
+            len(test_set), generator=make_generator(seed, "evaluation-random")
         )
-        self.vsd_delta, self.vsd_tau = ev.VSD_DELTA, ev.VSD_TAU
+        self.vsd_delta, self.vsd_tau = vsd_delta, vsd_tau
         self.examples = set(examples)
         self.methods = ["head", "best-of-K", "random"] + (["codebook"] if codebook is not None else []) + (
             ["stored"] if test_set.R_stored is not None else [])

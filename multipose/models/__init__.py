@@ -3,7 +3,8 @@
 - :mod:`~multipose.models.encoder` -- the AAE encoder (:class:`Encoder`, :class:`EncoderConfig`, presets);
 - :mod:`~multipose.models.decoder` -- its mirrored decoder;
 - :mod:`~multipose.models.autoencoder` -- encoder + decoder and the bootstrapped L2 loss (pretraining);
-- :mod:`~multipose.models.weights` -- our ``.pt`` encoder files and ``ENCODER_WEIGHTS`` of a config;
+- :mod:`~multipose.models.weights` -- our ``.pt`` encoder files (a config's ``ENCODER_WEIGHTS``:
+  :mod:`multipose.experiment.encoders`);
 - :mod:`~multipose.models.aae_npy` -- the original AAE ``.npy`` weights (restricted unpickler, name and layout
   mapping);
 - :mod:`~multipose.models.codebook` -- the AAE codebook baseline (nearest code -> rotation);
@@ -31,9 +32,7 @@ from multipose.models.weights import (
     ModelFileError,
     encoder_checkpoint,
     encoder_from_checkpoint,
-    load_encoder,
     load_encoder_pt,
-    requested_encoder_config,
     save_encoder,
 )
 
@@ -60,12 +59,10 @@ __all__ = [
     "encoder_from_checkpoint",
     "l2_normalize",
     "load_aae_npy",
-    "load_encoder",
     "load_encoder_pt",
     "minmax_normalize",
     "nhwc_flatten",
     "read_aae_npy",
-    "requested_encoder_config",
     "same_padding",
     "save_aae_npy",
     "save_encoder",

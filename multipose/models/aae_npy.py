@@ -37,10 +37,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from multipose.atomic import atomic_write_bytes
-from multipose.errors import ModelFileError
+from multipose.infra.atomic import atomic_write_bytes
+from multipose.infra.errors import ModelFileError
+from multipose.infra.safe_pickle import ForbiddenPickle, load_arrays_only
 from multipose.models.encoder import Encoder, EncoderConfig
-from multipose.safe_pickle import ForbiddenPickle, load_arrays_only
 
 __all__ = [
     "AAE_LAYOUTS",

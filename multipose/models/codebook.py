@@ -3,7 +3,7 @@
 Sundermeyer et al. (ECCV 2018) encode clean renders of the object at M rotations once; a test code
 gets the rotation of the most cosine-similar codebook code. The AAE used 2,562 viewpoints on a sphere
 x 36 in-plane rotations = 92,232 entries; :func:`codebook_rotations` builds that grid the same way
-(the vertices of a refined icosahedron, :func:`~multipose.geometry.icosphere_points`).
+(the vertices of a refined icosahedron, :func:`~multipose.core.geometry.icosphere_points`).
 
 Memory: :attr:`Codebook.nbytes` = ``M * D * 4 + M * 9 * 4`` bytes (float32 codes and rotations; 47.2 MB
 + 3.3 MB for M = 92,232, D = 128). A lookup of B codes is one ``(B, D) @ (D, M)`` product plus top-k,
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from multipose.atomic import atomic_torch_save
-from multipose.geometry import camera_rotation_from_sphere_point, icosphere_points
+from multipose.core.geometry import camera_rotation_from_sphere_point, icosphere_points
+from multipose.infra.atomic import atomic_torch_save
 from multipose.models.encoder import l2_normalize
 from multipose.models.weights import ModelFileError, read_torch_file
 
@@ -37,9 +37,9 @@ def codebook_rotations(num_views: int = 2562, num_inplane: int = 36) -> torch.Te
     ``num_inplane`` in-plane angles ``360 * j / num_inplane`` degrees: ``() -> (V * num_inplane, 3, 3)``
     float32.
 
-    ``V`` is the number of :func:`~multipose.geometry.icosphere_points` (the smallest refined
+    ``V`` is the number of :func:`~multipose.core.geometry.icosphere_points` (the smallest refined
     icosahedron with at least ``num_views`` vertices: 2,562 for the AAE's 2,562);
-    the rotations are model-to-camera (:func:`~multipose.geometry.camera_rotation_from_sphere_point`),
+    the rotations are model-to-camera (:func:`~multipose.core.geometry.camera_rotation_from_sphere_point`),
     entry ``v * num_inplane + j`` is view ``v`` at in-plane angle ``j``.
     """
     if num_views < 1 or num_inplane < 1:

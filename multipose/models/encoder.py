@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multipose.config import ENCODER_INPUT_SIZES
+from multipose.core.settings import ENCODER_INPUT_SIZES
 
 __all__ = [
     "BATCH_NORM_EPS",

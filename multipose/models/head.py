@@ -25,7 +25,7 @@ Population output (``output="population"``, config ``[Training] HEAD: population
 original): the same dense trunk, then ``l2`` keeps the trunk's width and ``l3`` gives one logit per
 anchor rotation of a fixed grid (``codebook_rotations(anchor_views, anchor_inplane)``, the AAE
 codebook's grid: 5,832 anchors for 162 x 36). ``HeadOutput.anchor_logits`` holds every anchor's logit
-for training (a soft-target cross-entropy, :func:`multipose.losses.population_loss`). The K hypotheses
+for training (a soft-target cross-entropy, :func:`multipose.core.losses.population_loss`). The K hypotheses
 (``decoding``, config ``ANCHOR_DECODING``):
 
 - ``peaks``: the K highest *peaks* -- anchors whose logit is the highest of their neighbourhood (the
@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from pytorch3d.transforms import matrix_to_quaternion, quaternion_to_matrix, rotation_6d_to_matrix
 from torch import nn
 
-from multipose.geometry import opencv_from_pytorch3d_camera
+from multipose.core.geometry import opencv_from_pytorch3d_camera
 from multipose.models.codebook import codebook_rotations
 from multipose.models.encoder import Encoder, nhwc_flatten
 

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from multipose.checkpoint import CheckpointRefused, load_checkpoint
+from multipose.infra.checkpoint import CheckpointRefused, load_checkpoint
 from multipose.models.head import PoseHead, PoseHeadConfig
 from multipose.models.weights import ModelFileError
 
@@ -85,9 +85,9 @@ def load_head_checkpoint(
     """The pose head of a checkpoint (ours or the original's; eval mode, CPU) and the checkpoint dict.
 
     ``num_hypotheses``: the config's K, checked against an original checkpoint (ours store theirs).
-    The file is read with ``weights_only=True`` unless ``trust`` (:func:`multipose.checkpoint.load_checkpoint`).
+    The file is read with ``weights_only=True`` unless ``trust`` (:func:`multipose.infra.checkpoint.load_checkpoint`).
     Raises :class:`ModelFileError` for a missing, unreadable or foreign file, and
-    :class:`~multipose.checkpoint.CheckpointRefused` for one that needs an unsafe load."""
+    :class:`~multipose.infra.checkpoint.CheckpointRefused` for one that needs an unsafe load."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: checkpoint not found; train first (python train.py CFG) or pass --checkpoint")

@@ -20,20 +20,16 @@ import io
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from multipose.atomic import atomic_torch_save
-from multipose.checkpoint import load_checkpoint
-from multipose.config import Config, crop_size, encoder_arch
-from multipose.errors import ConfigError, ModelFileError
-from multipose.mesh import file_sha256
-from multipose.models.aae_npy import format_shape, load_aae_npy, read_file_bytes
-from multipose.models.encoder import PRESETS, Encoder, EncoderConfig
-from multipose.runs import ENCODER_SIZE_ORIGIN, encoder_weights_path
+from multipose.infra.atomic import atomic_torch_save
+from multipose.infra.checkpoint import load_checkpoint
+from multipose.infra.errors import ModelFileError
+from multipose.models.aae_npy import format_shape, read_file_bytes
+from multipose.models.encoder import Encoder, EncoderConfig
 
 __all__ = [
     "ENCODER_FORMAT",
@@ -42,13 +38,11 @@ __all__ = [
     "encoder_digest",
     "encoder_mismatch",
     "encoder_from_checkpoint",
-    "load_encoder",
     "stored_input_size",
-    "with_encoder_crop_size",
     "load_encoder_pt",
     "read_torch_file",
-    "requested_encoder_config",
     "save_encoder",
+    "stored_encoder_config",
 ]
 
 #: ``format`` tag of our encoder ``.pt`` files.
@@ -72,7 +66,7 @@ def encoder_checkpoint(encoder: Encoder, metadata: Mapping[str, Any] | None = No
     }
 
 
-def _stored_config(payload: Any, source: str) -> EncoderConfig:
+def stored_encoder_config(payload: Any, source: str) -> EncoderConfig:
     if not isinstance(payload, Mapping) or payload.get("format") != ENCODER_FORMAT:
         got = f"a {type(payload).__name__}" if not isinstance(payload, Mapping) else (
             f"a dictionary with format {payload.get('format')!r}")
@@ -96,7 +90,7 @@ def encoder_from_checkpoint(
 
     The architecture comes from the stored arguments; with ``expected``, a different one is an error.
     """
-    config = _stored_config(payload, source)
+    config = stored_encoder_config(payload, source)
     if expected is not None and config != expected:
         raise ModelFileError(
             f"{source}: holds an encoder with {config.describe()}, but [Encoder] asks for {expected.describe()}; "
@@ -177,29 +171,6 @@ def load_encoder_pt(path: str | os.PathLike[str], *, expected: EncoderConfig | N
 
 
 # --------------------------------------------------------------------------------------------------
-# From the config
-# --------------------------------------------------------------------------------------------------
-
-
-def requested_encoder_config(cfg: Config, stored: EncoderConfig | None = None) -> EncoderConfig:
-    """The architecture ``[Encoder]`` asks for: the ``ARCH`` preset with the set keys replaced.
-
-    ``ARCH: auto`` means: the architecture stored in the weights file (``stored``, for a ``.pt``),
-    else ``aae`` when ``ENCODER_WEIGHTS`` is an original ``.npy``, else ``small`` (what encoder
-    pretraining builds).
-    """
-    enc = cfg.Encoder
-    if enc.ARCH != "auto":
-        base = PRESETS[enc.ARCH]
-    elif stored is not None:
-        base = stored
-    else:
-        base = PRESETS[encoder_arch(cfg)]
-    overrides = {"channels": enc.CHANNELS, "latent_size": enc.LATENT_SIZE, "batch_norm": enc.BATCH_NORMALIZATION}
-    try:
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        raise ConfigError(f"{cfg.origin('Encoder', 'ARCH')}: [Encoder]: {exc}") from None
 
 
 def stored_input_size(path: str | os.PathLike[str]) -> int | None:
@@ -209,58 +180,3 @@ def stored_input_size(path: str | os.PathLike[str]) -> int | None:
         return int(load_checkpoint(path)["encoder_config"]["image_size"])
     except Exception:  # noqa: BLE001 - garbage makes the unpickler raise anything; the loader reports it
         return None
-
-
-def with_encoder_crop_size(cfg: Config) -> Config:
-    """``cfg`` with an empty ``[Dataset] CROP_SIZE`` set to the input size stored in its encoder file when
-    that differs from the ``[Encoder] ARCH`` preset's (``ARCH: auto`` and ``ENCODER_WEIGHTS``, or ``auto``'s
-    ``<OUTPUT_PATH>/encoder.pt``, an existing multipose ``.pt``: e.g. an encoder copied from another run);
-    else ``cfg`` itself. The entry scripts call it once after loading the config
-    (:func:`multipose.cli.run`), so the file is read once, not on every :func:`~multipose.config.crop_size`."""
-    weights = encoder_weights_path(cfg)
-    if cfg.Dataset.CROP_SIZE is not None or cfg.Encoder.ARCH != "auto":
-        return cfg
-    if weights.suffix.lower() not in (".pt", ".pth") or not weights.is_file():
-        return cfg
-    stored = stored_input_size(weights)
-    if stored is None or stored == crop_size(cfg):
-        return cfg
-    return cfg.with_value("Dataset", "CROP_SIZE", stored, f"{weights} {ENCODER_SIZE_ORIGIN}")
-
-
-def load_encoder(cfg: Config) -> Encoder:
-    """The encoder ``[Dataset] ENCODER_WEIGHTS`` names, built as ``[Encoder]`` says; eval mode, CPU.
-
-    ``.npy``: the original's weights, architecture from ``[Encoder]``; ``.pt``/``.pth``: our file, checked
-    against ``[Encoder]`` (``ARCH: auto`` takes the file's); ``auto``: ``<OUTPUT_PATH>/encoder.pt``.
-    Raises :class:`ModelFileError`.
-    """
-    path = encoder_weights_path(cfg)
-    if cfg.Dataset.ENCODER_WEIGHTS == "auto" and not path.exists():
-        raise ModelFileError(
-            f"{path}: no pretrained encoder yet ([Dataset] ENCODER_WEIGHTS = auto looks here); pretrain one "
-            "with train_encoder.py CFG (train.py does it by itself) or set ENCODER_WEIGHTS to an "
-            "original AAE .npy or a multipose .pt"
-        )
-    if path.suffix.lower() == ".npy":
-        return load_aae_npy(path, requested_encoder_config(cfg))
-    payload = read_torch_file(path)
-    stored = _stored_config(payload, os.fspath(path))
-    _check_data_mesh(payload, cfg, path)
-    return encoder_from_checkpoint(payload, source=os.fspath(path), expected=requested_encoder_config(cfg, stored))
-
-
-def _check_data_mesh(payload: Any, cfg: Config, path: Path) -> None:
-    """Refuse an encoder pretrained on another CAD model than ``[Dataset] MODEL_PATH_DATA`` (known from
-    the ``data_mesh_sha256`` that pretraining stores; files without it are not checked): an AAE
-    encoder's code describes the views of the object it was trained on, nothing else."""
-    metadata = payload.get("metadata", {}) if isinstance(payload, dict) else {}
-    trained_on = metadata.get("data_mesh_sha256") if isinstance(metadata, dict) else None
-    model = cfg.Dataset.MODEL_PATH_DATA
-    if trained_on is None or not Path(model).is_file() or file_sha256(model) == trained_on:
-        return
-    raise ModelFileError(
-        f"{cfg.origin('Dataset', 'ENCODER_WEIGHTS')}: {path} was pretrained on the CAD model "
-        f"{metadata.get('data_mesh', '?')}, but [Dataset] MODEL_PATH_DATA is {model} (another file); pretrain "
-        "an encoder for this model with ENCODER_WEIGHTS: auto (train.py does it first) or train_encoder.py"
-    )

@@ -1,5 +1,5 @@
 """Pieces shared by the training loops: seeding and RNG states, metrics logs and curves. (The run
-folder's layout and config guard: :mod:`multipose.runs`.)"""
+folder's layout and config guard: :mod:`multipose.experiment.run_folder`.)"""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from multipose.atomic import atomic_write_bytes
-from multipose.visualize import save_figure
+from multipose.infra.atomic import atomic_write_bytes
+from multipose.infra.visualize import save_figure
 
 logger = logging.getLogger(__name__)
 

@@ -1,21 +1,18 @@
-"""Training the pose head with the multi-pose loss (``train.py``).
+"""The pose head's training loop (``train.py``; assembled from a config by
+:mod:`multipose.experiment.pose_training`).
 
-One run, top to bottom: guard the run folder (``OUTPUT_PATH``) -> seed -> frozen encoder (pretrained
-first if ``ENCODER_WEIGHTS: auto`` and missing) -> pose head -> loss -> data -> optimizer and LR
-schedule -> resume from the newest readable checkpoint -> epochs of ``NUM_SAMPLES`` samples, each
-followed by validation, metrics, images and an atomic checkpoint.
+:func:`fit` runs epochs of the training data, each followed by validation, metrics, images and an atomic
+checkpoint, until ``num_epochs``, early stopping or ``max_hours`` (:class:`HeadSchedule`).
 
 Exact resume: a checkpoint is written after every epoch and holds everything the next epoch depends
 on (head, optimizer, scheduler, global RNG states, the data pipeline's generators and hard-sample
 pool; early stopping is replayed from the validation losses). An interrupted epoch is simply run again from
-that state, so a run
-killed at any moment and restarted ends with the same weights as one that was never interrupted
-(same seed, same device).
+that state, so a run killed at any moment and restarted ends with the same weights as one that was never
+interrupted (same seed, same device).
 
-Files in ``OUTPUT_PATH``: ``config.cfg``, ``models/model-epoch{N}.pt`` (the newest
-``KEEP_CHECKPOINTS``) and ``models/model-best.pt`` (the epoch with the lowest validation
-``VALIDATION_METRIC``), ``train-loss.csv``, ``validation-loss.csv``,
-``loss.png``, ``images/`` (with ``SAVE_IMAGES``), ``validation.npz`` (the generated validation set).
+Files (paths given by the caller): ``models/model-epoch{N}.pt`` (the newest ``KEEP_CHECKPOINTS``) and
+``models/model-best.pt`` (the epoch with the lowest validation ``metric``), ``train-loss.csv``,
+``validation-loss.csv``, ``loss.png``, ``images/`` (with ``saved_images``).
 """
 
 from __future__ import annotations
@@ -25,53 +22,52 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from multipose.board import Board
-from multipose.checkpoint import CheckpointStore
-from multipose.config import Config, check_crop_size, loss_parameters, num_hypotheses, validation_metric
-from multipose.data.datasets import TrainingData, training_data_from_config, validation_data_from_config
+from multipose.core.losses import AnchorTargets, MultiPoseLoss, population_loss
+from multipose.data.datasets import TrainingData
 from multipose.data.io import Batch, SampleSet
-from multipose.distributed import Dist, data_parallel
-from multipose.errors import UserInputError
-from multipose.losses import AnchorTargets, MultiPoseLoss, population_loss
-from multipose.models import Encoder, HeadOutput, PoseHead, PoseHeadConfig, load_encoder
-from multipose.models.head import head_input, init_head_weights
-from multipose.models.head_checkpoint import load_head_checkpoint
-from multipose.models.weights import encoder_digest, encoder_mismatch, with_encoder_crop_size
-from multipose.progress import progress_bar
-from multipose.runlock import StopRequest
-from multipose.runs import RunFolder, RunFolderError, encoder_weights_path, pose_checkpoints, prepare_run_folder
-from multipose.timing import PhaseTimes
+from multipose.infra.board import Board
+from multipose.infra.checkpoint import CheckpointStore
+from multipose.infra.distributed import Dist, data_parallel
+from multipose.infra.errors import NumericalError, RunFolderError, UserInputError
+from multipose.infra.progress import progress_bar
+from multipose.infra.runlock import StopRequest
+from multipose.infra.timing import PhaseTimes
+from multipose.infra.visualize import image_grid, save_figure
+from multipose.models import Encoder, HeadOutput, PoseHead, PoseHeadConfig
+from multipose.models.head import head_input
+from multipose.models.weights import encoder_digest, encoder_mismatch
 from multipose.training.common import (
     MetricsLog,
     plot_curves,
     rng_state,
-    seed_everything,
     set_rng_state,
 )
-from multipose.visualize import image_grid, save_figure
+from multipose.training.loop import open_board, run_loop
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "AnchorSettings",
     "HeadProgress",
+    "HeadRun",
+    "HeadSchedule",
+    "NumericalError",
+    "check_resumable",
+    "fit",
     "PopulationTargets",
     "TrainResult",
     "Validation",
-    "build_head",
-    "build_scheduler",
     "early_stopping_epoch",
     "evaluate_loss",
     "freeze",
-    "load_init_head",
+    "one_cycle_factor",
     "one_cycle_lr",
-    "train_pose_head",
 ]
 
 TRAIN_FIELDS = ("epoch", "loss", "depth", "diversity", "lr", "seconds")
@@ -80,7 +76,7 @@ VALID_FIELDS = ("epoch", "loss", "depth", "diversity", "best_of_k_depth", "top_d
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a call of :func:`train_pose_head` ended with."""
+    """What a call of :func:`fit` ended with."""
 
     run_dir: Path
     last_epoch: int
@@ -99,64 +95,6 @@ def freeze(encoder: Encoder) -> Encoder:
     return encoder
 
 
-def load_init_head(cfg: Config, trust: bool = False) -> PoseHead | None:
-    """The head of ``[Training] INIT_CHECKPOINT`` (ours or the original's), checked against the
-    config's K and ``POSE_REPRESENTATION``; None when the key is empty. ``trust``: load a file that
-    needs an unsafe load (``--trust-checkpoint``)."""
-    path = cfg.Training.INIT_CHECKPOINT
-    if path is None:
-        return None
-    head, _ = load_head_checkpoint(path, num_hypotheses(cfg), trust)
-    wanted = (num_hypotheses(cfg), cfg.Training.POSE_REPRESENTATION, cfg.Training.HEAD)
-    if (head.config.num_hypotheses, head.config.representation, head.config.output) != wanted:
-        raise UserInputError(
-            f"[Training] INIT_CHECKPOINT = {path}: holds a {head.config.output} head with K = "
-            f"{head.config.num_hypotheses} and {head.config.representation}, but the config asks for a {wanted[2]} "
-            f"head with K = {wanted[0]} and {wanted[1]}"
-        )
-    if bool(head.config.encoder_features) != cfg.Training.FINETUNE_ENCODER:
-        has = "has" if head.config.encoder_features else "has no"
-        raise UserInputError(f"[Training] INIT_CHECKPOINT = {path}: the head {has} a fine-tuned encoder layer, but "
-                             f"[Training] FINETUNE_ENCODER is {str(cfg.Training.FINETUNE_ENCODER).lower()}")
-    return head
-
-
-def build_head(cfg: Config, encoder: Encoder, init: PoseHead | None = None) -> PoseHead:
-    """The pose head for ``K = num_hypotheses(cfg)`` and ``POSE_REPRESENTATION`` on the encoder's code:
-    a copy of ``init`` (:func:`load_init_head`, keeping its 6D convention) or a fresh head whose linear
-    weights are initialised by ``[Training] WEIGHT_INIT_NAME`` (with the global torch RNG). With
-    ``FINETUNE_ENCODER`` a fresh head's encoder layer starts as a copy of the encoder's dense layer."""
-    if init is not None:
-        features = init.config.encoder_features
-        if init.config.input_dim != encoder.config.latent_size or features not in (0, encoder.config.flat_features):
-            raise UserInputError(
-                f"[Training] INIT_CHECKPOINT = {cfg.Training.INIT_CHECKPOINT}: the head takes codes of size "
-                f"{init.config.input_dim}" + (f" from {features} feature-map values" if features else "")
-                + f", the encoder gives {encoder.config.latent_size} from {encoder.config.flat_features}"
-            )
-        head = PoseHead(init.config)
-        head.load_state_dict(init.state_dict())
-        return head.train()
-    tr = cfg.Training
-    population = tr.HEAD == "population"
-    head = PoseHead(
-        PoseHeadConfig(
-            num_hypotheses=num_hypotheses(cfg),
-            representation=tr.POSE_REPRESENTATION,
-            input_dim=encoder.config.latent_size,
-            width=tr.HEAD_WIDTH or (512 if population else 128),
-            output=tr.HEAD,
-            **({"anchor_views": tr.ANCHOR_VIEWS, "anchor_inplane": tr.ANCHOR_INPLANE, "decoding": tr.ANCHOR_DECODING}
-               if population else {}),
-            encoder_features=encoder.config.flat_features if tr.FINETUNE_ENCODER else 0,
-        )
-    )
-    head = init_head_weights(head, tr.WEIGHT_INIT_NAME or "")
-    if head.encoder is not None:  # as the original: initialised like the others, then overwritten by the copy
-        head.encoder.load_state_dict(encoder.dense.state_dict())
-    return head
-
-
 def one_cycle_lr(epoch: int, num_epochs: int, low: float, high: float) -> float:
     """The learning rate of ``epoch`` (0-based) under the original's one-cycle policy
     (``utils/onecyclelr.py``, stepped once per epoch, momentum cycling dropped: Adam has none): with
@@ -173,24 +111,8 @@ def one_cycle_lr(epoch: int, num_epochs: int, low: float, high: float) -> float:
     return low - (low - final) * min(epoch - cycle, num_epochs - cycle) / (num_epochs - cycle)
 
 
-def _one_cycle_factor(epoch: int, num_epochs: int, low: float, high: float) -> float:
+def one_cycle_factor(epoch: int, num_epochs: int, low: float, high: float) -> float:
     return one_cycle_lr(epoch, num_epochs, low, high) / low
-
-
-def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    """The learning-rate schedule, stepped once after every epoch (the optimizer's lr starts at
-    ``LEARNING_RATE_LOW`` or ``LEARNING_RATE``): the original's one-cycle policy (:func:`one_cycle_lr`
-    as a ``LambdaLR``) when ``LEARNING_RATE_LOW``/``HIGH`` are set, a ``StepLR`` (times ``LR_STEP_GAMMA``
-    every ``LR_STEP_EPOCHS``) when that is set, else a constant rate, as the original."""
-    tr = cfg.Training
-    if tr.LEARNING_RATE_LOW is not None:
-        factor = partial(
-            _one_cycle_factor, num_epochs=tr.NUM_ITER, low=tr.LEARNING_RATE_LOW, high=tr.LEARNING_RATE_HIGH
-        )
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    if tr.LR_STEP_EPOCHS is not None:
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=tr.LR_STEP_EPOCHS, gamma=tr.LR_STEP_GAMMA)
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
 def early_stopping_epoch(
@@ -231,7 +153,7 @@ def evaluate_loss(
     device: torch.device, dist: Dist | None = None,
 ) -> Validation:
     """Validation: the loss terms of the head (eval mode) on ``samples``, in batches of ``batch_size``; in a
-    distributed run each rank renders its share of the samples (:meth:`~multipose.distributed.Dist.shard`)
+    distributed run each rank renders its share of the samples (:meth:`~multipose.infra.distributed.Dist.shard`)
     and every rank gets all the numbers."""
     dist = dist or Dist()
     head.eval()
@@ -250,7 +172,7 @@ def evaluate_loss(
 
 
 @torch.no_grad()
-def _save_examples(path: Path, run: _HeadRun, indices: torch.Tensor) -> None:
+def _save_examples(path: Path, run: HeadRun, indices: torch.Tensor) -> None:
     """input | GT depth | each hypothesis' depth (its confidence in the title row) | error map of the
     most confident hypothesis, for the validation samples ``indices`` (evaluated again: eval mode, so
     exactly as in the validation pass)."""
@@ -275,10 +197,6 @@ def _save_examples(path: Path, run: _HeadRun, indices: torch.Tensor) -> None:
     )
 
 
-class NumericalError(UserInputError):
-    """Training produced a NaN or infinite loss or gradient."""
-
-
 def _check_finite(value: torch.Tensor, what: str, epoch: int, batch: int | None, store) -> None:
     """Raise :class:`NumericalError` naming the epoch and batch when ``value`` is NaN or infinite; the
     checkpoints on disk (all written before) stay as they are."""
@@ -292,10 +210,10 @@ def _check_finite(value: torch.Tensor, what: str, epoch: int, batch: int | None,
     )
 
 
-def _train_epoch(run: _HeadRun, stop: StopRequest, epoch: int) -> list[float]:
+def _train_epoch(run: HeadRun, stop: StopRequest, epoch: int) -> list[float]:
     """One pass over the data: returns the sample-weighted means of the loss, depth and diversity terms.
 
-    Every rank draws the same global batch and trains on its share (:meth:`~multipose.distributed.Dist.shard`);
+    Every rank draws the same global batch and trains on its share (:meth:`~multipose.infra.distributed.Dist.shard`);
     the loss of the share is its sum times ``world_size / B``, so that the gradients DDP averages over the
     ranks are those of the global batch's mean (with one process: the batch mean)."""
     dist, head = run.dist, run.model
@@ -328,11 +246,11 @@ def _train_epoch(run: _HeadRun, stop: StopRequest, epoch: int) -> list[float]:
     return (sums / max(seen, 1)).tolist()
 
 
-def _batch_terms(run: _HeadRun, out: HeadOutput, batch: Batch, mine: slice
+def _batch_terms(run: HeadRun, out: HeadOutput, batch: Batch, mine: slice
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """This rank's rows of a training batch: the per-sample loss to minimise ``(n,)`` and, for the log, the
     depth and diversity terms ``(n,)`` (no gradient). A regression head's loss is the multi-pose loss; a
-    population head's the soft-target cross-entropy (:func:`~multipose.losses.population_loss`), with NaN
+    population head's the soft-target cross-entropy (:func:`~multipose.core.losses.population_loss`), with NaN
     depth and diversity terms (not computed: its validation reports them)."""
     if out.anchor_logits is None:
         terms = run.loss_fn(batch.R[mine], out.R, out.confidence)
@@ -346,7 +264,7 @@ def _batch_terms(run: _HeadRun, out: HeadOutput, batch: Batch, mine: slice
 
 @dataclass(frozen=True)
 class PopulationTargets:
-    """A population head's soft targets (:class:`~multipose.losses.AnchorTargets`) for its training batches:
+    """A population head's soft targets (:class:`~multipose.core.losses.AnchorTargets`) for its training batches:
     looked up in ``table`` (``index (N, M)``, ``prob (N, M)`` for the view cache's N poses, computed once
     per run) when the batches come from the view cache, rendered per batch otherwise."""
 
@@ -354,15 +272,14 @@ class PopulationTargets:
     table: tuple[torch.Tensor, torch.Tensor] | None
 
     @classmethod
-    def build(cls, cfg: Config, head: PoseHead, loss_fn: MultiPoseLoss, data: TrainingData, progress: bool,
-              dist: Dist) -> PopulationTargets | None:
+    def build(cls, head: PoseHead, loss_fn: MultiPoseLoss, data: TrainingData, settings: AnchorSettings,
+              progress: bool, dist: Dist) -> PopulationTargets | None:
         """None for a regression head; in a distributed run each rank computes its share of the table."""
         if head.config.output != "population":
             return None
-        tr = cfg.Training
         num_anchors = len(head.anchors)
-        anchors = AnchorTargets(loss_fn.view, head.anchors, loss_parameters(cfg), tr.ANCHOR_TEMPERATURE,
-                                min(tr.ANCHOR_CANDIDATES, num_anchors))
+        anchors = AnchorTargets(loss_fn.view, head.anchors, loss_fn.params, settings.temperature,
+                                min(settings.candidates, num_anchors))
         if data.cache is None:
             return cls(anchors, None)
         start = time.perf_counter()
@@ -417,11 +334,43 @@ class HeadProgress:
         return improved
 
 
-@dataclass
-class _HeadRun:
-    """What every epoch of one run uses (built once by :func:`train_pose_head`)."""
+@dataclass(frozen=True)
+class AnchorSettings:
+    """How a population head's soft targets are made (:class:`~multipose.core.losses.AnchorTargets`): the
+    softmax ``temperature`` over the anchors' depth terms and the ``candidates`` nearest anchors rendered."""
 
-    cfg: Config
+    temperature: float
+    candidates: int
+
+
+@dataclass(frozen=True)
+class HeadSchedule:
+    """How long the head trains and what each epoch writes.
+
+    ``num_epochs``: epochs of ``NUM_SAMPLES`` samples; ``batch_size``: validation batches; ``metric``: the
+    validation column that picks ``model-best.pt`` (``"loss"`` or ``"top_depth"``); early stopping over a moving
+    average of ``stopping_window`` epochs with ``stopping_patience`` (when ``early_stopping``); ``max_hours`` of
+    training (None: no limit); ``saved_images``: validation samples drawn per epoch (0: none); ``config_text``:
+    the resolved config each checkpoint records."""
+
+    num_epochs: int
+    batch_size: int
+    metric: str
+    early_stopping: bool = False
+    stopping_window: int = 1
+    stopping_patience: int = 1
+    max_hours: float | None = None
+    saved_images: int = 0
+    config_text: str = ""
+
+
+@dataclass
+class HeadRun:
+    """What every epoch of one run uses (built once by :func:`multipose.experiment.pose_training.train_pose_head`):
+    the models, loss, data, optimizer and schedule, and where the run's files go (``images``, ``loss_plot``,
+    ``board_dir``; the logs and checkpoint store know their own paths)."""
+
+    schedule: HeadSchedule
     device: torch.device
     run_dir: Path
     encoder: Encoder
@@ -434,6 +383,9 @@ class _HeadRun:
     store: CheckpointStore
     train_log: MetricsLog
     valid_log: MetricsLog
+    images: Path
+    loss_plot: Path
+    board_dir: Path
     times: PhaseTimes
     progress: bool
     dist: Dist
@@ -441,119 +393,66 @@ class _HeadRun:
     board: Board = field(init=False)  # set once the resumed epoch is known
     model: torch.nn.Module = field(init=False)  # what trains: the head, wrapped in DDP when distributed
     encoder_sha256: str = field(init=False)
-    metric: str = field(init=False)  # the validation column that picks model-best.pt
 
     def __post_init__(self) -> None:
         self.encoder_sha256 = encoder_digest(self.encoder)
-        self.metric = validation_metric(self.cfg)
         self.head, self.model = data_parallel(self.head, self.device, self.dist)
 
+    @property
+    def metric(self) -> str:
+        """The validation column that picks ``model-best.pt``."""
+        return self.schedule.metric
 
-def train_pose_head(
-    cfg: Config,
-    device: torch.device,
-    force: bool = False,
-    progress: bool = True,
-    stop_after_epoch: int | None = None,
-    trust_checkpoints: bool = False,
-    times: PhaseTimes | None = None,
-    dist: Dist | None = None,
-) -> TrainResult:
-    """Train (or resume training) the pose head of ``cfg`` on ``device``; see the module docstring.
 
-    ``stop_after_epoch`` ends the call after that epoch's checkpoint (to test resuming);
-    ``trust_checkpoints`` loads checkpoints that need an unsafe load (``--trust-checkpoint``);
-    ``times`` receives the seconds of each phase (``encoder_pretraining``, ``caches``,
-    ``head_training``, ``validation``, ``figures``, ``checkpoints``); ``dist``: this rank of a distributed
-    run (:mod:`multipose.distributed`: each rank trains on its share of every batch, only rank 0 writes).
-    """
-    times = times or PhaseTimes()
-    dist = dist or Dist()
-    cfg = with_encoder_crop_size(cfg)  # an empty CROP_SIZE follows the encoder file, as in the entry scripts
-    # read every input that can be wrong before the run folder is touched
-    loss_fn = MultiPoseLoss.from_config(cfg, device)
-    init = load_init_head(cfg, trust_checkpoints)
-    explicit = None if cfg.Dataset.ENCODER_WEIGHTS == "auto" else load_encoder(cfg)
-    run_dir = prepare_run_folder(cfg, force, write=dist.is_main)
-    dist.barrier()  # every rank has checked the folder before rank 0 writes into it
-    seed_everything(cfg.Training.RANDOM_SEED)
-    encoder = _frozen_encoder(cfg, explicit, device, times, dist)
-    head = build_head(cfg, encoder, init).to(device)
-    store = pose_checkpoints(cfg)
-    latest = store.load_latest(trust=trust_checkpoints)
-    if latest is not None:  # check that the run can go on before any data is built
-        _check_resumable(cfg, *latest, head, encoder, force)
-    with times.phase("caches"):
-        data, validation = _data(cfg, device, progress, dist)
-    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.Training.LEARNING_RATE_LOW or cfg.Training.LEARNING_RATE)
-    folder = RunFolder(run_dir)
-    train_log = MetricsLog(folder.train_loss, TRAIN_FIELDS, write=dist.is_main)
-    valid_log = MetricsLog(folder.validation_loss, VALID_FIELDS, write=dist.is_main)
-    with times.phase("caches"):
-        targets = PopulationTargets.build(cfg, head, loss_fn, data, progress and dist.is_main, dist)
-    run = _HeadRun(cfg, device, run_dir, encoder, head, loss_fn, data, validation, optimizer,
-                   build_scheduler(cfg, optimizer), store, train_log, valid_log, times, progress and dist.is_main, dist,
-                   targets)
+def fit(run: HeadRun, latest: tuple[dict[str, Any], Path] | None, stop_after_epoch: int | None = None) -> TrainResult:
+    """Train ``run`` from the checkpoint ``latest`` (``(state, path)``, or None for a new run) until
+    ``num_epochs``, early stopping or ``max_hours``; ``stop_after_epoch`` ends the call after that epoch's
+    checkpoint (to test resuming)."""
     state = _restore(run, *latest) if latest is not None else HeadProgress()
     run.train_log.truncate(state.epoch)
     run.valid_log.truncate(state.epoch)
-    run.board = Board(folder.board / "head", enabled=dist.is_main, purge_step=state.epoch + 1 if state.epoch else None)
-
-    reason = _stop_reason(run, state) if state.epoch else None  # a run that stopped early stays stopped
-    with StopRequest() as stop:
-        while reason is None and state.epoch < cfg.Training.NUM_ITER:
-            state.epoch += 1
-            improved = _run_epoch(run, state, stop)
-            if dist.is_main:
-                with times.phase("checkpoints"):
-                    store.save(_checkpoint(run, state), state.epoch, is_best=improved)
-                _plot_losses(run)
-            reason = _stop_reason(run, state)
-            if stop_after_epoch is not None and state.epoch >= stop_after_epoch:
-                break
+    run.board = open_board(run.board_dir, state.epoch, enabled=run.dist.is_main)
+    end = run_loop(_Epochs(run, state), state.epoch, run.schedule.num_epochs, stop_after_epoch)
     run.board.close()
-    if reason is not None:
-        logger.info("%s", reason)
-    return TrainResult(run_dir, state.epoch, state.best_epoch, state.best_loss, run.metric,
-                       stopped_early=reason is not None)
+    if end.reason is not None:
+        logger.info("%s", end.reason)
+    return TrainResult(run.run_dir, state.epoch, state.best_epoch, state.best_loss, run.metric,
+                       stopped_early=end.reason is not None)
 
 
-def _data(cfg: Config, device: torch.device, progress: bool, dist: Dist) -> tuple[TrainingData, SampleSet]:
-    """The training data and the validation set; in a distributed run the ranks render the view cache
-    together (rank 0 writes it), and so ``validation.npz``."""
-    data = training_data_from_config(cfg, device, progress=progress and dist.is_main, dist=dist)
-    validation = validation_data_from_config(cfg, device, progress=progress and dist.is_main, dist=dist)
-    return data, validation
+class _Epochs:
+    """The head's :class:`~multipose.training.loop.Steps`: an epoch (training, validation, logs, images), then
+    its checkpoint (rank 0)."""
+
+    def __init__(self, run: HeadRun, state: HeadProgress) -> None:
+        self.run, self.state, self.improved = run, state, False
+
+    def step(self, number: int, stop: StopRequest) -> None:
+        self.state.epoch = number
+        self.improved = _run_epoch(self.run, self.state, stop)
+
+    def after(self, number: int) -> None:
+        if self.run.dist.is_main:
+            with self.run.times.phase("checkpoints"):
+                self.run.store.save(_checkpoint(self.run, self.state), number, is_best=self.improved)
+            _plot_losses(self.run)
+
+    def stop_reason(self, number: int) -> str | None:
+        return _stop_reason(self.run, self.state)
 
 
-def _frozen_encoder(
-    cfg: Config, explicit: Encoder | None, device: torch.device, times: PhaseTimes, dist: Dist
-) -> Encoder:
-    """The frozen encoder on ``device``: ``explicit``, or for ``ENCODER_WEIGHTS: auto``
-    ``<OUTPUT_PATH>/encoder.pt``, pretrained first if missing (by every rank of a distributed run);
-    checked against the crop size."""
-    if explicit is None:
-        from multipose.training.encoder import ensure_encoder
-
-        with times.phase("encoder_pretraining"):
-            explicit = ensure_encoder(cfg, device, progress=dist.is_main, dist=dist)
-    encoder = freeze(explicit.to(device))
-    check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
-    return encoder
-
-
-def _check_resumable(
-    cfg: Config, state: dict[str, Any], path: Path, head: PoseHead, encoder: Encoder, force: bool
+def check_resumable(
+    state: dict[str, Any], path: Path, head: PoseHead, encoder: Encoder, encoder_path: Path, force: bool
 ) -> None:
     """Raise when the checkpoint ``state`` (from ``path``) holds another head, or was trained on another
-    encoder (allowed with ``force``, with a warning)."""
+    encoder than ``encoder`` (read from ``encoder_path``; allowed with ``force``, with a warning)."""
     stored = {**PoseHeadConfig(num_hypotheses=1).to_dict(), **state["head_args"]}  # older files lack later arguments
     if stored != head.config.to_dict():
         raise UserInputError(
             f"{path}: holds a head with {state['head_args']}, but the config asks for {head.config.to_dict()}; "
             "use another [Training] OUTPUT_PATH"
         )
-    mismatch = encoder_mismatch(state, encoder_digest(encoder), path, encoder_weights_path(cfg))
+    mismatch = encoder_mismatch(state, encoder_digest(encoder), path, encoder_path)
     if mismatch and not force:
         raise RunFolderError(
             f"{mismatch}; restore that encoder, use another [Training] OUTPUT_PATH, or --force to continue "
@@ -563,7 +462,7 @@ def _check_resumable(
         logger.warning("--force: %s; continuing on the new encoder", mismatch)
 
 
-def _restore(run: _HeadRun, state: dict[str, Any], path: Path) -> HeadProgress:
+def _restore(run: HeadRun, state: dict[str, Any], path: Path) -> HeadProgress:
     """Load a checkpoint's head, optimizer, scheduler, data streams and RNG states into ``run``."""
     run.head.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
@@ -584,17 +483,17 @@ def _restore(run: _HeadRun, state: dict[str, Any], path: Path) -> HeadProgress:
     return progress
 
 
-def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
+def _run_epoch(run: HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
     """Train and validate epoch ``state.epoch``, log it and draw its images; True when its validation
     loss is the best yet."""
-    tr = run.cfg.Training
+    sch = run.schedule
     start = time.perf_counter()
     with run.times.phase("head_training"):
         means = _train_epoch(run, stop, state.epoch)
         lr = run.optimizer.param_groups[0]["lr"]
         run.scheduler.step()
     with run.times.phase("validation"):
-        validation = evaluate_loss(run.encoder, run.head, run.loss_fn, run.validation, tr.BATCH_SIZE, run.device,
+        validation = evaluate_loss(run.encoder, run.head, run.loss_fn, run.validation, sch.batch_size, run.device,
                                    run.dist)
     metrics = validation.metrics
     _check_finite(torch.tensor(metrics["loss"]), "the validation loss", state.epoch, None, run.store)
@@ -604,22 +503,22 @@ def _run_epoch(run: _HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
     run.board.scalars(state.epoch, {"train/loss": means[0], "train/depth": means[1], "train/diversity": means[2],
                                     "train/lr": lr, **{f"validation/{k}": v for k, v in metrics.items()}})
     improved = state.record(metrics[run.metric])
-    if tr.SAVE_IMAGES and tr.NUM_SAVED_IMAGES and run.dist.is_main:
+    if sch.saved_images and run.dist.is_main:
         with run.times.phase("figures"):
-            n_img = min(tr.NUM_SAVED_IMAGES, len(validation.per_sample))
-            images = RunFolder(run.run_dir).images
+            n_img = min(sch.saved_images, len(validation.per_sample))
+            images = run.images
             _save_examples(images / f"epoch{state.epoch}-samples.png", run, torch.arange(n_img))
             _save_examples(images / f"epoch{state.epoch}-hardest.png", run,
                            validation.per_sample.argsort(descending=True)[:n_img])
             for kind in ("samples", "hardest"):
                 run.board.image_file(f"validation/{kind}", state.epoch, images / f"epoch{state.epoch}-{kind}.png")
     logger.info("epoch %d/%d: train %.4f, validation %.4f (top depth %.4f, best-of-K depth %.4f), lr %.2e, %.1f s",
-                state.epoch, tr.NUM_ITER, means[0], metrics["loss"], metrics["top_depth"], metrics["best_of_k_depth"],
-                lr, state.seconds)
+                state.epoch, sch.num_epochs, means[0], metrics["loss"], metrics["top_depth"],
+                metrics["best_of_k_depth"], lr, state.seconds)
     return improved
 
 
-def _checkpoint(run: _HeadRun, state: HeadProgress) -> dict[str, Any]:
+def _checkpoint(run: HeadRun, state: HeadProgress) -> dict[str, Any]:
     """Everything the next epoch depends on, and what the checkpoint was trained with."""
     return {
         "model": run.head.state_dict(),
@@ -632,27 +531,27 @@ def _checkpoint(run: _HeadRun, state: HeadProgress) -> dict[str, Any]:
         "encoder_sha256": run.encoder_sha256,
         "data": run.data.state_dict(),
         "rng": rng_state(),
-        "config": run.cfg.to_ini(),
+        "config": run.schedule.config_text,
     }
 
 
-def _plot_losses(run: _HeadRun) -> None:
+def _plot_losses(run: HeadRun) -> None:
     """``loss.png``: training and validation losses and the validation best-of-K depth term per epoch."""
     plot_curves(
         [("train", *run.train_log.column("loss")), ("validation", *run.valid_log.column("loss")),
          ("validation top depth", *run.valid_log.column("top_depth")),
          ("validation best-of-K depth", *run.valid_log.column("best_of_k_depth"))],
-        RunFolder(run.run_dir).loss_plot, "epoch", "multi-pose loss",
+        run.loss_plot, "epoch", "multi-pose loss",
     )
 
 
-def _stop_reason(run: _HeadRun, state: HeadProgress) -> str | None:
+def _stop_reason(run: HeadRun, state: HeadProgress) -> str | None:
     """Why training ends before ``NUM_ITER`` after this epoch (early stopping, ``MAX_HOURS``), or None."""
-    tr = run.cfg.Training
-    if tr.EARLY_STOPPING and early_stopping_epoch(run.valid_log.column(run.metric)[1], tr.STOPPING_WINDOW,
-                                                  tr.STOPPING_TIME_LIMIT) == state.epoch:
-        return (f"early stopping: the {tr.STOPPING_WINDOW}-epoch moving average of the validation {run.metric} has "
-                f"not improved for more than {tr.STOPPING_TIME_LIMIT} epochs")
-    if tr.MAX_HOURS is not None and state.seconds >= tr.MAX_HOURS * 3600.0:
-        return f"stopping: MAX_HOURS = {tr.MAX_HOURS:g} h of training reached"
+    sch = run.schedule
+    if sch.early_stopping and early_stopping_epoch(run.valid_log.column(run.metric)[1], sch.stopping_window,
+                                                   sch.stopping_patience) == state.epoch:
+        return (f"early stopping: the {sch.stopping_window}-epoch moving average of the validation {run.metric} has "
+                f"not improved for more than {sch.stopping_patience} epochs")
+    if sch.max_hours is not None and state.seconds >= sch.max_hours * 3600.0:
+        return f"stopping: MAX_HOURS = {sch.max_hours:g} h of training reached"
     return None

@@ -14,8 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from multipose.config import load_config_text  # noqa: E402
-from multipose.distributed import process_group  # noqa: E402
-from multipose.evaluation import evaluate_models, load_test_set  # noqa: E402
+from multipose.experiment.evaluation import evaluate_models
+from multipose.experiment.testsets import load_test_set
+from multipose.infra.distributed import process_group  # noqa: E402
 from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig  # noqa: E402
 from support.data import REVOLUTION  # noqa: E402
 

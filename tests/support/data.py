@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from multipose.config import Config, load_config_text
-from multipose.geometry import random_rotations
-from multipose.mesh import Mesh, load_mesh, simplify_mesh
-from multipose.render import MeshRenderer
+from multipose.core.geometry import random_rotations
+from multipose.core.mesh import Mesh, load_mesh, simplify_mesh
+from multipose.core.render import MeshRenderer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PART = REPO_ROOT / "data" / "cad-files" / "tless_like_2fold.ply"

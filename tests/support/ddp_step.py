@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from multipose.distributed import global_batch_norm, process_group  # noqa: E402
+from multipose.infra.distributed import global_batch_norm, process_group  # noqa: E402
 from multipose.models import PoseHead, PoseHeadConfig  # noqa: E402
 
 

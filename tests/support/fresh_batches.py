@@ -15,8 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from multipose.config import load_config  # noqa: E402
-from multipose.data.datasets import training_data_from_config  # noqa: E402
-from multipose.distributed import process_group  # noqa: E402
+from multipose.experiment.datasets import training_data_from_config
+from multipose.infra.distributed import process_group  # noqa: E402
 
 
 def main() -> None:

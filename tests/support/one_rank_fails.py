@@ -1,4 +1,4 @@
-"""Run under ``torchrun --nproc_per_node=2`` as an entry script would (``multipose.cli.run``): rank 1 reads a
+"""Run under ``torchrun --nproc_per_node=2`` as an entry script would (``multipose.app.cli.run``): rank 1 reads a
 damaged dataset file (``argv`` after the config: the good file, then the bad one) after the process group
 formed, while rank 0 reads the good one and waits for it in a collective, inside a training loop's SIGTERM
 guard (used by tests/test_distributed.py: the job must end with rank 1's error, not hang)."""
@@ -13,11 +13,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from multipose.cli import make_parser, run  # noqa: E402
+from multipose.app.cli import make_parser, run  # noqa: E402
 from multipose.config import Config  # noqa: E402
 from multipose.data.io import load_samples  # noqa: E402
-from multipose.distributed import process_group  # noqa: E402
-from multipose.runlock import StopRequest  # noqa: E402
+from multipose.infra.distributed import process_group  # noqa: E402
+from multipose.infra.runlock import StopRequest  # noqa: E402
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:

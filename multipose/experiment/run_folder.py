@@ -27,10 +27,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from multipose.atomic import atomic_write_text
-from multipose.checkpoint import CheckpointStore
 from multipose.config import Config, load_config_text
-from multipose.errors import UserInputError
+from multipose.infra.atomic import atomic_write_text
+from multipose.infra.checkpoint import CheckpointStore
+from multipose.infra.errors import RunFolderError, UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +72,6 @@ RESUMABLE_KEYS = frozenset(
         ("Sampling", "*"),
     }
 )
-
-
-class RunFolderError(UserInputError):
-    """The run folder belongs to another experiment (or cannot be used)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

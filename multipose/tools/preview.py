@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multipose.atomic import atomic_write_text
 from multipose.config import Config
-from multipose.geometry import random_rotations
-from multipose.mesh import load_data_mesh
-from multipose.render import MeshDifference, loss_view_from_config, mesh_difference
-from multipose.runs import write_resolved_config
-from multipose.timing import time_loss_view
-from multipose.visualize import image_grid, save_figure
+from multipose.core.geometry import random_rotations
+from multipose.core.render import MeshDifference, mesh_difference
+from multipose.experiment.factories import load_data_mesh, loss_view_from_config
+from multipose.experiment.run_folder import write_resolved_config
+from multipose.infra.atomic import atomic_write_text
+from multipose.infra.visualize import image_grid, save_figure
+from multipose.tools.loss_timing import time_loss_view
 
 logger = logging.getLogger(__name__)
 

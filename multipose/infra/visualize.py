@@ -1,7 +1,7 @@
 """Figures, written headless (Agg) and atomically.
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects directly (no pyplot state), rendered
-to PNG in memory and moved into place with :func:`multipose.atomic.atomic_write_bytes`, so an
+to PNG in memory and moved into place with :func:`multipose.infra.atomic.atomic_write_bytes`, so an
 interrupted run never leaves a truncated image.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from multipose.atomic import atomic_write_bytes
+from multipose.infra.atomic import atomic_write_bytes
 
 __all__ = ["image_grid", "save_figure"]
 

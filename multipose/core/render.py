@@ -66,9 +66,8 @@ from pytorch3d.structures import Meshes
 from pytorch3d.utils import cameras_from_opencv_projection
 from torch import nn
 
-from multipose.config import Config
-from multipose.geometry import distance_for_fill, intrinsics_from_fov
-from multipose.mesh import Mesh, load_loss_mesh
+from multipose.core.geometry import intrinsics_from_fov
+from multipose.core.mesh import Mesh
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +85,6 @@ __all__ = [
     "RASTERIZERS",
     "RenderSettings",
     "Rendering",
-    "loss_translation",
-    "loss_view_from_config",
     "mesh_difference",
     "closed_orientation",
     "rasterize_nearest",
@@ -534,31 +531,3 @@ def mesh_difference(
         silhouette_iou=float(torch.cat(ious).mean()),
         num_views=int(R.shape[0]),
     )
-
-
-def loss_translation(cfg: Config, radius: float) -> tuple[float, float, float]:
-    """``[Rendering] T`` in mm, or with ``T: auto`` ``[0, 0, d]`` where a model of bounding
-    ``radius`` fills ``T_FILL`` of the loss view (:func:`multipose.geometry.distance_for_fill`)."""
-    r = cfg.Rendering
-    if r.T is not None:
-        x, y, z = r.T  # the config's T is a triple (TranslationType)
-        return (float(x), float(y), float(z))
-    return (0.0, 0.0, distance_for_fill(radius, r.FOV, r.T_FILL))
-
-
-def loss_view_from_config(cfg: Config, device: torch.device) -> LossView:
-    """The loss renderer of a config: ``MODEL_PATH_LOSS`` decimated to ``LOSS_MESH_FACES`` (cached
-    in ``CACHE_DIR``), ``SHADER``, ``FACES_PER_PIXEL``, ``DEPTH_GRADIENT``, at ``T`` with ``FOV``
-    and ``IMAGE_SIZE``, on ``device``."""
-    r = cfg.Rendering
-    mesh = load_loss_mesh(
-        cfg.Dataset.MODEL_PATH_LOSS,
-        target_faces=r.LOSS_MESH_FACES,
-        cache_dir=cfg.Dataset.CACHE_DIR,
-        normalize=r.NORMALIZE_VERTICES,
-    )
-    settings = RenderSettings(
-        shader=r.SHADER, faces_per_pixel=r.FACES_PER_PIXEL, depth_gradient=r.DEPTH_GRADIENT
-    )
-    view = LossView(MeshRenderer(mesh, settings), loss_translation(cfg, mesh.radius), r.FOV, r.IMAGE_SIZE)
-    return view.to(device)

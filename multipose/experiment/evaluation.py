@@ -4,7 +4,7 @@ One evaluation (:func:`evaluate_checkpoint`, ``evaluate.py``, and the end of ``t
 
 1. the test set of ``[Evaluation] TEST_DATA_PATH`` (:mod:`~multipose.evaluation.testsets`: synthetic
    samples, a dataset file or a BOP split folder) and, with ``CODEBOOK_BASELINE`` / ``--baseline
-   codebook``, the AAE codebook of the encoder (:mod:`~multipose.evaluation.codebook`);
+   codebook``, the AAE codebook of the encoder (:mod:`~multipose.experiment.codebook`);
 2. frozen encoder -> pose head: K hypotheses with confidences, scored batch by batch against the
    ``best-of-K``, ``random``, ``codebook`` and ``stored`` methods (:mod:`~multipose.evaluation.scoring`);
 3. outputs in ``out_dir`` (default ``<OUTPUT_PATH>/evaluation``, :mod:`~multipose.evaluation.report`):
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,22 +34,32 @@ from typing import Any
 import torch
 from torch import nn
 
-from multipose.board import Board
 from multipose.config import Config, check_crop_size, num_hypotheses, resolve_device
-from multipose.distributed import Dist
-from multipose.errors import ConfigError, UserInputError
+from multipose.core.mesh import load_loss_mesh
 from multipose.evaluation import bop, bop19, detections
-from multipose.evaluation.codebook import codebook_from_config
 from multipose.evaluation.metrics import mcnemar_exact, recall
 from multipose.evaluation.report import write_evaluation
 from multipose.evaluation.scoring import BatchScorer, ScoreAccumulator, Scores
-from multipose.evaluation.testsets import TestSet, check_evaluation_inputs, load_test_set
-from multipose.models import Codebook, Encoder, PoseHead, load_encoder
+from multipose.evaluation.testsets import TestSet
+from multipose.experiment.codebook import codebook_from_config
+from multipose.experiment.encoders import load_encoder, with_encoder_crop_size
+from multipose.experiment.factories import load_data_mesh, view_settings
+from multipose.experiment.run_folder import RunFolder, encoder_weights_path, pose_checkpoints
+from multipose.experiment.testsets import (
+    check_evaluation_inputs,
+    eval_model_path,
+    load_detections,
+    load_test_set,
+    object_model,
+)
+from multipose.infra.board import Board
+from multipose.infra.distributed import Dist
+from multipose.infra.errors import ConfigError, UserInputError
+from multipose.infra.progress import progress_bar
+from multipose.models import Codebook, Encoder, PoseHead
 from multipose.models.head import finetuned_encoder, with_decoding
 from multipose.models.head_checkpoint import load_head_checkpoint
-from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch, with_encoder_crop_size
-from multipose.progress import progress_bar
-from multipose.runs import RunFolder, encoder_weights_path, pose_checkpoints
+from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +168,7 @@ def evaluate_models(
             "([Dataset] CROP_SIZE must match the encoder; leave it empty to follow the encoder)"
         )
     examples = bop.subsample(N, ev.NUM_EXAMPLES).tolist() if ev.SAVE_IMAGES and ev.NUM_EXAMPLES else []
-    scorer = BatchScorer(cfg, encoder, head, test_set, device, codebook, examples, codebook_encoder)
+    scorer = batch_scorer(cfg, encoder, head, test_set, device, codebook, examples, codebook_encoder)
     scorer.warm_up(ev.BATCH_SIZE)
     accumulator = ScoreAccumulator()
     mine = torch.arange(N)[dist.shard(N)]
@@ -170,9 +181,10 @@ def evaluate_models(
     submissions = {m: bop19.submission(test_set, e, per_instance.get(m, -1.0)) for m, e in scores.estimates.items()}
     metrics = {**_metrics(cfg, scores, test_set, scorer), **(extra or {})}
     if ev.DETECTIONS:  # the BOP19 results come from the detector's boxes; the rest stays on ground-truth boxes
-        found = detections.load_detections(cfg, test_set, progress)  # (every rank: the same estimates)
-        submissions.update(detections.detection_submissions(cfg, found, scorer.encoder, scorer.head, scorer.codebook,
-                                                            scorer.device))
+        found = load_detections(cfg, test_set, progress)  # (every rank: the same estimates)
+        submissions.update(detections.detection_submissions(found, scorer.encoder, scorer.head, scorer.codebook,
+                                                            scorer.device, scorer.settings, scorer.vertices,
+                                                            ev.BATCH_SIZE))
         metrics["settings"]["detections"] = (f"{ev.DETECTIONS}: {len(found)} detections for the BOP19 results; "
                                              "ground-truth boxes for the per-instance errors")
     if ev.PROTOCOL == "bop19":
@@ -183,6 +195,22 @@ def evaluate_models(
     result = EvaluationResult(out_dir=Path(out_dir), metrics=metrics, errors=scores.error("vsd"))
     logger.info("%s; %s", result.summary(), out_dir)
     return result
+
+
+def batch_scorer(
+    cfg: Config, encoder: Encoder, head: PoseHead, test_set: TestSet, device: torch.device | str = "cpu",
+    codebook: Codebook | None = None, examples: Collection[int] = (), codebook_encoder: Encoder | None = None,
+) -> BatchScorer:
+    """The :class:`~multipose.evaluation.scoring.BatchScorer` of a config: VSD on the data mesh decimated to
+    ``[Evaluation] VSD_MESH_FACES`` (if > 0), ``VSD_DELTA``, ``VSD_TAU``, random rotations from ``RANDOM_SEED``."""
+    ev = cfg.Evaluation
+    data_mesh = load_data_mesh(cfg)
+    vsd_mesh = data_mesh
+    if ev.VSD_MESH_FACES > 0:
+        vsd_mesh = load_loss_mesh(cfg.Dataset.MODEL_PATH_DATA, target_faces=ev.VSD_MESH_FACES,
+                                  cache_dir=cfg.Dataset.CACHE_DIR, normalize=cfg.Rendering.NORMALIZE_VERTICES)
+    return BatchScorer(encoder, head, test_set, data_mesh, vsd_mesh, view_settings(cfg), ev.VSD_DELTA, ev.VSD_TAU,
+                       cfg.Training.RANDOM_SEED, device, codebook, examples, codebook_encoder)
 
 
 def _gather(accumulator: ScoreAccumulator, dist: Dist) -> Scores:
@@ -201,10 +229,10 @@ def _bop19_metrics(
 ) -> dict[str, Any]:
     """BOP19's average recalls of every method with a results file (``stored`` aside), and what they used
     (each rank matches its share of the images)."""
-    model = bop19.object_model(cfg)
+    model = object_model(cfg)
     recalls = {m: bop19.average_recalls(test_set, sub, scorer.renderer, model, cfg.Evaluation.VSD_DELTA, progress,
                                         dist) for m, sub in submissions.items() if m != "stored"}
-    return {**recalls, "eval_model": str(bop19.eval_model_path(cfg)), "diameter_mm": model.diameter,
+    return {**recalls, "eval_model": str(eval_model_path(cfg)), "diameter_mm": model.diameter,
             "vsd_taus": list(bop19.VSD_TAUS), "vsd_thresholds": list(bop19.VSD_THRESHOLDS),
             "mssd_thresholds": list(bop19.MSSD_THRESHOLDS), "mspd_thresholds_px": list(bop19.MSPD_THRESHOLDS)}
 
@@ -272,7 +300,7 @@ def evaluate_checkpoint(
     """Evaluate a ``train.py`` checkpoint (default ``<OUTPUT_PATH>/models/model-best.pt``) with the
     encoder of ``cfg`` on the test set of ``cfg``; results go to ``out_dir`` (default
     ``<OUTPUT_PATH>/evaluation``). ``num_samples`` and ``codebook`` override ``[Evaluation]
-    NUM_SAMPLES`` and ``CODEBOOK_BASELINE``. Raises :class:`~multipose.errors.UserInputError`
+    NUM_SAMPLES`` and ``CODEBOOK_BASELINE``. Raises :class:`~multipose.infra.errors.UserInputError`
     subclasses for bad inputs (checkpoint, encoder, test data); ``trust`` allows an unsafe load of the
     checkpoint (``--trust-checkpoint``). An empty ``CROP_SIZE`` follows the encoder file
     (:func:`~multipose.models.weights.with_encoder_crop_size`, as the entry scripts do). ``dist``: this rank of

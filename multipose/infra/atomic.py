@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from multipose.errors import UserInputError
+from multipose.infra.errors import UserInputError
 
 __all__ = ["WriteError", "atomic_open", "atomic_torch_save", "atomic_write_bytes", "atomic_write_text"]
 

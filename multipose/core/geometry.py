@@ -9,7 +9,7 @@ Pixel centres sit at integer coordinates (``cv2.projectPoints`` convention). Rot
 CVPR 2019): the two 3-vectors become the first two *rows* of the matrix after Gram-Schmidt. The
 original research code stacked them as *columns*; its matrices are the transpose of ours.
 
-Only :mod:`multipose.render` knows PyTorch3D's camera convention.
+Only :mod:`multipose.core.render` knows PyTorch3D's camera convention.
 """
 
 from __future__ import annotations

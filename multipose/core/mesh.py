@@ -10,7 +10,7 @@ Two copies of a model are used:
 - the *loss* mesh (:func:`load_loss_mesh`): a quadric-decimated copy that the differentiable loss
   renderer rasterises many times per step (cost ~ pixels x faces), cached on disk.
 
-Every problem with a user's file raises :class:`multipose.errors.MeshError` with a one-line message
+Every problem with a user's file raises :class:`multipose.infra.errors.MeshError` with a one-line message
 that names the file, what is wrong and how to fix it.
 """
 
@@ -30,11 +30,11 @@ import numpy as np
 import torch
 import trimesh
 
-from multipose.atomic import atomic_write_bytes
-from multipose.errors import MeshError
+from multipose.infra.atomic import atomic_write_bytes
+from multipose.infra.errors import MeshError
 
 if TYPE_CHECKING:
-    from multipose.config import Config
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -390,12 +390,6 @@ def loss_mesh_cache_file(
     """Where :func:`load_loss_mesh` stores (or finds) the decimated copy of the model file ``path``
     (which must exist: the name hashes its content)."""
     return _cache_path(Path(cache_dir), file_sha256(path), max(int(target_faces), 0), normalize)
-
-
-def load_data_mesh(cfg: Config) -> Mesh:
-    """The CAD model of a config's training renders, as the renders see it: ``[Dataset] MODEL_PATH_DATA``
-    normalised by ``[Rendering] NORMALIZE_VERTICES`` (:func:`load_mesh`)."""
-    return load_mesh(cfg.Dataset.MODEL_PATH_DATA, normalize=cfg.Rendering.NORMALIZE_VERTICES)
 
 
 def load_loss_mesh(

@@ -2,11 +2,11 @@
 
 It shows why the loss works on symmetric objects: one basin per pose that renders like the
 reference. Poses are the original's: ``[Sampling] NUM_SAMPLES`` equal-area points on the sphere
-(:func:`multipose.geometry.deserno_sphere_points`), each turned into a rotation with
+(:func:`multipose.core.geometry.deserno_sphere_points`), each turned into a rotation with
 ``Rotation.from_euler('yz', [theta, phi])``, optionally swept in-plane (``INPLANE_STEPS`` angles
 ``360 * i / steps`` about the camera's optical axis, applied as ``Rz(a) @ R``). The reference is point
 ``REFERENCE_NUM`` (modulo the count) with in-plane angle 0. Every pose's loss is computed by the
-training loss (:class:`multipose.losses.MultiPoseLoss`, one hypothesis with confidence 1, the
+training loss (:class:`multipose.core.losses.MultiPoseLoss`, one hypothesis with confidence 1, the
 config's loss mesh, parameters and viewpoints), batched.
 
 Files in the output folder (``[Training] OUTPUT_PATH``):
@@ -41,13 +41,19 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from scipy.spatial import ConvexHull, SphericalVoronoi, Voronoi
 
-from multipose.atomic import atomic_write_bytes, atomic_write_text
 from multipose.config import Config
-from multipose.distributed import Dist
-from multipose.errors import UserInputError
-from multipose.geometry import deserno_sphere_points, geodesic_angle_deg, rotation_about_axis, sphere_point_rotations
-from multipose.losses import MultiPoseLoss
-from multipose.progress import progress_bar
+from multipose.core.geometry import (
+    deserno_sphere_points,
+    geodesic_angle_deg,
+    rotation_about_axis,
+    sphere_point_rotations,
+)
+from multipose.core.losses import MultiPoseLoss
+from multipose.experiment.factories import loss_from_config
+from multipose.infra.atomic import atomic_write_bytes, atomic_write_text
+from multipose.infra.distributed import Dist
+from multipose.infra.errors import UserInputError
+from multipose.infra.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +111,7 @@ def compute_losses(
     """Loss of every pose ``R (M, 3, 3)`` as the single hypothesis (confidence 1) against the
     reference ``R_ref (3, 3)``: ``-> losses (M,)`` on the CPU, and with ``keep_depth`` the rendered
     depth ``(M, S, S)`` of the first viewpoint (float16, CPU). ``dist``: each rank computes its share of
-    the batches (:meth:`~multipose.distributed.Dist.batches`) and every rank gets all the results."""
+    the batches (:meth:`~multipose.infra.distributed.Dist.batches`) and every rank gets all the results."""
     dist = dist or Dist()
     device = loss.viewpoints.device
     R_ref = R_ref.to(device)
@@ -127,7 +133,7 @@ def run_landscape(cfg: Config, device: torch.device, progress: bool = True, dist
     ``dist``: the ranks of a distributed run share the poses out; rank 0 writes the files."""
     dist = dist or Dist()
     s = cfg.Sampling
-    loss = MultiPoseLoss.from_config(cfg, device)
+    loss = loss_from_config(cfg, device)
     spherical, cartesian, inplane, R = landscape_rotations(s.NUM_SAMPLES, s.INPLANE_STEPS)
     N, I = R.shape[:2]
     reference = s.REFERENCE_NUM % N

@@ -2,7 +2,7 @@
 
 Every error a user can cause (a bad config value, an unreadable mesh, a corrupt checkpoint) raises a
 subclass of :class:`UserInputError` whose message names what is wrong and how to fix it. Entry points
-turn it into one ``error: ...`` line on stderr and a non-zero exit (see :mod:`multipose.cli`).
+turn it into one ``error: ...`` line on stderr and a non-zero exit (see :mod:`multipose.app.cli`).
 """
 
 
@@ -29,3 +29,13 @@ class DataError(UserInputError):
 
 class ModelFileError(UserInputError):
     """A weights, encoder or codebook file that cannot be used; the message names the file and tensor."""
+
+
+class RunFolderError(UserInputError):
+    """The run folder belongs to another experiment (or cannot be used)."""
+
+    exit_code = 2
+
+
+class NumericalError(UserInputError):
+    """Training produced a NaN or infinite loss or gradient."""

@@ -21,7 +21,7 @@ symmetry-aware rotation errors (``[Evaluation] MODELS_INFO``, ``OBJ_ID``).
 
 Regenerate the committed files (deterministic, binary PLY)::
 
-    python -m multipose.procedural --out data/cad-files
+    python -m multipose.tools.procedural --out data/cad-files
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import trimesh
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
-from multipose.atomic import atomic_write_bytes
+from multipose.infra.atomic import atomic_write_bytes
 
 #: Allowed ``symmetry`` values of :func:`make_part`.
 SYMMETRIES = ("revolution", "2fold")
@@ -196,9 +196,9 @@ def write_default_models(out_dir: str | os.PathLike) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m multipose.procedural --out DIR``: (re)generate the default CAD models."""
+    """``python -m multipose.tools.procedural --out DIR``: (re)generate the default CAD models."""
     parser = argparse.ArgumentParser(
-        prog="python -m multipose.procedural", description=__doc__.splitlines()[0]
+        prog="python -m multipose.tools.procedural", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--out", default="data/cad-files", help="output folder (default: %(default)s)"

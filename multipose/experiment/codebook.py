@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 
 from multipose.config import Config
-from multipose.data.views import ViewRenderer, view_settings
-from multipose.distributed import Dist
-from multipose.mesh import file_sha256, load_data_mesh, normalization_key
+from multipose.core.mesh import file_sha256, normalization_key
+from multipose.data.views import ViewRenderer
+from multipose.experiment.factories import load_data_mesh, view_settings
+from multipose.infra.distributed import Dist
+from multipose.infra.progress import progress_bar
 from multipose.models import Codebook, Encoder, codebook_rotations
 from multipose.models.weights import ModelFileError, encoder_digest
-from multipose.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 

@@ -45,9 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multipose.config import Config, LossParameters, loss_parameters
-from multipose.geometry import euler_views, geodesic_angle_deg
-from multipose.render import LossView, loss_view_from_config
+from multipose.core.geometry import geodesic_angle_deg
+from multipose.core.render import LossView
+from multipose.core.settings import LossParameters
 
 __all__ = [
     "AnchorTargets",
@@ -184,13 +184,6 @@ class MultiPoseLoss(nn.Module):
         if viewpoints is None:
             viewpoints = torch.eye(3)[None]
         self.register_buffer("viewpoints", viewpoints.float(), persistent=False)
-
-    @classmethod
-    def from_config(cls, cfg: Config, device: torch.device) -> MultiPoseLoss:
-        """The loss of a config: loss view (``[Rendering]``), ``loss_parameters(cfg)`` and
-        ``[Rendering] LOSS_VIEWPOINTS``, on ``device``."""
-        view = loss_view_from_config(cfg, device)
-        return cls(view, loss_parameters(cfg), euler_views(cfg.Rendering.LOSS_VIEWPOINTS)).to(device)
 
     def render_gt(self, R_gt: torch.Tensor) -> torch.Tensor:
         """Ground-truth depth for every viewpoint without gradient: ``(B,3,3) -> (B, V, S, S)``."""

@@ -1,6 +1,6 @@
 """Checkpoint files: :func:`load_checkpoint`, the one ``torch.load`` of every checkpoint, weights and
 codebook file multipose reads, and :class:`CheckpointStore`, a run's epoch checkpoints written with
-:mod:`multipose.atomic`.
+:mod:`multipose.infra.atomic`.
 
 Checkpoints hold tensors and plain containers only, and :func:`load_checkpoint` reads them with
 ``torch.load(weights_only=True)``: a file that would need Python objects rebuilt (code named in the
@@ -18,8 +18,8 @@ from typing import Any, BinaryIO
 
 import torch
 
-from multipose.atomic import atomic_torch_save, atomic_write_bytes
-from multipose.errors import UserInputError
+from multipose.infra.atomic import atomic_torch_save, atomic_write_bytes
+from multipose.infra.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 

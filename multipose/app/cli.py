@@ -10,7 +10,7 @@ Every script follows the same pattern::
         sys.exit(run(main, parser))
 
 :func:`run` configures logging once, loads and validates the config *before* ``main`` runs (so a bad
-file never creates an output folder), and turns a :class:`~multipose.errors.UserInputError` into one
+file never creates an output folder), and turns a :class:`~multipose.infra.errors.UserInputError` into one
 ``error: <message>`` line on stderr and its exit code (2 for config errors), without a traceback.
 """
 
@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from tqdm import tqdm
 
 from multipose.config import Config, load_config
-from multipose.errors import UserInputError
+from multipose.infra.errors import UserInputError
 
 __all__ = ["make_parser", "run", "run_without_config", "setup_logging"]
 
@@ -98,7 +98,7 @@ def run(
 ) -> int:
     """Parse ``argv``, set up logging, load the config, call ``main(args, cfg)``; return the exit code.
 
-    ``preflight``: first check every asset the config names (:func:`multipose.check_data.preflight`,
+    ``preflight``: first check every asset the config names (:func:`multipose.experiment.preflight.preflight`,
     seconds): a missing or malformed one stops the script before any work, with exit code 2.
     ``encoder_crop_size``: fill an empty ``[Dataset] CROP_SIZE`` from the encoder file, once
     (:func:`multipose.models.weights.with_encoder_crop_size`; it imports torch).
@@ -108,11 +108,11 @@ def run(
     def configured(args: argparse.Namespace) -> int | None:
         cfg = load_config(args.config, args.overrides)
         if encoder_crop_size:
-            from multipose.models.weights import with_encoder_crop_size  # lazy: torch
+            from multipose.experiment.encoders import with_encoder_crop_size
 
             cfg = with_encoder_crop_size(cfg)
         if preflight:
-            from multipose.check_data import preflight as check  # lazy: it imports torch and the loaders
+            from multipose.experiment.preflight import preflight as check  # lazy: it imports torch and the loaders
 
             check(cfg)
         return main(args, cfg)

@@ -1,4 +1,4 @@
-"""TensorBoard event files of a run (:attr:`multipose.runs.RunFolder.board`), for watching remote runs:
+"""TensorBoard event files of a run (:attr:`multipose.experiment.run_folder.RunFolder.board`), for watching remote runs:
 ``tensorboard --logdir <OUTPUT_PATH>/tensorboard``.
 
 Rank 0 of a run writes them (:class:`Board` is a no-op elsewhere) beside the CSV files: per epoch the training

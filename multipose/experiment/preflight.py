@@ -1,0 +1,67 @@
+"""The data check of a config (``python -m multipose.app.check_data``) and the pre-flight check every entry
+script runs before any work: every file or folder the config names, opened with the loader the run uses;
+nothing is written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from multipose.config import Config
+from multipose.experiment.asset_checks import (
+    check_backgrounds,
+    check_cache,
+    check_encoder,
+    check_mesh,
+    check_run_folder,
+    check_validation,
+    check_view_sampling,
+    unused_assets,
+)
+from multipose.experiment.findings import FAILING, Finding
+from multipose.experiment.test_data_checks import check_eval_model, check_models_info, check_test_data
+from multipose.infra.errors import ConfigError
+
+
+def check_data(
+    cfg: Config, quick: bool = False, progress: bool = True, data_root: str | os.PathLike = "data"
+) -> list[Finding]:
+    """Every asset ``cfg`` uses, checked with the loaders the run uses; nothing is written.
+
+    ``quick``: read only image headers (backgrounds) and skip decoding BOP test images.
+    ``data_root``: where to look for assets the config does not use (``data/README.md``'s layout).
+    """
+    encoder_findings, encoder = check_encoder(cfg)
+    findings = [
+        *check_mesh(cfg, "MODEL_PATH_DATA"),
+        *check_mesh(cfg, "MODEL_PATH_LOSS"),
+        *check_backgrounds(cfg, quick, progress),
+        *encoder_findings,
+        *check_validation(cfg),
+        *check_cache(cfg),
+        *check_view_sampling(cfg),
+        *check_run_folder(cfg, encoder),
+        *check_test_data(cfg, quick, progress),
+        *check_eval_model(cfg),
+        *check_models_info(cfg),
+    ]
+    root = Path(data_root)
+    if data_root and root.is_dir():
+        findings += unused_assets(cfg, root)
+    return findings
+
+
+class PreflightError(ConfigError):
+    """An asset the config names is missing or malformed (exit code 2, before any work)."""
+
+
+def preflight(cfg: Config) -> None:
+    """The quick form of :func:`check_data`, run by every entry script before any work: raises
+    :class:`PreflightError` naming the first missing or malformed asset (and how many there are).
+    Notes and warnings pass (the scripts decide about those, e.g. ``--force``)."""
+    problems = [f for f in check_data(cfg, quick=True, progress=False, data_root="") if f.status in FAILING]
+    if problems:
+        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        source = cfg.source if cfg.source is not None else "CFG"
+        raise PreflightError(f"{problems[0].what}: {problems[0].message}{more}; "
+                             f"python -m multipose.app.check_data {source} lists everything the config uses")

@@ -1,0 +1,1 @@
+"""Tools around the method: loss landscapes, previews of the training data, the procedural CAD models."""
