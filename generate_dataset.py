@@ -54,8 +54,8 @@ def _from_bop(args: argparse.Namespace, cfg: Config, out: Path) -> int:
     import io
     import pickle
 
-    from multipose.evaluation.bop import bop_split_pickle
     from multipose.infra.atomic import atomic_write_bytes
+    from multipose.tools.pickle_export import bop_split_pickle
 
     obj_id = args.obj_id if args.obj_id is not None else cfg.Evaluation.OBJ_ID
     if obj_id is None:

@@ -15,7 +15,7 @@ from torch.testing import assert_close
 from multipose.config import load_config_text
 from multipose.core.render import MeshRenderer
 from multipose.data.views import ViewSettings
-from multipose.evaluation import bop
+from multipose.evaluation import bop, bop_images, box_pose
 from multipose.evaluation.metrics import re, vsd
 from multipose.experiment.evaluation import evaluate_models
 from multipose.experiment.testsets import check_evaluation_inputs, load_test_set
@@ -48,7 +48,7 @@ def test_reader_finds_the_instances_of_one_object(dataset):
 
 def test_crops_test_depth_and_the_aae_translation(dataset):
     instances = bop.read_bop_split(dataset["split"], obj_id=1).instances
-    crops = bop.load_bop_crops(instances, crop_size=32, pad_factor=1.2, vsd_size=64, vsd_pad=2.0, progress=False)
+    crops = bop_images.load_bop_crops(instances, crop_size=32, pad_factor=1.2, vsd_size=64, vsd_pad=2.0, progress=False)
     assert crops.images.shape == (2, 3, 32, 32) and crops.depth.shape == (2, 64, 64)
     assert crops.images.max() <= 1.0 and crops.images.mean() > 0.2
     # the scene depth cut into the VSD window lies on the ground-truth render with the window's K
@@ -65,11 +65,11 @@ def test_crops_test_depth_and_the_aae_translation(dataset):
     assert abs(float(xs.float().mean()) - 15.5) < 4 and abs(float(ys.float().mean()) - 15.5) < 4
     # translation from the box and the true rotation, the AAE way: within a few percent
     K_train = ViewSettings().K_tensor()
-    view_R = torch.linalg.inv(bop.correct_rotation(torch.eye(3).expand(2, 3, 3), t)) @ R  # what a crop shows
-    t_est = bop.estimate_translation(view_R, crops.boxes, crops.K, K_train, 700.0, dataset["mesh"].vertices)
+    view_R = torch.linalg.inv(box_pose.correct_rotation(torch.eye(3).expand(2, 3, 3), t)) @ R  # what a crop shows
+    t_est = box_pose.estimate_translation(view_R, crops.boxes, crops.K, K_train, 700.0, dataset["mesh"].vertices)
     assert ((t_est[:, 2] - t[:, 2]).abs() / t[:, 2]).max() < 0.01, t_est  # +15 mm (2 %) with BOP's xywh as is
     assert (t_est[:, :2] - t[:, :2]).abs().max() < 1.0, t_est
-    R_est = bop.correct_rotation(view_R, t_est)
+    R_est = box_pose.correct_rotation(view_R, t_est)
     assert re(R_est, R).max() < 1.0
     errors = vsd(renderer(R_est, t_est, crops.K_vsd, 64).depth, gt, crops.depth, crops.K_vsd)
     assert errors.max() < 0.3, errors
@@ -77,7 +77,7 @@ def test_crops_test_depth_and_the_aae_translation(dataset):
 
 def test_correct_rotation_turns_the_optical_axis_towards_the_object():
     t = torch.tensor([[0.0, 0.0, 700.0], [100.0, 0.0, 700.0], [0.0, -80.0, 600.0], [60.0, 40.0, 700.0]])
-    Rc = bop.correct_rotation(torch.eye(3).expand(4, 3, 3), t)
+    Rc = box_pose.correct_rotation(torch.eye(3).expand(4, 3, 3), t)
     assert_close(Rc[0], torch.eye(3))
     axis = Rc[:, :, 2]
     direction = t / t.norm(dim=1, keepdim=True)
@@ -122,7 +122,7 @@ def test_a_bop_folder_needs_an_object_id(dataset):
 
 def test_bop2pickle_crop_clips_at_the_border_and_stretches():
     """The original's crop: side int(1.2 * max(w, h)) about the box centre, clipped at the image border."""
-    from multipose.evaluation.bop import crop_like_bop2pickle
+    from multipose.tools.pickle_export import crop_like_bop2pickle
 
     image = np.zeros((100, 200, 3), np.uint8)
     image[:, :, 0] = np.arange(200)[None] % 256  # x in the red channel
@@ -167,7 +167,7 @@ def test_silent_data_problems_are_errors_or_counted(dataset, tmp_path, caplog):
 
     (scene / "depth" / "000000.png").unlink()
     read = bop.read_bop_split(split, obj_id=1)
-    crops = bop.load_bop_crops(read.instances, crop_size=32, pad_factor=1.2, vsd_size=32, progress=False)
+    crops = bop_images.load_bop_crops(read.instances, crop_size=32, pad_factor=1.2, vsd_size=32, progress=False)
     assert crops.depth_known.tolist() == [False, True] and crops.depth[0].eq(0).all() and crops.depth[1].gt(0).any()
 
     camera = json.loads((scene / "scene_camera.json").read_text())
@@ -210,7 +210,7 @@ def test_a_border_cut_instance_is_scored_on_the_image_only_like_bop(dataset, tmp
     K = torch.from_numpy(CAM_K).float()
     full = MeshRenderer(dataset["mesh"])(torch.cat([R_est, R_gt]), torch.cat([t_est, t_gt]), K.expand(2, 3, 3),
                                          (H, W)).depth
-    scene_depth = torch.from_numpy(bop.read_depth(split / "000001" / "depth" / "000005.png", DEPTH_SCALE))
+    scene_depth = torch.from_numpy(bop_images.read_depth(split / "000001" / "depth" / "000005.png", DEPTH_SCALE))
     bop_like = vsd(full[0], full[1], scene_depth, K, 15.0, 20.0)[0]
     uncut = replace(test_set, in_image=None)
     _, _, old = BatchScorer(cfg, scorer.encoder, head, uncut)._vsd(torch.tensor([0]), R_est[:, None], t_est[:, None])

@@ -19,7 +19,7 @@ from torch.testing import assert_close
 from multipose.config import load_config
 from multipose.core.geometry import geodesic_angle_deg
 from multipose.data.io import save_samples
-from multipose.evaluation import TestSet
+from multipose.evaluation.testsets import TestSet
 from multipose.evaluation.report import read_per_sample
 from multipose.experiment.codebook import codebook_from_config
 from multipose.experiment.datasets import generate_samples

@@ -37,42 +37,25 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-import torch
 
-from multipose.data.views import crop_intrinsics, crop_windows, tight_boxes
 from multipose.infra.errors import DataError
-from multipose.infra.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "BopCrops",
     "BopInstance",
     "BopSplit",
     "TARGETS_FILE",
-    "bop_split_pickle",
-    "correct_rotation",
-    "crop_intrinsics_batch",
-    "crop_like_bop2pickle",
-    "box_extent",
-    "crop_square",
-    "estimate_translation",
     "find_image",
     "find_models_info",
-    "poses_from_boxes",
     "is_bop_split",
-    "load_bop_crops",
     "read_bop19_targets",
     "read_bop_split",
-    "read_depth",
     "read_models_info",
-    "read_rgb",
     "read_targets",
     "result_name",
     "subsample",
-    "xywh_to_xyxy",
 ]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -364,282 +347,8 @@ def read_models_info(path: str | os.PathLike[str]) -> dict[int, dict[str, Any]]:
         raise DataError(f"{path}: keys must be object ids (numbers)") from None
 
 
-def xywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """BOP boxes ``[x, y, w, h]`` to ``[u_min, v_min, u_max, v_max]``: ``(*, 4) -> (*, 4)``."""
-    return torch.cat([boxes[..., :2], boxes[..., :2] + boxes[..., 2:]], dim=-1)
-
-
-def box_extent(boxes: torch.Tensor) -> torch.Tensor:
-    """BOP ground-truth boxes ``[x, y, w, h]`` (``scene_gt_info.json``: ``x, y`` the first and ``x + w, y + h``
-    the last pixel of the silhouette, as bop_toolkit's ``calc_2d_bbox`` computes them) to the silhouette's
-    extent ``[u_min, v_min, u_max, v_max]`` with pixel centres at integer coordinates (the convention of our
-    renders' tight boxes): half a pixel more on every side. ``(*, 4) -> (*, 4)``. On the test's tiny split
-    this takes the AAE translation's depth error from +15 mm to +2..+4 mm."""
-    return xywh_to_xyxy(boxes) + torch.tensor([-0.5, -0.5, 0.5, 0.5], dtype=boxes.dtype)
-
-
-def crop_square(
-    image: np.ndarray, window: Sequence[float], size: int, interpolation: int = cv2.INTER_LINEAR
-) -> np.ndarray:
-    """Resample the square ``window = [cx, cy, side]`` of ``image (H, W)`` or ``(H, W, C)`` to
-    ``(size, size[, C])``; outside the image is 0.
-
-    Output pixel ``j`` samples the image at ``u`` with ``j = s (u - u0) - 0.5``, ``s = size / side``,
-    ``u0 = cx - side / 2`` (pixel centres at integer coordinates) -- the same ``A`` as
-    :func:`multipose.data.views.crop_intrinsics`, so a point at pixel ``K_crop x`` of the crop is at
-    ``K x`` in the image.
-    """
-    cx, cy, side = (float(v) for v in window)
-    s = size / side
-    u0, v0 = cx - side / 2.0, cy - side / 2.0
-    M = np.array([[s, 0.0, -s * u0 - 0.5], [0.0, s, -s * v0 - 0.5]], dtype=np.float64)
-    return cv2.warpAffine(image, M, (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-
-def estimate_translation(
-    R: torch.Tensor,
-    boxes: torch.Tensor,
-    K: torch.Tensor,
-    K_train: torch.Tensor,
-    radius: float,
-    vertices: torch.Tensor,
-) -> torch.Tensor:
-    """The AAE's translation from a 2D box: ``R (B, 3, 3), boxes (B, 4) [u_min, v_min, u_max, v_max],
-    K (B, 3, 3), K_train (3, 3), vertices (V, 3) -> t (B, 3)`` (mm).
-
-    The model is projected at rotation ``R`` and ``t = [0, 0, radius]`` with the training camera
-    ``K_train`` (the synthetic render at a known distance; its tight box ``b_r``). Then, with ``b`` the
-    test box, ``diag`` a box's diagonal and ``c`` its centre::
-
-        z = radius * diag(b_r) / diag(b) * mean(fx / fx_train, fy / fy_train)
-        x = (c_u(b) - cx) z / fx - (c_u(b_r) - cx_train) radius / fx_train      (y alike)
-
-    the second term moving from the box centre to the projection of the model origin.
-    """
-    B = R.shape[0]
-    K_train = K_train.to(R)
-    t_train = torch.tensor([0.0, 0.0, float(radius)], dtype=R.dtype, device=R.device).expand(B, 3)
-    rendered = tight_boxes(vertices.to(R), R, t_train, K_train)  # (B, 4)
-    K = K.to(R)
-    boxes = boxes.to(R)
-    diag_r = (rendered[:, 2:] - rendered[:, :2]).norm(dim=-1)
-    diag = (boxes[:, 2:] - boxes[:, :2]).norm(dim=-1).clamp_min(1e-6)
-    ratio = 0.5 * (K[:, 0, 0] / K_train[0, 0] + K[:, 1, 1] / K_train[1, 1])
-    z = radius * diag_r / diag * ratio
-    centre_r = (rendered[:, :2] + rendered[:, 2:]) / 2 - K_train[:2, 2]
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2 - K[:, :2, 2]
-    f, f_train = torch.stack([K[:, 0, 0], K[:, 1, 1]], -1), torch.stack([K_train[0, 0], K_train[1, 1]])
-    xy = centre * z[:, None] / f - centre_r * radius / f_train
-    return torch.cat([xy, z[:, None]], dim=-1)
-
-
-def poses_from_boxes(
-    R_view: torch.Tensor, boxes: torch.Tensor, K: torch.Tensor, K_train: torch.Tensor, radius: float,
-    vertices: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The AAE's poses of ``M`` rotations read from each of ``B`` crops: ``R_view (B, M, 3, 3)`` in the crop's
-    view, ``boxes (B, 4)`` and cameras ``K (B, 3, 3)`` -> ``R (B, M, 3, 3), t (B, M, 3)``: the translation
-    from the box (:func:`estimate_translation`) and the rotation corrected for it (:func:`correct_rotation`)."""
-    B, M = R_view.shape[:2]
-    t = estimate_translation(R_view.flatten(0, 1), boxes.repeat_interleave(M, 0), K.repeat_interleave(M, 0), K_train,
-                             radius, vertices)
-    R = correct_rotation(R_view.flatten(0, 1), t)
-    return R.reshape(B, M, 3, 3), t.reshape(B, M, 3)
-
-
-def correct_rotation(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The AAE's correction of a rotation read from a crop of an object off the optical axis:
-    ``R (B, 3, 3), t (B, 3) -> (B, 3, 3)``.
-
-    Training views show the object on the optical axis; an object at ``t`` is seen from a direction
-    turned by about ``a_x = atan(t_x / t_z)`` and ``a_y = atan(t_y / t_z)``, so the camera-frame
-    rotation is ``R_y(a_x) R_x(-a_y) R`` (``R_x(a)``, ``R_y(a)``: right-handed rotations about the
-    camera's x and y axes), which maps the optical axis onto the direction of ``t`` to first order
-    (exactly for ``t`` in the xz or yz plane). Identity for ``t = [0, 0, z]``.
-    """
-    ax = torch.atan2(t[:, 0], t[:, 2])
-    ay = torch.atan2(t[:, 1], t[:, 2])
-    one, zero = torch.ones_like(ax), torch.zeros_like(ax)
-    # R_corr_y of the AAE with d_alpha_x = -ax: [[cos, 0, -sin], [0, 1, 0], [sin, 0, cos]](-ax)
-    Ry = torch.stack([torch.cos(ax), zero, torch.sin(ax), zero, one, zero, -torch.sin(ax), zero, torch.cos(ax)],
-                     -1).reshape(-1, 3, 3)
-    # R_corr_x of the AAE with d_alpha_y = -ay: [[1, 0, 0], [0, cos, -sin], [0, sin, cos]](-ay)
-    Rx = torch.stack([one, zero, zero, zero, torch.cos(ay), torch.sin(ay), zero, -torch.sin(ay), torch.cos(ay)],
-                     -1).reshape(-1, 3, 3)
-    return Ry.to(R) @ Rx.to(R) @ R
-
-
-@dataclass(frozen=True)
-class BopCrops:
-    """Test instances cut out of their images (CPU tensors, ``N`` instances).
-
-    Attributes:
-        images: ``(N, 3, S, S)`` float32 RGB in [0, 1], the encoder's input crops.
-        K_crop: ``(N, 3, 3)`` intrinsics of those crops.
-        depth: ``(N, V, V)`` float32 test depth (mm) in the VSD window, 0 where unknown (all 0 for an
-            instance whose image has no depth PNG); depth_known: ``(N,)`` bool, which instances have one.
-        in_image: ``(N, V, V)`` bool, the pixels of the VSD window inside the camera image (BOP evaluates
-            the full image: what lies outside it is not seen by either pose).
-        K_vsd: ``(N, 3, 3)`` intrinsics of the VSD window (``V x V`` pixels).
-        R: ``(N, 3, 3)``, t: ``(N, 3)``: ground-truth poses; K: ``(N, 3, 3)`` camera intrinsics.
-        boxes: ``(N, 4)`` ground-truth boxes as silhouette extents ``[u_min, v_min, u_max, v_max]`` in the camera
-            image (:func:`box_extent`).
-        scene_id, im_id: ``(N,)`` int64; image_width: ``(N,)`` int64 pixels of the camera image.
-    """
-
-    images: torch.Tensor
-    K_crop: torch.Tensor
-    depth: torch.Tensor
-    depth_known: torch.Tensor
-    in_image: torch.Tensor
-    K_vsd: torch.Tensor
-    R: torch.Tensor
-    t: torch.Tensor
-    K: torch.Tensor
-    boxes: torch.Tensor
-    scene_id: torch.Tensor
-    im_id: torch.Tensor
-    image_width: torch.Tensor
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """A colour (or grey, 8/16-bit) test image as ``(H, W, 3)`` uint8 RGB; :class:`DataError` if unreadable."""
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"{path}: cannot read this image")
-    if image.dtype == np.uint16:
-        image = (image / 257.0).round().astype(np.uint8)
-    if image.ndim == 2:
-        return np.repeat(image[:, :, None], 3, axis=2)
-    if image.shape[2] == 4:
-        image = image[:, :, :3]
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def read_depth(path: Path, scale: float) -> np.ndarray:
-    """A BOP depth PNG in millimetres (``value * scale``): ``(H, W)`` float32; :class:`DataError` if unreadable."""
-    depth = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
-    if depth is None or depth.ndim != 2:
-        raise DataError(f"{path}: cannot read this depth image (expected a one-channel 16-bit PNG)")
-    return depth.astype(np.float32) * np.float32(scale)
-
-
-def load_bop_crops(
-    instances: Sequence[BopInstance],
-    crop_size: int,
-    pad_factor: float,
-    vsd_size: int,
-    vsd_pad: float = 2.0,
-    progress: bool = True,
-) -> BopCrops:
-    """Cut every instance out of its image: the encoder's crop (window side ``pad_factor * max(w, h)``
-    of ``bbox_obj``, ``crop_size`` pixels, bilinear) and the test depth in the VSD window (side
-    ``vsd_pad * max(w, h)``, ``vsd_size`` pixels, nearest neighbour so no depths are mixed). Each image
-    is read once. An image without a depth PNG leaves its instances' test depth unknown (counted, with a
-    warning: VSD then uses their rendered ground truth)."""
-    if not instances:
-        raise ValueError("no instances to load")
-    boxes = box_extent(torch.from_numpy(np.stack([i.bbox_obj for i in instances])))
-    zeros = torch.zeros(len(instances), 2, dtype=boxes.dtype)
-    windows = crop_windows(boxes, zeros, pad_factor)
-    vsd_windows = crop_windows(boxes, zeros, vsd_pad)
-    K = torch.from_numpy(np.stack([i.K for i in instances]))
-    images, depths, inside, widths = [], [], [], []
-    known = torch.tensor([i.depth_path is not None for i in instances])
-    if not known.all():
-        logger.warning("%d of %d BOP test instances are in images without a depth/ PNG: VSD uses their rendered "
-                       "ground truth as the test depth", int((~known).sum()), len(instances))
-    cache: dict[Path, np.ndarray] = {}
-    for n, inst in enumerate(progress_bar(instances, desc="cropping test images", unit="instance", disable=not progress,
-                                  leave=False)):
-        assert inst.image_path is not None  # read_bop_split keeps only instances whose image exists
-        if inst.image_path not in cache:
-            cache.clear()  # instances are ordered by image: keep one image (and its depth) in memory
-            cache[inst.image_path] = read_rgb(inst.image_path)
-            if inst.depth_path is not None:
-                cache[inst.depth_path] = read_depth(inst.depth_path, inst.depth_scale)
-        crop = crop_square(cache[inst.image_path], windows[n].tolist(), crop_size, cv2.INTER_LINEAR)
-        images.append(torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0)
-        depth = np.zeros((vsd_size, vsd_size), np.float32)
-        if inst.depth_path is not None:
-            depth = crop_square(cache[inst.depth_path], vsd_windows[n].tolist(), vsd_size, cv2.INTER_NEAREST)
-        depths.append(torch.from_numpy(depth))
-        height, width = cache[inst.image_path].shape[:2]
-        frame = np.ones((height, width), np.uint8)
-        widths.append(width)
-        inside.append(torch.from_numpy(crop_square(frame, vsd_windows[n].tolist(), vsd_size, cv2.INTER_NEAREST) > 0))
-    return BopCrops(
-        images=torch.stack(images),
-        K_crop=crop_intrinsics_batch(K, windows, crop_size),
-        depth=torch.stack(depths),
-        depth_known=known,
-        in_image=torch.stack(inside),
-        K_vsd=crop_intrinsics_batch(K, vsd_windows, vsd_size),
-        R=torch.from_numpy(np.stack([i.R for i in instances])).float(),
-        t=torch.from_numpy(np.stack([i.t for i in instances])).float(),
-        K=K.float(),
-        boxes=boxes.float(),
-        scene_id=torch.tensor([i.scene_id for i in instances], dtype=torch.int64),
-        im_id=torch.tensor([i.im_id for i in instances], dtype=torch.int64),
-        image_width=torch.tensor(widths, dtype=torch.int64),
-    )
-
-
-def crop_intrinsics_batch(K: torch.Tensor, windows: torch.Tensor, size: int) -> torch.Tensor:
-    """:func:`multipose.data.views.crop_intrinsics` with one camera per window: ``(N, 3, 3), (N, 3)
-    -> (N, 3, 3)`` float32 (``A_n K_n``)."""
-    A = crop_intrinsics(torch.eye(3, dtype=torch.float64), windows.double(), size)
-    return (A @ K.double()).float()
-
-
 def subsample(n: int, limit: int) -> np.ndarray:
     """At most ``limit`` indices of ``range(n)``, evenly spaced (all when ``n <= limit``)."""
     if n <= limit:
         return np.arange(n)
     return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
-
-
-
-def crop_like_bop2pickle(
-    image: np.ndarray, box_xywh: np.ndarray, pad_factor: float = 1.2, size: int = 128
-) -> np.ndarray:
-    """The original's ``bop2pickle.py`` crop: a square of side ``int(max(w, h) * pad_factor)`` about the
-    box centre, clipped at the image border (so a crop at the border is not square and gets
-    stretched), resized to ``size`` x ``size`` with bilinear interpolation: ``(H, W, 3) -> (size, size, 3)``."""
-    x, y, w, h = np.asarray(box_xywh).astype(np.int32)
-    side = int(max(h, w) * pad_factor)
-    left, right = int(max(x + w / 2 - side / 2, 0)), int(min(x + w / 2 + side / 2, image.shape[1]))
-    top, bottom = int(max(y + h / 2 - side / 2, 0)), int(min(y + h / 2 + side / 2, image.shape[0]))
-    return cv2.resize(image[top:bottom, left:right], (size, size), interpolation=cv2.INTER_LINEAR)
-
-
-def bop_split_pickle(
-    folder: str | os.PathLike[str], obj_id: int, size: int = 128, pad_factor: float = 1.2, limit: int | None = None
-) -> dict[str, list]:
-    """The original's ``bop2pickle.py``: every instance of ``obj_id`` in a BOP split folder with a
-    non-empty visible box (no visibility threshold), cropped by :func:`crop_like_bop2pickle` around
-    its visible box, in the original's pickle format ``{"images", "Rs", "ts", "visib_fract",
-    "scene_ids", "img_ids", "obj_ids"}`` (uint8 RGB crops, OpenCV ``cam_R_m2c``, ``cam_t_m2c`` in mm).
-    ``limit``: at most that many instances, evenly spaced (:func:`subsample`)."""
-    instances = [
-        i for i in read_bop_split(folder, obj_id, min_visib_fract=0.0).instances
-        if i.bbox_visib[2] > 0 and i.bbox_visib[3] > 0
-    ]
-    if not instances:
-        raise DataError(f"{folder}: no instance of object {obj_id} with a visible box")
-    if limit is not None:
-        instances = [instances[i] for i in subsample(len(instances), limit)]
-    data: dict[str, list] = {k: [] for k in ("images", "Rs", "ts", "visib_fract", "scene_ids", "img_ids", "obj_ids")}
-    images: dict[Path, np.ndarray] = {}
-    for inst in instances:
-        assert inst.image_path is not None  # read_bop_split keeps only instances whose image exists
-        if inst.image_path not in images:
-            images = {inst.image_path: read_rgb(inst.image_path)}  # instances come ordered by image
-        data["images"].append(crop_like_bop2pickle(images[inst.image_path], inst.bbox_visib, pad_factor, size))
-        data["Rs"].append(np.asarray(inst.R, dtype=np.float64))
-        data["ts"].append(np.asarray(inst.t, dtype=np.float64))
-        data["visib_fract"].append(float(inst.visib_fract))
-        data["scene_ids"].append(int(inst.scene_id))
-        data["img_ids"].append(int(inst.im_id))
-        data["obj_ids"].append(int(inst.obj_id))
-    return data

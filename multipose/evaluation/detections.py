@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from multipose.data.views import ViewSettings
-from multipose.evaluation import bop
+from multipose.evaluation import box_pose
 from multipose.evaluation.bop19 import Submission, select
 from multipose.evaluation.scoring import Estimates
 from multipose.infra.errors import DataError
@@ -100,7 +100,7 @@ def detection_submissions(
             seconds["codebook"] += dt
             views["codebook"] = (match.rotations, match.similarity)
         for method, (R_view, confidence) in views.items():
-            R, t = bop.poses_from_boxes(R_view, detections.boxes[part].to(device), detections.K[part].to(device),
+            R, t = box_pose.poses_from_boxes(R_view, detections.boxes[part].to(device), detections.K[part].to(device),
                                         settings.K_tensor(device), settings.distance, vertices)
             score = confidence * detections.score[part].to(device)[:, None]
             out[method].append(Estimates(score.cpu(), R.cpu(), t.cpu()))

@@ -30,7 +30,7 @@ from multipose.core.mesh import Mesh
 from multipose.core.render import MeshRenderer
 from multipose.data.sampling import make_generator
 from multipose.data.views import ViewSettings
-from multipose.evaluation import bop
+from multipose.evaluation import box_pose
 from multipose.evaluation import metrics as pose_error  # pose_error.re: the name re stays the standard library's
 from multipose.evaluation.testsets import TestSet
 from multipose.infra.timing import timed
@@ -258,7 +258,7 @@ class BatchScorer:
         if ts.boxes is None:
             return R_view, ts.t[idx].to(self.device)[:, None].expand(B, M, 3)
         assert ts.K is not None  # TestSet: boxes and K go together
-        return bop.poses_from_boxes(R_view, ts.boxes[idx].to(self.device), ts.K[idx].to(self.device),
+        return box_pose.poses_from_boxes(R_view, ts.boxes[idx].to(self.device), ts.K[idx].to(self.device),
                                     self.settings.K_tensor(self.device), self.settings.distance, self.vertices)
 
     def _result_poses(
@@ -270,7 +270,7 @@ class BatchScorer:
             return R_est, t_est
         B, M = R_view.shape[:2]
         t_out = self.test_set.t_scene[idx].to(self.device)[:, None].expand(B, M, 3)
-        R_out = bop.correct_rotation(R_view.flatten(0, 1), t_out.flatten(0, 1)).reshape(B, M, 3, 3)
+        R_out = box_pose.correct_rotation(R_view.flatten(0, 1), t_out.flatten(0, 1)).reshape(B, M, 3, 3)
         return R_out, t_out
 
     def _vsd(

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from multipose.config import Config, crop_size
-from multipose.evaluation import bop
+from multipose.evaluation import bop, bop_images
 from multipose.evaluation.metrics import symmetry_transformations
 from multipose.experiment.asset_checks import check_sample_files
 from multipose.experiment.findings import SHOWN_FILES, Finding, counted, guarded, setting
@@ -77,9 +77,9 @@ def _unreadable_images(instances: Sequence[bop.BopInstance], progress: bool) -> 
     for inst in progress_bar(instances, desc="reading test images", unit="instance", disable=not progress,
                              leave=False):
         assert inst.image_path is not None  # the readers keep only instances whose image exists
-        reads: list[tuple[Path, Callable[[Path], np.ndarray]]] = [(inst.image_path, bop.read_rgb)]
+        reads: list[tuple[Path, Callable[[Path], np.ndarray]]] = [(inst.image_path, bop_images.read_rgb)]
         if inst.depth_path is not None:
-            reads.append((inst.depth_path, partial(bop.read_depth, scale=inst.depth_scale)))
+            reads.append((inst.depth_path, partial(bop_images.read_depth, scale=inst.depth_scale)))
         for path, read in reads:
             if path in bad:
                 continue

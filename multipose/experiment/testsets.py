@@ -15,7 +15,7 @@ from multipose.config import Config, crop_size, render_distance
 from multipose.core.mesh import load_mesh
 from multipose.data.io import load_samples
 from multipose.data.views import ViewRenderer, crop_windows
-from multipose.evaluation import bop
+from multipose.evaluation import bop, bop_images, box_pose
 from multipose.evaluation.bop19 import ObjectModel
 from multipose.evaluation.detections import Detections, read_detections
 from multipose.evaluation.metrics import symmetry_transformations
@@ -162,7 +162,7 @@ def _bop_test_set(cfg: Config, path: Path, num: int, progress: bool) -> TestSet:
         instances = [instances[i] for i in bop.subsample(len(instances), num)]
         num_targets = None
     vsd_size = BOP_VSD_SCALE * size
-    crops = bop.load_bop_crops(instances, size, cfg.Dataset.PAD_FACTOR, vsd_size, BOP_VSD_PAD, progress=progress)
+    crops = bop_images.load_bop_crops(instances, size, cfg.Dataset.PAD_FACTOR, vsd_size, BOP_VSD_PAD, progress=progress)
     return TestSet(
         images=crops.images, R=crops.R, t=crops.t, K_vsd=crops.K_vsd, vsd_size=vsd_size, depth_test=crops.depth,
         depth_known=crops.depth_known, in_image=crops.in_image, boxes=crops.boxes, K=crops.K,
@@ -265,7 +265,7 @@ def load_detections(cfg: Config, targets: TestSet, progress: bool = False) -> De
     logger.info("detections: %d of object %d in %d target images from %s", len(found), ev.OBJ_ID,
                 len({d["key"] for d in found}), path)
     xywh = torch.tensor([d["bbox"] for d in found], dtype=torch.float64)
-    boxes = bop.xywh_to_xyxy(xywh) - 0.5  # COCO's corner convention to pixel centres
+    boxes = box_pose.xywh_to_xyxy(xywh) - 0.5  # COCO's corner convention to pixel centres
     size = crop_size(cfg)
     windows = crop_windows(boxes, torch.zeros(len(found), 2, dtype=boxes.dtype), cfg.Dataset.PAD_FACTOR)
     split = Path(ev.TEST_DATA_PATH)
@@ -277,8 +277,8 @@ def load_detections(cfg: Config, targets: TestSet, progress: bool = False) -> De
             path_rgb = bop.find_image(split / f"{scene:06d}", im, ("rgb", "gray"))
             if path_rgb is None:
                 raise DataError(f"{split / f'{scene:06d}'}: no image {im:06d} for a detection")
-            image, loaded = bop.read_rgb(path_rgb), d["key"]
-        crop = bop.crop_square(image, windows[n].tolist(), size, cv2.INTER_LINEAR)
+            image, loaded = bop_images.read_rgb(path_rgb), d["key"]
+        crop = bop_images.crop_square(image, windows[n].tolist(), size, cv2.INTER_LINEAR)
         crops.append(torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255.0)
     index = torch.tensor([first[d["key"]] for d in found])
     inst_count = torch.ones(len(found), dtype=torch.int64)
