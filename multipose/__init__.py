@@ -1,10 +1,28 @@
 """multipose: 6D pose estimation of texture-less, symmetric objects with a multi-pose loss.
 
-Layering (imports only point down):
-1. ``config``, ``geometry``, ``checkpoint`` -- leaves;
-2. ``mesh`` -> ``render``;
-3. ``losses``, ``data``; 4. ``models``; 5. ``training``, ``landscape``, ``evaluation``;
-6. the thin CLI scripts at the repository root (``cli`` holds their shared plumbing).
+The entry scripts at the repository root read a config once (``app``) and hand it to the assembly layer
+(``experiment``), which builds the settings and objects the config-free layers below it take: ``training`` and
+``evaluation`` (loops and metrics), ``data`` and ``models``, the ``core`` (geometry, meshes, renderer, loss) and
+``infra`` (atomic files, checkpoints, distributed, progress). docs/architecture.md shows one training step
+through them.
+
+Layers, top to bottom (a module imports only its own layer and the ones listed; tests/test_architecture.py
+checks every import against this table):
+
+- ``app`` -> ``tools``, ``experiment``, ``config``, ``training``, ``evaluation``, ``data``, ``models``,
+  ``core``, ``core.settings``, ``infra``
+- ``tools`` -> ``experiment``, ``config``, ``training``, ``evaluation``, ``data``, ``models``, ``core``,
+  ``core.settings``, ``infra``
+- ``experiment`` -> ``config``, ``training``, ``evaluation``, ``data``, ``models``, ``core``,
+  ``core.settings``, ``infra``
+- ``config`` -> ``core.settings``, ``infra``
+- ``training`` -> ``data``, ``models``, ``core``, ``core.settings``, ``infra``
+- ``evaluation`` -> ``data``, ``models``, ``core``, ``core.settings``, ``infra``
+- ``data`` -> ``core``, ``core.settings``, ``infra``
+- ``models`` -> ``core``, ``core.settings``, ``infra``
+- ``core`` -> ``core.settings``, ``infra``
+- ``core.settings`` -> nothing
+- ``infra`` -> nothing
 """
 
 __version__ = "0.1.0"

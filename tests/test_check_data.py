@@ -246,7 +246,8 @@ def test_bop19_targets_model_and_detections_are_checked_before_a_run(tmp_path):
     the detections file parsed, each a finding; a malformed detections file or targets file fails preflight."""
     import json
 
-    from multipose.experiment.preflight import PreflightError, preflight
+    from multipose.experiment.preflight import preflight
+    from multipose.infra.errors import PreflightError
 
     split = write_bop19_dataset(tmp_path / "bop")["split"]
     detections = tmp_path / "det.json"

@@ -11,8 +11,7 @@ import torch
 
 from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
 from multipose.data.sampling import sundermeyer_random
-from multipose.infra.atomic import WriteError
-from multipose.infra.errors import DataError
+from multipose.infra.errors import DataError, WriteError
 
 
 def _samples(n=5, size=16, seed=0) -> SampleSet:

@@ -187,7 +187,7 @@ def test_a_border_cut_instance_is_scored_on_the_image_only_like_bop(dataset, tmp
     from support.data import CAM_K, H, W
 
     from multipose.core.geometry import rotation_about_axis
-    from multipose.evaluation.scoring import BatchScorer
+    from multipose.experiment.evaluation import batch_scorer
 
     split = _copy(dataset, tmp_path)
     add_border_cut_image(dataset, split)
@@ -201,7 +201,7 @@ def test_a_border_cut_instance_is_scored_on_the_image_only_like_bop(dataset, tmp
     test_set = test_set.take(torch.tensor([cut]))
     assert not test_set.in_image[0].all() and test_set.in_image[0].any()
     head = PoseHead(PoseHeadConfig(num_hypotheses=1, input_dim=16)).eval()
-    scorer = BatchScorer(cfg, Encoder(EncoderConfig(image_size=32, channels=(8, 8), latent_size=16)), head, test_set)
+    scorer = batch_scorer(cfg, Encoder(EncoderConfig(image_size=32, channels=(8, 8), latent_size=16)), head, test_set)
     R_gt, t_gt = test_set.R[:1], test_set.t[:1]
     R_est = rotation_about_axis((0.0, 1.0, 0.0), 20.0).float() @ R_gt  # 20 degrees off, 6 mm further
     t_est = t_gt + torch.tensor([0.0, 0.0, 6.0])
@@ -213,7 +213,7 @@ def test_a_border_cut_instance_is_scored_on_the_image_only_like_bop(dataset, tmp
     scene_depth = torch.from_numpy(bop_images.read_depth(split / "000001" / "depth" / "000005.png", DEPTH_SCALE))
     bop_like = vsd(full[0], full[1], scene_depth, K, 15.0, 20.0)[0]
     uncut = replace(test_set, in_image=None)
-    _, _, old = BatchScorer(cfg, scorer.encoder, head, uncut)._vsd(torch.tensor([0]), R_est[:, None], t_est[:, None])
+    _, _, old = batch_scorer(cfg, scorer.encoder, head, uncut)._vsd(torch.tensor([0]), R_est[:, None], t_est[:, None])
     assert abs(float(ours[0, 0]) - float(bop_like)) < 0.015, (float(ours[0, 0]), float(bop_like))
     assert abs(float(old[0, 0]) - float(bop_like)) > 0.03, (float(old[0, 0]), float(bop_like))
 

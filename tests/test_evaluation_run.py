@@ -19,8 +19,8 @@ from torch.testing import assert_close
 from multipose.config import load_config
 from multipose.core.geometry import geodesic_angle_deg
 from multipose.data.io import save_samples
-from multipose.evaluation.testsets import TestSet
 from multipose.evaluation.report import read_per_sample
+from multipose.evaluation.testsets import TestSet
 from multipose.experiment.codebook import codebook_from_config
 from multipose.experiment.datasets import generate_samples
 from multipose.experiment.evaluation import evaluate_models, load_pose_checkpoint

@@ -13,7 +13,8 @@ from PIL import Image
 
 from multipose.config import load_config
 from multipose.core.geometry import deserno_sphere_points
-from multipose.tools.landscape import LandscapeError, basins, load_landscape, run_landscape
+from multipose.infra.errors import LandscapeError
+from multipose.tools.landscape import basins, load_landscape, run_landscape
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUM_SAMPLES = 300

@@ -16,7 +16,8 @@ from multipose.core.geometry import (
     rotation_6d_to_matrix,
 )
 from multipose.core.mesh import Mesh, load_mesh, simplify_mesh
-from multipose.core.render import LossView, MeshRenderer, RenderSettings, closed_orientation, rasterize_nearest
+from multipose.core.rasterizer import closed_orientation, rasterize_nearest
+from multipose.core.render import LossView, MeshRenderer, RenderSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,8 @@ import torch
 
 from multipose.data.io import load_samples
 from multipose.data.sampling import load_view_sampling_file
-from multipose.infra.checkpoint import CheckpointRefused, CheckpointStore, load_checkpoint
-from multipose.infra.errors import DataError
+from multipose.infra.checkpoint import CheckpointStore, load_checkpoint
+from multipose.infra.errors import CheckpointRefused, DataError
 from multipose.models.aae_npy import read_aae_npy
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import ModelFileError, load_encoder_pt

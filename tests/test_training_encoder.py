@@ -380,7 +380,7 @@ def test_committed_template_encoder_is_what_its_command_makes(tmp_path):
     for section, key in PRETRAINING_KEYS + [(k.section, k.name) for k in SCHEMA if k.section == "Augmentation"]:
         assert getattr(getattr(stored, section), key) == getattr(getattr(template, section), key), (section, key)
     assert metadata["iterations"] == template.Encoder.NUM_ITER
-    from multipose.core.mesh import file_sha256
+    from multipose.infra.content_key import file_sha256
 
     assert metadata["data_mesh_sha256"] == file_sha256(REPO_ROOT / template.Dataset.MODEL_PATH_DATA)
     run = subprocess.run(

@@ -423,7 +423,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(shared, tmp_path, monk
     import os
 
     import multipose.infra.checkpoint as checkpoint_mod
-    from multipose.infra.atomic import WriteError
+    from multipose.infra.errors import WriteError
 
     out = tmp_path / "run"
     train_pose_head(_cfg(shared, out, epochs=1), torch.device("cpu"), progress=False)

@@ -101,14 +101,14 @@ def run(
     ``preflight``: first check every asset the config names (:func:`multipose.experiment.preflight.preflight`,
     seconds): a missing or malformed one stops the script before any work, with exit code 2.
     ``encoder_crop_size``: fill an empty ``[Dataset] CROP_SIZE`` from the encoder file, once
-    (:func:`multipose.models.weights.with_encoder_crop_size`; it imports torch).
+    (:func:`multipose.experiment.encoders.with_encoder_crop_size`; it imports torch).
     ``UserInputError`` (config errors included) -> one ``error: ...`` line on stderr and
     ``exc.exit_code``; Ctrl-C -> 130. Other exceptions are bugs and propagate with their traceback.
     """
     def configured(args: argparse.Namespace) -> int | None:
         cfg = load_config(args.config, args.overrides)
         if encoder_crop_size:
-            from multipose.experiment.encoders import with_encoder_crop_size
+            from multipose.experiment.encoders import with_encoder_crop_size  # lazy: torch (--help stays fast)
 
             cfg = with_encoder_crop_size(cfg)
         if preflight:

@@ -39,7 +39,8 @@ Check a file from the shell (prints the resolved configuration, every key, or on
 
     python -m multipose.config experiment.cfg --set Training.NUM_ITER=5
 
-The package: :mod:`~multipose.config.types` (INI value types), :mod:`~multipose.config.schema` (every key:
+The package: :mod:`~multipose.config.types` and :mod:`~multipose.config.compound_types` (INI value types),
+:mod:`~multipose.config.schema` (every key:
 the part to edit when adding one), :mod:`~multipose.config.core` (the :class:`Config` object),
 :mod:`~multipose.config.ini` and :mod:`~multipose.config.loading` (reading files and overrides),
 :mod:`~multipose.config.derived` (values computed from a config alone; nothing here reads a model file or

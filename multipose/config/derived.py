@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from multipose.config.compound_types import _parse_view_sampling
 from multipose.config.core import Config
-from multipose.config.types import _parse_view_sampling
 from multipose.core.settings import DEFAULT_DEPTH_MAX, ENCODER_INPUT_SIZES, LossParameters, ViewSampling
 from multipose.infra.errors import ConfigError
 
@@ -28,7 +28,7 @@ def crop_size(cfg: Config) -> int:
     """Side of the training crops: ``[Dataset] CROP_SIZE``, or, when empty, the input size of the
     ``[Encoder] ARCH`` preset (:func:`encoder_arch`). The entry scripts fill an empty ``CROP_SIZE`` from
     the encoder file once, when it records another size
-    (:func:`multipose.models.weights.with_encoder_crop_size`)."""
+    (:func:`multipose.experiment.encoders.with_encoder_crop_size`)."""
     size = cfg.Dataset.CROP_SIZE
     return int(size) if size is not None else ENCODER_INPUT_SIZES[encoder_arch(cfg)]
 

@@ -8,24 +8,26 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from multipose.config.compound_types import (
+    EulerListType,
+    FloatRangeType,
+    IntListType,
+    IntrinsicsType,
+    TranslationType,
+    ViewSamplingType,
+    ViewsType,
+)
 from multipose.config.types import (
     BackgroundType,
     BoolType,
     ChoiceType,
     EncoderWeightsType,
-    EulerListType,
-    FloatRangeType,
     FloatType,
-    IntListType,
-    IntrinsicsType,
     IntType,
     ModelPathType,
     PathListType,
     PathType,
-    TranslationType,
     ValueType,
-    ViewSamplingType,
-    ViewsType,
     _num,
 )
 from multipose.core.settings import DEFAULT_DEPTH_MAX, HARD_POOLS

@@ -16,7 +16,6 @@ that names the file, what is wrong and how to fix it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -24,17 +23,14 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import trimesh
 
 from multipose.infra.atomic import atomic_write_bytes
+from multipose.infra.content_key import content_key, file_sha256
 from multipose.infra.errors import MeshError
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
@@ -138,15 +134,6 @@ class Mesh:
 
 def _shape_of(x: object) -> str:
     return f"shape {tuple(x.shape)}" if hasattr(x, "shape") else type(x).__name__
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's content (read in 1 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -358,7 +345,7 @@ def _cache_path(cache_dir: Path, content_sha: str, target_faces: int, normalize:
         f"{content_sha}|faces={target_faces}|normalize={normalization_key(normalize)}"
         f"|v{LOSS_MESH_CACHE_VERSION}"
     )
-    key_sha = hashlib.sha256(key.encode()).hexdigest()[:24]
+    key_sha = content_key(key)[:24]
     norm = "norm" if normalize else "raw"
     return cache_dir / "meshes" / f"{content_sha[:12]}-f{target_faces}-{norm}-{key_sha}.npz"
 

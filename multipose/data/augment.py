@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from kornia.enhance import adjust_brightness
 from kornia.filters import gaussian_blur2d
 from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
+
+from multipose.infra.records import TensorRecord
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class AugmentSettings:
 
 
 @dataclass(frozen=True)
-class AugmentParams:
+class AugmentParams(TensorRecord):
     """Drawn parameters for a batch of ``B`` images of side ``S`` (CPU or any device).
 
     Attributes:
@@ -96,9 +98,6 @@ class AugmentParams:
     invert: torch.Tensor
     multiply: torch.Tensor
     contrast: torch.Tensor
-
-    def to(self, device: torch.device | str) -> AugmentParams:
-        return AugmentParams(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
 def _uniform(g: torch.Generator, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:

@@ -25,7 +25,6 @@ rendered only when asked for (``targets=True``) into a companion file ``<same na
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -39,11 +38,12 @@ from typing import Any, TypeVar, cast
 import numpy as np
 import torch
 
-from multipose.core.mesh import file_sha256, load_mesh, normalization_key
+from multipose.core.mesh import Mesh, load_mesh, normalization_key
 from multipose.core.settings import ViewSampling
 from multipose.data.sampling import base_rotations, load_view_sampling_file, make_generator
 from multipose.data.views import ViewRenderer, Views, ViewSettings
 from multipose.infra.atomic import atomic_open
+from multipose.infra.content_key import content_key, file_sha256
 from multipose.infra.distributed import Dist
 from multipose.infra.errors import DataError
 from multipose.infra.progress import progress_bar
@@ -144,8 +144,7 @@ def view_cache_key(
         "num_views": int(num_views),
         "seed": int(seed),
     }
-    text = json.dumps(described, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest(), described
+    return content_key(described), described
 
 
 def _encode(views: Views, distance: float) -> dict[str, np.ndarray]:
@@ -264,7 +263,7 @@ def build_view_cache(
 
     Args:
         mesh_path: the data mesh (PLY/OBJ, mm), rendered at full resolution.
-        settings: crop geometry (:func:`multipose.data.views.view_settings`).
+        settings: crop geometry (:func:`multipose.experiment.factories.view_settings`).
         num_views: pool size (a rotation file with fewer rotations gives all of them).
         cache_dir: ``[Dataset] CACHE_DIR``; the file goes to ``cache_dir/views/``.
         normalize: ``[Rendering] NORMALIZE_VERTICES``.
@@ -283,11 +282,8 @@ def build_view_cache(
     mesh_path = Path(mesh_path)
     mesh = load_mesh(mesh_path, normalize=normalize)  # validates the file (MeshError) before hashing
     spec = ViewSampling(sampling)
-    file_sha = None
-    file_rotations = None
-    if spec.is_file:
-        file_rotations = load_view_sampling_file(sampling)
-        file_sha = file_sha256(sampling)
+    file_rotations = load_view_sampling_file(sampling) if spec.is_file else None
+    file_sha = file_sha256(sampling) if spec.is_file else None
     key, described = view_cache_key(
         file_sha256(mesh_path), settings, normalize, sampling, file_sha, num_views, seed
     )
@@ -298,28 +294,39 @@ def build_view_cache(
         return _with_targets(cached, key, path, targets, lambda: ViewRenderer(mesh, settings, device), batch_size,
                              progress, dist, device)
 
+    renderer = ViewRenderer(mesh, settings, device)
     generator = make_generator(seed, "view-cache")
     R = base_rotations(spec, num_views, generator, file_rotations=file_rotations)
-    renderer = ViewRenderer(mesh, settings, device)
+    views = _render_stored(renderer, mesh, mesh_path.name, R, generator, path, key, described, batch_size, progress,
+                           dist)
+    return _with_targets(views, key, path, targets, lambda: renderer, batch_size, progress, dist, device)
+
+
+def _render_stored(renderer: ViewRenderer, mesh: Mesh, name: str, R: torch.Tensor, generator: torch.Generator,
+                   path: Path, key: str, described: dict[str, Any], batch_size: int, progress: bool,
+                   dist: Dist) -> Views:
+    """Render the views of ``R (N, 3, 3)`` (each rank its share), write them to ``path`` (rank 0) and read the
+    file back: what a later run loads (float16 depth), so a fresh cache and a loaded one are identical. ``mesh``,
+    ``name``: the rendered mesh and its file name, for the log."""
+    settings = renderer.settings
     start = time.perf_counter()
     rendered = render_views(renderer, R, generator, batch_size=batch_size, progress=progress,
-                            desc=f"rendering view cache ({mesh_path.name})", dist=dist)
+                            desc=f"rendering view cache ({name})", dist=dist)
     if rendered is not None:  # rank 0 (or the only process) writes
         _store(path, key, described, rendered, settings.distance)
         seconds = time.perf_counter() - start
         logger.info(
             "view cache: rendered %d views of %s (%d faces, %d px) in %.1f s (%.1f views/s, %d process(es)); "
-            "wrote %s", len(rendered), mesh_path.name, mesh.num_faces, settings.size, seconds,
+            "wrote %s", len(rendered), name, mesh.num_faces, settings.size, seconds,
             len(rendered) / max(seconds, 1e-9), dist.world_size, path,
         )
     dist.barrier()  # the file is written
-    # Serve what the file holds (float16 depth), so a fresh cache and a loaded one are identical.
-    views = _read(path, key, settings.size, num_views, settings.distance)
+    views = _read(path, key, settings.size, len(R), settings.distance)
     if views is None and rendered is None:
         raise DataError(f"{path}: the view cache rank 0 wrote cannot be read back")
     views = views if views is not None else rendered
     assert views is not None
-    return _with_targets(views, key, path, targets, lambda: renderer, batch_size, progress, dist, device)
+    return views
 
 
 def _with_targets(

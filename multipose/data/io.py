@@ -35,6 +35,7 @@ import torch
 
 from multipose.infra.atomic import atomic_open, atomic_write_bytes
 from multipose.infra.errors import DataError
+from multipose.infra.records import TensorRecord
 from multipose.infra.safe_pickle import ForbiddenPickle, load_arrays_only
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ PICKLE_SUFFIXES = (".p", ".pkl", ".pickle")
 
 
 @dataclass(frozen=True, eq=False)
-class Batch:
+class Batch(TensorRecord):
     """``B`` samples on one device, what training and validation consume.
 
     Attributes:
@@ -80,12 +81,9 @@ class Batch:
     index: torch.Tensor | None = None
     target: torch.Tensor | None = None
 
-    def __len__(self) -> int:
-        return int(self.R.shape[0])
-
 
 @dataclass(frozen=True, eq=False)
-class SampleSet:
+class SampleSet(TensorRecord):
     """A set of image samples (CPU tensors).
 
     Attributes:
@@ -112,20 +110,14 @@ class SampleSet:
     t_scene: torch.Tensor | None = None
     R_predicted: torch.Tensor | None = None
 
+    SHARED = frozenset({"meta"})
+
     def __post_init__(self) -> None:
         n = self.images.shape[0]
         if self.images.ndim != 4 or self.images.shape[1] != 3 or self.images.shape[2] != self.images.shape[3]:
             raise ValueError(f"images must be (N, 3, S, S), got {tuple(self.images.shape)}")
-        if self.R.shape != (n, 3, 3):
-            raise ValueError(f"R must be ({n}, 3, 3), got {tuple(self.R.shape)}")
-        for name, shape in (("t", (n, 3)), ("K", (n, 3, 3)), ("mask", (n, *self.images.shape[2:])), ("ids", (n, 3)),
-                            ("t_scene", (n, 3)), ("R_predicted", (n, 3, 3))):
-            value = getattr(self, name)
-            if value is not None and tuple(value.shape) != shape:
-                raise ValueError(f"{name} must be {shape}, got {tuple(value.shape)}")
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
+        self.check_shapes({"R": (n, 3, 3), "t": (n, 3), "K": (n, 3, 3), "mask": (n, *self.images.shape[2:]),
+                           "ids": (n, 3), "t_scene": (n, 3), "R_predicted": (n, 3, 3)})
 
     @property
     def image_size(self) -> int:
@@ -133,10 +125,7 @@ class SampleSet:
 
     def rows(self, index: slice | list[int]) -> SampleSet:
         """The samples at ``index`` (a slice or a list of row numbers), ``meta`` kept."""
-        pick = (lambda v: v[index]) if isinstance(index, slice) else (lambda v: v[torch.as_tensor(index)])
-        optional = {name: getattr(self, name) for name in ("t", "K", "mask", "ids", "t_scene", "R_predicted")}
-        return SampleSet(images=pick(self.images), R=pick(self.R), meta=self.meta,
-                         **{name: pick(v) if v is not None else None for name, v in optional.items()})
+        return self.take(index if isinstance(index, slice) else torch.as_tensor(index))
 
     def batches(self, batch_size: int, device: torch.device | str = "cpu") -> Iterator[Batch]:
         """The samples in order as :class:`Batch` es of ``batch_size`` (``t``, ``K``, ``mask`` where

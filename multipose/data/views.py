@@ -21,13 +21,14 @@ on black, with their depth and silhouette.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 
 from multipose.core.geometry import project_points
 from multipose.core.mesh import Mesh
 from multipose.core.render import MeshRenderer
+from multipose.infra.records import TensorRecord
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class ViewSettings:
 
 
 @dataclass(frozen=True)
-class Views:
+class Views(TensorRecord):
     """Rendered views, batch-first, all on one device.
 
     Attributes:
@@ -98,21 +99,6 @@ class Views:
     R: torch.Tensor
     t: torch.Tensor
     K: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.R.shape[0])
-
-    def take(self, index: torch.Tensor) -> Views:
-        """The views at ``index (n,)``."""
-        index = index.to(self.R.device)
-        return Views(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-    def to(self, device: torch.device | str) -> Views:
-        return Views(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-    @staticmethod
-    def cat(parts: list[Views]) -> Views:
-        return Views(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Views)})
 
 
 def tight_boxes(vertices: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor) -> torch.Tensor:

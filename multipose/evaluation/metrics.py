@@ -107,6 +107,15 @@ def visibility_masks(
     return visib_gt, visib_est
 
 
+def _taus(taus: float | Sequence[float], device: torch.device) -> torch.Tensor:
+    """``taus`` as a float64 tensor ``(T,)``; ValueError unless one or more positive numbers."""
+    taus_t = torch.as_tensor([taus] if isinstance(taus, (int, float)) else list(taus), dtype=torch.float64,
+                             device=device)
+    if taus_t.ndim != 1 or taus_t.numel() == 0 or not bool((taus_t > 0).all()):
+        raise ValueError(f"taus must be one or more positive numbers, got {taus}")
+    return taus_t
+
+
 def vsd(
     depth_est: torch.Tensor,
     depth_gt: torch.Tensor,
@@ -141,11 +150,7 @@ def vsd(
     if normalized_by_diameter and (diameter is None or not diameter > 0):
         raise ValueError("normalized_by_diameter needs the object's diameter > 0")
     _check_depths(depth_est, depth_gt, depth_test)
-    taus_t = torch.as_tensor(
-        [taus] if isinstance(taus, (int, float)) else list(taus), dtype=torch.float64, device=depth_gt.device
-    )
-    if taus_t.ndim != 1 or taus_t.numel() == 0 or not bool((taus_t > 0).all()):
-        raise ValueError(f"taus must be one or more positive numbers, got {taus}")
+    taus_t = _taus(taus, depth_gt.device)
     dtype = torch.float64  # distances of ~1 m compared at 0.1 mm: float32 is enough, float64 is free here
     dist_est = depth_to_distance(depth_est.to(dtype), K)
     dist_gt = depth_to_distance(depth_gt.to(dtype), K)
@@ -294,7 +299,7 @@ def mcnemar_exact(a_correct: torch.Tensor, b_correct: torch.Tensor) -> dict[str,
     ``only_a`` and ``only_b`` (instances only that method got right) and ``p``, the two-sided binomial
     p-value of ``only_a`` out of ``only_a + only_b`` at 1/2 (``scipy.stats.binomtest``; 1.0 when no
     instance is discordant)."""
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # lazy: the metrics import fast, scipy.stats takes ~0.5 s
 
     a, b = torch.as_tensor(a_correct).bool().reshape(-1), torch.as_tensor(b_correct).bool().reshape(-1)
     if a.shape != b.shape:

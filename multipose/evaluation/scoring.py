@@ -10,7 +10,7 @@ Methods compared (every one gets the same VSD, rotation errors and, for BOP, tra
 - ``stored``: rotations stored with the test set (a pickle's ``Rs_predicted``), when it has them.
 
 For a test set with boxes (BOP) the translation is estimated from the box the AAE way
-(:func:`~multipose.evaluation.bop.estimate_translation`) and the rotation corrected for it; otherwise the
+(:func:`~multipose.evaluation.box_pose.estimate_translation`) and the rotation corrected for it; otherwise the
 ground-truth translation is used. Rotation errors are plain (:func:`~multipose.evaluation.metrics.re`) and
 symmetry-aware (:func:`~multipose.evaluation.metrics.re_sym`, equal to plain when the symmetries are unknown).
 """

@@ -24,9 +24,11 @@ folder) when its entry matches the data mesh.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
+
+from multipose.infra.records import TensorRecord
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ BOP_VSD_SCALE = 2
 
 
 @dataclass(frozen=True, eq=False)
-class TestSet:
+class TestSet(TensorRecord):
     """What an evaluation runs on (CPU tensors, ``N`` instances).
 
     Attributes:
@@ -94,28 +96,22 @@ class TestSet:
     inst_count: torch.Tensor | None = None
     num_targets: int | None = None
 
+    SHARED = frozenset({"symmetries"})  # the object's, not one per instance
+
     def __post_init__(self) -> None:
         n = self.images.shape[0]
         if self.images.ndim != 4 or self.images.shape[1] != 3:
             raise ValueError(f"images must be (N, 3, S, S), got {tuple(self.images.shape)}")
         window = (n, self.vsd_size, self.vsd_size)
-        shapes = {"R": (n, 3, 3), "t": (n, 3), "K_vsd": (n, 3, 3), "depth_test": window, "depth_known": (n,),
-                  "in_image": window, "image_width": (n,), "inst_count": (n,),
-                  "boxes": (n, 4), "K": (n, 3, 3), "scene_id": (n,), "im_id": (n,), "t_scene": (n, 3),
-                  "R_stored": (n, 3, 3)}
-        for name, shape in shapes.items():
-            value = getattr(self, name)
-            if value is not None and tuple(value.shape) != shape:
-                raise ValueError(f"{name} must be {shape}, got {tuple(value.shape)}")
+        self.check_shapes({"R": (n, 3, 3), "t": (n, 3), "K_vsd": (n, 3, 3), "depth_test": window, "depth_known": (n,),
+                           "in_image": window, "image_width": (n,), "inst_count": (n,), "boxes": (n, 4),
+                           "K": (n, 3, 3), "scene_id": (n,), "im_id": (n,), "t_scene": (n, 3), "R_stored": (n, 3, 3)})
         if (self.boxes is None) != (self.K is None):
             raise ValueError("boxes and K go together (translation from boxes needs the camera)")
         if self.scene_id is None:
             object.__setattr__(self, "scene_id", torch.zeros(n, dtype=torch.int64))
         if self.im_id is None:
             object.__setattr__(self, "im_id", torch.arange(n, dtype=torch.int64))
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
 
     def vsd_depths(
         self, rows: torch.Tensor, depth_est: torch.Tensor, depth_gt: torch.Tensor
@@ -134,12 +130,3 @@ class TestSet:
             if self.depth_known is not None:
                 depth_test = torch.where(self.depth_known[rows].to(device)[:, None, None], depth_test, depth_gt)
         return depth_est, depth_gt, depth_test
-
-    def take(self, index: torch.Tensor) -> TestSet:
-        """The instances at ``index (n,)``."""
-        values = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            is_per_sample = isinstance(value, torch.Tensor) and f.name != "symmetries"
-            values[f.name] = value[index] if is_per_sample else value
-        return TestSet(**values)

@@ -26,8 +26,7 @@ from multipose.experiment.run_folder import (
     pose_checkpoints,
     stored_config_changes,
 )
-from multipose.infra.checkpoint import CheckpointRefused
-from multipose.infra.errors import RunFolderError
+from multipose.infra.errors import CheckpointRefused, RunFolderError
 from multipose.infra.progress import progress_bar
 from multipose.models.encoder import Encoder
 from multipose.models.weights import encoder_digest, encoder_mismatch

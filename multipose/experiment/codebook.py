@@ -4,8 +4,6 @@ of rotations (``[Evaluation] CODEBOOK_VIEWS x CODEBOOK_INPLANE``), built once pe
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import replace
@@ -14,9 +12,10 @@ from pathlib import Path
 import torch
 
 from multipose.config import Config
-from multipose.core.mesh import file_sha256, normalization_key
+from multipose.core.mesh import normalization_key
 from multipose.data.views import ViewRenderer
 from multipose.experiment.factories import load_data_mesh, view_settings
+from multipose.infra.content_key import content_key, file_sha256
 from multipose.infra.distributed import Dist
 from multipose.infra.progress import progress_bar
 from multipose.models import Codebook, Encoder, codebook_rotations
@@ -42,7 +41,7 @@ def _codebook_path(cfg: Config, encoder: Encoder) -> Path:
         "inplane": ev.CODEBOOK_INPLANE,
         "encoder": encoder_digest(encoder),
     }
-    key = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:24]
+    key = content_key(described)[:24]
     return Path(d.CACHE_DIR) / "codebooks" / f"codebook-{ev.CODEBOOK_VIEWS}x{ev.CODEBOOK_INPLANE}-{key}.pt"
 
 

@@ -7,8 +7,6 @@ seeded from ``[Training] RANDOM_SEED``), :func:`generate_samples` (a fresh synth
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import torch
 
 from multipose.config import Config, crop_size, view_sampling
-from multipose.core.mesh import file_sha256, load_mesh, normalization_key
+from multipose.core.mesh import load_mesh, normalization_key
 from multipose.core.settings import ViewSampling
 from multipose.data.augment import Augmenter
 from multipose.data.datasets import VALIDATION_SEED, TrainingData, synthesize_samples
@@ -33,6 +31,7 @@ from multipose.experiment.factories import (
     view_settings,
 )
 from multipose.experiment.run_folder import RunFolder
+from multipose.infra.content_key import content_key, file_sha256
 from multipose.infra.distributed import Dist
 from multipose.infra.errors import DataError
 
@@ -126,7 +125,7 @@ def _validation_key(cfg: Config) -> str:
         "seed": VALIDATION_SEED,
         "version": 2,  # 2: the original's sphere sampling, .p rotation files converted
     }
-    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+    return content_key(described)
 
 
 def validation_data_from_config(

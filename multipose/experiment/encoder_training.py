@@ -16,11 +16,11 @@ import torch
 
 from multipose.config import Config
 from multipose.config.derived import check_crop_size
-from multipose.core.mesh import file_sha256
 from multipose.experiment.datasets import training_data_from_config
 from multipose.experiment.encoders import load_encoder, requested_encoder_config
 from multipose.experiment.run_folder import RunFolder, encoder_weights_path, prepare_run_folder
 from multipose.infra.checkpoint import CheckpointStore
+from multipose.infra.content_key import file_sha256
 from multipose.infra.distributed import Dist
 from multipose.models.autoencoder import Autoencoder
 from multipose.models.encoder import Encoder
@@ -104,12 +104,15 @@ def _build_run(cfg: Config, device: torch.device, folder: RunFolder, progress: b
     preview = fixed_samples(data, PREVIEW_SAMPLES, cfg.Training.RANDOM_SEED) if cfg.Training.SAVE_IMAGES else None
     model_path = cfg.Dataset.MODEL_PATH_DATA
     return PretrainRun(
-        pretrain_schedule(cfg), folder.encoder_dir, encoder_output_path(cfg), folder.board / "encoder",
-        {"data_mesh": Path(model_path).name, "data_mesh_sha256": file_sha256(model_path)},
-        architecture, model, torch.optim.Adam(model.parameters(), lr=cfg.Encoder.LEARNING_RATE), data, preview,
-        CheckpointStore(folder.encoder_dir, prefix="encoder", keep=KEEP_CHECKPOINTS),
-        MetricsLog(folder.encoder_dir / "train-loss.csv", TRAIN_FIELDS, step_field="iteration", write=dist.is_main),
-        dist,
+        schedule=pretrain_schedule(cfg), folder=folder.encoder_dir, out_path=encoder_output_path(cfg),
+        board_dir=folder.board / "encoder",
+        metadata={"data_mesh": Path(model_path).name, "data_mesh_sha256": file_sha256(model_path)},
+        architecture=architecture, model=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=cfg.Encoder.LEARNING_RATE), data=data, preview=preview,
+        store=CheckpointStore(folder.encoder_dir, prefix="encoder", keep=KEEP_CHECKPOINTS),
+        log=MetricsLog(folder.encoder_dir / "train-loss.csv", TRAIN_FIELDS, step_field="iteration",
+                       write=dist.is_main),
+        dist=dist,
     )
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from multipose.config import Config, crop_size, encoder_arch
-from multipose.core.mesh import file_sha256
 from multipose.experiment.run_folder import ENCODER_SIZE_ORIGIN, encoder_weights_path
+from multipose.infra.content_key import file_sha256
 from multipose.infra.errors import ConfigError, ModelFileError
 from multipose.models.aae_npy import load_aae_npy
 from multipose.models.encoder import PRESETS, Encoder, EncoderConfig

@@ -57,7 +57,7 @@ from multipose.infra.distributed import Dist
 from multipose.infra.errors import ConfigError, UserInputError
 from multipose.infra.progress import progress_bar
 from multipose.models import Codebook, Encoder, PoseHead
-from multipose.models.head import finetuned_encoder, with_decoding
+from multipose.models.head import finetuned_encoder, head_encoder_mismatch, with_decoding
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch
 
@@ -285,6 +285,31 @@ def _metrics(cfg: Config, scores: Scores, test_set: TestSet, scorer: BatchScorer
     }
 
 
+def _checked_models(cfg: Config, path: Path, trust: bool) -> tuple[PoseHead, dict[str, Any], Encoder]:
+    """The head of checkpoint ``path`` (decoded as the config says), its checkpoint dict, and the config's encoder,
+    checked to be the one the head was trained on."""
+    head, state = load_pose_checkpoint(path, cfg, trust)
+    head = with_decoding(head, cfg.Training.ANCHOR_DECODING)  # how to decode is the config's, not the file's
+    if cfg.Evaluation.CODEBOOK_ENCODER == "finetuned" and head.encoder is None:
+        raise ConfigError(f"[Evaluation] CODEBOOK_ENCODER = finetuned: {path} holds no fine-tuned encoder layer "
+                          "(trained without [Training] FINETUNE_ENCODER); set CODEBOOK_ENCODER: pretrained")
+    encoder = load_encoder(cfg)
+    stored = state.get("encoder_args")
+    if stored is not None and stored != encoder.config.to_dict():
+        raise ModelFileError(
+            f"{path}: the head was trained on an encoder with {stored}, but [Dataset] ENCODER_WEIGHTS gives "
+            f"{encoder.config.to_dict()}; evaluate with the training run's encoder"
+        )
+    mismatch = encoder_mismatch(state, encoder_digest(encoder), path, encoder_weights_path(cfg))
+    if mismatch:
+        raise ModelFileError(f"{mismatch}; its codes would mean nothing to the head: set [Dataset] ENCODER_WEIGHTS "
+                             "to the encoder the head was trained with")
+    unfit = head_encoder_mismatch(head.config, encoder.config)
+    if unfit:
+        raise ModelFileError(f"{path}: {unfit}")
+    return head, state, encoder
+
+
 def evaluate_checkpoint(
     cfg: Config,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -303,7 +328,7 @@ def evaluate_checkpoint(
     NUM_SAMPLES`` and ``CODEBOOK_BASELINE``. Raises :class:`~multipose.infra.errors.UserInputError`
     subclasses for bad inputs (checkpoint, encoder, test data); ``trust`` allows an unsafe load of the
     checkpoint (``--trust-checkpoint``). An empty ``CROP_SIZE`` follows the encoder file
-    (:func:`~multipose.models.weights.with_encoder_crop_size`, as the entry scripts do). ``dist``: this rank of
+    (:func:`~multipose.experiment.encoders.with_encoder_crop_size`, as the entry scripts do). ``dist``: this rank of
     a distributed run (the ranks render the synthetic test set and the codebook together, each scores its
     share of the test set; rank 0 alone writes the results)."""
     dist = dist or Dist()
@@ -311,27 +336,7 @@ def evaluate_checkpoint(
     check_evaluation_inputs(cfg)
     device = resolve_device(cfg) if device is None else torch.device(device)
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(cfg)
-    head, state = load_pose_checkpoint(path, cfg, trust)
-    head = with_decoding(head, cfg.Training.ANCHOR_DECODING)  # how to decode is the config's, not the file's
-    if cfg.Evaluation.CODEBOOK_ENCODER == "finetuned" and head.encoder is None:
-        raise ConfigError(f"[Evaluation] CODEBOOK_ENCODER = finetuned: {path} holds no fine-tuned encoder layer "
-                          "(trained without [Training] FINETUNE_ENCODER); set CODEBOOK_ENCODER: pretrained")
-    encoder = load_encoder(cfg)
-    stored = state.get("encoder_args")
-    if stored is not None and stored != encoder.config.to_dict():
-        raise ModelFileError(
-            f"{path}: the head was trained on an encoder with {stored}, but [Dataset] ENCODER_WEIGHTS gives "
-            f"{encoder.config.to_dict()}; evaluate with the training run's encoder"
-        )
-    mismatch = encoder_mismatch(state, encoder_digest(encoder), path, encoder_weights_path(cfg))
-    if mismatch:
-        raise ModelFileError(f"{mismatch}; its codes would mean nothing to the head: set [Dataset] ENCODER_WEIGHTS "
-                             "to the encoder the head was trained with")
-    features = head.config.encoder_features
-    if encoder.config.latent_size != head.config.input_dim or features not in (0, encoder.config.flat_features):
-        raise ModelFileError(f"{path}: the head takes codes of size {head.config.input_dim}"
-                             + (f" made from {features} feature-map values" if features else "")
-                             + f", the encoder gives {encoder.config.latent_size} from {encoder.config.flat_features}")
+    head, state, encoder = _checked_models(cfg, path, trust)
     check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
     test_set = load_test_set(cfg, device, num=num_samples, progress=progress and dist.is_main, dist=dist)
     use_codebook = cfg.Evaluation.CODEBOOK_BASELINE if codebook is None else codebook

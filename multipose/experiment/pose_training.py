@@ -17,6 +17,7 @@ from multipose.config.derived import check_crop_size, num_hypotheses, validation
 from multipose.data.datasets import TrainingData
 from multipose.data.io import SampleSet
 from multipose.experiment.datasets import training_data_from_config, validation_data_from_config
+from multipose.experiment.encoder_training import ensure_encoder
 from multipose.experiment.encoders import load_encoder, with_encoder_crop_size
 from multipose.experiment.factories import loss_from_config
 from multipose.experiment.run_folder import RunFolder, encoder_weights_path, pose_checkpoints, prepare_run_folder
@@ -24,22 +25,21 @@ from multipose.infra.distributed import Dist
 from multipose.infra.errors import UserInputError
 from multipose.infra.timing import PhaseTimes
 from multipose.models.encoder import Encoder
-from multipose.models.head import PoseHead, PoseHeadConfig, init_head_weights
+from multipose.models.head import PoseHead, PoseHeadConfig, head_encoder_mismatch, init_head_weights
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.training.common import MetricsLog, seed_everything
+from multipose.training.population import AnchorSettings, PopulationTargets
 from multipose.training.pose import (
     TRAIN_FIELDS,
-    VALID_FIELDS,
-    AnchorSettings,
     HeadRun,
     HeadSchedule,
-    PopulationTargets,
     TrainResult,
     check_resumable,
     fit,
     freeze,
     one_cycle_factor,
 )
+from multipose.training.validation import VALID_FIELDS
 
 
 def load_init_head(cfg: Config, trust: bool = False) -> PoseHead | None:
@@ -70,13 +70,9 @@ def build_head(cfg: Config, encoder: Encoder, init: PoseHead | None = None) -> P
     weights are initialised by ``[Training] WEIGHT_INIT_NAME`` (with the global torch RNG). With
     ``FINETUNE_ENCODER`` a fresh head's encoder layer starts as a copy of the encoder's dense layer."""
     if init is not None:
-        features = init.config.encoder_features
-        if init.config.input_dim != encoder.config.latent_size or features not in (0, encoder.config.flat_features):
-            raise UserInputError(
-                f"[Training] INIT_CHECKPOINT = {cfg.Training.INIT_CHECKPOINT}: the head takes codes of size "
-                f"{init.config.input_dim}" + (f" from {features} feature-map values" if features else "")
-                + f", the encoder gives {encoder.config.latent_size} from {encoder.config.flat_features}"
-            )
+        unfit = head_encoder_mismatch(init.config, encoder.config)
+        if unfit:
+            raise UserInputError(f"[Training] INIT_CHECKPOINT = {cfg.Training.INIT_CHECKPOINT}: {unfit}")
         head = PoseHead(init.config)
         head.load_state_dict(init.state_dict())
         return head.train()
@@ -159,9 +155,12 @@ def train_pose_head(
     valid_log = MetricsLog(folder.validation_loss, VALID_FIELDS, write=dist.is_main)
     with times.phase("caches"):
         targets = PopulationTargets.build(head, loss_fn, data, anchor_settings(cfg), progress and dist.is_main, dist)
-    run = HeadRun(head_schedule(cfg), device, run_dir, encoder, head, loss_fn, data, validation, optimizer,
-                  build_scheduler(cfg, optimizer), store, train_log, valid_log, folder.images, folder.loss_plot,
-                  folder.board / "head", times, progress and dist.is_main, dist, targets)
+    run = HeadRun(
+        schedule=head_schedule(cfg), device=device, run_dir=run_dir, encoder=encoder, head=head, loss_fn=loss_fn,
+        data=data, validation=validation, optimizer=optimizer, scheduler=build_scheduler(cfg, optimizer),
+        store=store, train_log=train_log, valid_log=valid_log, images=folder.images, loss_plot=folder.loss_plot,
+        board_dir=folder.board / "head", times=times, progress=progress and dist.is_main, dist=dist, targets=targets,
+    )
     return fit(run, latest, stop_after_epoch)
 
 
@@ -176,7 +175,8 @@ def head_schedule(cfg: Config) -> HeadSchedule:
 
 
 def anchor_settings(cfg: Config) -> AnchorSettings:
-    """The :class:`~multipose.training.pose.AnchorSettings` of ``[Training] ANCHOR_TEMPERATURE, ANCHOR_CANDIDATES``."""
+    """The :class:`~multipose.training.population.AnchorSettings` of ``[Training] ANCHOR_TEMPERATURE`` and
+    ``ANCHOR_CANDIDATES``."""
     return AnchorSettings(cfg.Training.ANCHOR_TEMPERATURE, cfg.Training.ANCHOR_CANDIDATES)
 
 
@@ -195,8 +195,6 @@ def _frozen_encoder(
     ``<OUTPUT_PATH>/encoder.pt``, pretrained first if missing (by every rank of a distributed run);
     checked against the crop size."""
     if explicit is None:
-        from multipose.experiment.encoder_training import ensure_encoder
-
         with times.phase("encoder_pretraining"):
             explicit = ensure_encoder(cfg, device, progress=dist.is_main, dist=dist)
     encoder = freeze(explicit.to(device))

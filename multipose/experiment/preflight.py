@@ -20,7 +20,7 @@ from multipose.experiment.asset_checks import (
 )
 from multipose.experiment.findings import FAILING, Finding
 from multipose.experiment.test_data_checks import check_eval_model, check_models_info, check_test_data
-from multipose.infra.errors import ConfigError
+from multipose.infra.errors import PreflightError
 
 
 def check_data(
@@ -49,10 +49,6 @@ def check_data(
     if data_root and root.is_dir():
         findings += unused_assets(cfg, root)
     return findings
-
-
-class PreflightError(ConfigError):
-    """An asset the config names is missing or malformed (exit code 2, before any work)."""
 
 
 def preflight(cfg: Config) -> None:

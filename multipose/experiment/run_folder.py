@@ -51,7 +51,7 @@ __all__ = [
 
 #: File name of the pretrained encoder inside ``[Training] OUTPUT_PATH`` (``ENCODER_WEIGHTS: auto``).
 ENCODER_FILE = "encoder.pt"
-#: Marks a ``CROP_SIZE`` filled from the encoder file (:func:`multipose.models.weights.with_encoder_crop_size`).
+#: Marks a ``CROP_SIZE`` filled from the encoder file (:func:`multipose.experiment.encoders.with_encoder_crop_size`).
 ENCODER_SIZE_ORIGIN = "(the encoder's input size)"
 
 #: ``(section, key)`` that may change between a run and its resumption.

@@ -12,9 +12,11 @@ import numpy as np
 
 from multipose.config import Config, crop_size
 from multipose.evaluation import bop, bop_images
+from multipose.evaluation.detections import read_detections
 from multipose.evaluation.metrics import symmetry_transformations
 from multipose.experiment.asset_checks import check_sample_files
 from multipose.experiment.findings import SHOWN_FILES, Finding, counted, guarded, setting
+from multipose.experiment.testsets import eval_model_path, object_model
 from multipose.infra.errors import UserInputError
 from multipose.infra.progress import progress_bar
 
@@ -93,13 +95,11 @@ def _unreadable_images(instances: Sequence[bop.BopInstance], progress: bool) -> 
 def check_detections(cfg: Config, targets: dict[tuple[int, int], int]) -> list[Finding]:
     """``[Evaluation] DETECTIONS`` (``PROTOCOL: bop19``): the file parsed, its detections of the object in
     the target images (``targets``: the split's BOP19 targets per image) counted."""
-    from multipose.evaluation import detections
-
     ev = cfg.Evaluation
     key = setting("Evaluation", "DETECTIONS")
 
     def check() -> list[Finding]:
-        found = [d for d in detections.read_detections(Path(ev.DETECTIONS), ev.OBJ_ID) if d["key"] in targets]
+        found = [d for d in read_detections(Path(ev.DETECTIONS), ev.OBJ_ID) if d["key"] in targets]
         if not found:
             return [Finding("malformed", key, f"{ev.DETECTIONS}: no detection of object {ev.OBJ_ID} in the "
                                               f"{len(targets):,} target images")]
@@ -114,8 +114,6 @@ def check_eval_model(cfg: Config) -> list[Finding]:
     ev = cfg.Evaluation
     if ev.PROTOCOL != "bop19" or not ev.TEST_DATA_PATH or not Path(ev.TEST_DATA_PATH).is_dir() or ev.OBJ_ID is None:
         return []
-    from multipose.experiment.testsets import eval_model_path, object_model
-
     what = setting("Evaluation", "MODEL_PATH_EVAL")
 
     def check() -> list[Finding]:

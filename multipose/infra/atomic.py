@@ -14,13 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from multipose.infra.errors import UserInputError
+from multipose.infra.errors import WriteError
 
-__all__ = ["WriteError", "atomic_open", "atomic_torch_save", "atomic_write_bytes", "atomic_write_text"]
-
-
-class WriteError(UserInputError):
-    """A file could not be written (disk full, permissions, ...); the previous file is intact."""
+__all__ = ["atomic_open", "atomic_torch_save", "atomic_write_bytes", "atomic_write_text"]
 
 
 def _new_file_mode() -> int:

@@ -19,13 +19,9 @@ from typing import Any, BinaryIO
 import torch
 
 from multipose.infra.atomic import atomic_torch_save, atomic_write_bytes
-from multipose.infra.errors import UserInputError
+from multipose.infra.errors import CheckpointRefused
 
 logger = logging.getLogger(__name__)
-
-
-class CheckpointRefused(UserInputError):
-    """A checkpoint that only an unsafe load (running code named in the file) could read."""
 
 
 def load_checkpoint(

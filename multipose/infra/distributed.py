@@ -221,7 +221,7 @@ def data_parallel(module: M, device: torch.device, here: Dist) -> tuple[M, nn.Mo
     in ``DistributedDataParallel`` (on ``device``'s GPU with CUDA)."""
     if not here.enabled:
         return module, module
-    from torch.nn.parallel import DistributedDataParallel
+    from torch.nn.parallel import DistributedDataParallel  # lazy: only distributed runs need it
 
     model = cast(M, global_batch_norm(module, device))
     return model, DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)

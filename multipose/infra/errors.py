@@ -39,3 +39,19 @@ class RunFolderError(UserInputError):
 
 class NumericalError(UserInputError):
     """Training produced a NaN or infinite loss or gradient."""
+
+
+class PreflightError(ConfigError):
+    """An asset the config names is missing or malformed (exit code 2, before any work)."""
+
+
+class LandscapeError(UserInputError):
+    """A landscape folder whose files are missing or do not match."""
+
+
+class WriteError(UserInputError):
+    """A file could not be written (disk full, permissions, ...); the previous file is intact."""
+
+
+class CheckpointRefused(UserInputError):
+    """A checkpoint that only an unsafe load (running code named in the file) could read."""

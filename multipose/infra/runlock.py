@@ -22,8 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from multipose.infra.atomic import WriteError
-from multipose.infra.errors import UserInputError
+from multipose.infra.errors import UserInputError, WriteError
 
 __all__ = ["LOCK_FILE", "Preempted", "RunFolderBusy", "StopRequest", "run_folder_lock"]
 

@@ -41,7 +41,7 @@ def _storage_from_bytes(data: bytes) -> Any:
 
 
 def _rebuild_tensor_v2(*args: Any) -> Any:
-    from torch._utils import _rebuild_tensor_v2
+    from torch._utils import _rebuild_tensor_v2  # at call time: torch's private helper, looked up when used
 
     return _rebuild_tensor_v2(*args)
 

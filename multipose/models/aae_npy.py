@@ -177,24 +177,10 @@ def format_shape(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
-def aae_state_dict(
-    weights: Mapping[str, Mapping[str, Any]], config: EncoderConfig, *, source: str = "<weights>"
-) -> tuple[dict[str, torch.Tensor], Layout]:
-    """Convert an original weights dictionary to an :class:`Encoder` state dict for ``config``.
-
-    Returns ``(state_dict, layout)``; ``layout`` is the kernel layout found (``"pytorch"`` when the
-    shapes fit both). ``source`` names the file in errors (:class:`ModelFileError`).
-    """
-    scope = _scope(weights, source)
-    arch = f"for an encoder with {config.describe()} ([Encoder])"
-    names = {name for name in weights if name.startswith(scope)}
-    if not config.batch_norm:
-        bn = sorted(n for n in names if n[len(scope):].startswith("batch_normalization"))
-        if bn:
-            raise ModelFileError(
-                f"{source}: has batch norm tensors ('{bn[0]}'), but the encoder is built without batch norm; "
-                "set [Encoder] BATCH_NORMALIZATION: true"
-            )
+def _found_tensors(weights: Mapping[str, Mapping[str, Any]], scope: str, config: EncoderConfig, source: str
+                   ) -> list[tuple[_Tensor, str, np.ndarray]]:
+    """Every tensor ``config`` needs, found in ``weights`` under ``scope``: ``(spec, op name, array)``; a missing,
+    non-float or non-finite one raises :class:`ModelFileError`."""
     found: list[tuple[_Tensor, str, np.ndarray]] = []
     for spec in _aae_tensors(config):
         op = next((scope + o for o in spec.ops if scope + o in weights), scope + spec.ops[0])
@@ -213,6 +199,12 @@ def aae_state_dict(
         if not np.isfinite(value).all():
             raise ModelFileError(f"{source}: tensor '{op}' '{spec.key}' holds NaN or infinite values")
         found.append((spec, op, value))
+    return found
+
+
+def _layout(found: list[tuple[_Tensor, str, np.ndarray]], arch: str, source: str) -> Layout:
+    """The kernel layout every tensor's shape fits (``"pytorch"`` when both fit); a shape that fits neither
+    raises :class:`ModelFileError` (``arch`` describes the encoder for the message)."""
     layouts: list[Layout] = ["pytorch", "tensorflow"]
     for spec, op, value in found:
         fits = [lay for lay in layouts if tuple(value.shape) == spec.shape[lay]]
@@ -229,7 +221,29 @@ def aae_state_dict(
                 f"expected {want} {arch}"
             )
         layouts = fits
-    layout = layouts[0]
+    return layouts[0]
+
+
+def aae_state_dict(
+    weights: Mapping[str, Mapping[str, Any]], config: EncoderConfig, *, source: str = "<weights>"
+) -> tuple[dict[str, torch.Tensor], Layout]:
+    """Convert an original weights dictionary to an :class:`Encoder` state dict for ``config``.
+
+    Returns ``(state_dict, layout)``; ``layout`` is the kernel layout found (``"pytorch"`` when the
+    shapes fit both). ``source`` names the file in errors (:class:`ModelFileError`).
+    """
+    scope = _scope(weights, source)
+    arch = f"for an encoder with {config.describe()} ([Encoder])"
+    names = {name for name in weights if name.startswith(scope)}
+    if not config.batch_norm:
+        bn = sorted(n for n in names if n[len(scope):].startswith("batch_normalization"))
+        if bn:
+            raise ModelFileError(
+                f"{source}: has batch norm tensors ('{bn[0]}'), but the encoder is built without batch norm; "
+                "set [Encoder] BATCH_NORMALIZATION: true"
+            )
+    found = _found_tensors(weights, scope, config, source)
+    layout = _layout(found, arch, source)
     state: dict[str, torch.Tensor] = {}
     for spec, _, value in found:
         tensor = torch.from_numpy(np.array(value, dtype=np.float32))

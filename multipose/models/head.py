@@ -63,7 +63,7 @@ from torch import nn
 
 from multipose.core.geometry import opencv_from_pytorch3d_camera
 from multipose.models.codebook import codebook_rotations
-from multipose.models.encoder import Encoder, nhwc_flatten
+from multipose.models.encoder import Encoder, EncoderConfig, nhwc_flatten
 
 __all__ = [
     "CONVENTIONS",
@@ -262,6 +262,17 @@ class PoseHead(nn.Module):
         q = q * torch.where((q * q[:, :, :1]).sum(dim=-1, keepdim=True) < 0, -1.0, 1.0)  # one hemisphere
         R = quaternion_to_matrix(F.normalize((weight[..., None] * q).sum(dim=2), dim=-1))
         return HeadOutput(confidence=torch.softmax(logits, dim=1), logits=logits, R=R, anchor_logits=raw)
+
+
+def head_encoder_mismatch(head: PoseHeadConfig, encoder: EncoderConfig) -> str | None:
+    """Why a head cannot run on an encoder (its code size, or the size of the feature map its fine-tuned dense
+    layer takes), or None when it can."""
+    features = head.encoder_features
+    if head.input_dim == encoder.latent_size and features in (0, encoder.flat_features):
+        return None
+    source = f" from {features} feature-map values" if features else ""
+    return (f"the head takes codes of size {head.input_dim}{source}, the encoder gives {encoder.latent_size} from "
+            f"{encoder.flat_features}")
 
 
 def head_input(encoder: Encoder, head: PoseHead, images: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from multipose.infra.checkpoint import CheckpointRefused, load_checkpoint
+from multipose.infra.checkpoint import load_checkpoint
+from multipose.infra.errors import CheckpointRefused
 from multipose.models.head import PoseHead, PoseHeadConfig
 from multipose.models.weights import ModelFileError
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -52,14 +53,13 @@ from multipose.core.losses import MultiPoseLoss
 from multipose.experiment.factories import loss_from_config
 from multipose.infra.atomic import atomic_write_bytes, atomic_write_text
 from multipose.infra.distributed import Dist
-from multipose.infra.errors import UserInputError
+from multipose.infra.errors import LandscapeError
 from multipose.infra.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "LandscapeData",
-    "LandscapeError",
     "basins",
     "compute_losses",
     "landscape_rotations",
@@ -71,10 +71,6 @@ __all__ = [
     "rotations_for_points",
     "run_landscape",
 ]
-
-
-class LandscapeError(UserInputError):
-    """A landscape folder whose files are missing or do not match."""
 
 
 def landscape_rotations(
@@ -408,8 +404,6 @@ def plot_sphere(data: LandscapeData, minima: np.ndarray, values: np.ndarray | No
         ax.set_axis_off()
         ax.set_title(f"{title}\n(elevation {elev}, azimuth {azim})", fontsize=9)
     if label:
-        from matplotlib.cm import ScalarMappable
-
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=fig.axes, label=label, shrink=0.7)
     return fig
 

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from multipose.config import Config
 from multipose.core.geometry import random_rotations
-from multipose.core.render import MeshDifference, mesh_difference
+from multipose.core.mesh import Mesh
+from multipose.core.render import LossView, MeshDifference, Rendering, mesh_difference
 from multipose.experiment.factories import load_data_mesh, loss_view_from_config
 from multipose.experiment.run_folder import write_resolved_config
 from multipose.infra.atomic import atomic_write_text
@@ -65,31 +67,9 @@ def run_preview(cfg: Config, device: torch.device, num_views: int = 6, num_error
     difference = mesh_difference(full_view, loss_view, R_err)
     timing = time_loss_view(loss_view, R_err[:16], repeats=1)
 
-    R = R_err[:num_views]
     light = torch.randn(num_views, 3, generator=generator).to(device)
-    light[:, 2] = -light[:, 2].abs() - 0.5  # from the camera's side
-    with torch.no_grad():
-        shaded = full_view.renderer.render_rgb(
-            R, full_view.t.expand(num_views, 3), full_view.K, full_view.image_size, light_dir=light
-        )
-        loss = loss_view(R)
-    assert shaded.rgb is not None  # render_rgb always shades
-    rows = []
-    for i in range(num_views):
-        d_full, d_loss = shaded.depth[i].cpu().numpy(), loss.depth[i].cpu().numpy()
-        diff = np.where((d_full > 0) | (d_loss > 0), np.abs(d_full - d_loss) + 1e-6, 0.0)
-        rows.append([shaded.rgb[i].permute(1, 2, 0).cpu().numpy(), d_full, d_loss, diff])
+    fig, loss = _comparison(full_view, loss_view, data_mesh, R_err[:num_views], light)
     out_dir = Path(cfg.Training.OUTPUT_PATH) / "preview"
-    fig = image_grid(
-        rows,
-        column_titles=[
-            f"data mesh\n{data_mesh.num_faces} faces",
-            "depth (mm)\ndata mesh",
-            f"depth (mm), loss mesh\n{loss_view.renderer.faces.shape[0]} faces",
-            "|difference|\n(mm)",
-        ],
-        cmaps=[None, "viridis", "viridis", "magma"],
-    )
     tx, ty, tz = loss_view.t.tolist()  # the loss view's translation, a 3-vector
     report = PreviewReport(
         data_mesh=str(cfg.Dataset.MODEL_PATH_DATA),
@@ -109,10 +89,47 @@ def run_preview(cfg: Config, device: torch.device, num_views: int = 6, num_error
     save_figure(fig, out_dir / "preview.png")
     atomic_write_text(out_dir / "preview.json", json.dumps(asdict(report), indent=2) + "\n")
     write_resolved_config(cfg, out_dir)
+    _log(report, difference)
+    logger.info("wrote %s", out_dir)
+    return report
+
+
+def _comparison(full_view: LossView, loss_view: LossView, data_mesh: Mesh, R: torch.Tensor, light: torch.Tensor
+                ) -> tuple[Figure, Rendering]:
+    """The figure (per rotation of ``R (N, 3, 3)``: the data mesh shaded with ``light (N, 3)``, its depth, the
+    loss mesh's depth and their difference) and the loss view's rendering."""
+    num_views = R.shape[0]
+    light[:, 2] = -light[:, 2].abs() - 0.5  # from the camera's side
+    with torch.no_grad():
+        shaded = full_view.renderer.render_rgb(
+            R, full_view.t.expand(num_views, 3), full_view.K, full_view.image_size, light_dir=light
+        )
+        loss = loss_view(R)
+    assert shaded.rgb is not None  # render_rgb always shades
+    rows = []
+    for i in range(num_views):
+        d_full, d_loss = shaded.depth[i].cpu().numpy(), loss.depth[i].cpu().numpy()
+        diff = np.where((d_full > 0) | (d_loss > 0), np.abs(d_full - d_loss) + 1e-6, 0.0)
+        rows.append([shaded.rgb[i].permute(1, 2, 0).cpu().numpy(), d_full, d_loss, diff])
+    fig = image_grid(
+        rows,
+        column_titles=[
+            f"data mesh\n{data_mesh.num_faces} faces",
+            "depth (mm)\ndata mesh",
+            f"depth (mm), loss mesh\n{loss_view.renderer.faces.shape[0]} faces",
+            "|difference|\n(mm)",
+        ],
+        cmaps=[None, "viridis", "viridis", "magma"],
+    )
+    return fig, loss
+
+
+def _log(report: PreviewReport, difference: MeshDifference) -> None:
+    """The preview's findings, one log line each; a warning when the object is too small in the loss view."""
     logger.info(
         "%s: %d faces (loss mesh %d), radius %.1f mm, T = %s mm, %s",
         report.data_mesh, report.data_faces, report.loss_faces, report.radius_mm,
-        [round(x, 1) for x in report.T], device,
+        [round(x, 1) for x in report.T], report.device,
     )
     logger.info(
         "decimation error over %d views: mean %.3f mm, p95 %.3f mm, silhouette IoU %.4f",
@@ -120,12 +137,11 @@ def run_preview(cfg: Config, device: torch.device, num_views: int = 6, num_error
     )
     logger.info(
         "loss renderer %dx%d (%s gradient): %.1f ms/image forward, %.1f ms/image forward+backward",
-        report.image_size, report.image_size, report.depth_gradient, timing.no_grad_ms, timing.forward_backward_ms,
+        report.image_size, report.image_size, report.depth_gradient, report.forward_ms_per_image,
+        report.forward_backward_ms_per_image,
     )
     if report.covered_fraction < 0.02:
         logger.warning(
             "the object covers only %.1f%% of the loss view: lower [Rendering] T (or use T: auto)",
             100 * report.covered_fraction,
         )
-    logger.info("wrote %s", out_dir)
-    return report

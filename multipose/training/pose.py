@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from multipose.core.losses import AnchorTargets, MultiPoseLoss, population_loss
+from multipose.core.losses import MultiPoseLoss, population_loss
 from multipose.data.datasets import TrainingData
 from multipose.data.io import Batch, SampleSet
 from multipose.infra.board import Board
@@ -38,7 +38,6 @@ from multipose.infra.errors import NumericalError, RunFolderError, UserInputErro
 from multipose.infra.progress import progress_bar
 from multipose.infra.runlock import StopRequest
 from multipose.infra.timing import PhaseTimes
-from multipose.infra.visualize import image_grid, save_figure
 from multipose.models import Encoder, HeadOutput, PoseHead, PoseHeadConfig
 from multipose.models.head import head_input
 from multipose.models.weights import encoder_digest, encoder_mismatch
@@ -49,29 +48,26 @@ from multipose.training.common import (
     set_rng_state,
 )
 from multipose.training.loop import open_board, run_loop
+from multipose.training.population import PopulationTargets
+from multipose.training.validation import evaluate_loss, save_examples
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "AnchorSettings",
     "HeadProgress",
     "HeadRun",
     "HeadSchedule",
     "NumericalError",
     "check_resumable",
     "fit",
-    "PopulationTargets",
     "TrainResult",
-    "Validation",
     "early_stopping_epoch",
-    "evaluate_loss",
     "freeze",
     "one_cycle_factor",
     "one_cycle_lr",
 ]
 
 TRAIN_FIELDS = ("epoch", "loss", "depth", "diversity", "lr", "seconds")
-VALID_FIELDS = ("epoch", "loss", "depth", "diversity", "best_of_k_depth", "top_depth")
 
 
 @dataclass(frozen=True)
@@ -134,67 +130,6 @@ def early_stopping_epoch(
         if mean < lowest:
             lowest, count = mean, 0
     return None
-
-
-@dataclass(frozen=True)
-class Validation:
-    """A validation pass: ``metrics`` (``loss``, ``depth``, ``diversity``: means over the samples;
-    ``best_of_k_depth``: the mean of each sample's best hypothesis' depth term, the oracle's;
-    ``top_depth``: the mean depth term of each sample's most confident hypothesis) and the per-sample
-    losses ``(N,)``."""
-
-    metrics: dict[str, float]
-    per_sample: torch.Tensor
-
-
-@torch.no_grad()
-def evaluate_loss(
-    encoder: Encoder, head: PoseHead, loss_fn: MultiPoseLoss, samples: SampleSet, batch_size: int,
-    device: torch.device, dist: Dist | None = None,
-) -> Validation:
-    """Validation: the loss terms of the head (eval mode) on ``samples``, in batches of ``batch_size``; in a
-    distributed run each rank renders its share of the samples (:meth:`~multipose.infra.distributed.Dist.shard`)
-    and every rank gets all the numbers."""
-    dist = dist or Dist()
-    head.eval()
-    mine = dist.shard(len(samples))
-    names = VALID_FIELDS[1:]
-    columns = []  # per sample: loss, depth term (mean over K), diversity, best and top hypothesis' depth term
-    for batch in samples.rows(mine).batches(batch_size, device):
-        out = head(head_input(encoder, head, batch.image))
-        terms = loss_fn(batch.R, out.R, out.confidence)
-        top = terms.depth.gather(1, out.confidence.argmax(dim=1, keepdim=True))[:, 0]
-        columns.append(torch.stack([terms.per_sample, terms.depth.mean(dim=1), terms.diversity,
-                                    terms.depth.min(dim=1).values, top], dim=1))
-    local = torch.cat(columns) if columns else torch.zeros(0, len(names), device=device)
-    full = dist.gather_rows(local, len(samples)).cpu()
-    return Validation({name: float(full[:, k].mean()) for k, name in enumerate(names)}, full[:, 0])
-
-
-@torch.no_grad()
-def _save_examples(path: Path, run: HeadRun, indices: torch.Tensor) -> None:
-    """input | GT depth | each hypothesis' depth (its confidence in the title row) | error map of the
-    most confident hypothesis, for the validation samples ``indices`` (evaluated again: eval mode, so
-    exactly as in the validation pass)."""
-    batch = next(run.validation.rows(indices.tolist()).batches(len(indices), run.device))
-    run.head.eval()
-    out = run.head(head_input(run.encoder, run.head, batch.image))
-    terms = run.loss_fn(batch.R, out.R, out.confidence)
-    rows, row_titles = [], []
-    for i, idx in enumerate(indices.tolist()):
-        gt = run.loss_fn.render_gt(batch.R[i : i + 1])[0, 0].cpu().numpy()
-        hyp = terms.rendered[i, :, 0].cpu().numpy()  # (K, S, S)
-        top = int(out.confidence[i].argmax())
-        error = np.abs(gt - hyp[top]) * ((gt > 0) | (hyp[top] > 0)) + 1e-6 * ((gt > 0) | (hyp[top] > 0))
-        image = batch.image[i].permute(1, 2, 0).cpu().numpy()
-        rows.append([image, gt, *hyp, error])
-        conf = ", ".join(f"{c:.2f}" for c in out.confidence[i].tolist())
-        row_titles.append(f"#{idx} loss {terms.per_sample[i]:.3f}\nconf {conf}")
-    K = len(rows[0]) - 3
-    titles = ["input", "GT depth", *[f"hypothesis {k + 1}" for k in range(K)], "|error| top"]
-    save_figure(
-        image_grid(rows, titles, row_titles=row_titles, cmaps=[None, "viridis", *["viridis"] * K, "magma"]), path
-    )
 
 
 def _check_finite(value: torch.Tensor, what: str, epoch: int, batch: int | None, store) -> None:
@@ -262,51 +197,6 @@ def _batch_terms(run: HeadRun, out: HeadOutput, batch: Batch, mine: slice
     return per_sample, nan, nan
 
 
-@dataclass(frozen=True)
-class PopulationTargets:
-    """A population head's soft targets (:class:`~multipose.core.losses.AnchorTargets`) for its training batches:
-    looked up in ``table`` (``index (N, M)``, ``prob (N, M)`` for the view cache's N poses, computed once
-    per run) when the batches come from the view cache, rendered per batch otherwise."""
-
-    anchors: AnchorTargets
-    table: tuple[torch.Tensor, torch.Tensor] | None
-
-    @classmethod
-    def build(cls, head: PoseHead, loss_fn: MultiPoseLoss, data: TrainingData, settings: AnchorSettings,
-              progress: bool, dist: Dist) -> PopulationTargets | None:
-        """None for a regression head; in a distributed run each rank computes its share of the table."""
-        if head.config.output != "population":
-            return None
-        num_anchors = len(head.anchors)
-        anchors = AnchorTargets(loss_fn.view, head.anchors, loss_fn.params, settings.temperature,
-                                min(settings.candidates, num_anchors))
-        if data.cache is None:
-            return cls(anchors, None)
-        start = time.perf_counter()
-        poses = data.cache.views.R
-        parts, nearest = [], []
-        for rows in progress_bar(dist.batches(len(poses), 64), desc="anchor targets", unit="batch",
-                                 disable=not progress, leave=False):
-            index, prob, closest = anchors(poses[rows])
-            parts.append((index.cpu(), prob.cpu()))
-            nearest.append(closest.cpu())
-        parts = dist.all_gather_list(parts)
-        table = (torch.cat([p[0] for p in parts]).to(poses.device), torch.cat([p[1] for p in parts]).to(poses.device))
-        logger.info("anchor targets of %d training poses over %d anchors in %.1f s (nearest anchor's depth term: "
-                    "mean %.3f)", len(poses), num_anchors, time.perf_counter() - start,
-                    float(torch.cat(nearest).mean()) if nearest else math.nan)
-        return cls(anchors, table)
-
-    def for_batch(self, batch: Batch, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        """``index (n, M)``, ``prob (n, M)`` of the batch's ``rows``."""
-        if self.table is None:
-            index, prob, _ = self.anchors(batch.R[rows])
-            return index, prob
-        assert batch.index is not None  # batches drawn from the view cache carry their pool positions
-        pool = batch.index[rows]
-        return self.table[0][pool], self.table[1][pool]
-
-
 @dataclass
 class HeadProgress:
     """The resumable state of the epoch loop, saved in every checkpoint and restored as a unit. (The
@@ -332,15 +222,6 @@ class HeadProgress:
         if improved:
             self.best_loss, self.best_epoch = validation_loss, self.epoch
         return improved
-
-
-@dataclass(frozen=True)
-class AnchorSettings:
-    """How a population head's soft targets are made (:class:`~multipose.core.losses.AnchorTargets`): the
-    softmax ``temperature`` over the anchors' depth terms and the ``candidates`` nearest anchors rendered."""
-
-    temperature: float
-    candidates: int
 
 
 @dataclass(frozen=True)
@@ -507,9 +388,10 @@ def _run_epoch(run: HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
         with run.times.phase("figures"):
             n_img = min(sch.saved_images, len(validation.per_sample))
             images = run.images
-            _save_examples(images / f"epoch{state.epoch}-samples.png", run, torch.arange(n_img))
-            _save_examples(images / f"epoch{state.epoch}-hardest.png", run,
-                           validation.per_sample.argsort(descending=True)[:n_img])
+            models = (run.encoder, run.head, run.loss_fn, run.validation)
+            save_examples(images / f"epoch{state.epoch}-samples.png", *models, torch.arange(n_img), run.device)
+            save_examples(images / f"epoch{state.epoch}-hardest.png", *models,
+                          validation.per_sample.argsort(descending=True)[:n_img], run.device)
             for kind in ("samples", "hardest"):
                 run.board.image_file(f"validation/{kind}", state.epoch, images / f"epoch{state.epoch}-{kind}.png")
     logger.info("epoch %d/%d: train %.4f, validation %.4f (top depth %.4f, best-of-K depth %.4f), lr %.2e, %.1f s",
