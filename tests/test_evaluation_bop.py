@@ -15,7 +15,7 @@ from torch.testing import assert_close
 from multipose.config import load_config_text
 from multipose.core.render import MeshRenderer
 from multipose.data.views import ViewSettings
-from multipose.evaluation import bop, bop_images, box_pose
+from multipose.evaluation import bop_folders, bop_images, box_pose
 from multipose.evaluation.metrics import re, vsd
 from multipose.experiment.evaluation import evaluate_models
 from multipose.experiment.testsets import check_evaluation_inputs, load_test_set
@@ -30,24 +30,25 @@ def dataset(tmp_path_factory) -> dict:
 
 def test_reader_finds_the_instances_of_one_object(dataset):
     split = dataset["split"]
-    assert bop.is_bop_split(split) and not bop.is_bop_split(split / "000001")
-    instances = bop.read_bop_split(split, obj_id=1, min_visib_fract=0.1).instances
+    assert bop_folders.is_bop_split(split) and not bop_folders.is_bop_split(split / "000001")
+    instances = bop_folders.read_bop_split(split, obj_id=1, min_visib_fract=0.1).instances
     assert [(i.scene_id, i.im_id, i.gt_index) for i in instances] == [(1, 0, 0), (1, 3, 1)]
     first = instances[0]
     assert_close(torch.from_numpy(first.R).float(), dataset["R"][0])
     assert first.t.tolist() == pytest.approx(dataset["t"][0].tolist())
     assert first.depth_scale == DEPTH_SCALE and first.image_path.name == "000000.png"
-    assert len(bop.read_bop_split(split, obj_id=1, min_visib_fract=0.0).instances) == 3  # the almost hidden one too
-    assert [i.im_id for i in bop.read_bop_split(split, obj_id=2).instances] == [3]
+    assert len(bop_folders.read_bop_split(split, obj_id=1, min_visib_fract=0.0).instances) == 3  # the almost hidden
+
+    assert [i.im_id for i in bop_folders.read_bop_split(split, obj_id=2).instances] == [3]
     with pytest.raises(DataError, match="no instance of object 5"):
-        bop.read_bop_split(split, obj_id=5)
+        bop_folders.read_bop_split(split, obj_id=5)
     with pytest.raises(DataError, match="not found"):
-        bop.read_bop_split(split / "nope", obj_id=1)
-    assert bop.find_models_info(split) == (split.parent / "models_cad" / "models_info.json").resolve()
+        bop_folders.read_bop_split(split / "nope", obj_id=1)
+    assert bop_folders.find_models_info(split) == (split.parent / "models_cad" / "models_info.json").resolve()
 
 
 def test_crops_test_depth_and_the_aae_translation(dataset):
-    instances = bop.read_bop_split(dataset["split"], obj_id=1).instances
+    instances = bop_folders.read_bop_split(dataset["split"], obj_id=1).instances
     crops = bop_images.load_bop_crops(instances, crop_size=32, pad_factor=1.2, vsd_size=64, vsd_pad=2.0, progress=False)
     assert crops.images.shape == (2, 3, 32, 32) and crops.depth.shape == (2, 64, 64)
     assert crops.images.max() <= 1.0 and crops.images.mean() > 0.2
@@ -154,19 +155,19 @@ def test_silent_data_problems_are_errors_or_counted(dataset, tmp_path, caplog):
     with gzip.open(scene / "scene_gt.json.gz", "wt") as f:
         f.write(gt_text)
     (scene / "scene_gt.json").unlink()
-    assert bop.is_bop_split(split)
-    assert len(bop.read_bop_split(split, obj_id=1).instances) == 2  # read from scene_gt.json.gz
+    assert bop_folders.is_bop_split(split)
+    assert len(bop_folders.read_bop_split(split, obj_id=1).instances) == 2  # read from scene_gt.json.gz
 
     info = json.loads((scene / "scene_gt_info.json").read_text())
     info["3"][2]["visib_fract"] = 0.0  # the almost hidden object-1 instance: now fully occluded
     (scene / "scene_gt_info.json").write_text(json.dumps(info))
     with caplog.at_level("WARNING"):
-        read = bop.read_bop_split(split, obj_id=1)
+        read = bop_folders.read_bop_split(split, obj_id=1)
     assert read.fully_occluded == 1 and read.less_visible == 0 and len(read.instances) == 2
     assert "1 instance(s) of object 1 are fully occluded" in caplog.text
 
     (scene / "depth" / "000000.png").unlink()
-    read = bop.read_bop_split(split, obj_id=1)
+    read = bop_folders.read_bop_split(split, obj_id=1)
     crops = bop_images.load_bop_crops(read.instances, crop_size=32, pad_factor=1.2, vsd_size=32, progress=False)
     assert crops.depth_known.tolist() == [False, True] and crops.depth[0].eq(0).all() and crops.depth[1].gt(0).any()
 
@@ -174,10 +175,10 @@ def test_silent_data_problems_are_errors_or_counted(dataset, tmp_path, caplog):
     del camera["3"]["depth_scale"]
     (scene / "scene_camera.json").write_text(json.dumps(camera))
     with pytest.raises(DataError, match=r"scene_camera.json \[3\]: no depth_scale, which the depth image 000003.png"):
-        bop.read_bop_split(split, obj_id=1)
+        bop_folders.read_bop_split(split, obj_id=1)
     (scene / "scene_gt_info.json").unlink()
     with pytest.raises(DataError, match=r"scene_gt_info.json: missing \(the ground-truth boxes"):
-        bop.read_bop_split(split, obj_id=1)
+        bop_folders.read_bop_split(split, obj_id=1)
 
 
 def test_a_border_cut_instance_is_scored_on_the_image_only_like_bop(dataset, tmp_path):
@@ -238,26 +239,26 @@ def test_bop19_targets_are_the_most_visible_instances_of_each_target_image(datas
     assert test_set.inst_count.tolist() == [1, 1, 1, 2, 2, 1, 2, 2] and test_set.image_width.tolist() == [128] * 8
     # image 3: object 1 twice, the fully visible entry (index 1) is the target, not the almost hidden one
     assert test_set.R[1].allclose(torch.from_numpy(
-        bop.read_bop_split(dataset19["split"], obj_id=1, min_visib_fract=0.0).instances[1].R).float())
+        bop_folders.read_bop_split(dataset19["split"], obj_id=1, min_visib_fract=0.0).instances[1].R).float())
 
 
 def test_bop19_subsets_keep_whole_images_and_count_their_uncroppable_targets(tmp_path):
     """NUM_SAMPLES below the split's targets keeps evenly spaced whole images; a target that cannot be cropped
     is still one to find in the recall's denominator (as BOP counts it)."""
 
-    def inst(scene_id: int, im_id: int) -> bop.BopInstance:
+    def inst(scene_id: int, im_id: int) -> bop_folders.BopInstance:
         eye = np.eye(3)
-        return bop.BopInstance(scene_id, im_id, 0, 1, eye, np.zeros(3), eye, 0.1, np.array([1, 1, 9, 9]),
+        return bop_folders.BopInstance(scene_id, im_id, 0, 1, eye, np.zeros(3), eye, 0.1, np.array([1, 1, 9, 9]),
                                np.array([1, 1, 9, 9]), 1.0, tmp_path / "rgb.png", None, 1)
 
     # image 0: 1 target; image 1: 2 targets, one uncroppable; image 2: 1 uncroppable target only
-    split = bop.BopSplit(tmp_path, 1, [inst(1, 0), inst(1, 1)], 0, 0, {(1, 0): 1, (1, 1): 2, (1, 2): 1})
+    split = bop_folders.BopSplit(tmp_path, 1, [inst(1, 0), inst(1, 1)], 0, 0, {(1, 0): 1, (1, 1): 2, (1, 2): 1})
     assert split.num_targets == 4
     instances, targets = split.bop19_images(100)
     assert [(i.scene_id, i.im_id) for i in instances] == [(1, 0), (1, 1)] and targets == 4
     instances, targets = split.bop19_images(3)  # 2 of 3 images, evenly spaced: 0 and 2
     assert [(i.scene_id, i.im_id) for i in instances] == [(1, 0)] and targets == 2
-    nothing = bop.BopSplit(tmp_path, 1, [inst(1, 1)], 0, 0, {(1, 0): 1, (1, 1): 1})
+    nothing = bop_folders.BopSplit(tmp_path, 1, [inst(1, 1)], 0, 0, {(1, 0): 1, (1, 1): 1})
     with pytest.raises(DataError, match="hold no target that can be cropped; raise"):
         nothing.bop19_images(1)
 
@@ -323,8 +324,8 @@ def test_bop19_evaluation_writes_ar_and_a_results_file_by_bops_rules(dataset19, 
 
 
 def test_result_names_follow_bops_parser_and_bop19_needs_its_targets(tmp_path, dataset19):
-    assert bop.result_name(tmp_path / "tless_bop19" / "test_primesense") == "tless-test"
-    assert bop.result_name(tmp_path / "ycbv" / "test") == "ycbv-test"
+    assert bop_folders.result_name(tmp_path / "tless_bop19" / "test_primesense") == "tless-test"
+    assert bop_folders.result_name(tmp_path / "ycbv" / "test") == "ycbv-test"
     elsewhere = tmp_path / "other" / "test_primesense"
     import shutil
 

@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 
 import multipose.core.mesh as mesh_mod
 from multipose.core.mesh import NORMALIZED_EXTENT_MM, Mesh, load_loss_mesh, load_mesh, normalize_vertices, simplify_mesh
-from multipose.evaluation.bop import read_models_info
+from multipose.evaluation.bop_folders import read_models_info
 from multipose.evaluation.metrics import symmetry_transformations
 from multipose.infra.content_key import file_sha256
 from multipose.infra.errors import MeshError, UserInputError

@@ -3,7 +3,7 @@ config: :mod:`multipose.experiment.evaluation` (``evaluate.py``) and :mod:`multi
 assemble an evaluation from one.
 
 - :mod:`~multipose.evaluation.metrics` -- ``vsd``, ``re``, ``re_sym``, ``te``, ``recall`` (pure functions);
-- :mod:`~multipose.evaluation.bop` -- BOP split folders (T-LESS ``test_primesense``), AAE crops and
+- :mod:`~multipose.evaluation.bop_folders` -- BOP split folders (T-LESS ``test_primesense``), AAE crops and
   the AAE's translation from a box;
 - :mod:`~multipose.evaluation.testsets` -- :class:`~multipose.evaluation.testsets.TestSet`, the instances an
   evaluation scores;

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from multipose.data.views import crop_intrinsics, crop_windows
-from multipose.evaluation.bop import BopInstance
+from multipose.evaluation.bop_folders import BopInstance
 from multipose.evaluation.box_pose import box_extent
 from multipose.infra.errors import DataError
 from multipose.infra.progress import progress_bar

@@ -5,7 +5,7 @@ A BOP detections file (the BOP 2022+ default detections, COCO style) is a JSON l
 "image_id", "category_id", "bbox": [x, y, w, h], "score", "time"}``; ``bbox`` in COCO's convention (``x, y``
 the top-left corner of the first pixel, ``w, h`` in pixels, so the box spans ``[x - 0.5, x + w - 0.5]`` with
 pixel centres at integer coordinates), ``time`` the detector's seconds for the image. The detections of
-``OBJ_ID`` in the target images are cropped like the ground-truth instances (:func:`~multipose.evaluation.bop.
+``OBJ_ID`` in the target images are cropped like the ground-truth instances (:func:`~multipose.evaluation.bop_folders.
 load_bop_crops`' window), the head (and the codebook) estimate rotations, the translation comes from the
 detected box the AAE way, and an estimate's score is its confidence (similarity) times the detection's score.
 :func:`multipose.evaluation.bop19.select` then keeps BOP's rows; a row's time is the detector's time for the

@@ -11,7 +11,7 @@
   crops (``scene_ids``, ``img_ids``, ``obj_ids``, ``ts``: the original's ``bop2pickle.py`` or
   ``generate_dataset.py --from-bop``) brings those ids and the scene translations (:attr:`TestSet.t_scene`),
   and its ``Rs_predicted`` (:attr:`TestSet.R_stored`);
-- a BOP split folder (T-LESS ``test_primesense``, :mod:`multipose.evaluation.bop`): every instance of
+- a BOP split folder (T-LESS ``test_primesense``, :mod:`multipose.evaluation.bop_folders`): every instance of
   ``OBJ_ID`` cropped with its ground-truth box; the translation is estimated from the box the AAE way and
   the rotation corrected for the object's offset from the optical axis; VSD uses the scene's depth image in
   a window of :data:`BOP_VSD_PAD` times the box around the object, rendered at twice the crop size

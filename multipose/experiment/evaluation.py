@@ -36,7 +36,7 @@ from torch import nn
 
 from multipose.config import Config, check_crop_size, num_hypotheses, resolve_device
 from multipose.core.mesh import load_loss_mesh
-from multipose.evaluation import bop, bop19, detections
+from multipose.evaluation import bop19, bop_folders, detections
 from multipose.evaluation.metrics import mcnemar_exact, recall
 from multipose.evaluation.report import write_evaluation
 from multipose.evaluation.scoring import BatchScorer, ScoreAccumulator, Scores
@@ -167,7 +167,7 @@ def evaluate_models(
             f"test images are {test_set.images.shape[-1]} px but the encoder takes {encoder.config.image_size} px "
             "([Dataset] CROP_SIZE must match the encoder; leave it empty to follow the encoder)"
         )
-    examples = bop.subsample(N, ev.NUM_EXAMPLES).tolist() if ev.SAVE_IMAGES and ev.NUM_EXAMPLES else []
+    examples = bop_folders.subsample(N, ev.NUM_EXAMPLES).tolist() if ev.SAVE_IMAGES and ev.NUM_EXAMPLES else []
     scorer = batch_scorer(cfg, encoder, head, test_set, device, codebook, examples, codebook_encoder)
     scorer.warm_up(ev.BATCH_SIZE)
     accumulator = ScoreAccumulator()

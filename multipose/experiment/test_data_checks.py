@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from multipose.config import Config, crop_size
-from multipose.evaluation import bop, bop_images
+from multipose.evaluation import bop_folders, bop_images
 from multipose.evaluation.detections import read_detections
 from multipose.evaluation.metrics import symmetry_transformations
 from multipose.experiment.asset_checks import check_sample_files
@@ -24,7 +24,7 @@ from multipose.infra.progress import progress_bar
 def check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[Finding]:
     what = setting("Evaluation", "TEST_DATA_PATH")
     ev = cfg.Evaluation
-    if not bop.is_bop_split(folder):
+    if not bop_folders.is_bop_split(folder):
         return [Finding("malformed", what, f"{folder}: a folder without BOP scene folders (NNNNNN/scene_gt.json); "
                                            "point TEST_DATA_PATH at a split such as tless/test_primesense")]
     if ev.OBJ_ID is None:
@@ -33,16 +33,16 @@ def check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[Fi
 
     def check() -> list[Finding]:
         if ev.PROTOCOL == "bop19":
-            split = bop.read_bop19_targets(folder, ev.OBJ_ID)
+            split = bop_folders.read_bop19_targets(folder, ev.OBJ_ID)
             used, targets = split.bop19_images(ev.NUM_SAMPLES)
             images = len({(i.scene_id, i.im_id) for i in used})
             text = (f"{folder}: {counted(split.num_targets or 0, 'BOP19 target')} of object {ev.OBJ_ID} in "
                     f"{counted(len(split.targets_per_image or {}), 'image')}; evaluation uses {targets:,} in "
                     f"{counted(images, 'image')} (NUM_SAMPLES)")
         else:
-            split = bop.read_bop_split(folder, ev.OBJ_ID, ev.MIN_VISIB_FRACT)
+            split = bop_folders.read_bop_split(folder, ev.OBJ_ID, ev.MIN_VISIB_FRACT)
             scenes = len({i.scene_id for i in split.instances})
-            used = [split.instances[i] for i in bop.subsample(len(split.instances), ev.NUM_SAMPLES)]
+            used = [split.instances[i] for i in bop_folders.subsample(len(split.instances), ev.NUM_SAMPLES)]
             text = (f"{folder}: {counted(len(split.instances), 'instance')} of object {ev.OBJ_ID} in "
                     f"{counted(scenes, 'scene')}; evaluation uses {len(used):,} (NUM_SAMPLES)")
         no_depth = sum(i.depth_path is None for i in used)
@@ -73,7 +73,7 @@ def check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[Fi
     return guarded(what, check)
 
 
-def _unreadable_images(instances: Sequence[bop.BopInstance], progress: bool) -> list[Path]:
+def _unreadable_images(instances: Sequence[bop_folders.BopInstance], progress: bool) -> list[Path]:
     """The colour and depth images of ``instances`` that cannot be decoded."""
     bad: list[Path] = []
     for inst in progress_bar(instances, desc="reading test images", unit="instance", disable=not progress,
@@ -149,13 +149,13 @@ def check_models_info(cfg: Config) -> list[Finding]:
         if not path.is_file():
             return [Finding("missing", what, f"{path}: no such file (a BOP models_info.json)")]
     else:
-        path = bop.find_models_info(test) if test is not None and test.is_dir() else None
+        path = bop_folders.find_models_info(test) if test is not None and test.is_dir() else None
         if path is None:
             return [Finding("note", what, "none: symmetry-aware rotation errors (re_sym) are not computed; VSD "
                                           "needs no symmetries")]
 
     def check() -> list[Finding]:
-        info = bop.read_models_info(path)
+        info = bop_folders.read_models_info(path)
         if ev.OBJ_ID is None:
             return [Finding("warning", what, f"{path}: {counted(len(info), 'object')}, but [Evaluation] OBJ_ID is "
                                              "empty, so none is used")]

@@ -15,7 +15,7 @@ from multipose.config import Config, crop_size, render_distance
 from multipose.core.mesh import load_mesh
 from multipose.data.io import load_samples
 from multipose.data.views import ViewRenderer, crop_windows
-from multipose.evaluation import bop, bop_images, box_pose
+from multipose.evaluation import bop_folders, bop_images, box_pose
 from multipose.evaluation.bop19 import ObjectModel
 from multipose.evaluation.detections import Detections, read_detections
 from multipose.evaluation.metrics import symmetry_transformations
@@ -33,13 +33,15 @@ def object_info(cfg: Config, bop_folder: Path | None) -> tuple[Path, dict] | Non
     folder) and its file, or None (with a warning) when there is none or it describes another object than
     the data model."""
     ev = cfg.Evaluation
-    path = Path(ev.MODELS_INFO) if ev.MODELS_INFO else (bop.find_models_info(bop_folder) if bop_folder else None)
+    path = Path(ev.MODELS_INFO) if ev.MODELS_INFO else None
+    if path is None and bop_folder:
+        path = bop_folders.find_models_info(bop_folder)
     if path is None:
         return None
     if ev.OBJ_ID is None:
         logger.warning("%s: [Evaluation] OBJ_ID is not set, so the object's symmetries are unknown", path)
         return None
-    info = bop.read_models_info(path)
+    info = bop_folders.read_models_info(path)
     if ev.OBJ_ID not in info:
         logger.warning("%s has no object %d: no symmetries", path, ev.OBJ_ID)
         return None
@@ -129,7 +131,7 @@ def load_test_set(
         rows = torch.nonzero(samples.ids[:, 2] == obj_id).flatten()
         if len(rows) == 0:
             raise ConfigError(f"{path} holds no crop of object {obj_id} ([Evaluation] OBJ_ID); it has {objects}")
-    chosen = rows[torch.from_numpy(bop.subsample(len(rows), num))]
+    chosen = rows[torch.from_numpy(bop_folders.subsample(len(rows), num))]
     images = samples.images[chosen]
     R = samples.R[chosen]
     t, K = samples.t, samples.K
@@ -156,10 +158,10 @@ def _bop_test_set(cfg: Config, path: Path, num: int, progress: bool) -> TestSet:
     ev = cfg.Evaluation
     size = crop_size(cfg)
     if ev.PROTOCOL == "bop19":
-        instances, num_targets = bop.read_bop19_targets(path, ev.OBJ_ID).bop19_images(num)
+        instances, num_targets = bop_folders.read_bop19_targets(path, ev.OBJ_ID).bop19_images(num)
     else:
-        instances = bop.read_bop_split(path, ev.OBJ_ID, ev.MIN_VISIB_FRACT).instances
-        instances = [instances[i] for i in bop.subsample(len(instances), num)]
+        instances = bop_folders.read_bop_split(path, ev.OBJ_ID, ev.MIN_VISIB_FRACT).instances
+        instances = [instances[i] for i in bop_folders.subsample(len(instances), num)]
         num_targets = None
     vsd_size = BOP_VSD_SCALE * size
     crops = bop_images.load_bop_crops(instances, size, cfg.Dataset.PAD_FACTOR, vsd_size, BOP_VSD_PAD, progress=progress)
@@ -167,7 +169,7 @@ def _bop_test_set(cfg: Config, path: Path, num: int, progress: bool) -> TestSet:
         images=crops.images, R=crops.R, t=crops.t, K_vsd=crops.K_vsd, vsd_size=vsd_size, depth_test=crops.depth,
         depth_known=crops.depth_known, in_image=crops.in_image, boxes=crops.boxes, K=crops.K,
         scene_id=crops.scene_id, im_id=crops.im_id, obj_id=ev.OBJ_ID, symmetries=_symmetries(cfg, path),
-        name=bop.result_name(path), image_width=crops.image_width, num_targets=num_targets,
+        name=bop_folders.result_name(path), image_width=crops.image_width, num_targets=num_targets,
         inst_count=torch.tensor([i.inst_count for i in instances]) if ev.PROTOCOL == "bop19" else None,
         description=f"{len(instances)} instances of object {ev.OBJ_ID} in BOP folder {path}"
                     + (f" (BOP19 targets: {num_targets})" if num_targets is not None else ""),
@@ -185,7 +187,7 @@ def check_evaluation_inputs(cfg: Config) -> None:
     if ev.TEST_DATA_PATH:
         path = Path(ev.TEST_DATA_PATH)
         if path.is_dir():
-            if not bop.is_bop_split(path):
+            if not bop_folders.is_bop_split(path):
                 raise bad("TEST_DATA_PATH", "expected a BOP split folder (scene folders with scene_gt.json), "
                                             "a dataset file (.npz, .p) or empty")
             if ev.OBJ_ID is None:
@@ -208,7 +210,7 @@ def check_evaluation_inputs(cfg: Config) -> None:
         if not ev.TEST_DATA_PATH or not Path(ev.TEST_DATA_PATH).is_dir():
             raise bad("PROTOCOL", "bop19 evaluates a BOP split folder: set [Evaluation] TEST_DATA_PATH to one "
                                   "(e.g. tless/test_primesense), or use PROTOCOL: sixd17")
-        targets = Path(ev.TEST_DATA_PATH).resolve().parent / bop.TARGETS_FILE
+        targets = Path(ev.TEST_DATA_PATH).resolve().parent / bop_folders.TARGETS_FILE
         if cfg.Rendering.NORMALIZE_VERTICES:
             raise bad("PROTOCOL", "bop19 measures the BOP poses of the models as given (mm), which "
                                   "[Rendering] NORMALIZE_VERTICES would move and rescale: set it to false")
@@ -274,7 +276,7 @@ def load_detections(cfg: Config, targets: TestSet, progress: bool = False) -> De
     for n, d in enumerate(found):
         if d["key"] != loaded:
             scene, im = d["key"]
-            path_rgb = bop.find_image(split / f"{scene:06d}", im, ("rgb", "gray"))
+            path_rgb = bop_folders.find_image(split / f"{scene:06d}", im, ("rgb", "gray"))
             if path_rgb is None:
                 raise DataError(f"{split / f'{scene:06d}'}: no image {im:06d} for a detection")
             image, loaded = bop_images.read_rgb(path_rgb), d["key"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from multipose.evaluation.bop import read_bop_split, subsample
+from multipose.evaluation.bop_folders import read_bop_split, subsample
 from multipose.evaluation.bop_images import read_rgb
 from multipose.infra.errors import DataError
 
