@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pytorch3d.transforms import matrix_to_quaternion, quaternion_to_matrix
-from support.original import original_forward, original_state_dict, ortho6d_columns
+from support.original import original_forward, original_multi_object_forward, original_state_dict, ortho6d_columns
 
 from multipose.core.geometry import geodesic_angle_deg
 from multipose.models import PoseHead, PoseHeadConfig
@@ -253,3 +253,59 @@ def test_head_input_is_the_normalised_code_or_the_flat_feature_maps_for_a_finetu
     copy = finetuned_encoder(encoder, tuned)
     torch.testing.assert_close(copy.dense.weight, tuned.encoder.weight)
     assert not torch.equal(encoder.dense.weight, copy.dense.weight)  # the frozen encoder is left as it was
+
+
+def test_an_original_multi_object_classifier_checkpoint_loads_strictly_and_decodes_the_originals_way(tmp_path):
+    """The original's final version, N objects with CLASSIFY_OBJECTS: l3 gives N * K * 7 outputs (N * K
+    confidences, softmax within each object's K, then each object's K 6D vectors), the classifier c1..c3 on the
+    code; every name loads with strict=True, N comes from c3, and each sample's block is the one its object
+    id picks."""
+    from multipose.models.head_checkpoint import load_head_checkpoint
+    from multipose.models.weights import ModelFileError
+
+    K, N = 3, 4
+    state = original_state_dict(K, num_objects=N, classify=True, seed=5)
+    torch.save({"model": state, "optimizer": {}, "lr_reducer": None, "epoch": 9}, tmp_path / "model-epoch9.pt")
+    head, _ = load_head_checkpoint(tmp_path / "model-epoch9.pt", K)
+    assert (head.config.num_objects, head.config.classify, head.config.convention) == (N, True, "original")
+    assert set(head.state_dict()) == set(state)
+    code = F.normalize(torch.randn(6, 128, generator=torch.Generator().manual_seed(2)), dim=1)
+    with torch.no_grad():
+        out = head(code)
+    expected = original_multi_object_forward(state, code, K, N)
+    classes, confs, poses = expected[:, :N], expected[:, N:N + N * K], expected[:, N + N * K:]
+    torch.testing.assert_close(out.object_logits.softmax(1), classes, atol=1e-5, rtol=1e-5)
+    ids = torch.tensor([0, 3, 1, 2, 3, 0])
+    picked = out.select(ids)
+    flip = np.diag([-1.0, -1.0, 1.0])
+    for b, n in enumerate(ids.tolist()):
+        torch.testing.assert_close(picked.confidence[b], confs[b, n * K:(n + 1) * K], atol=1e-5, rtol=1e-5)
+        for k in range(K):
+            v = poses[b, n * 6 * K + 6 * k: n * 6 * K + 6 * (k + 1)].double().numpy()
+            np.testing.assert_allclose(picked.R[b, k].double().numpy(), flip @ ortho6d_columns(v).T, atol=1e-5)
+    with pytest.raises(ModelFileError, match="classifier tells 4 objects, but the config names 5"):
+        load_head_checkpoint(tmp_path / "model-epoch9.pt", K, num_objects=5)
+    with pytest.raises(ModelFileError, match="N = 4 objects and K = 2"):
+        load_head_checkpoint(tmp_path / "model-epoch9.pt", 2)
+
+
+def test_one_object_outputs_are_unchanged_and_several_objects_are_blocks_of_one_layer():
+    """N = 1 keeps today's layout (same numbers from the same weights); N objects are the same trunk with an
+    output layer N times as wide, ``select`` picking each sample's block."""
+    torch.manual_seed(0)
+    one = PoseHead(PoseHeadConfig(num_hypotheses=3, input_dim=16, width=32)).eval()
+    torch.manual_seed(0)
+    again = PoseHead(PoseHeadConfig(num_hypotheses=3, input_dim=16, width=32, num_objects=1)).eval()
+    code = torch.randn(4, 16)
+    assert one.state_dict().keys() == again.state_dict().keys()
+    torch.testing.assert_close(one(code).R, again(code).R, rtol=0, atol=0)
+    assert one(code).select(torch.zeros(4, dtype=torch.long)) is not None
+    three = PoseHead(PoseHeadConfig(num_hypotheses=3, input_dim=16, width=32, num_objects=3)).eval()
+    out = three(code)
+    assert out.confidence.shape == (4, 3, 3) and out.R.shape == (4, 3, 3, 3, 3) and out.object_logits is None
+    torch.testing.assert_close(out.confidence.sum(dim=2), torch.ones(4, 3))
+    picked = out.select(torch.tensor([2, 0, 1, 2]))
+    torch.testing.assert_close(picked.R[0], out.R[0, 2])
+    assert picked.confidence.shape == (4, 3)
+    with pytest.raises(ValueError, match="population head poses one object"):
+        PoseHeadConfig(num_hypotheses=3, output="population", num_objects=2)

@@ -46,6 +46,13 @@ later versions): the head starts with its own copy of the encoder's dense layer,
 ``encoder.bias`` as the original's ``Model``), trained with the head; its input is then the frozen
 encoder's flattened feature maps (:func:`head_input`) and the code it makes is not L2-normalised.
 
+Several objects (``num_objects`` N > 1, the original's final version, after the paper): the same trunk with an
+output layer of ``N * K * (1 + D)``, object-major as the original's -- the N * K confidence logits (a softmax
+within each object's K), then each object's K rotation blocks; :meth:`HeadOutput.select` picks each sample's
+object. With ``classify`` a classifier of the N objects reads the code ``x0`` (``c1`` 128, ``bnc1``, ``c2`` 64,
+``bnc2``, ``c3`` N: the original's layer names, so its state dicts load strictly) and gives ``object_logits``
+(logits; the original applied a softmax here). N = 1 is exactly the single-object layout.
+
 The architecture arguments live in :class:`PoseHeadConfig`, which checkpoints store, so a model is
 always rebuilt from its arguments and never guessed back from tensor shapes.
 """
@@ -134,6 +141,8 @@ class PoseHeadConfig:
         anchor_views, anchor_inplane: the population output's anchor grid (``codebook_rotations``).
         decoding: a population head's hypotheses: ``"peaks"`` or ``"top"`` (module docstring).
         encoder_features: 0, or the inputs of a fine-tuned encoder dense layer the head starts with.
+        num_objects: N, the objects the head poses (a regression head: N blocks of K hypotheses).
+        classify: a classifier of the N objects on the code (the original's ``CLASSIFY_OBJECTS``).
     """
 
     num_hypotheses: int
@@ -146,6 +155,8 @@ class PoseHeadConfig:
     anchor_inplane: int = 36
     decoding: str = "peaks"
     encoder_features: int = 0
+    num_objects: int = 1
+    classify: bool = False
 
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
@@ -160,8 +171,10 @@ class PoseHeadConfig:
             raise ValueError(f"unknown decoding {self.decoding!r}; expected one of {list(DECODINGS)}")
         if self.output == "population" and self.convention != "opencv":
             raise ValueError("a population head has no 6D decoding convention other than 'opencv'")
-        if self.num_hypotheses < 1 or self.input_dim < 1 or self.width < 1 or self.encoder_features < 0 or min(
-                self.anchor_views, self.anchor_inplane) < 1:
+        if self.output == "population" and self.num_objects > 1:
+            raise ValueError("a population head poses one object; use a regression head for several")
+        if self.num_objects < 1 or self.num_hypotheses < 1 or self.input_dim < 1 or self.width < 1 or min(
+                self.encoder_features + 1, self.anchor_views, self.anchor_inplane) < 1:
             raise ValueError(f"bad head arguments {self}")
 
     def to_dict(self) -> dict:
@@ -171,12 +184,25 @@ class PoseHeadConfig:
 @dataclass(frozen=True)
 class HeadOutput:
     """Attributes: ``confidence (B, K)`` softmax; ``logits (B, K)``; ``R (B, K, 3, 3)`` OpenCV rotations;
-    ``anchor_logits (B, A)``: every anchor's logit (population heads only, else None)."""
+    ``anchor_logits (B, A)``: every anchor's logit (population heads only, else None); ``object_logits (B, N)``:
+    the classifier's logits (heads with ``classify``, else None).
+
+    A head of N > 1 objects gives every object's block: ``confidence`` and ``logits (B, N, K)``, ``R (B, N, K, 3,
+    3)``; :meth:`select` picks each sample's object."""
 
     confidence: torch.Tensor
     logits: torch.Tensor
     R: torch.Tensor
     anchor_logits: torch.Tensor | None = None
+    object_logits: torch.Tensor | None = None
+
+    def select(self, objects: torch.Tensor) -> HeadOutput:
+        """Each sample's block, ``objects (B,)`` int64 (object indices); the output itself for one object."""
+        if self.confidence.ndim == 2:
+            return self
+        rows = torch.arange(len(objects), device=objects.device)
+        return replace(self, confidence=self.confidence[rows, objects], logits=self.logits[rows, objects],
+                       R=self.R[rows, objects])
 
 
 class PoseHead(nn.Module):
@@ -200,7 +226,8 @@ class PoseHead(nn.Module):
         features = 64 if config.output == "regression" else w
         self.l2 = nn.Linear(w, features)
         if config.output == "regression":
-            self.l3 = nn.Linear(features, config.num_hypotheses * (1 + REPRESENTATIONS[config.representation]))
+            per_object = config.num_hypotheses * (1 + REPRESENTATIONS[config.representation])
+            self.l3 = nn.Linear(features, config.num_objects * per_object)
         else:
             anchors = codebook_rotations(config.anchor_views, config.anchor_inplane)
             self.register_buffer("anchors", anchors, persistent=False)
@@ -211,6 +238,10 @@ class PoseHead(nn.Module):
         self.bn2 = nn.BatchNorm1d(features)
         # the fine-tuned encoder layer (built last: the other layers' initial weights do not depend on it)
         self.encoder = nn.Linear(config.encoder_features, d) if config.encoder_features else None
+        if config.classify:  # the original's classifier of the N objects on the code: c1, bnc1, c2, bnc2, c3
+            self.c1, self.bnc1 = nn.Linear(d, w), nn.BatchNorm1d(w)
+            self.c2, self.bnc2 = nn.Linear(w, 64), nn.BatchNorm1d(64)
+            self.c3 = nn.Linear(64, config.num_objects)
 
     def forward(self, code: torch.Tensor, hypotheses: bool = True) -> HeadOutput:
         """``code (B, input_dim)``, or with a fine-tuned encoder layer the flat feature maps
@@ -222,6 +253,7 @@ class PoseHead(nn.Module):
             what = "flat encoder features" if self.encoder is not None else "code"
             raise ValueError(f"{what} must be (B, {size}), got {tuple(code.shape)}")
         x0 = self.encoder(code) if self.encoder is not None else code
+        object_logits = self.classify(x0) if self.config.classify else None
         x1 = F.relu(self.bn01(self.l01(x0)))
         x2 = F.relu(self.bn02(self.l02(torch.cat([x0, x1], dim=1))))
         x3 = F.relu(self.bn03(self.l03(torch.cat([x1, x2], dim=1))))
@@ -233,9 +265,11 @@ class PoseHead(nn.Module):
             if not hypotheses:
                 return HeadOutput(confidence=raw[:, :0], logits=raw[:, :0], R=raw.new_zeros(len(raw), 0, 3, 3),
                                   anchor_logits=raw)
-            return self.decode_anchors(raw)
-        K, D = self.config.num_hypotheses, REPRESENTATIONS[self.config.representation]
-        logits, params = raw[:, :K], raw[:, K:].reshape(-1, K, D)
+            return replace(self.decode_anchors(raw), object_logits=object_logits)
+        N, K, D = self.config.num_objects, self.config.num_hypotheses, REPRESENTATIONS[self.config.representation]
+        logits, params = raw[:, : N * K].reshape(-1, N, K), raw[:, N * K :].reshape(-1, N, K, D)  # object-major
+        if N == 1:
+            logits, params = logits[:, 0], params[:, 0]
         if self.config.representation == "6d-pose":
             R = rotation_6d_to_matrix(params)
             if self.config.convention == "original":
@@ -243,7 +277,12 @@ class PoseHead(nn.Module):
         else:
             q = params / params.norm(dim=-1, keepdim=True).clamp_min(1e-8)
             R = quaternion_to_matrix(q)
-        return HeadOutput(confidence=torch.softmax(logits, dim=1), logits=logits, R=R)
+        return HeadOutput(confidence=torch.softmax(logits, dim=-1), logits=logits, R=R, object_logits=object_logits)
+
+    def classify(self, x0: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits ``(B, N)`` of the code ``x0 (B, input_dim)`` (heads with ``classify``)."""
+        x = F.relu(self.bnc1(self.c1(x0)))
+        return self.c3(F.relu(self.bnc2(self.c2(x))))
 
     def decode_anchors(self, raw: torch.Tensor) -> HeadOutput:
         """A population head's K hypotheses from its anchor logits ``raw (B, A)`` (module docstring)."""

@@ -11,8 +11,9 @@
 
 An original checkpoint of a ``FINETUNE_ENCODER`` run holds the fine-tuned dense layer as ``encoder.weight``
 ``(128, flat features)`` and ``encoder.bias``: it becomes the head's ``encoder`` layer
-(``encoder_features``). Its other variants that are not a single-object pose head (``CLASSIFY_OBJECTS``'s
-``c1..c3``, several objects) are refused with a message saying so.
+(``encoder_features``). One of several objects (its final version, ``MODEL_PATH_LOSS`` a list of N) has an
+output layer of ``N * K * 7`` (object-major: N * K confidence logits, then each object's K 6D blocks); with
+``CLASSIFY_OBJECTS`` the classifier ``c1, bnc1, c2, bnc2, c3`` (``c3``: N outputs) tells N.
 Files are read with ``torch.load(weights_only=True)``: a checkpoint that would need Python objects
 rebuilt is refused unless trusted (``--trust-checkpoint``).
 """
@@ -42,32 +43,41 @@ def is_original_checkpoint(state: Any) -> bool:
     )
 
 
-def original_head_config(state: dict, num_hypotheses: int | None, path: str | os.PathLike = "") -> PoseHeadConfig:
+def original_head_config(state: dict, num_hypotheses: int | None, path: str | os.PathLike = "",
+                         num_objects: int | None = None) -> PoseHeadConfig:
     """The :class:`PoseHeadConfig` of an original checkpoint ``state`` (see the module docstring).
 
-    ``num_hypotheses``: K of the config the checkpoint is used with (None: inferred from the output
-    layer, ``K * 7`` outputs for one object). Raises :class:`ModelFileError` for a variant this head
-    cannot represent or a K that does not match."""
+    ``num_hypotheses``, ``num_objects``: K and N of the config the checkpoint is used with (None: K inferred
+    from the output layer, ``N * K * 7`` outputs; N from the classifier, else 1). Raises :class:`ModelFileError`
+    for a variant this head cannot represent or a K or N that does not match."""
     model = state["model"]
-    extra = sorted({k.split(".")[0] for k in model} - {"l01", "l02", "l03", "l04", "l1", "l2", "l3",
-                                                        "bn01", "bn02", "bn03", "bn04", "bn1", "bn2", "encoder"})
+    classifier = {"c1", "bnc1", "c2", "bnc2", "c3"}
+    extra = sorted({k.split(".")[0] for k in model} - {"l01", "l02", "l03", "l04", "l1", "l2", "l3", "bn01", "bn02",
+                                                        "bn03", "bn04", "bn1", "bn2", "encoder"} - classifier)
     if extra:
-        raise ModelFileError(
-            f"{path}: an original checkpoint with the layers {extra} (CLASSIFY_OBJECTS): only the single-object "
-            "pose head (with or without FINETUNE_ENCODER's encoder layer) can be evaluated or trained here"
-        )
+        raise ModelFileError(f"{path}: an original checkpoint with the unknown layers {extra}: not the original's "
+                             "pose head")
+    classify = "c3.weight" in model
+    if classify:
+        stored = int(model["c3.weight"].shape[0])
+        if num_objects is not None and stored != num_objects:
+            raise ModelFileError(f"{path}: its classifier tells {stored} objects, but the config names {num_objects} "
+                                 "([Dataset] MODEL_PATH_LOSS)")
+        num_objects = stored
+    num_objects = num_objects or 1
     outputs, width = model["l3.weight"].shape
     if width != 64 or "l01.weight" not in model:
         raise ModelFileError(f"{path}: not the original's pose head (l3 takes {width} inputs, expected 64)")
     if num_hypotheses is None:
-        if outputs % 7:
-            raise ModelFileError(f"{path}: the original head gives {outputs} outputs, not K * (1 + 6)")
-        num_hypotheses = outputs // 7
-    if outputs != num_hypotheses * 7:
+        if outputs % (7 * num_objects):
+            raise ModelFileError(f"{path}: the original head gives {outputs} outputs, not N * K * (1 + 6) for "
+                                 f"N = {num_objects}")
+        num_hypotheses = outputs // (7 * num_objects)
+    if outputs != num_objects * num_hypotheses * 7:
         raise ModelFileError(
-            f"{path}: the original head gives {outputs} outputs = K * (1 + 6) for K = {outputs / 7:g}, but the "
-            f"config asks for K = {num_hypotheses} ([Rendering] VIEWS); set VIEWS to the checkpoint's K "
-            "(several objects per head are not supported)"
+            f"{path}: the original head gives {outputs} outputs = N * K * (1 + 6), but the config asks for "
+            f"N = {num_objects} objects and K = {num_hypotheses} ([Dataset] MODEL_PATH_LOSS, [Rendering] VIEWS): "
+            f"{num_objects * num_hypotheses * 7} outputs; set them to the checkpoint's"
         )
     hidden, code = model["l01.weight"].shape
     features = 0
@@ -77,15 +87,17 @@ def original_head_config(state: dict, num_hypotheses: int | None, path: str | os
                                  f"{code}-d code its l01 takes")
         features = int(model["encoder.weight"].shape[1])
     return PoseHeadConfig(num_hypotheses=num_hypotheses, representation="6d-pose", input_dim=int(code),
-                          width=int(hidden), convention="original", encoder_features=features)
+                          width=int(hidden), convention="original", encoder_features=features,
+                          num_objects=num_objects, classify=classify)
 
 
 def load_head_checkpoint(
-    path: str | os.PathLike, num_hypotheses: int | None = None, trust: bool = False
+    path: str | os.PathLike, num_hypotheses: int | None = None, trust: bool = False, num_objects: int | None = None
 ) -> tuple[PoseHead, dict[str, Any]]:
     """The pose head of a checkpoint (ours or the original's; eval mode, CPU) and the checkpoint dict.
 
-    ``num_hypotheses``: the config's K, checked against an original checkpoint (ours store theirs).
+    ``num_hypotheses``, ``num_objects``: the config's K and N, checked against an original checkpoint (ours
+    store theirs).
     The file is read with ``weights_only=True`` unless ``trust`` (:func:`multipose.infra.checkpoint.load_checkpoint`).
     Raises :class:`ModelFileError` for a missing, unreadable or foreign file, and
     :class:`~multipose.infra.checkpoint.CheckpointRefused` for one that needs an unsafe load."""
@@ -100,7 +112,7 @@ def load_head_checkpoint(
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: not a readable checkpoint ({reason[:160]})") from None
     if is_original_checkpoint(state):
-        config = original_head_config(state, num_hypotheses, path)
+        config = original_head_config(state, num_hypotheses, path, num_objects)
     elif isinstance(state, dict) and isinstance(state.get("model"), dict) and isinstance(state.get("head_args"), dict):
         config = None
     else:
