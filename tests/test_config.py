@@ -23,6 +23,7 @@ from multipose.config import (
     load_config_text,
     loss_parameters,
     num_hypotheses,
+    num_objects,
     resolve_device,
     schema_markdown,
     validation_metric,
@@ -105,11 +106,13 @@ def test_defaults():
     assert (t.STOPPING_TIME_LIMIT, t.MAX_REL_OFFSET, t.AUGMENT_IMGS, t.DEVICE) == (10, 0.2, True, "auto")
     assert (t.HEAD, t.FINETUNE_ENCODER, t.VALIDATION_METRIC, t.ANCHOR_DECODING) == (
         "regression", False, "auto", "peaks")  # the paper's head on the frozen encoder
+    assert (t.CLASSIFY_OBJECTS, t.CLASSIFICATION_LOSS, t.MODEL_RANDOM_SEED) == (False, "logits", None)
     assert dict(cfg.Loss_parameters) == {
         "DEPTH_MAX": None,
         "POSE_MAX": 40.0,
         "GAMMA": None,
         "DEPTH_NORMALIZATION": "union",
+        "CLASSIFY_WEIGHT": 1.0,
     }
     assert dict(cfg.Evaluation) == {
         "BATCH_SIZE": 50, "SAVE_IMAGES": True, "TEST_DATA_PATH": None, "AFTER_TRAINING": True, "NUM_SAMPLES": 100,
@@ -380,16 +383,13 @@ def test_overrides_must_be_a_list():
     ("Rendering", "LOSS_VIEWPOINTS", "[[0, 0, true]]", "true is not a finite number"),
     ("Rendering", "LOSS_VIEWPOINTS", "[[0, 0, NaN]]", "NaN is not a finite number"),
     ("Rendering", "T", "[0, 0, -5]", "z must be > 0"),
-    ("Rendering", "T", "[0, 0]", "[x, y, z] or [[x, y, z]] in mm"),
+    ("Rendering", "T", "[0, 0]", "[x, y, z], or [[x, y, z], ...] with one triple per object"),
     ("Rendering", "T", "375", "auto, or [x, y, z]"),
-    ("Rendering", "T", "[[0, 0, 1], [0, 0, 2]]", "got 2 triples"),
     ("Training", "VIEW_SAMPLING", "random", "one of sundermeyer-random, sphere, sphere-simple"),
     ("Training", "VIEW_SAMPLING", "views.txt-hard", "optionally followed by -hard and/or -reuse"),
     ("Training", "VIEW_SAMPLING", "sphere-hard-hard", "sundermeyer-random, sphere"),
-    ("Dataset", "MODEL_PATH_DATA", '["a.ply", "b.ply"]', "got 2 paths; multipose trains one object per run"),
-    ("Dataset", "MODEL_PATH_LOSS", '["a.obj", "b.obj"]', "got 2 paths; multipose trains one object per run"),
     ("Dataset", "MODEL_PATH_DATA", "[1]", "the list must hold strings"),
-    ("Dataset", "MODEL_PATH_DATA", "", "a path or a JSON list of one path"),
+    ("Dataset", "MODEL_PATH_DATA", "", "a path or a JSON list of paths, one per object"),
     ("Dataset", "ENCODER_WEIGHTS", "weights.h5", "auto, or a path to a .npy"),
     ("Training", "LOSS", "vsd", "one of vsd-union, vsd-union-var-gamma"),
 ])
@@ -467,7 +467,7 @@ def test_model_path_loss_defaults_to_data():
     ("LEARNING_RATE_HIGH: 5e-3", "t.cfg: [Training] LEARNING_RATE_HIGH = '5e-3': expected [Training] "
                                  "LEARNING_RATE_LOW to be set too"),
     ("LEARNING_RATE_LOW: 5e-3\nLEARNING_RATE_HIGH: 5e-4",
-     "t.cfg: [Training] LEARNING_RATE_LOW = '5e-3': expected less than "
+     "t.cfg: [Training] LEARNING_RATE_LOW = '5e-3': expected at most "
      "[Training] LEARNING_RATE_HIGH = '5e-4'"),
 ])
 def test_cyclic_learning_rate_needs_both(lines, expected):
@@ -827,3 +827,91 @@ def test_the_tless_recipe_loads_with_a_models_paths_replaced():
 def test_validation_metric_follows_the_head_unless_set(head, setting, expected):
     cfg = load_config_text(f"[Training]\nHEAD: {head}\nVALIDATION_METRIC: {setting}\n")
     assert validation_metric(cfg) == expected
+
+
+# --------------------------------------------------------------------------- several objects (post-paper)
+
+MULTI_TEMPLATE = Path(__file__).resolve().parent / "data" / "original_experiment_template_multi_objects_classify.cfg"
+
+
+def test_the_originals_multi_object_template_loads():
+    """The original's final template for one head of five T-LESS objects: lists of five model paths and
+    translations, vsd-union-multi-object, FINETUNE_ENCODER, CLASSIFY_OBJECTS, CLASSIFY_WEIGHT."""
+    cfg = load_config(MULTI_TEMPLATE)
+    assert num_objects(cfg) == 5 and len(cfg.Dataset.MODEL_PATH_LOSS) == 5 and len(cfg.Dataset.VALID_DATA_PATH) == 5
+    assert cfg.Rendering.T == ((0.0, 0.0, 1000.0),) * 5 and cfg.Training.LOSS == "vsd-union-multi-object"
+    assert (cfg.Training.CLASSIFY_OBJECTS, cfg.Training.FINETUNE_ENCODER, cfg.Loss_parameters.CLASSIFY_WEIGHT) == (
+        True, True, 0.1)
+    again = load_config_text(cfg.to_ini())  # the resolved lists read back the same
+    assert {s: dict(again[s]) for s in again} == {s: dict(cfg[s]) for s in cfg}
+
+
+MULTI = '[Dataset]\nMODEL_PATH_DATA: ["a.ply", "b.ply", "c.ply"]\n[Training]\nLOSS: vsd-union-multi-object\n'
+PATHS = 'MODEL_PATH_DATA: ["a.ply", "b.ply", "c.ply"]\n'
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (f'[Dataset]\n{PATHS}MODEL_PATH_LOSS: ["a.obj", "b.obj"]\n[Training]\nLOSS: vsd-union-multi-object\n',
+     "[Dataset] MODEL_PATH_LOSS names 2 object(s), but [Dataset] MODEL_PATH_DATA names 3"),
+    (f"{MULTI}[Rendering]\nT: [[0, 0, 700], [0, 0, 700]]\n", "[Rendering] T names 2 object(s), but [Dataset] "
+                                                             "MODEL_PATH_DATA names 3"),
+    (f"{MULTI}[Rendering]\nT: [0, 0, 700]\n", "[Rendering] T names 1 object(s)"),
+    (f'[Dataset]\n{PATHS}VALID_DATA_PATH: ["a.p"]\n[Training]\nLOSS: vsd-union-multi-object\n',
+     "[Dataset] VALID_DATA_PATH names 1 object(s)"),
+    (f"[Dataset]\n{PATHS}", "a head of 3 objects needs LOSS: vsd-union-multi-object"),
+    (f"{MULTI}HEAD: population\n", "HEAD = population poses one object"),
+])
+def test_per_object_keys_must_name_every_object_and_the_loss_must_read_blocks(text, expected):
+    assert expected in config_error(text)
+
+
+def test_several_objects_read_back_and_one_object_stays_a_string():
+    cfg = load_config_text(MULTI + "[Rendering]\nT: [[0, 0, 700], [0, 0, 800], [0, 0, 900]]\n")
+    assert cfg.Dataset.MODEL_PATH_DATA == ("a.ply", "b.ply", "c.ply") == cfg.Dataset.MODEL_PATH_LOSS
+    assert cfg.Rendering.T[2] == (0.0, 0.0, 900.0) and num_objects(cfg) == 3
+    one = load_config_text('[Dataset]\nMODEL_PATH_DATA: ["a.ply"]\n[Rendering]\nT: [[0, 0, 700]]\n')
+    assert one.Dataset.MODEL_PATH_DATA == "a.ply" and one.Rendering.T == (0.0, 0.0, 700.0) and num_objects(one) == 1
+
+
+def test_equal_low_and_high_learning_rates_are_a_constant_rate_as_the_originals_final_version():
+    cfg = load_config_text("[Training]\nLEARNING_RATE_LOW: 5e-4\nLEARNING_RATE_HIGH: 5e-4\n")
+    from multipose.experiment.pose_training import build_scheduler
+
+    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=5e-4)
+    scheduler = build_scheduler(cfg, optimizer)
+    rates = []
+    for _ in range(cfg.Training.NUM_ITER):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == [5e-4] * cfg.Training.NUM_ITER
+
+
+def test_scripts_that_train_or_evaluate_one_object_refuse_several_with_one_line(tmp_path):
+    path = tmp_path / "multi.cfg"
+    path.write_text(MULTI)
+    proc = subprocess.run([sys.executable, "train.py", str(path)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "MODEL_PATH_DATA names 3 objects" in proc.stderr and not (tmp_path / "output").exists()
+    shown = _check(str(path))
+    assert shown.returncode == 0 and 'MODEL_PATH_DATA: ["a.ply", "b.ply", "c.ply"]' in shown.stdout
+
+
+def test_model_random_seed_alone_sets_the_heads_initial_weights():
+    """``MODEL_RANDOM_SEED`` (the original's final version) seeds the head's initial weights whatever
+    ``RANDOM_SEED`` is; without it the weights follow ``RANDOM_SEED``."""
+    from multipose.experiment.pose_training import build_head
+    from multipose.models import Encoder, EncoderConfig
+
+    encoder = Encoder(EncoderConfig(image_size=32, channels=(8, 8), latent_size=16))
+
+    def first_weights(text: str) -> torch.Tensor:
+        cfg = load_config_text(text)
+        torch.manual_seed(cfg.Training.RANDOM_SEED)
+        return build_head(cfg, encoder).l01.weight.detach().clone()
+
+    a = first_weights("[Training]\nRANDOM_SEED: 1\nMODEL_RANDOM_SEED: 7\n")
+    b = first_weights("[Training]\nRANDOM_SEED: 2\nMODEL_RANDOM_SEED: 7\n")
+    c = first_weights("[Training]\nRANDOM_SEED: 2\n")
+    assert torch.equal(a, b) and not torch.equal(b, c)

@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 
 from tqdm import tqdm
 
-from multipose.config import Config, load_config
-from multipose.infra.errors import UserInputError
+from multipose.config import Config, load_config, num_objects
+from multipose.infra.errors import ConfigError, UserInputError
 
 __all__ = ["make_parser", "run", "run_without_config", "setup_logging"]
 
@@ -95,6 +95,7 @@ def run(
     argv: Sequence[str] | None = None,
     preflight: bool = False,
     encoder_crop_size: bool = True,
+    several_objects: bool = False,
 ) -> int:
     """Parse ``argv``, set up logging, load the config, call ``main(args, cfg)``; return the exit code.
 
@@ -102,11 +103,15 @@ def run(
     seconds): a missing or malformed one stops the script before any work, with exit code 2.
     ``encoder_crop_size``: fill an empty ``[Dataset] CROP_SIZE`` from the encoder file, once
     (:func:`multipose.experiment.encoders.with_encoder_crop_size`; it imports torch).
+    ``several_objects``: the script takes configs of several objects (``MODEL_PATH_DATA`` a list of N > 1);
+    others refuse them with one error line.
     ``UserInputError`` (config errors included) -> one ``error: ...`` line on stderr and
     ``exc.exit_code``; Ctrl-C -> 130. Other exceptions are bugs and propagate with their traceback.
     """
     def configured(args: argparse.Namespace) -> int | None:
         cfg = load_config(args.config, args.overrides)
+        if not several_objects:
+            _one_object(cfg)
         if encoder_crop_size:
             from multipose.experiment.encoders import with_encoder_crop_size  # lazy: torch (--help stays fast)
 
@@ -118,6 +123,24 @@ def run(
         return main(args, cfg)
 
     return run_without_config(configured, parser, argv)
+
+
+def _one_object(cfg: Config) -> None:
+    """Raise :class:`ConfigError` for what this version reads but does not train or evaluate yet: several objects,
+    their loss, the object classifier (the original's final version)."""
+    n = num_objects(cfg)
+    used = [found for found, present in (
+        (("Dataset", "MODEL_PATH_DATA", f"names {n} objects"), n > 1),
+        (("Training", "LOSS", "is vsd-union-multi-object"), cfg.Training.LOSS == "vsd-union-multi-object"),
+        (("Training", "CLASSIFY_OBJECTS", "is true"), cfg.Training.CLASSIFY_OBJECTS),
+    ) if present]
+    if used:
+        section, key, what = used[0]
+        raise ConfigError(
+            f"{cfg.origin(section, key)}: [{section}] {key} {what}: this version reads such configs (python -m "
+            "multipose.config) and the original's heads of several objects, but trains and evaluates one object per "
+            "run, without the classifier; give one model path, LOSS: vsd-union, CLASSIFY_OBJECTS: false"
+        )
 
 
 def run_without_config(

@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def show(args: argparse.Namespace, cfg: Config) -> None:
         sys.stdout.write(cfg.to_ini())
 
-    return cli.run(show, parser, argv, encoder_crop_size=False)
+    return cli.run(show, parser, argv, encoder_crop_size=False, several_objects=True)
 
 
 if __name__ == "__main__":

@@ -22,31 +22,28 @@ _VIEW_SAMPLING_SUFFIXES = ("-hard", "-reuse")
 
 @dataclass(frozen=True)
 class TranslationType:
-    """``auto`` -> None; ``[x, y, z]`` or ``[[x, y, z]]`` (one triple per model path) -> (x, y, z)."""
+    """``auto`` -> None; ``[x, y, z]`` or ``[[x, y, z]]`` -> (x, y, z); ``[[x, y, z], ...]`` (one triple per object,
+    as the original's final version) -> a tuple of N triples."""
 
-    summary: str = "auto, or JSON [x, y, z] / [[x, y, z]] in mm, z > 0"
-    expected: str = "auto, or [x, y, z] or [[x, y, z]] in mm with z > 0"
+    summary: str = "auto, or JSON [x, y, z] / [[x, y, z], ...] (one per object) in mm, z > 0"
+    expected: str = "auto, or [x, y, z], or [[x, y, z], ...] with one triple per object, in mm with z > 0"
 
-    def parse(self, text: str) -> tuple[float, float, float] | None:
+    def parse(self, text: str) -> tuple[float, float, float] | tuple[tuple[float, float, float], ...] | None:
         if text.lower() == "auto":
             return None
         if not text.startswith("["):
             raise _Invalid()
         value = _json(text)
-        if isinstance(value, list) and value and isinstance(value[0], list):
-            if len(value) != 1:
-                raise _Invalid(
-                    f"got {len(value)} triples; one per MODEL_PATH_DATA entry, and multipose trains "
-                    "one object per run"
-                )
-            value = value[0]
-        t = _triple(value)
-        if t[2] <= 0:
+        triples = value if isinstance(value, list) and value and isinstance(value[0], list) else [value]
+        parsed = tuple(_triple(v) for v in triples)
+        if any(t[2] <= 0 for t in parsed):
             raise _Invalid("z must be > 0: the object must be in front of the camera")
-        return t
+        return parsed[0] if len(parsed) == 1 else parsed
 
-    def format(self, value: tuple[float, float, float] | None) -> str:
-        return "auto" if value is None else json.dumps(list(value))
+    def format(self, value: tuple | None) -> str:
+        if value is None:
+            return "auto"
+        return json.dumps([list(v) for v in value]) if isinstance(value[0], tuple) else json.dumps(list(value))
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,39 @@ def num_hypotheses(cfg: Config) -> int:
     return views if isinstance(views, int) else len(views)
 
 
+def num_objects(cfg: Config) -> int:
+    """N, the objects of one head: the length of ``[Dataset] MODEL_PATH_DATA``'s list (1 for one path)."""
+    paths = cfg.Dataset.MODEL_PATH_DATA
+    return len(paths) if isinstance(paths, tuple) else 1
+
+
+def check_objects(cfg: Config) -> None:
+    """Raise :class:`ConfigError` unless the per-object keys name N objects alike (``MODEL_PATH_LOSS``, ``T``,
+    ``VALID_DATA_PATH`` when set) and the loss fits N (several objects need ``vsd-union-multi-object``)."""
+    n = num_objects(cfg)
+    loss = cfg.Dataset.MODEL_PATH_LOSS
+    counts = {("Dataset", "MODEL_PATH_LOSS"): len(loss) if isinstance(loss, tuple) else 1}
+    if cfg.Rendering.T is not None:
+        counts[("Rendering", "T")] = len(cfg.Rendering.T) if isinstance(cfg.Rendering.T[0], tuple) else 1
+    if n > 1 and cfg.Dataset.VALID_DATA_PATH:
+        counts[("Dataset", "VALID_DATA_PATH")] = len(cfg.Dataset.VALID_DATA_PATH)
+    for (section, key), count in counts.items():
+        if count != n:
+            raise ConfigError(
+                f"{cfg.origin(section, key)}: [{section}] {key} names {count} object(s), but [Dataset] "
+                f"MODEL_PATH_DATA names {n}: give one entry per object, in the same order"
+            )
+    if n > 1 and cfg.Training.LOSS != "vsd-union-multi-object":
+        raise ConfigError(
+            f"{cfg.origin('Training', 'LOSS')}: [Training] LOSS = '{cfg._shown('Training', 'LOSS')}': a head of "
+            f"{n} objects needs LOSS: vsd-union-multi-object (it picks each sample's object block; "
+            f"{cfg.Training.LOSS} would read the outputs as one object's)"
+        )
+    if n > 1 and cfg.Training.HEAD == "population":
+        raise ConfigError(f"{cfg.origin('Training', 'HEAD')}: [Training] HEAD = population poses one object; use "
+                          f"HEAD: regression for a head of {n} objects")
+
+
 def validation_metric(cfg: Config) -> str:
     """The validation figure that picks ``model-best.pt`` (``[Training] VALIDATION_METRIC``, auto resolved):
     ``"loss"`` or ``"top_depth"``."""
@@ -78,7 +111,7 @@ def loss_parameters(cfg: Config) -> LossParameters:
     LOSS_PARAMS and the key it stands for may both be set only to the same value.
     """
     tr, lp = cfg.Training, cfg.Loss_parameters
-    if tr.LOSS == "vsd-union":
+    if tr.LOSS in ("vsd-union", "vsd-union-multi-object"):
         _same_or_error(cfg, ("Training", "LOSS_PARAMS"), ("Loss_parameters", "DEPTH_MAX"),
                        "the depth clamp d_max in mm")
         depth_max = next(v for v in (lp.DEPTH_MAX, tr.LOSS_PARAMS, DEFAULT_DEPTH_MAX) if v is not None)

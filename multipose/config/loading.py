@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from multipose.config.core import Config, _one_line
-from multipose.config.derived import loss_parameters, resolve_device
+from multipose.config.derived import check_objects, loss_parameters, resolve_device
 from multipose.config.ini import _bad_value, _lookup, _read_ini
 from multipose.config.schema import SCHEMA, SECTIONS
 from multipose.config.types import _Invalid
@@ -81,13 +81,14 @@ def _validate(cfg: Config, check_device: bool = True) -> None:
             f"'{cfg._shown('Training', 'LR_STEP_EPOCHS')}': expected it empty with LEARNING_RATE_LOW/HIGH "
             "(the one-cycle policy spans NUM_ITER epochs); remove one of the two schedules"
         )
-    if low is not None and high is not None and low >= high:
+    if low is not None and high is not None and low > high:
         raise ConfigError(
             f"{cfg.origin('Training', 'LEARNING_RATE_LOW')}: [Training] LEARNING_RATE_LOW = "
-            f"'{cfg._shown('Training', 'LEARNING_RATE_LOW')}': expected less than [Training] "
+            f"'{cfg._shown('Training', 'LEARNING_RATE_LOW')}': expected at most [Training] "
             f"LEARNING_RATE_HIGH = '{cfg._shown('Training', 'LEARNING_RATE_HIGH')}'"
         )
     loss_parameters(cfg)
+    check_objects(cfg)
     if check_device and cfg.Training.DEVICE == "cuda":
         resolve_device(cfg)
 

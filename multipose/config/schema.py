@@ -77,13 +77,14 @@ _PROB = FloatType(min=0.0, max=1.0)
 SCHEMA: tuple[Key, ...] = (
     # [Dataset]
     Key("Dataset", "MODEL_PATH_DATA", ModelPathType(), "./data/cad-files/tless_like_2fold.ply",
-        "CAD model (PLY/OBJ, mm) rendered for the training images."),
+        "CAD model (PLY/OBJ, mm) rendered for the training images; a JSON list of N paths for a head of N objects "
+        "(list order = object index)."),
     Key("Dataset", "MODEL_PATH_LOSS", ModelPathType(allow_empty=True), "",
-        "CAD model rendered by the loss (decimated to LOSS_MESH_FACES); empty: same as MODEL_PATH_DATA.",
-        optional=True),
+        "CAD model rendered by the loss (decimated to LOSS_MESH_FACES), one per object; empty: same as "
+        "MODEL_PATH_DATA.", optional=True),
     Key("Dataset", "VALID_DATA_PATH", PathListType(allow_empty=True), "",
-        "Validation set file(s): original pickle or generate_dataset.py .npz; empty: generated into the run folder.",
-        optional=True),
+        "Validation set file(s): original pickle or generate_dataset.py .npz (with N objects: one per object, in "
+        "their order); empty: generated into the run folder.", optional=True),
     Key("Dataset", "ENCODER_WEIGHTS", EncoderWeightsType(), "auto",
         "Frozen encoder weights: .npy (original AAE weights dict), .pt, or auto."),
     Key("Dataset", "BACKGROUND_IMAGES", BackgroundType(), "procedural",
@@ -118,7 +119,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("Rendering", "IMAGE_SIZE", IntType(min=8), "64",
         "Side of the loss renderer's square depth maps (pixels)."),
     Key("Rendering", "T", TranslationType(), "auto",
-        "Object translation for the loss renders (mm); auto: from T_FILL, FOV and the model's size."),
+        "Object translation for the loss renders (mm), one [x, y, z] per object; auto: from T_FILL, FOV and the "
+        "model's size."),
     Key("Rendering", "T_FILL", FloatType(min=0.0, max=1.0, min_inclusive=False), "0.6",
         "With T auto, the fraction of the loss view's width the model's bounding sphere fills."),
     Key("Rendering", "FOV", FloatType(min=0.0, max=180.0, min_inclusive=False, max_inclusive=False), "15.0",
@@ -141,7 +143,8 @@ SCHEMA: tuple[Key, ...] = (
         "With LEARNING_RATE_HIGH: the original's one-cycle policy over NUM_ITER epochs, stepped per epoch: "
         "LOW -> HIGH -> LOW over the first 90 % of the epochs, then down to LOW x 0.01.", optional=True),
     Key("Training", "LEARNING_RATE_HIGH", _FLOAT_GT0, "",
-        "With LEARNING_RATE_LOW: the peak of the one-cycle policy.", optional=True),
+        "With LEARNING_RATE_LOW: the peak of the one-cycle policy; equal to LOW: a constant rate (as the original's "
+        "final version).", optional=True),
     Key("Training", "LR_STEP_EPOCHS", _INT_GE1, "",
         "Step schedule (not in the original): LEARNING_RATE times LR_STEP_GAMMA every LR_STEP_EPOCHS epochs; "
         "empty: constant.", optional=True),
@@ -151,8 +154,20 @@ SCHEMA: tuple[Key, ...] = (
         "Newest epoch checkpoints kept in OUTPUT_PATH/models (model-best.pt is kept too)."),
     Key("Training", "NUM_SAVED_IMAGES", IntType(min=0), "4",
         "With SAVE_IMAGES: validation samples (and hardest samples) drawn per epoch."),
-    Key("Training", "LOSS", ChoiceType(("vsd-union", "vsd-union-var-gamma")), "vsd-union",
-        "Multi-pose loss: gamma = 1/K (vsd-union) or gamma from GAMMA / LOSS_PARAMS (var-gamma)."),
+    Key("Training", "LOSS", ChoiceType(("vsd-union", "vsd-union-var-gamma", "vsd-union-multi-object")), "vsd-union",
+        "Multi-pose loss: gamma = 1/K (vsd-union) or gamma from GAMMA / LOSS_PARAMS (var-gamma); "
+        "vsd-union-multi-object: the original's final version's loss for a head of several objects (vsd-union on "
+        "each sample's object block plus CLASSIFY_WEIGHT x a classification term); such configs are read and "
+        "checked, training them is not in this version yet."),
+    Key("Training", "CLASSIFY_OBJECTS", BoolType(), "false",
+        "The original's final version: a classifier of the objects on the code (its layers c1 ... c3); read and "
+        "checked, and its checkpoints load; training it is not in this version yet."),
+    Key("Training", "CLASSIFICATION_LOSS", ChoiceType(("logits", "original")), "logits",
+        "For the classification term: cross-entropy on the classifier's logits (logits), or on its softmax outputs "
+        "as the original computed it (original: a second softmax); not used until multi-object training lands."),
+    Key("Training", "MODEL_RANDOM_SEED", IntType(min=0, max=2**32 - 1), "",
+        "Seed of the head's initial weights alone (the original's final version); empty: from RANDOM_SEED.",
+        optional=True),
     Key("Training", "LOSS_PARAMS", _FLOAT_GT0, "",
         "Original form: depth clamp in mm for vsd-union, gamma for vsd-union-var-gamma.", optional=True),
     Key("Training", "VIEW_SAMPLING", ViewSamplingType(), "sundermeyer-random",
@@ -290,6 +305,9 @@ SCHEMA: tuple[Key, ...] = (
     Key("Loss_parameters", "GAMMA", FloatType(min=0.0), "",
         "Confidence weight gamma; empty: 1/K (vsd-union) or LOSS_PARAMS (vsd-union-var-gamma).",
         optional=True),
+    Key("Loss_parameters", "CLASSIFY_WEIGHT", FloatType(min=0.0), "1.0",
+        "vsd-union-multi-object with CLASSIFY_OBJECTS: weight of the classification term (the original's "
+        "fallback: 1.0); not used until multi-object training lands."),
     # [Evaluation]
     Key("Evaluation", "BATCH_SIZE", _INT_GE1, "50", "Evaluation batch size."),
     Key("Evaluation", "SAVE_IMAGES", BoolType(), "true",

@@ -210,8 +210,8 @@ class PathType:
 class PathListType:
     """A path or a JSON list of paths, stored as a tuple of strings.
 
-    ``max_len=1`` for the CAD model paths: multipose trains one object per run. Empty strings in a list
-    are dropped (the originals wrote ``[""]`` for "none"); an empty result is ``None`` where
+    ``max_len``: the most paths allowed (None: any number). Empty strings in a list are dropped (the
+    originals wrote ``[""]`` for "none"); an empty result is ``None`` where
     ``allow_empty``, else an error.
     """
 
@@ -237,7 +237,7 @@ class PathListType:
         else:
             paths = (text,) if text else ()
         if self.max_len is not None and len(paths) > self.max_len:
-            raise _Invalid(f"got {len(paths)} paths; multipose trains one object per run")
+            raise _Invalid(f"got {len(paths)} paths, at most {self.max_len} allowed")
         if not paths and not self.allow_empty:
             raise _Invalid()
         return paths or None
@@ -250,18 +250,23 @@ class PathListType:
 
 @dataclass(frozen=True)
 class ModelPathType:
-    """One CAD model path: a path, or the original's JSON list of one path (multipose trains one object
-    per run), stored as a string; ``allow_empty``: empty (or ``[""]``) is None."""
+    """The CAD model of each object: a path, or the original's JSON list of N paths (one per object, list
+    order = object index), stored as a string for one object and a tuple of N strings for several;
+    ``allow_empty``: empty (or ``[""]``) is None."""
 
     allow_empty: bool = False
-    summary: str = "path, or JSON list of one path"
-    expected: str = 'a path or a JSON list of one path, e.g. ["./data/obj_10.ply"]'
+    summary: str = "path, or JSON list of paths (one per object)"
+    expected: str = 'a path or a JSON list of paths, one per object, e.g. ["./data/obj_10.ply"]'
 
-    def parse(self, text: str) -> str | None:
-        paths = PathListType(max_len=1, allow_empty=self.allow_empty).parse(text)
-        return paths[0] if paths else None
+    def parse(self, text: str) -> str | tuple[str, ...] | None:
+        paths = PathListType(allow_empty=self.allow_empty).parse(text)
+        if not paths:
+            return None
+        return paths[0] if len(paths) == 1 else paths
 
-    def format(self, value: str) -> str:
+    def format(self, value: str | tuple[str, ...]) -> str:
+        if isinstance(value, tuple):
+            return json.dumps(list(value))
         return json.dumps([value]) if value.startswith("[") else value  # a path that looks like a list
 
 

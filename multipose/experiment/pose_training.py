@@ -12,7 +12,7 @@ from functools import partial
 
 import torch
 
-from multipose.config import Config
+from multipose.config import Config, num_objects
 from multipose.config.derived import check_crop_size, num_hypotheses, validation_metric
 from multipose.data.datasets import TrainingData
 from multipose.data.io import SampleSet
@@ -78,6 +78,8 @@ def build_head(cfg: Config, encoder: Encoder, init: PoseHead | None = None) -> P
         return head.train()
     tr = cfg.Training
     population = tr.HEAD == "population"
+    if tr.MODEL_RANDOM_SEED is not None:  # the original's final version: the head's initial weights alone
+        torch.manual_seed(tr.MODEL_RANDOM_SEED)
     head = PoseHead(
         PoseHeadConfig(
             num_hypotheses=num_hypotheses(cfg),
@@ -88,6 +90,8 @@ def build_head(cfg: Config, encoder: Encoder, init: PoseHead | None = None) -> P
             **({"anchor_views": tr.ANCHOR_VIEWS, "anchor_inplane": tr.ANCHOR_INPLANE, "decoding": tr.ANCHOR_DECODING}
                if population else {}),
             encoder_features=encoder.config.flat_features if tr.FINETUNE_ENCODER else 0,
+            num_objects=num_objects(cfg),
+            classify=tr.CLASSIFY_OBJECTS,
         )
     )
     head = init_head_weights(head, tr.WEIGHT_INIT_NAME or "")
@@ -99,10 +103,11 @@ def build_head(cfg: Config, encoder: Encoder, init: PoseHead | None = None) -> P
 def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
     """The learning-rate schedule, stepped once after every epoch (the optimizer's lr starts at
     ``LEARNING_RATE_LOW`` or ``LEARNING_RATE``): the original's one-cycle policy (:func:`one_cycle_lr`
-    as a ``LambdaLR``) when ``LEARNING_RATE_LOW``/``HIGH`` are set, a ``StepLR`` (times ``LR_STEP_GAMMA``
-    every ``LR_STEP_EPOCHS``) when that is set, else a constant rate, as the original."""
+    as a ``LambdaLR``) when ``LEARNING_RATE_LOW``/``HIGH`` are set and differ (equal: a constant rate, as the
+    original's final version), a ``StepLR`` (times ``LR_STEP_GAMMA`` every ``LR_STEP_EPOCHS``) when that is set,
+    else a constant rate, as the original."""
     tr = cfg.Training
-    if tr.LEARNING_RATE_LOW is not None:
+    if tr.LEARNING_RATE_LOW is not None and tr.LEARNING_RATE_LOW != tr.LEARNING_RATE_HIGH:
         factor = partial(
             one_cycle_factor, num_epochs=tr.NUM_ITER, low=tr.LEARNING_RATE_LOW, high=tr.LEARNING_RATE_HIGH
         )
