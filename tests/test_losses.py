@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,38 @@ def test_population_loss_is_the_soft_target_cross_entropy():
     dense = torch.zeros(3, 10).scatter_(1, index, prob)
     expected = torch.nn.functional.cross_entropy(logits, dense, reduction="none")
     torch.testing.assert_close(population_loss(logits, index, prob), expected)
+
+
+def test_the_loss_of_several_objects_is_each_objects_own_loss_on_its_samples():
+    """One view of three objects renders a mixed batch in one call: every sample's loss terms equal those of
+    the single-object view of its object (at that object's translation), to rendering precision."""
+    from multipose.core.losses import MultiPoseLoss
+    from multipose.core.render import LossView, MeshRenderer
+
+    meshes = [load_mesh(REPO_ROOT / "data/cad-files" / name) for name in
+              ("tless_like_2fold.ply", "tless_like_revolution.ply", "tless_like_2fold.ply")]
+    meshes[2] = type(meshes[2])(meshes[2].vertices * torch.tensor([1.0, 0.6, 1.3]), meshes[2].faces, "stretched")
+    ts = ((0.0, 0.0, 600.0), (0.0, 0.0, 500.0), (10.0, -5.0, 650.0))
+    joined = MultiPoseLoss(LossView(MeshRenderer(meshes), ts, 15.0, 32), PARAMS)
+    singles = [MultiPoseLoss(LossView(MeshRenderer(m), t, 15.0, 32), PARAMS) for m, t in zip(meshes, ts, strict=True)]
+    g = torch.Generator().manual_seed(4)
+    R_gt, R_hyp = random_rotations(6, generator=g), random_rotations(12, generator=g).reshape(6, 2, 3, 3)
+    conf = torch.softmax(torch.randn(6, 2, generator=g), dim=1)
+    objects = torch.tensor([0, 1, 2, 2, 1, 0])
+    mixed = joined(R_gt, R_hyp, conf, objects=objects)
+    for b, n in enumerate(objects.tolist()):
+        alone = singles[n](R_gt[b:b + 1], R_hyp[b:b + 1], conf[b:b + 1])
+        torch.testing.assert_close(mixed.per_sample[b:b + 1], alone.per_sample, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(mixed.rendered[b:b + 1], alone.rendered, atol=1e-3, rtol=1e-4)
+    with pytest.raises(ValueError, match="needs objects"):
+        joined(R_gt, R_hyp, conf)
+
+
+def test_the_classification_term_on_logits_and_the_originals_on_softmax_outputs():
+    from multipose.core.losses import classification_loss
+
+    logits = torch.tensor([[8.0, -8.0, -8.0, -8.0, -8.0]])
+    right = torch.tensor([0])
+    assert float(classification_loss(logits, right)) < 1e-5  # a sure, right classifier costs nothing
+    floor = math.log(1 + 4 / math.e)  # the original's double softmax cannot go below this for 5 objects
+    assert float(classification_loss(logits, right, "original")) == pytest.approx(floor, abs=1e-4)

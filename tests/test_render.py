@@ -269,3 +269,23 @@ def test_bad_shapes_are_rejected(part):
         renderer(torch.eye(3)[None], torch.zeros(3), torch.eye(3), 8)
     with pytest.raises(ValueError, match="unknown shader"):
         RenderSettings(shader="hard-phong")
+
+
+@pytest.mark.parametrize("gradient", ["torch", "pytorch3d"])
+def test_a_renderer_of_several_objects_draws_each_samples_own_object_with_either_rasterizer(gradient):
+    """Joined meshes with one object per sample: PyTorch3D's rasterizer (other objects' faces collapsed) and
+    ours (other objects' faces skipped) both give each object's own depth, and its gradient path too."""
+    part = simplify_mesh(load_mesh(REPO_ROOT / "data/cad-files/tless_like_2fold.ply"), 200)
+    other = simplify_mesh(load_mesh(REPO_ROOT / "data/cad-files/tless_like_revolution.ply"), 200)
+    settings = RenderSettings(depth_gradient=gradient, rasterizer="pytorch3d" if gradient == "pytorch3d" else "torch")
+    both = MeshRenderer([part, other], settings)
+    R = random_rotations(4, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    t = torch.tensor([[0.0, 0.0, 500.0]]).expand(4, 3)
+    K = intrinsics_from_fov(15.0, 24)
+    objects = torch.tensor([1, 0, 0, 1])
+    mixed = both(R, t, K, 24, objects).depth
+    for b, n in enumerate(objects.tolist()):
+        alone = MeshRenderer([part, other][n], settings)(R[b:b + 1], t[b:b + 1], K, 24).depth
+        torch.testing.assert_close(mixed[b:b + 1], alone, atol=1e-3, rtol=1e-4)
+    mixed.sum().backward()
+    assert R.grad is not None and torch.isfinite(R.grad).all() and R.grad.abs().sum() > 0

@@ -116,11 +116,14 @@ def diversity_term(R: torch.Tensor, pose_max: float) -> torch.Tensor:
     return (1.0 - theta.clamp(max=pose_max) / pose_max).mean(dim=1)
 
 
-def render_viewpoints(view: LossView, R: torch.Tensor, viewpoints: torch.Tensor) -> torch.Tensor:
+def render_viewpoints(view: LossView, R: torch.Tensor, viewpoints: torch.Tensor,
+                      objects: torch.Tensor | None = None) -> torch.Tensor:
     """Depth of every rotation seen from every viewpoint, in one render call:
-    ``R (N, 3, 3), viewpoints (V, 3, 3) -> (N, V, S, S)`` (pose ``viewpoints[v] @ R[n]``)."""
+    ``R (N, 3, 3), viewpoints (V, 3, 3) -> (N, V, S, S)`` (pose ``viewpoints[v] @ R[n]``); ``objects (N,)``: the
+    object of each rotation (a view of several objects)."""
     N, V, S = R.shape[0], viewpoints.shape[0], view.image_size
-    return view((viewpoints[None] @ R[:, None]).reshape(-1, 3, 3)).depth.reshape(N, V, S, S)
+    each = objects.repeat_interleave(V) if objects is not None else None
+    return view((viewpoints[None] @ R[:, None]).reshape(-1, 3, 3), each).depth.reshape(N, V, S, S)
 
 
 def multi_pose_loss(
@@ -131,6 +134,7 @@ def multi_pose_loss(
     params: LossParameters,
     viewpoints: torch.Tensor | None = None,
     depth_gt: torch.Tensor | None = None,
+    objects: torch.Tensor | None = None,
 ) -> LossTerms:
     """The multi-pose loss of a batch (see the module docstring).
 
@@ -142,6 +146,8 @@ def multi_pose_loss(
         params: ``depth_max`` (mm), ``pose_max`` (degrees), ``gamma``, ``depth_normalization``.
         viewpoints: ``(V, 3, 3)`` viewpoint rotations; None = identity only.
         depth_gt: optional ``(B, V, S, S)`` ground-truth depth already rendered for these viewpoints.
+        objects: ``(B,)`` int64, each sample's object, for a view of several objects (each sample's hypotheses
+            are rendered as its object, at its translation: ``vsd-union-multi-object``'s depth term).
 
     Returns:
         :class:`LossTerms`.
@@ -157,8 +163,9 @@ def multi_pose_loss(
     viewpoints = viewpoints.to(R_hyp)
     if depth_gt is None:
         with torch.no_grad():
-            depth_gt = render_viewpoints(view, R_gt, viewpoints)
-    depth = render_viewpoints(view, R_hyp.reshape(B * K, 3, 3), viewpoints)
+            depth_gt = render_viewpoints(view, R_gt, viewpoints, objects)
+    hyp_objects = objects.repeat_interleave(K) if objects is not None else None
+    depth = render_viewpoints(view, R_hyp.reshape(B * K, 3, 3), viewpoints, hyp_objects)
     depth = depth.reshape(B, K, *depth.shape[1:])
     l = depth_term(depth_gt[:, None], depth, params.depth_max, params.depth_normalization).mean(dim=2)  # (B, K)
     weighted = (confidence * l + params.gamma * l) / 2.0
@@ -185,10 +192,10 @@ class MultiPoseLoss(nn.Module):
             viewpoints = torch.eye(3)[None]
         self.register_buffer("viewpoints", viewpoints.float(), persistent=False)
 
-    def render_gt(self, R_gt: torch.Tensor) -> torch.Tensor:
+    def render_gt(self, R_gt: torch.Tensor, objects: torch.Tensor | None = None) -> torch.Tensor:
         """Ground-truth depth for every viewpoint without gradient: ``(B,3,3) -> (B, V, S, S)``."""
         with torch.no_grad():
-            return render_viewpoints(self.view, R_gt, self.viewpoints)
+            return render_viewpoints(self.view, R_gt, self.viewpoints, objects)
 
     def forward(
         self,
@@ -196,8 +203,20 @@ class MultiPoseLoss(nn.Module):
         R_hyp: torch.Tensor,
         confidence: torch.Tensor,
         depth_gt: torch.Tensor | None = None,
+        objects: torch.Tensor | None = None,
     ) -> LossTerms:
-        return multi_pose_loss(self.view, R_gt, R_hyp, confidence, self.params, self.viewpoints, depth_gt)
+        return multi_pose_loss(self.view, R_gt, R_hyp, confidence, self.params, self.viewpoints, depth_gt, objects)
+
+
+def classification_loss(object_logits: torch.Tensor, objects: torch.Tensor, kind: str = "logits") -> torch.Tensor:
+    """The classification term of ``vsd-union-multi-object`` per sample: cross-entropy of the classifier's
+    ``object_logits (B, N)`` against ``objects (B,)`` -> ``(B,)``. ``kind``: ``"logits"`` (correct), or
+    ``"original"``: applied to the softmax of the logits, as the original computed it (a second softmax inside
+    the cross-entropy: for N objects the term cannot fall below ``log(1 + (N - 1) / e)``)."""
+    if kind not in ("logits", "original"):
+        raise ValueError(f"kind must be 'logits' or 'original', got {kind!r}")
+    scores = object_logits if kind == "logits" else torch.softmax(object_logits, dim=1)
+    return F.cross_entropy(scores, objects.to(object_logits.device), reduction="none")
 
 
 def population_loss(anchor_logits: torch.Tensor, index: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:

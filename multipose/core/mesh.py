@@ -21,6 +21,7 @@ import logging
 import os
 import time
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,12 +133,23 @@ class Mesh:
         )
 
 
+def join_meshes(meshes: Sequence[Mesh]) -> tuple[Mesh, torch.Tensor]:
+    """Several meshes as one (vertices and faces appended, face indices shifted) and the index of the mesh
+    each face came from, ``(F,)`` int64; one mesh is returned as it is."""
+    if len(meshes) == 1:
+        return meshes[0], torch.zeros(meshes[0].num_faces, dtype=torch.int64, device=meshes[0].device)
+    offsets = torch.tensor([0] + [m.num_vertices for m in meshes[:-1]]).cumsum(0).tolist()
+    faces = torch.cat([m.faces + o for m, o in zip(meshes, offsets, strict=True)])
+    owner = torch.cat([torch.full((m.num_faces,), i, dtype=torch.int64) for i, m in enumerate(meshes)])
+    joined = Mesh(torch.cat([m.vertices for m in meshes]), faces, " + ".join(m.name for m in meshes))
+    return joined, owner.to(joined.device)
+
+
 def _shape_of(x: object) -> str:
     return f"shape {tuple(x.shape)}" if hasattr(x, "shape") else type(x).__name__
 
 
-# --------------------------------------------------------------------------------------------------
-# Loading
+# -- loading ----------------------------------------------------------------------------------------
 
 
 def _read_trimesh(path: Path) -> trimesh.Trimesh:
@@ -284,8 +296,7 @@ def load_mesh(path: str | os.PathLike, normalize: bool = False) -> Mesh:
     return mesh
 
 
-# --------------------------------------------------------------------------------------------------
-# Simplification
+# -- simplification ---------------------------------------------------------------------------------
 
 
 def simplify_mesh(mesh: Mesh, target_faces: int) -> Mesh:
@@ -336,8 +347,7 @@ def simplify_mesh(mesh: Mesh, target_faces: int) -> Mesh:
     return Mesh.from_arrays(vertices, faces, name=mesh.name).to(mesh.device)
 
 
-# --------------------------------------------------------------------------------------------------
-# Loss-mesh cache
+# -- loss-mesh cache --------------------------------------------------------------------------------
 
 
 def _cache_path(cache_dir: Path, content_sha: str, target_faces: int, normalize: bool) -> Path:

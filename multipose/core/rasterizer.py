@@ -46,6 +46,7 @@ def rasterize_nearest(
     size: tuple[int, int],
     max_candidates: int = MAX_CANDIDATES,
     cull_backfaces: int = 0,
+    face_mask: torch.Tensor | None = None,
 ) -> Fragments:
     """The nearest face at every pixel centre, vectorised in torch (see the module docstring).
 
@@ -55,13 +56,14 @@ def rasterize_nearest(
     in mm (-1 background), perspective-correct ``bary_coords (B, H, W, 1, 3)`` and ``dists`` 0.
     Faces with a vertex at ``z <= 0`` (behind the camera) are skipped, and with ``cull_backfaces``
     (:func:`closed_orientation` of a closed mesh: 1 outward, -1 inward normals) the faces turned away
-    from the camera too; 0 keeps every face, as PyTorch3D. Images are processed in
+    from the camera too; 0 keeps every face, as PyTorch3D; ``face_mask (B, F)`` bool: the faces each image may
+    show (None: all; a renderer of several objects shows each sample's own). Images are processed in
     groups of at most ``max_candidates`` (face, pixel) pairs (a single larger image is done alone).
     No gradient flows (use :meth:`multipose.core.render.MeshRenderer._depth_from_faces` for that).
     """
     with torch.no_grad():
         B, (H, W) = R.shape[0], size
-        setup = _face_setup(verts, faces, R, t, K, size, cull_backfaces)
+        setup = _face_setup(verts, faces, R, t, K, size, cull_backfaces, face_mask)
         per_image = setup.count.sum(dim=1).tolist()
         pix_to_face = torch.full((B * H * W,), -1, dtype=torch.long, device=R.device)
         zbuf = torch.full((B * H * W,), float("inf"), dtype=R.dtype, device=R.device)
@@ -98,7 +100,7 @@ class _Faces:
 
 
 def _face_setup(verts: torch.Tensor, faces: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor,
-                size: tuple[int, int], cull_backfaces: int) -> _Faces:
+                size: tuple[int, int], cull_backfaces: int, face_mask: torch.Tensor | None) -> _Faces:
     """Project every face (arguments as :func:`rasterize_nearest`'s)."""
     H, W = size
     cam = verts[None] @ R.transpose(1, 2) + t[:, None, :]  # (B, V, 3)
@@ -110,6 +112,8 @@ def _face_setup(verts: torch.Tensor, faces: torch.Tensor, R: torch.Tensor, t: to
     last = torch.minimum(hi.floor(), torch.tensor([W - 1.0, H - 1.0], device=R.device)).long()
     extent = (last - first + 1).clamp(min=0)  # (B, F, 2) pixel centres covered per axis
     count = extent[..., 0] * extent[..., 1] * (face_z.amin(dim=2) > 0)  # (B, F) candidates
+    if face_mask is not None:
+        count = count * face_mask
     if cull_backfaces:
         normal = torch.linalg.cross(corner[:, :, 1] - corner[:, :, 0], corner[:, :, 2] - corner[:, :, 0])
         count = count * ((normal * corner[:, :, 0]).sum(dim=-1) * cull_backfaces < 0)  # front faces only

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -55,7 +56,7 @@ from pytorch3d.utils import cameras_from_opencv_projection
 from torch import nn
 
 from multipose.core.geometry import intrinsics_from_fov
-from multipose.core.mesh import Mesh
+from multipose.core.mesh import Mesh, join_meshes
 from multipose.core.rasterizer import closed_orientation, rasterize_nearest
 
 logger = logging.getLogger(__name__)
@@ -146,17 +147,21 @@ class Rendering:
 
 
 class MeshRenderer(nn.Module):
-    """Renders one mesh for any batch of poses, on the device of its buffers (``.to(device)``).
+    """Renders one mesh, or one of several per sample, for any batch of poses, on the device of its buffers
+    (``.to(device)``).
 
     Args:
-        mesh: the model, vertices in mm in the model frame.
+        mesh: the model, vertices in mm in the model frame; or a sequence of N models (a head of several
+            objects): they are joined into one vertex and face list, and each sample of a render call shows the
+            object ``objects[b]`` (the other objects' faces are skipped), so one call renders a mixed batch.
         settings: shader and depth-gradient choices.
     """
 
     verts: torch.Tensor  # buffers (register_buffer in __init__)
     faces: torch.Tensor
+    face_object: torch.Tensor  # (F,) int64: the object of each face
 
-    def __init__(self, mesh: Mesh, settings: RenderSettings | None = None) -> None:
+    def __init__(self, mesh: Mesh | Sequence[Mesh], settings: RenderSettings | None = None) -> None:
         super().__init__()
         self.settings = settings or RenderSettings()
         if self.settings.shader == "soft-depth" and self.settings.faces_per_pixel < 8:
@@ -165,33 +170,42 @@ class MeshRenderer(nn.Module):
                 "it, giving wrong depth; use [Rendering] FACES_PER_PIXEL: 10",
                 self.settings.faces_per_pixel,
             )
-        self.name = mesh.name
-        self.register_buffer("verts", mesh.vertices.float().contiguous(), persistent=False)
-        self.register_buffer("faces", mesh.faces.long().contiguous(), persistent=False)
-        self.orientation = closed_orientation(mesh)
+        meshes = [mesh] if isinstance(mesh, Mesh) else list(mesh)
+        joined, face_object = join_meshes(meshes)
+        self.name = joined.name
+        self.num_objects = len(meshes)
+        self.register_buffer("verts", joined.vertices.float().contiguous(), persistent=False)
+        self.register_buffer("faces", joined.faces.long().contiguous(), persistent=False)
+        self.register_buffer("face_object", face_object, persistent=False)
+        orientations = {closed_orientation(m) for m in meshes}  # back faces are culled when all agree
+        self.orientation = orientations.pop() if len(orientations) == 1 else 0
 
     @property
     def device(self) -> torch.device:
         return self.verts.device
 
     def forward(
-        self, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor, image_size: int | tuple[int, int]
+        self, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor, image_size: int | tuple[int, int],
+        objects: torch.Tensor | None = None,
     ) -> Rendering:
         """Depth and silhouette: ``R (B,3,3), t (B,3), K (B,3,3) or (3,3)`` -> :class:`Rendering`
-        with ``depth, mask (B, H, W)``; ``image_size`` is ``S`` or ``(H, W)``."""
+        with ``depth, mask (B, H, W)``; ``image_size`` is ``S`` or ``(H, W)``; ``objects (B,)`` int64: the object
+        each sample shows (needed when the renderer holds several)."""
         R, t, K, size = self._check(R, t, K, image_size)
+        face_mask = self._faces_of(objects, R.shape[0])
         path = self.settings.resolved_gradient(self.device)
         soft = self.settings.shader == "soft-depth"
         needs_graph = torch.is_grad_enabled() and (R.requires_grad or t.requires_grad)
         if path == "torch" and not soft:
             with torch.no_grad():
-                fragments, _, _ = self._rasterize(R, t, K, size, faces_per_pixel=1)
+                fragments, _, _ = self._rasterize(R, t, K, size, faces_per_pixel=1, face_mask=face_mask)
             p2f = fragments.pix_to_face[..., 0]
             mask = (p2f >= 0).to(R.dtype)
             depth = self._depth_from_faces(p2f, R, t, K) if needs_graph else self._zbuf(fragments)
             return Rendering(depth=depth, mask=mask)
         fragments, meshes, cameras = self._rasterize(
-            R, t, K, size, faces_per_pixel=self.settings.faces_per_pixel, soft=soft, differentiable=needs_graph
+            R, t, K, size, faces_per_pixel=self.settings.faces_per_pixel, soft=soft, differentiable=needs_graph,
+            face_mask=face_mask,
         )
         if soft:
             shader = SoftDepthShader(
@@ -216,9 +230,11 @@ class MeshRenderer(nn.Module):
         diffuse: float = 0.6,
         specular: float = 0.25,
         shininess: float = 30.0,
+        objects: torch.Tensor | None = None,
     ) -> Rendering:
         """Phong-shaded RGB of a uniformly coloured surface on black, plus depth and mask (no
-        gradient through the torch rasterizer: used for data, under ``torch.no_grad``).
+        gradient through the torch rasterizer: used for data, under ``torch.no_grad``); ``objects`` as
+        :meth:`forward`.
 
         ``light_dir (B, 3)`` (or ``(3,)``) is the direction *towards* the light in camera
         coordinates (OpenCV: ``[0, 0, -1]`` is a headlight at the camera, the default); one
@@ -226,13 +242,14 @@ class MeshRenderer(nn.Module):
         """
         R, t, K, size = self._check(R, t, K, image_size)
         B = R.shape[0]
+        face_mask = self._faces_of(objects, B)
         if light_dir is None:
             light_dir = torch.tensor([0.0, 0.0, -1.0], device=R.device, dtype=R.dtype)
         light_dir = light_dir.to(R).expand(B, 3)
         light_dir = light_dir / light_dir.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         # PyTorch3D's world frame is our model frame: a camera-frame direction d is R^T d there.
         light_model = (R.transpose(1, 2) @ light_dir[:, :, None])[..., 0]
-        fragments, meshes, cameras = self._rasterize(R, t, K, size, faces_per_pixel=1)
+        fragments, meshes, cameras = self._rasterize(R, t, K, size, faces_per_pixel=1, face_mask=face_mask)
         rgb_vertex = torch.tensor(color, device=R.device, dtype=R.dtype).expand_as(self.verts)
         meshes.textures = TexturesVertex(verts_features=rgb_vertex[None].expand(B, -1, -1))
         lights = DirectionalLights(
@@ -257,6 +274,15 @@ class MeshRenderer(nn.Module):
 
     # -- internals ---------------------------------------------------------------------------------
 
+    def _faces_of(self, objects: torch.Tensor | None, B: int) -> torch.Tensor | None:
+        """``(B, F)`` bool: the faces each sample renders (None: all, one object)."""
+        if self.num_objects == 1 and objects is None:
+            return None
+        if objects is None or objects.shape != (B,):
+            raise ValueError(f"a renderer of {self.num_objects} objects needs objects (B,) = ({B},), got "
+                             f"{None if objects is None else tuple(objects.shape)}")
+        return self.face_object[None] == objects.to(self.device)[:, None]
+
     def _check(self, R, t, K, image_size):
         if R.ndim != 3 or R.shape[1:] != (3, 3):
             raise ValueError(f"R must be (B, 3, 3), got {tuple(R.shape)}")
@@ -273,17 +299,23 @@ class MeshRenderer(nn.Module):
         dev = self.device
         return R.to(dev), t.to(dev), K.to(dev, R.dtype), (int(size[0]), int(size[1]))
 
-    def _rasterize(self, R, t, K, size, faces_per_pixel: int, soft: bool = False, differentiable: bool = False):
+    def _rasterize(self, R, t, K, size, faces_per_pixel: int, soft: bool = False, differentiable: bool = False,
+                   face_mask: torch.Tensor | None = None):
         """Fragments ``(B, H, W, faces_per_pixel)`` plus the Meshes and cameras used; ``differentiable``
-        asks for PyTorch3D's rasterizer (its backward), whatever ``settings.rasterizer`` says."""
+        asks for PyTorch3D's rasterizer (its backward), whatever ``settings.rasterizer`` says; ``face_mask (B, F)``:
+        the faces each sample renders (None: all)."""
         B = R.shape[0]
         K_p3d = K.clone()
         K_p3d[:, :2, 2] += 0.5  # PyTorch3D: integer = pixel corner; ours: integer = pixel centre
         hw = torch.tensor(size, device=R.device, dtype=R.dtype).expand(B, 2)
         cameras = cameras_from_opencv_projection(R=R, tvec=t, camera_matrix=K_p3d, image_size=hw)
-        meshes = Meshes(verts=self.verts[None].expand(B, -1, -1), faces=self.faces[None].expand(B, -1, -1))
+        faces = self.faces[None].expand(B, -1, -1)
+        if face_mask is not None:  # the other objects' faces collapse to a point: never rasterized
+            faces = torch.where(face_mask[..., None], faces, torch.zeros_like(faces))
+        meshes = Meshes(verts=self.verts[None].expand(B, -1, -1), faces=faces)
         if not differentiable and self.settings.resolved_rasterizer(R.device, faces_per_pixel) == "torch":
-            fragments = rasterize_nearest(self.verts, self.faces, R, t, K, size, cull_backfaces=self.orientation)
+            fragments = rasterize_nearest(self.verts, self.faces, R, t, K, size, cull_backfaces=self.orientation,
+                                          face_mask=face_mask)
             return fragments, meshes, cameras
         blur = 0.0
         if soft:
@@ -339,13 +371,16 @@ class MeshRenderer(nn.Module):
 class LossView(nn.Module):
     """The loss camera: the object at a fixed translation ``t`` seen by a square pinhole camera of
     vertical field of view ``fov_deg`` with ``image_size`` pixels (config ``[Rendering] T, FOV,
-    IMAGE_SIZE``). ``forward(R (B,3,3)) -> Rendering`` with ``depth, mask (B, S, S)``."""
+    IMAGE_SIZE``). ``forward(R (B,3,3)) -> Rendering`` with ``depth, mask (B, S, S)``. With a renderer of N
+    objects, ``t`` is one translation per object (``(N, 3)``) and ``forward(R, objects (B,))`` renders each
+    sample's object at its own translation, in one call."""
 
     t: torch.Tensor  # buffers (register_buffer in __init__)
     K: torch.Tensor
 
     def __init__(
-        self, renderer: MeshRenderer, t: tuple[float, float, float], fov_deg: float, image_size: int
+        self, renderer: MeshRenderer, t: tuple[float, float, float] | Sequence[tuple[float, float, float]],
+        fov_deg: float, image_size: int
     ) -> None:
         super().__init__()
         self.renderer = renderer
@@ -354,9 +389,15 @@ class LossView(nn.Module):
         self.register_buffer("t", torch.tensor(t, dtype=torch.float32), persistent=False)
         self.register_buffer("K", intrinsics_from_fov(fov_deg, image_size), persistent=False)
 
-    def forward(self, R: torch.Tensor) -> Rendering:
+    def forward(self, R: torch.Tensor, objects: torch.Tensor | None = None) -> Rendering:
         B = R.shape[0]
-        return self.renderer(R, self.t.expand(B, 3), self.K, self.image_size)
+        if self.t.ndim == 1:
+            t = self.t.expand(B, 3)
+        elif objects is None:
+            raise ValueError(f"a loss view of {len(self.t)} objects needs objects (B,)")
+        else:
+            t = self.t[objects.to(self.t.device)]
+        return self.renderer(R, t, self.K, self.image_size, objects)
 
     def with_mesh(
         self, mesh: Mesh, depth_gradient: Literal["auto", "torch", "pytorch3d"] | None = None
