@@ -25,8 +25,9 @@ sys.path.insert(0, str(REPO))
 
 from multipose.core.geometry import distance_for_fill, random_rotations  # noqa: E402
 from multipose.core.mesh import load_mesh, simplify_mesh  # noqa: E402
-from multipose.core.render import LossView, MeshRenderer, RenderSettings, mesh_difference  # noqa: E402
+from multipose.core.render import LossView, MeshRenderer, RenderSettings
 from multipose.tools.loss_timing import time_loss_view
+from multipose.tools.mesh_difference import mesh_difference
 
 #: T-LESS object 10 where data/README.md puts the BOP release's models (tless_models.zip).
 DEFAULT_MESH = REPO / "data" / "tless" / "models_cad" / "obj_000010.ply"

@@ -26,12 +26,13 @@ from matplotlib.figure import Figure
 from multipose.config import Config
 from multipose.core.geometry import random_rotations
 from multipose.core.mesh import Mesh
-from multipose.core.render import LossView, MeshDifference, Rendering, mesh_difference
+from multipose.core.render import LossView, Rendering
 from multipose.experiment.factories import load_data_mesh, loss_view_from_config
 from multipose.experiment.run_folder import write_resolved_config
 from multipose.infra.atomic import atomic_write_text
 from multipose.infra.visualize import image_grid, save_figure
 from multipose.tools.loss_timing import time_loss_view
+from multipose.tools.mesh_difference import MeshDifference, mesh_difference
 
 logger = logging.getLogger(__name__)
 
