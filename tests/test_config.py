@@ -846,8 +846,8 @@ def test_the_originals_multi_object_template_loads():
     assert {s: dict(again[s]) for s in again} == {s: dict(cfg[s]) for s in cfg}
 
 
-MULTI = '[Dataset]\nMODEL_PATH_DATA: ["a.ply", "b.ply", "c.ply"]\n[Training]\nLOSS: vsd-union-multi-object\n'
-PATHS = 'MODEL_PATH_DATA: ["a.ply", "b.ply", "c.ply"]\n'
+PATHS = 'MODEL_PATH_DATA: ["a.ply", "b.ply", "c.ply"]\nENCODER_WEIGHTS: encoder.npy\n'
+MULTI = f"[Dataset]\n{PATHS}[Training]\nLOSS: vsd-union-multi-object\n"
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -887,10 +887,10 @@ def test_equal_low_and_high_learning_rates_are_a_constant_rate_as_the_originals_
     assert rates == [5e-4] * cfg.Training.NUM_ITER
 
 
-def test_scripts_that_train_or_evaluate_one_object_refuse_several_with_one_line(tmp_path):
+def test_scripts_that_take_one_object_refuse_several_with_one_line(tmp_path):
     path = tmp_path / "multi.cfg"
     path.write_text(MULTI)
-    proc = subprocess.run([sys.executable, "train.py", str(path)], capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([sys.executable, "evaluate.py", str(path)], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "MODEL_PATH_DATA names 3 objects" in proc.stderr and not (tmp_path / "output").exists()
@@ -915,3 +915,9 @@ def test_model_random_seed_alone_sets_the_heads_initial_weights():
     b = first_weights("[Training]\nRANDOM_SEED: 2\nMODEL_RANDOM_SEED: 7\n")
     c = first_weights("[Training]\nRANDOM_SEED: 2\n")
     assert torch.equal(a, b) and not torch.equal(b, c)
+
+
+def test_several_objects_need_their_own_encoder_file():
+    assert "ENCODER_WEIGHTS = auto pretrains an encoder of one object" in config_error(
+        MULTI.replace("ENCODER_WEIGHTS: encoder.npy\n", ""))
+    assert "a classifier needs several objects" in config_error("[Training]\nCLASSIFY_OBJECTS: true\n")

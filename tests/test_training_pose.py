@@ -580,3 +580,35 @@ def test_a_population_run_begun_by_the_previous_version_resumes_picking_by_top_d
     assert [int(r["epoch"]) for r in later] == [2, 3]
     best = min(later, key=lambda r: float(r["top_depth"]))
     assert result.best_epoch == int(best["epoch"]) and result.metric == "top_depth"
+
+
+@pytest.mark.slow
+def test_a_head_of_three_objects_trains_resumes_exactly_and_validates_each_object(shared, tmp_path):
+    """The original's final version: one head of three objects (two procedural parts and a stretched third
+    shape) with its classifier, vsd-union-multi-object; training stopped after epoch 1 and resumed ends with
+    the weights of an uninterrupted run; every object has its validation set and its column in the log."""
+    import json
+
+    from support.data import tiny_mesh, write_mesh
+
+    third = tiny_mesh()
+    third = type(third)(third.vertices * torch.tensor([1.0, 0.6, 1.4]), third.faces, "stretched")
+    paths = [str(REPO_ROOT / "data/cad-files/tless_like_2fold.ply"),
+             str(REPO_ROOT / "data/cad-files/tless_like_revolution.ply"), str(write_mesh(third, tmp_path / "c.ply"))]
+    extra = (f"Dataset.MODEL_PATH_DATA={json.dumps(paths)}", "Dataset.MODEL_PATH_LOSS=",
+             "Training.LOSS=vsd-union-multi-object", "Training.CLASSIFY_OBJECTS=true",
+             "Loss_parameters.CLASSIFY_WEIGHT=0.5")
+    cpu = torch.device("cpu")
+    whole = train_pose_head(_cfg(shared, tmp_path / "a", epochs=2, extra=extra), cpu, progress=False)
+    train_pose_head(_cfg(shared, tmp_path / "b", epochs=2, extra=extra), cpu, progress=False, stop_after_epoch=1)
+    resumed = train_pose_head(_cfg(shared, tmp_path / "b", epochs=2, extra=extra), cpu, progress=False)
+    assert whole.last_epoch == resumed.last_epoch == 2
+    a, b = _final_state(tmp_path / "a"), _final_state(tmp_path / "b")
+    _assert_same_weights(a, b)
+    assert a["head_args"]["num_objects"] == 3 and a["head_args"]["classify"] is True
+    assert tuple(a["model"]["c3.weight"].shape) == (3, 64) and tuple(a["model"]["l3.weight"].shape) == (3 * 2 * 7, 64)
+    assert all((tmp_path / "a" / f"validation-obj{n}.npz").is_file() for n in range(3))
+    with (tmp_path / "a" / "validation-loss.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    per_object = [float(rows[-1][f"loss_obj{n}"]) for n in range(3)]
+    assert float(rows[-1]["loss"]) == pytest.approx(sum(per_object) / 3, rel=1e-6)  # the mean of the objects' means

@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(format_report(findings, args.config))
         return 1 if any(f.status in FAILING for f in findings) else 0
 
-    return cli.run(run, parser, argv)
+    return cli.run(run, parser, argv, several_objects=True)
 
 
 if __name__ == "__main__":

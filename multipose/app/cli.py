@@ -126,8 +126,8 @@ def run(
 
 
 def _one_object(cfg: Config) -> None:
-    """Raise :class:`ConfigError` for what this version reads but does not train or evaluate yet: several objects,
-    their loss, the object classifier (the original's final version)."""
+    """Raise :class:`ConfigError` for a config of several objects (their loss, the object classifier: the
+    original's final version) in a script that takes one object."""
     n = num_objects(cfg)
     used = [found for found, present in (
         (("Dataset", "MODEL_PATH_DATA", f"names {n} objects"), n > 1),
@@ -137,9 +137,9 @@ def _one_object(cfg: Config) -> None:
     if used:
         section, key, what = used[0]
         raise ConfigError(
-            f"{cfg.origin(section, key)}: [{section}] {key} {what}: this version reads such configs (python -m "
-            "multipose.config) and the original's heads of several objects, but trains and evaluates one object per "
-            "run, without the classifier; give one model path, LOSS: vsd-union, CLASSIFY_OBJECTS: false"
+            f"{cfg.origin(section, key)}: [{section}] {key} {what}: a head of several objects is trained by "
+            "train.py and its config checked by python -m multipose.config and python -m multipose.app.check_data; "
+            "this script takes one object (give one model path, LOSS: vsd-union, CLASSIFY_OBJECTS: false)"
         )
 
 

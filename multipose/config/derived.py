@@ -79,6 +79,15 @@ def check_objects(cfg: Config) -> None:
             f"{n} objects needs LOSS: vsd-union-multi-object (it picks each sample's object block; "
             f"{cfg.Training.LOSS} would read the outputs as one object's)"
         )
+    if n == 1 and cfg.Training.CLASSIFY_OBJECTS:
+        raise ConfigError(f"{cfg.origin('Training', 'CLASSIFY_OBJECTS')}: [Training] CLASSIFY_OBJECTS = true: a "
+                          "classifier needs several objects ([Dataset] MODEL_PATH_DATA a list of N > 1 paths)")
+    if n > 1 and cfg.Dataset.ENCODER_WEIGHTS == "auto":
+        raise ConfigError(
+            f"{cfg.origin('Dataset', 'ENCODER_WEIGHTS')}: [Dataset] ENCODER_WEIGHTS = auto pretrains an encoder "
+            f"of one object; a head of {n} objects needs an encoder of all of them: give its file (e.g. the AAE's "
+            "encoder of T-LESS objects 1-18, encoder.npy)"
+        )
     if n > 1 and cfg.Training.HEAD == "population":
         raise ConfigError(f"{cfg.origin('Training', 'HEAD')}: [Training] HEAD = population poses one object; use "
                           f"HEAD: regression for a head of {n} objects")

@@ -157,14 +157,15 @@ SCHEMA: tuple[Key, ...] = (
     Key("Training", "LOSS", ChoiceType(("vsd-union", "vsd-union-var-gamma", "vsd-union-multi-object")), "vsd-union",
         "Multi-pose loss: gamma = 1/K (vsd-union) or gamma from GAMMA / LOSS_PARAMS (var-gamma); "
         "vsd-union-multi-object: the original's final version's loss for a head of several objects (vsd-union on "
-        "each sample's object block plus CLASSIFY_WEIGHT x a classification term); such configs are read and "
-        "checked, training them is not in this version yet."),
+        "each sample's object block plus CLASSIFY_WEIGHT x the classification term), trained by train.py; "
+        "evaluating several objects is not in this version yet."),
     Key("Training", "CLASSIFY_OBJECTS", BoolType(), "false",
-        "The original's final version: a classifier of the objects on the code (its layers c1 ... c3); read and "
-        "checked, and its checkpoints load; training it is not in this version yet."),
+        "The original's final version: a classifier of the objects on the code (its layers c1 ... c3), trained with "
+        "the loss's classification term (needs several objects)."),
     Key("Training", "CLASSIFICATION_LOSS", ChoiceType(("logits", "original")), "logits",
         "For the classification term: cross-entropy on the classifier's logits (logits), or on its softmax outputs "
-        "as the original computed it (original: a second softmax); not used until multi-object training lands."),
+        "as the original computed it (original: a second softmax, so the term cannot fall below ~0.9 for 5 "
+        "objects)."),
     Key("Training", "MODEL_RANDOM_SEED", IntType(min=0, max=2**32 - 1), "",
         "Seed of the head's initial weights alone (the original's final version); empty: from RANDOM_SEED.",
         optional=True),
@@ -307,7 +308,7 @@ SCHEMA: tuple[Key, ...] = (
         optional=True),
     Key("Loss_parameters", "CLASSIFY_WEIGHT", FloatType(min=0.0), "1.0",
         "vsd-union-multi-object with CLASSIFY_OBJECTS: weight of the classification term (the original's "
-        "fallback: 1.0); not used until multi-object training lands."),
+        "fallback: 1.0)."),
     # [Evaluation]
     Key("Evaluation", "BATCH_SIZE", _INT_GE1, "50", "Evaluation batch size."),
     Key("Evaluation", "SAVE_IMAGES", BoolType(), "true",

@@ -71,6 +71,7 @@ class Batch(TensorRecord):
             from (training batches: hard-sample mining reports losses against them), or None.
         target: ``(B, 3, S, S)`` float the reconstruction target of each sample (encoder pretraining: the
             clean, centred, headlit image of the same rotation), or None.
+        objects: ``(B,)`` int64 the object of each sample (batches of several objects), or None: one object.
     """
 
     image: torch.Tensor
@@ -80,6 +81,7 @@ class Batch(TensorRecord):
     mask: torch.Tensor | None = None
     index: torch.Tensor | None = None
     target: torch.Tensor | None = None
+    objects: torch.Tensor | None = None
 
 
 @dataclass(frozen=True, eq=False)

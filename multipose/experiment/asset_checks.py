@@ -268,8 +268,8 @@ def check_run_folder(cfg: Config, encoder: Encoder | None) -> list[Finding]:
 def _used_paths(cfg: Config) -> set[Path]:
     d, ev = cfg.Dataset, cfg.Evaluation
     named = [
-        d.MODEL_PATH_DATA,
-        d.MODEL_PATH_LOSS,
+        *(d.MODEL_PATH_DATA if isinstance(d.MODEL_PATH_DATA, tuple) else [d.MODEL_PATH_DATA]),
+        *(d.MODEL_PATH_LOSS if isinstance(d.MODEL_PATH_LOSS, tuple) else [d.MODEL_PATH_LOSS]),
         *(d.VALID_DATA_PATH or []),
         os.fspath(encoder_weights_path(cfg)),
         d.BACKGROUND_IMAGES,

@@ -19,6 +19,7 @@ from multipose.core.settings import ViewSampling
 from multipose.data.augment import Augmenter
 from multipose.data.datasets import VALIDATION_SEED, TrainingData, synthesize_samples
 from multipose.data.io import SampleSet, load_sample_files, load_samples, save_samples
+from multipose.data.objects import ObjectMix
 from multipose.data.sampling import derive_seed, make_generator
 from multipose.data.views import ViewRenderer
 from multipose.experiment.factories import (
@@ -30,6 +31,7 @@ from multipose.experiment.factories import (
     view_cache_from_config,
     view_settings,
 )
+from multipose.experiment.objects import object_configs
 from multipose.experiment.run_folder import RunFolder
 from multipose.infra.content_key import content_key, file_sha256
 from multipose.infra.distributed import Dist
@@ -129,10 +131,11 @@ def _validation_key(cfg: Config) -> str:
 
 
 def validation_data_from_config(
-    cfg: Config, device: torch.device | str = "cpu", progress: bool = True, dist: Dist | None = None
+    cfg: Config, device: torch.device | str = "cpu", progress: bool = True, dist: Dist | None = None,
+    name: str = "validation.npz",
 ) -> SampleSet:
     """The validation set: ``VALID_DATA_PATH`` files (images resized to ``CROP_SIZE`` if needed),
-    or a generated set cached as ``<OUTPUT_PATH>/validation.npz`` (rebuilt when the config's data
+    or a generated set cached as ``<OUTPUT_PATH>/<name>`` (rebuilt when the config's data
     settings change or the file is unreadable; ``dist``: the ranks render it together, rank 0 writes it,
     every rank reads the file). Returns CPU tensors."""
     d = cfg.Dataset
@@ -143,7 +146,7 @@ def validation_data_from_config(
     if not Path(d.MODEL_PATH_DATA).is_file():
         load_mesh(d.MODEL_PATH_DATA)  # raises the right MeshError
     key = _validation_key(cfg)
-    path = RunFolder.of(cfg).validation
+    path = RunFolder.of(cfg).root / name
     if path.is_file():
         try:
             samples = load_samples(path)
@@ -161,3 +164,25 @@ def validation_data_from_config(
         logger.info("validation set: generated %d samples, wrote %s", len(samples), path)
     dist.barrier()  # the file is written
     return load_samples(path)
+
+
+def object_mix_from_config(cfg: Config, device: torch.device | str = "cpu", progress: bool = True,
+                           dist: Dist | None = None) -> ObjectMix:
+    """The training data of a config of N objects: each object's own pipeline (its view cache, and streams seeded
+    from ``RANDOM_SEED`` and the object's index), mixed by an object stream of its own (:class:`ObjectMix`)."""
+    seed = cfg.Training.RANDOM_SEED
+    parts = []
+    for n, one in enumerate(object_configs(cfg)):
+        own = one.with_value("Training", "RANDOM_SEED", derive_seed(seed, f"object-{n}") % 2**32,
+                             cfg.origin("Training", "RANDOM_SEED"))
+        parts.append(training_data_from_config(own, device, progress=progress, dist=dist))
+    return ObjectMix(parts, make_generator(seed, "training-objects"), cfg.Training.BATCH_SIZE,
+                     cfg.Training.NUM_SAMPLES)
+
+
+def object_validation_from_config(cfg: Config, device: torch.device | str = "cpu", progress: bool = True,
+                                  dist: Dist | None = None) -> list[SampleSet]:
+    """One validation set per object of a config of N objects: its ``VALID_DATA_PATH`` file, or generated into
+    ``<OUTPUT_PATH>/validation-obj<n>.npz``."""
+    return [validation_data_from_config(one, device, progress, dist, name=f"validation-obj{n}.npz")
+            for n, one in enumerate(object_configs(cfg))]

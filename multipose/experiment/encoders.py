@@ -81,12 +81,15 @@ def load_encoder(cfg: Config) -> Encoder:
 def _check_data_mesh(payload: Any, cfg: Config, path: Path) -> None:
     """Refuse an encoder pretrained on another CAD model than ``[Dataset] MODEL_PATH_DATA`` (known from
     the ``data_mesh_sha256`` that pretraining stores; files without it are not checked): an AAE
-    encoder's code describes the views of the object it was trained on, nothing else."""
+    encoder's code describes the views of the object it was trained on, nothing else. With several objects,
+    it must be one of them."""
     metadata = payload.get("metadata", {}) if isinstance(payload, dict) else {}
     trained_on = metadata.get("data_mesh_sha256") if isinstance(metadata, dict) else None
-    model = cfg.Dataset.MODEL_PATH_DATA
-    if trained_on is None or not Path(model).is_file() or file_sha256(model) == trained_on:
+    paths = cfg.Dataset.MODEL_PATH_DATA
+    models = paths if isinstance(paths, tuple) else (paths,)
+    if trained_on is None or not all(Path(m).is_file() for m in models) or trained_on in map(file_sha256, models):
         return
+    model = models[0] if len(models) == 1 else ", ".join(models)
     raise ModelFileError(
         f"{cfg.origin('Dataset', 'ENCODER_WEIGHTS')}: {path} was pretrained on the CAD model "
         f"{metadata.get('data_mesh', '?')}, but [Dataset] MODEL_PATH_DATA is {model} (another file); pretrain "

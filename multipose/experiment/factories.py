@@ -23,6 +23,7 @@ from multipose.data.cache import ViewCache, build_view_cache
 from multipose.data.occlusion import OcclusionSettings
 from multipose.data.sampling import PoseSampler
 from multipose.data.views import ViewSettings
+from multipose.experiment.objects import object_configs
 from multipose.infra.distributed import Dist
 
 
@@ -45,19 +46,18 @@ def loss_translation(cfg: Config, radius: float) -> tuple[float, float, float]:
 def loss_view_from_config(cfg: Config, device: torch.device) -> LossView:
     """The loss renderer of a config: ``MODEL_PATH_LOSS`` decimated to ``LOSS_MESH_FACES`` (cached
     in ``CACHE_DIR``), ``SHADER``, ``FACES_PER_PIXEL``, ``DEPTH_GRADIENT``, at ``T`` with ``FOV``
-    and ``IMAGE_SIZE``, on ``device``."""
+    and ``IMAGE_SIZE``, on ``device``; for a config of N objects one view of all N (each at its own ``T``)."""
     r = cfg.Rendering
-    mesh = load_loss_mesh(
-        cfg.Dataset.MODEL_PATH_LOSS,
-        target_faces=r.LOSS_MESH_FACES,
-        cache_dir=cfg.Dataset.CACHE_DIR,
-        normalize=r.NORMALIZE_VERTICES,
-    )
+    objects = object_configs(cfg)  # a head of N objects: one view of all N, each at its own T
+    meshes = [load_loss_mesh(one.Dataset.MODEL_PATH_LOSS, target_faces=r.LOSS_MESH_FACES,
+                             cache_dir=cfg.Dataset.CACHE_DIR, normalize=r.NORMALIZE_VERTICES) for one in objects]
     settings = RenderSettings(
         shader=r.SHADER, faces_per_pixel=r.FACES_PER_PIXEL, depth_gradient=r.DEPTH_GRADIENT
     )
-    view = LossView(MeshRenderer(mesh, settings), loss_translation(cfg, mesh.radius), r.FOV, r.IMAGE_SIZE)
-    return view.to(device)
+    ts = [loss_translation(one, mesh.radius) for one, mesh in zip(objects, meshes, strict=True)]
+    if len(meshes) == 1:
+        return LossView(MeshRenderer(meshes[0], settings), ts[0], r.FOV, r.IMAGE_SIZE).to(device)
+    return LossView(MeshRenderer(meshes, settings), ts, r.FOV, r.IMAGE_SIZE).to(device)
 
 
 def augment_settings(cfg: Config) -> AugmentSettings:

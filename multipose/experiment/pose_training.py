@@ -16,7 +16,13 @@ from multipose.config import Config, num_objects
 from multipose.config.derived import check_crop_size, num_hypotheses, validation_metric
 from multipose.data.datasets import TrainingData
 from multipose.data.io import SampleSet
-from multipose.experiment.datasets import training_data_from_config, validation_data_from_config
+from multipose.data.objects import ObjectMix
+from multipose.experiment.datasets import (
+    object_mix_from_config,
+    object_validation_from_config,
+    training_data_from_config,
+    validation_data_from_config,
+)
 from multipose.experiment.encoder_training import ensure_encoder
 from multipose.experiment.encoders import load_encoder, with_encoder_crop_size
 from multipose.experiment.factories import loss_from_config
@@ -39,7 +45,7 @@ from multipose.training.pose import (
     freeze,
     one_cycle_factor,
 )
-from multipose.training.validation import VALID_FIELDS
+from multipose.training.validation import VALID_FIELDS, ClassifyTerm
 
 
 def load_init_head(cfg: Config, trust: bool = False) -> PoseHead | None:
@@ -157,7 +163,8 @@ def train_pose_head(
     optimizer = torch.optim.Adam(head.parameters(), lr=cfg.Training.LEARNING_RATE_LOW or cfg.Training.LEARNING_RATE)
     folder = RunFolder(run_dir)
     train_log = MetricsLog(folder.train_loss, TRAIN_FIELDS, write=dist.is_main)
-    valid_log = MetricsLog(folder.validation_loss, VALID_FIELDS, write=dist.is_main)
+    per_object = [f"loss_obj{n}" for n in range(num_objects(cfg))] if num_objects(cfg) > 1 else []
+    valid_log = MetricsLog(folder.validation_loss, [*VALID_FIELDS, *per_object], write=dist.is_main)
     with times.phase("caches"):
         targets = PopulationTargets.build(head, loss_fn, data, anchor_settings(cfg), progress and dist.is_main, dist)
     run = HeadRun(
@@ -176,6 +183,8 @@ def head_schedule(cfg: Config) -> HeadSchedule:
         num_epochs=tr.NUM_ITER, batch_size=tr.BATCH_SIZE, metric=validation_metric(cfg),
         early_stopping=tr.EARLY_STOPPING, stopping_window=tr.STOPPING_WINDOW, stopping_patience=tr.STOPPING_TIME_LIMIT,
         max_hours=tr.MAX_HOURS, saved_images=tr.NUM_SAVED_IMAGES if tr.SAVE_IMAGES else 0, config_text=cfg.to_ini(),
+        classify=ClassifyTerm(cfg.Loss_parameters.CLASSIFY_WEIGHT, tr.CLASSIFICATION_LOSS) if tr.CLASSIFY_OBJECTS
+        else None,
     )
 
 
@@ -185,11 +194,16 @@ def anchor_settings(cfg: Config) -> AnchorSettings:
     return AnchorSettings(cfg.Training.ANCHOR_TEMPERATURE, cfg.Training.ANCHOR_CANDIDATES)
 
 
-def _data(cfg: Config, device: torch.device, progress: bool, dist: Dist) -> tuple[TrainingData, SampleSet]:
-    """The training data and the validation set; in a distributed run the ranks render the view cache
-    together (rank 0 writes it), and so ``validation.npz``."""
-    data = training_data_from_config(cfg, device, progress=progress and dist.is_main, dist=dist)
-    validation = validation_data_from_config(cfg, device, progress=progress and dist.is_main, dist=dist)
+def _data(cfg: Config, device: torch.device, progress: bool, dist: Dist
+          ) -> tuple[TrainingData | ObjectMix, SampleSet | list[SampleSet]]:
+    """The training data and the validation set (several objects: mixed data, one set per object); in a
+    distributed run the ranks render the view cache together (rank 0 writes it), and so ``validation.npz``."""
+    show = progress and dist.is_main
+    if num_objects(cfg) > 1:
+        return (object_mix_from_config(cfg, device, progress=show, dist=dist),
+                object_validation_from_config(cfg, device, progress=show, dist=dist))
+    data = training_data_from_config(cfg, device, progress=show, dist=dist)
+    validation = validation_data_from_config(cfg, device, progress=show, dist=dist)
     return data, validation
 
 

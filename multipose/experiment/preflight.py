@@ -19,6 +19,7 @@ from multipose.experiment.asset_checks import (
     unused_assets,
 )
 from multipose.experiment.findings import FAILING, Finding
+from multipose.experiment.objects import object_configs
 from multipose.experiment.test_data_checks import check_eval_model, check_models_info, check_test_data
 from multipose.infra.errors import PreflightError
 
@@ -31,19 +32,21 @@ def check_data(
     ``quick``: read only image headers (backgrounds) and skip decoding BOP test images.
     ``data_root``: where to look for assets the config does not use (``data/README.md``'s layout).
     """
-    encoder_findings, encoder = check_encoder(cfg)
+    objects = object_configs(cfg)  # each object's assets checked on its own view of the config
+    first = objects[0]
+    encoder_findings, encoder = check_encoder(first)
     findings = [
-        *check_mesh(cfg, "MODEL_PATH_DATA"),
-        *check_mesh(cfg, "MODEL_PATH_LOSS"),
-        *check_backgrounds(cfg, quick, progress),
+        *(f for one in objects for f in check_mesh(one, "MODEL_PATH_DATA")),
+        *(f for one in objects for f in check_mesh(one, "MODEL_PATH_LOSS")),
+        *check_backgrounds(first, quick, progress),
         *encoder_findings,
-        *check_validation(cfg),
-        *check_cache(cfg),
-        *check_view_sampling(cfg),
+        *(f for one in objects for f in check_validation(one)),
+        *check_cache(first),
+        *check_view_sampling(first),
         *check_run_folder(cfg, encoder),
-        *check_test_data(cfg, quick, progress),
-        *check_eval_model(cfg),
-        *check_models_info(cfg),
+        *check_test_data(first, quick, progress),
+        *check_eval_model(first),
+        *check_models_info(first),
     ]
     root = Path(data_root)
     if data_root and root.is_dir():

@@ -13,6 +13,7 @@ import torch
 from multipose.core.losses import AnchorTargets, MultiPoseLoss
 from multipose.data.datasets import TrainingData
 from multipose.data.io import Batch
+from multipose.data.objects import ObjectMix
 from multipose.infra.distributed import Dist
 from multipose.infra.progress import progress_bar
 from multipose.models.head import PoseHead
@@ -32,7 +33,7 @@ class PopulationTargets:
     table: tuple[torch.Tensor, torch.Tensor] | None
 
     @classmethod
-    def build(cls, head: PoseHead, loss_fn: MultiPoseLoss, data: TrainingData, settings: AnchorSettings,
+    def build(cls, head: PoseHead, loss_fn: MultiPoseLoss, data: TrainingData | ObjectMix, settings: AnchorSettings,
               progress: bool, dist: Dist) -> PopulationTargets | None:
         """None for a regression head; in a distributed run each rank computes its share of the table."""
         if head.config.output != "population":

@@ -31,6 +31,7 @@ import torch
 from multipose.core.losses import MultiPoseLoss, population_loss
 from multipose.data.datasets import TrainingData
 from multipose.data.io import Batch, SampleSet
+from multipose.data.objects import ObjectMix
 from multipose.infra.board import Board
 from multipose.infra.checkpoint import CheckpointStore
 from multipose.infra.distributed import Dist, data_parallel
@@ -49,7 +50,7 @@ from multipose.training.common import (
 )
 from multipose.training.loop import open_board, run_loop
 from multipose.training.population import PopulationTargets
-from multipose.training.validation import evaluate_loss, save_examples
+from multipose.training.validation import ClassifyTerm, evaluate_loss, evaluate_objects, sample_loss, save_examples
 
 logger = logging.getLogger(__name__)
 
@@ -187,9 +188,10 @@ def _batch_terms(run: HeadRun, out: HeadOutput, batch: Batch, mine: slice
     depth and diversity terms ``(n,)`` (no gradient). A regression head's loss is the multi-pose loss; a
     population head's the soft-target cross-entropy (:func:`~multipose.core.losses.population_loss`), with NaN
     depth and diversity terms (not computed: its validation reports them)."""
-    if out.anchor_logits is None:
-        terms = run.loss_fn(batch.R[mine], out.R, out.confidence)
-        return terms.per_sample, terms.depth.detach().mean(dim=1), terms.diversity.detach()
+    if out.anchor_logits is None:  # (a head of several objects: each sample's block, and the classifier's term)
+        objects = batch.objects[mine] if batch.objects is not None else None
+        loss, terms, _ = sample_loss(out, batch.R[mine], run.loss_fn, objects, run.schedule.classify)
+        return loss, terms.depth.detach().mean(dim=1), terms.diversity.detach()
     assert run.targets is not None  # built for every population head
     index, prob = run.targets.for_batch(batch, mine)
     per_sample = population_loss(out.anchor_logits, index, prob)
@@ -232,7 +234,8 @@ class HeadSchedule:
     validation column that picks ``model-best.pt`` (``"loss"`` or ``"top_depth"``); early stopping over a moving
     average of ``stopping_window`` epochs with ``stopping_patience`` (when ``early_stopping``); ``max_hours`` of
     training (None: no limit); ``saved_images``: validation samples drawn per epoch (0: none); ``config_text``:
-    the resolved config each checkpoint records."""
+    the resolved config each checkpoint records; ``classify``: the classification term of a head of several
+    objects with a classifier (None: none)."""
 
     num_epochs: int
     batch_size: int
@@ -243,6 +246,7 @@ class HeadSchedule:
     max_hours: float | None = None
     saved_images: int = 0
     config_text: str = ""
+    classify: ClassifyTerm | None = None
 
 
 @dataclass
@@ -257,8 +261,8 @@ class HeadRun:
     encoder: Encoder
     head: PoseHead
     loss_fn: MultiPoseLoss
-    data: TrainingData
-    validation: SampleSet
+    data: TrainingData | ObjectMix
+    validation: SampleSet | list[SampleSet]  # a head of several objects: one set per object
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     store: CheckpointStore
@@ -374,8 +378,12 @@ def _run_epoch(run: HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
         lr = run.optimizer.param_groups[0]["lr"]
         run.scheduler.step()
     with run.times.phase("validation"):
-        validation = evaluate_loss(run.encoder, run.head, run.loss_fn, run.validation, sch.batch_size, run.device,
-                                   run.dist)
+        if isinstance(run.validation, list):  # a head of several objects: one set per object
+            validation = evaluate_objects(run.encoder, run.head, run.loss_fn, run.validation, sch.batch_size,
+                                          run.device, run.dist, sch.classify)
+        else:
+            validation = evaluate_loss(run.encoder, run.head, run.loss_fn, run.validation, sch.batch_size,
+                                       run.device, run.dist)
     metrics = validation.metrics
     _check_finite(torch.tensor(metrics["loss"]), "the validation loss", state.epoch, None, run.store)
     state.seconds += time.perf_counter() - start
@@ -388,10 +396,11 @@ def _run_epoch(run: HeadRun, state: HeadProgress, stop: StopRequest) -> bool:
         with run.times.phase("figures"):
             n_img = min(sch.saved_images, len(validation.per_sample))
             images = run.images
-            models = (run.encoder, run.head, run.loss_fn, run.validation)
-            save_examples(images / f"epoch{state.epoch}-samples.png", *models, torch.arange(n_img), run.device)
-            save_examples(images / f"epoch{state.epoch}-hardest.png", *models,
-                          validation.per_sample.argsort(descending=True)[:n_img], run.device)
+            samples, obj = (run.validation[0], 0) if isinstance(run.validation, list) else (run.validation, None)
+            for name, rows in (("samples", torch.arange(n_img)),
+                               ("hardest", validation.per_sample.argsort(descending=True)[:n_img])):
+                save_examples(images / f"epoch{state.epoch}-{name}.png", run.encoder, run.head, run.loss_fn, samples,
+                              rows, run.device, obj)
             for kind in ("samples", "hardest"):
                 run.board.image_file(f"validation/{kind}", state.epoch, images / f"epoch{state.epoch}-{kind}.png")
     logger.info("epoch %d/%d: train %.4f, validation %.4f (top depth %.4f, best-of-K depth %.4f), lr %.2e, %.1f s",
