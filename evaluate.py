@@ -66,4 +66,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, build_parser(), preflight=True))
+    sys.exit(run(main, build_parser(), preflight=True, several_objects=True))

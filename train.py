@@ -23,12 +23,11 @@ import time
 STARTED = time.perf_counter()  # timings.json's total counts from here (imports and pre-flight included)
 
 import argparse  # noqa: E402
-import logging  # noqa: E402
 import sys  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 from multipose.app.cli import make_parser, run  # noqa: E402
-from multipose.config import Config, num_objects, resolve_device  # noqa: E402
+from multipose.config import Config, resolve_device  # noqa: E402
 
 if TYPE_CHECKING:
     import torch
@@ -53,10 +52,7 @@ def _train(args: argparse.Namespace, cfg: Config, dist: Dist, device: torch.devi
     times = PhaseTimes(RunFolder.of(cfg).timings,
                        notes={"device": str(device), "torch_threads": torch.get_num_threads()}, started=STARTED)
 
-    evaluate = cfg.Evaluation.AFTER_TRAINING and num_objects(cfg) == 1
-    if cfg.Evaluation.AFTER_TRAINING and not evaluate:
-        logging.getLogger("train").warning("[Dataset] MODEL_PATH_DATA names %d objects: evaluating a head of several "
-                                           "objects is not in this version yet; training only", num_objects(cfg))
+    evaluate = cfg.Evaluation.AFTER_TRAINING
     if evaluate:
         from multipose.experiment.testsets import check_evaluation_inputs
         from multipose.infra.errors import ConfigError

@@ -890,7 +890,7 @@ def test_equal_low_and_high_learning_rates_are_a_constant_rate_as_the_originals_
 def test_scripts_that_take_one_object_refuse_several_with_one_line(tmp_path):
     path = tmp_path / "multi.cfg"
     path.write_text(MULTI)
-    proc = subprocess.run([sys.executable, "evaluate.py", str(path)], capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([sys.executable, "train_encoder.py", str(path)], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "MODEL_PATH_DATA names 3 objects" in proc.stderr and not (tmp_path / "output").exists()

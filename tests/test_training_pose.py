@@ -612,3 +612,18 @@ def test_a_head_of_three_objects_trains_resumes_exactly_and_validates_each_objec
         rows = list(csv.DictReader(f))
     per_object = [float(rows[-1][f"loss_obj{n}"]) for n in range(3)]
     assert float(rows[-1]["loss"]) == pytest.approx(sum(per_object) / 3, rel=1e-6)  # the mean of the objects' means
+    from multipose.experiment.evaluation import evaluate_checkpoint
+
+    cfg = _cfg(shared, tmp_path / "a", epochs=2, extra=(*extra, "Evaluation.VSD_MESH_FACES=0"))
+    result = evaluate_checkpoint(cfg, device=cpu, num_samples=6, codebook=False, progress=False)
+    m = result.metrics
+    assert set(m["objects"]) == {"obj0", "obj1", "obj2"} and m["num_samples"] == 18
+    assert m["recall"]["head"] == pytest.approx(sum(o["head"] for o in m["objects"].values()) / 3)
+    assert sum(map(sum, m["classifier"]["confusion"])) == 18 and 0.0 <= m["classifier"]["accuracy"] <= 1.0
+    assert all((tmp_path / "a" / "evaluation" / f"obj{n}" / "metrics.json").is_file() for n in range(3))
+    chosen = evaluate_checkpoint(cfg.with_value("Evaluation", "OBJECT_ID_SOURCE", "classifier", "test"), device=cpu,
+                                 num_samples=6, codebook=False, progress=False, out_dir=tmp_path / "by-classifier")
+    assert chosen.metrics["object_id_source"] == "classifier" and len(chosen.errors["head"]) == 18
+    with pytest.raises(UserInputError, match=r"holds a head of 3 object\(s\), but \[Dataset\] MODEL_PATH_DATA names 1"):
+        evaluate_checkpoint(_cfg(shared, tmp_path / "a", epochs=2), device=cpu, num_samples=6, codebook=False,
+                            progress=False, out_dir=tmp_path / "wrong")

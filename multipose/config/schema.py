@@ -157,8 +157,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("Training", "LOSS", ChoiceType(("vsd-union", "vsd-union-var-gamma", "vsd-union-multi-object")), "vsd-union",
         "Multi-pose loss: gamma = 1/K (vsd-union) or gamma from GAMMA / LOSS_PARAMS (var-gamma); "
         "vsd-union-multi-object: the original's final version's loss for a head of several objects (vsd-union on "
-        "each sample's object block plus CLASSIFY_WEIGHT x the classification term), trained by train.py; "
-        "evaluating several objects is not in this version yet."),
+        "each sample's object block plus CLASSIFY_WEIGHT x the classification term)."),
     Key("Training", "CLASSIFY_OBJECTS", BoolType(), "false",
         "The original's final version: a classifier of the objects on the code (its layers c1 ... c3), trained with "
         "the loss's classification term (needs several objects)."),
@@ -351,6 +350,9 @@ SCHEMA: tuple[Key, ...] = (
         "the AAE (12, 42, 162, 642, 2562, ...)."),
     Key("Evaluation", "CODEBOOK_INPLANE", _INT_GE1, "36",
         "Codebook: in-plane rotations per viewpoint (the AAE's 36: 2562 x 36 = 92,232 entries)."),
+    Key("Evaluation", "OBJECT_ID_SOURCE", ChoiceType(("gt", "classifier")), "gt",
+        "A head of several objects: each test sample's output block is its ground-truth object's (gt), or the one "
+        "the head's classifier picks (classifier, as the original's eval-pickle.py -oid model)."),
     Key("Evaluation", "CODEBOOK_ENCODER", ChoiceType(("pretrained", "finetuned")), "pretrained",
         "The encoder the codebook baseline is built with: pretrained (ENCODER_WEIGHTS) or finetuned (its dense layer "
         "replaced by the head's fine-tuned one: the head's own codes; needs a head trained with FINETUNE_ENCODER)."),

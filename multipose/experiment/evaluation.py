@@ -35,15 +35,17 @@ import torch
 from torch import nn
 
 from multipose.config import Config, check_crop_size, num_hypotheses, resolve_device
+from multipose.config.derived import num_objects
 from multipose.core.mesh import load_loss_mesh
 from multipose.evaluation import bop19, bop_folders, detections
 from multipose.evaluation.metrics import mcnemar_exact, recall
-from multipose.evaluation.report import write_evaluation
+from multipose.evaluation.report import write_evaluation, write_json
 from multipose.evaluation.scoring import BatchScorer, ScoreAccumulator, Scores
 from multipose.evaluation.testsets import TestSet
 from multipose.experiment.codebook import codebook_from_config
 from multipose.experiment.encoders import load_encoder, with_encoder_crop_size
 from multipose.experiment.factories import load_data_mesh, view_settings
+from multipose.experiment.objects import object_configs
 from multipose.experiment.run_folder import RunFolder, encoder_weights_path, pose_checkpoints
 from multipose.experiment.testsets import (
     check_evaluation_inputs,
@@ -57,7 +59,7 @@ from multipose.infra.distributed import Dist
 from multipose.infra.errors import ConfigError, UserInputError
 from multipose.infra.progress import progress_bar
 from multipose.models import Codebook, Encoder, PoseHead
-from multipose.models.head import finetuned_encoder, head_encoder_mismatch, with_decoding
+from multipose.models.head import ObjectBlock, finetuned_encoder, head_encoder_mismatch, head_input, with_decoding
 from multipose.models.head_checkpoint import load_head_checkpoint
 from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch
 
@@ -86,9 +88,15 @@ def load_pose_checkpoint(
     path: str | os.PathLike[str], cfg: Config | None = None, trust: bool = False
 ) -> tuple[PoseHead, dict[str, Any]]:
     """The pose head of a checkpoint, ours or the original's ``train.py``'s (eval mode, CPU), and the
-    checkpoint dict; the original's is checked against the K of ``cfg``; ``trust``: allow an unsafe
-    load (:func:`multipose.models.head_checkpoint.load_head_checkpoint`)."""
-    return load_head_checkpoint(path, num_hypotheses(cfg) if cfg is not None else None, trust)
+    checkpoint dict; the original's is checked against the K and N of ``cfg``, ours must have its N of objects;
+    ``trust``: allow an unsafe load (:func:`multipose.models.head_checkpoint.load_head_checkpoint`)."""
+    if cfg is None:
+        return load_head_checkpoint(path, None, trust)
+    head, state = load_head_checkpoint(path, num_hypotheses(cfg), trust, num_objects(cfg))
+    if head.config.num_objects != num_objects(cfg):
+        raise ModelFileError(f"{path}: holds a head of {head.config.num_objects} object(s), but [Dataset] "
+                             f"MODEL_PATH_DATA names {num_objects(cfg)}; give one model path per object of the head")
+    return head, state
 
 
 def module_bytes(module: nn.Module) -> int:
@@ -310,6 +318,33 @@ def _checked_models(cfg: Config, path: Path, trust: bool) -> tuple[PoseHead, dic
     return head, state, encoder
 
 
+def _objects_result(cfg: Config, results: list[EvaluationResult], sets: list[TestSet], encoder: Encoder,
+                    head: PoseHead, out: Path, device: torch.device, dist: Dist) -> EvaluationResult:
+    """A head of several objects: every object's recall, their mean per method, and the classifier's accuracy and
+    confusion matrix on the objects' test sets (rows: the true object); ``metrics.json`` in ``out``."""
+    recall = {m: float(sum(r.recall[m] for r in results) / len(results)) for m in results[0].recall}
+    metrics: dict[str, Any] = {
+        "recall": recall, "objects": {f"obj{n}": r.recall for n, r in enumerate(results)},
+        "object_id_source": cfg.Evaluation.OBJECT_ID_SOURCE, "settings": results[0].metrics["settings"],
+        "num_samples": sum(r.metrics["num_samples"] for r in results),
+    }
+    if head.config.classify:
+        confusion = torch.zeros(len(sets), len(sets), dtype=torch.int64)
+        head = head.to(device).eval()
+        with torch.no_grad():
+            for n, test_set in enumerate(sets):
+                for images in test_set.images.split(cfg.Evaluation.BATCH_SIZE):
+                    logits = head(head_input(encoder.to(device), head, images.to(device))).object_logits
+                    assert logits is not None  # a head with a classifier
+                    confusion[n] += torch.bincount(logits.argmax(dim=1).cpu(), minlength=len(sets))
+        metrics["classifier"] = {"accuracy": float(confusion.diag().sum() / confusion.sum()),
+                                 "confusion": confusion.tolist()}
+    if dist.is_main:
+        write_json(out / "metrics.json", metrics)
+    errors = {m: torch.cat([r.errors[m] for r in results]) for m in results[0].errors}
+    return EvaluationResult(out_dir=out, metrics=metrics, errors=errors)
+
+
 def evaluate_checkpoint(
     cfg: Config,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -338,21 +373,27 @@ def evaluate_checkpoint(
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(cfg)
     head, state, encoder = _checked_models(cfg, path, trust)
     check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
-    test_set = load_test_set(cfg, device, num=num_samples, progress=progress and dist.is_main, dist=dist)
     use_codebook = cfg.Evaluation.CODEBOOK_BASELINE if codebook is None else codebook
-    cb = None
     cb_encoder = finetuned_encoder(encoder, head) if cfg.Evaluation.CODEBOOK_ENCODER == "finetuned" else encoder
-    if use_codebook:  # the ranks encode their shares of its views; rank 0 caches it
-        cb = codebook_from_config(cfg, cb_encoder, device, progress=progress and dist.is_main, dist=dist)
     out = Path(out_dir) if out_dir is not None else RunFolder.of(cfg).evaluation
     extra = {"checkpoint": os.fspath(path), "epoch": state.get("epoch"),
              "encoder": os.fspath(cfg.Dataset.ENCODER_WEIGHTS), "head": head.config.output,
              **({"anchor_decoding": head.config.decoding} if head.config.output == "population" else {}),
              "finetuned_encoder_layer": head.encoder is not None,
              **({"codebook_encoder": cfg.Evaluation.CODEBOOK_ENCODER} if use_codebook else {})}
-    result = evaluate_models(cfg, encoder, head, test_set, out, device, codebook=cb, codebook_encoder=cb_encoder,
-                             extra=extra,
-                             progress=progress and dist.is_main, dist=dist)
+    show = progress and dist.is_main
+    results, test_sets = [], []
+    for n, one in enumerate(object_configs(cfg)):  # a head of several objects: each object on its own test set
+        scored = head if num_objects(cfg) == 1 else ObjectBlock(head, n if one.Evaluation.OBJECT_ID_SOURCE == "gt"
+                                                                  else None)
+        test_set = load_test_set(one, device, num=num_samples, progress=show, dist=dist)
+        test_sets.append(test_set)
+        cb = codebook_from_config(one, cb_encoder, device, progress=show, dist=dist) if use_codebook else None
+        where = out if num_objects(cfg) == 1 else out / f"obj{n}"
+        results.append(evaluate_models(one, encoder, scored, test_set, where, device, codebook=cb,
+                                       codebook_encoder=cb_encoder, extra=extra, progress=show, dist=dist))
+    result = results[0] if len(results) == 1 else _objects_result(cfg, results, test_sets, encoder, head, out, device,
+                                                                  dist)
     if dist.is_main and RunFolder.of(cfg).root.is_dir():  # the run's TensorBoard: the recall at the checkpoint's epoch
         board = Board(RunFolder.of(cfg).board / "head")
         board.scalars(int(state.get("epoch") or 0), {f"evaluation/recall_{m}": v for m, v in result.recall.items()})

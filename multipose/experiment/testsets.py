@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from multipose.config import Config, crop_size, render_distance
+from multipose.config.derived import num_objects
 from multipose.core.mesh import load_mesh
 from multipose.data.io import load_samples
 from multipose.data.views import ViewRenderer, crop_windows
@@ -178,8 +179,15 @@ def _bop_test_set(cfg: Config, path: Path, num: int, progress: bool) -> TestSet:
 
 def check_evaluation_inputs(cfg: Config) -> None:
     """Cheap checks of the ``[Evaluation]`` inputs (paths exist, ``OBJ_ID`` for a BOP folder), so that a
-    bad setting stops ``train.py`` before it trains. Raises :class:`~multipose.infra.errors.ConfigError`."""
+    bad setting stops ``train.py`` before it trains. Raises :class:`~multipose.infra.errors.ConfigError`. A head
+    of several objects is evaluated on a synthetic test set per object (BOP folders: one object per run)."""
     ev = cfg.Evaluation
+    if num_objects(cfg) > 1 and ev.TEST_DATA_PATH:
+        raise ConfigError(
+            f"{cfg.origin('Evaluation', 'TEST_DATA_PATH')}: [Evaluation] TEST_DATA_PATH = "
+            f"'{cfg._shown('Evaluation', 'TEST_DATA_PATH')}': a head of {num_objects(cfg)} objects is evaluated on "
+            "generated test sets of each object in this version; leave TEST_DATA_PATH empty"
+        )
 
     def bad(key: str, what: str) -> ConfigError:
         return ConfigError(f"{cfg.origin('Evaluation', key)}: [Evaluation] {key} = '{ev[key]}': {what}")

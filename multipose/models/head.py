@@ -80,6 +80,7 @@ __all__ = [
     "REPRESENTATIONS",
     "WEIGHT_INITS",
     "HeadOutput",
+    "ObjectBlock",
     "PoseHead",
     "PoseHeadConfig",
     "anchor_neighbours",
@@ -301,6 +302,33 @@ class PoseHead(nn.Module):
         q = q * torch.where((q * q[:, :, :1]).sum(dim=-1, keepdim=True) < 0, -1.0, 1.0)  # one hemisphere
         R = quaternion_to_matrix(F.normalize((weight[..., None] * q).sum(dim=2), dim=-1))
         return HeadOutput(confidence=torch.softmax(logits, dim=1), logits=logits, R=R, anchor_logits=raw)
+
+
+class ObjectBlock(PoseHead):
+    """One object's view of a head of several objects, usable wherever a head of one object is (a
+    :class:`PoseHead` with the head's layers, not copies): ``forward`` returns the block of object ``obj`` (the
+    ground truth's), or with ``obj=None`` the block of the object the classifier picks for each sample.
+    ``config`` and ``encoder`` are the head's, as one object's."""
+
+    def __init__(self, head: PoseHead, obj: int | None) -> None:
+        nn.Module.__init__(self)  # no layers of its own: it runs ``head``
+        if obj is None and not head.config.classify:
+            raise ValueError("choosing blocks by the classifier needs a head with a classifier")
+        self.head, self.obj = head, obj
+        self.config = replace(head.config, num_objects=1, classify=False)
+
+    @property
+    def encoder(self) -> nn.Linear | None:  # type: ignore[override]  # the head's layer, read-only here
+        return self.head.encoder
+
+    def forward(self, code: torch.Tensor, hypotheses: bool = True) -> HeadOutput:
+        out = self.head(code, hypotheses)
+        if self.obj is None:
+            assert out.object_logits is not None  # __init__: a head with a classifier
+            objects = out.object_logits.argmax(dim=1)
+        else:
+            objects = torch.full((len(code),), self.obj, dtype=torch.int64, device=code.device)
+        return replace(out.select(objects), object_logits=None)
 
 
 def head_encoder_mismatch(head: PoseHeadConfig, encoder: EncoderConfig) -> str | None:
