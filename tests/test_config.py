@@ -120,7 +120,7 @@ def test_defaults():
         "MODEL_PATH_EVAL": None,
         "VSD_DELTA": 15.0, "VSD_TAU": 20.0,
         "VSD_THRESHOLD": 0.3, "VSD_MESH_FACES": 0, "CODEBOOK_BASELINE": False, "CODEBOOK_VIEWS": 2562,
-        "CODEBOOK_INPLANE": 36, "CODEBOOK_ENCODER": "pretrained", "NUM_EXAMPLES": 8,
+        "CODEBOOK_INPLANE": 36, "OBJECT_ID_SOURCE": "gt", "CODEBOOK_ENCODER": "pretrained", "NUM_EXAMPLES": 8,
     }
     assert dict(cfg.Sampling) == {
         "NUM_SAMPLES": 2000, "REFERENCE_NUM": 500, "INPLANE_STEPS": 1, "BATCH_SIZE": 64}
