@@ -285,7 +285,7 @@ def test_an_original_multi_object_classifier_checkpoint_loads_strictly_and_decod
             np.testing.assert_allclose(picked.R[b, k].double().numpy(), flip @ ortho6d_columns(v).T, atol=1e-5)
     with pytest.raises(ModelFileError, match="classifier tells 4 objects, but the config names 5"):
         load_head_checkpoint(tmp_path / "model-epoch9.pt", K, num_objects=5)
-    with pytest.raises(ModelFileError, match="N = 4 objects and K = 2"):
+    with pytest.raises(ModelFileError, match="N = 4 objects and K = 3, but the config asks for K = 2"):
         load_head_checkpoint(tmp_path / "model-epoch9.pt", 2)
 
 

@@ -18,9 +18,9 @@ Views come from the view cache (:mod:`multipose.data.cache`) when ``[Dataset] NO
 per batch. Then each is composited on a background and augmented, all batched on the device.
 With ``-hard`` sampling, report the per-sample losses with :meth:`TrainingData.update`.
 
-Validation (:func:`validation_data_from_config`): the files of ``[Dataset] VALID_DATA_PATH``
-(original pickles or our ``.npz``), or, when it is empty, ``NOOF_VALID_IMGS`` samples generated
-once with a fixed seed (own poses, held-out backgrounds, own augmentation draws) and cached as
+Validation (:func:`multipose.experiment.datasets.validation_data_from_config`): the files of
+``[Dataset] VALID_DATA_PATH`` (original pickles or our ``.npz``), or, when it is empty, ``NOOF_VALID_IMGS``
+samples generated once with a fixed seed (own poses, held-out backgrounds, own augmentation draws) and cached as
 ``<OUTPUT_PATH>/validation.npz``.
 
 Random streams: every stream has its own generator, seeded from the config seed and a purpose

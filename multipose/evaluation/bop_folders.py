@@ -1,4 +1,6 @@
-"""BOP-format test sets (T-LESS ``test_primesense``), cropped and posed the Augmented-Autoencoder way.
+"""BOP-format test sets (T-LESS ``test_primesense``): the split readers (instances, BOP19 targets,
+``models_info.json``); the images and crops are :mod:`multipose.evaluation.bop_images`', the AAE's pose from a box
+:mod:`multipose.evaluation.box_pose`'.
 
 Layout read (https://github.com/thodan/bop_toolkit/blob/master/docs/bop_datasets_format.md)::
 
@@ -19,9 +21,9 @@ counterpart of the tight box of our training renders) exactly as training crops 
 (:mod:`multipose.data.views`): a square window of side ``PAD_FACTOR * max(w, h)`` about the box centre,
 resampled to the encoder's input size; the window's intrinsics are ``K_crop = A K``.
 
-Translation, as the AAE (Sundermeyer et al., ECCV 2018, ``auto_pose/ae/codebook.py``) estimates it from
-a 2D box (:func:`estimate_translation`), and the rotation correction for objects off the optical axis
-(:func:`correct_rotation`) are here too. Every problem with the folder raises
+The translation from a 2D box (:func:`~multipose.evaluation.box_pose.estimate_translation`) and the rotation
+correction for objects off the optical axis (:func:`~multipose.evaluation.box_pose.correct_rotation`) are in
+:mod:`multipose.evaluation.box_pose`. Every problem with the folder raises
 :class:`~multipose.infra.errors.DataError` with a one-line message naming the file.
 """
 
@@ -185,8 +187,8 @@ class BopSplit:
 def read_bop_split(folder: str | os.PathLike[str], obj_id: int, min_visib_fract: float = 0.1) -> BopSplit:
     """The test instances of object ``obj_id`` in a BOP split folder; instances with ``visib_fract <
     min_visib_fract`` are skipped (and counted; fully occluded ones apart, with a warning). Reads only the
-    JSON files, plain or gzipped (images are read by :func:`load_bop_crops`). Raises :class:`DataError`
-    for a folder without scenes, a broken or missing file, or no instance of the object."""
+    JSON files, plain or gzipped (images are read by :func:`~multipose.evaluation.bop_images.load_bop_crops`).
+    Raises :class:`DataError` for a folder without scenes, a broken or missing file, or no instance of the object."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: BOP test folder not found")

@@ -1,4 +1,5 @@
-"""Test sets of an evaluation (``[Evaluation] TEST_DATA_PATH``), loaded and checked.
+"""The test set of an evaluation (:class:`TestSet`); loading one from a config's ``[Evaluation] TEST_DATA_PATH``
+is :func:`multipose.experiment.testsets.load_test_set`'s. What the three kinds hold:
 
 - empty: ``NUM_SAMPLES`` synthetic samples made like the validation set (training renderer, held-out
   backgrounds, augmentation), seed :data:`TEST_SEED`. The translation is known there (``[0, 0, RADIUS]``)

@@ -43,8 +43,9 @@ def with_encoder_crop_size(cfg: Config) -> Config:
     """``cfg`` with an empty ``[Dataset] CROP_SIZE`` set to the input size stored in its encoder file when
     that differs from the ``[Encoder] ARCH`` preset's (``ARCH: auto`` and ``ENCODER_WEIGHTS``, or ``auto``'s
     ``<OUTPUT_PATH>/encoder.pt``, an existing multipose ``.pt``: e.g. an encoder copied from another run);
-    else ``cfg`` itself. The entry scripts call it once after loading the config
-    (:func:`multipose.app.cli.run`), so the file is read once, not on every :func:`~multipose.config.crop_size`."""
+    else ``cfg`` itself. The entry scripts call it after loading the config (:func:`multipose.app.cli.run`), so
+    :func:`~multipose.config.crop_size` never reads the file; the training and evaluation set-up call it again for
+    callers that did not (idempotent: a set ``CROP_SIZE`` is kept)."""
     weights = encoder_weights_path(cfg)
     if cfg.Dataset.CROP_SIZE is not None or cfg.Encoder.ARCH != "auto":
         return cfg

@@ -2,7 +2,7 @@
 
 One evaluation (:func:`evaluate_checkpoint`, ``evaluate.py``, and the end of ``train.py``):
 
-1. the test set of ``[Evaluation] TEST_DATA_PATH`` (:mod:`~multipose.evaluation.testsets`: synthetic
+1. the test set of ``[Evaluation] TEST_DATA_PATH`` (:mod:`~multipose.experiment.testsets`: synthetic
    samples, a dataset file or a BOP split folder) and, with ``CODEBOOK_BASELINE`` / ``--baseline
    codebook``, the AAE codebook of the encoder (:mod:`~multipose.experiment.codebook`);
 2. frozen encoder -> pose head: K hypotheses with confidences, scored batch by batch against the
@@ -67,6 +67,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "EvaluationResult",
+    "batch_scorer",
     "default_checkpoint",
     "evaluate_checkpoint",
     "evaluate_models",

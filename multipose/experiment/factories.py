@@ -1,6 +1,6 @@
-"""Factories: the core's objects from an experiment config (the ``*_from_config`` functions).
-
-The only bridge from :class:`~multipose.config.Config` to the core, data and model layers, which take
+"""Factories: the core's objects from an experiment config (the ``*_from_config`` functions shared by the
+assembly modules; :mod:`~multipose.experiment.datasets`, :mod:`~multipose.experiment.encoders` and
+:mod:`~multipose.experiment.testsets` hold the larger ones). The core, data and model layers take
 plain arguments and settings dataclasses (:mod:`multipose.core.settings`, :class:`~multipose.data.views.ViewSettings`,
 :class:`~multipose.data.augment.AugmentSettings`, ...).
 """

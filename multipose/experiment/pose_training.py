@@ -1,9 +1,11 @@
 """Training the pose head of an experiment config (``train.py``): everything the config says, read once and
 assembled, then the loop of :mod:`multipose.training.pose`.
 
-One run, top to bottom: guard the run folder (``OUTPUT_PATH``) -> seed -> frozen encoder (pretrained
-first if ``ENCODER_WEIGHTS: auto`` and missing) -> pose head -> loss -> data -> optimizer and LR
-schedule -> resume from the newest readable checkpoint -> :func:`multipose.training.pose.fit`.
+One run, top to bottom: read every input that can be wrong (the loss and its meshes, an ``INIT_CHECKPOINT``, an
+explicit encoder) -> guard the run folder (``OUTPUT_PATH``) -> seed -> frozen encoder (pretrained first if
+``ENCODER_WEIGHTS: auto`` and missing) -> pose head -> the newest readable checkpoint, checked -> data ->
+optimizer and LR schedule -> :func:`multipose.training.pose.fit` (which restores the checkpoint and runs the
+epochs).
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def build_head(cfg: Config, encoder: Encoder, init: PoseHead | None = None) -> P
 
 def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
     """The learning-rate schedule, stepped once after every epoch (the optimizer's lr starts at
-    ``LEARNING_RATE_LOW`` or ``LEARNING_RATE``): the original's one-cycle policy (:func:`one_cycle_lr`
+    ``LEARNING_RATE_LOW`` or ``LEARNING_RATE``): the original's one-cycle policy
+    (:func:`~multipose.training.pose.one_cycle_lr`
     as a ``LambdaLR``) when ``LEARNING_RATE_LOW``/``HIGH`` are set and differ (equal: a constant rate, as the
     original's final version), a ``StepLR`` (times ``LR_STEP_GAMMA`` every ``LR_STEP_EPOCHS``) when that is set,
     else a constant rate, as the original."""

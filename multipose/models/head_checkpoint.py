@@ -74,10 +74,11 @@ def original_head_config(state: dict, num_hypotheses: int | None, path: str | os
                                  f"N = {num_objects}")
         num_hypotheses = outputs // (7 * num_objects)
     if outputs != num_objects * num_hypotheses * 7:
+        several = num_objects > 1
         raise ModelFileError(
-            f"{path}: the original head gives {outputs} outputs = N * K * (1 + 6), but the config asks for "
-            f"N = {num_objects} objects and K = {num_hypotheses} ([Dataset] MODEL_PATH_LOSS, [Rendering] VIEWS): "
-            f"{num_objects * num_hypotheses * 7} outputs; set them to the checkpoint's"
+            f"{path}: the original head gives {outputs} outputs = {'N * ' if several else ''}K * (1 + 6) for "
+            f"{f'N = {num_objects} objects and ' if several else ''}K = {outputs / (7 * num_objects):g}, but the "
+            f"config asks for K = {num_hypotheses} ([Rendering] VIEWS); set VIEWS to the checkpoint's K"
         )
     hidden, code = model["l01.weight"].shape
     features = 0

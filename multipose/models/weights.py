@@ -1,4 +1,5 @@
-"""Encoder weights from a config: our ``.pt`` file (read and written here) and the original AAE ``.npy``.
+"""Encoder weight files: our ``.pt`` (read and written here) and the original AAE ``.npy``
+(:mod:`multipose.models.aae_npy`); which one a config names is resolved by :mod:`multipose.experiment.encoders`.
 
 ``[Dataset] ENCODER_WEIGHTS`` takes one of:
 
@@ -168,9 +169,6 @@ def load_encoder_pt(path: str | os.PathLike[str], *, expected: EncoderConfig | N
     """Read our ``.pt`` (:func:`save_encoder`): an :class:`Encoder` in eval mode, on the CPU."""
     path = Path(path)
     return encoder_from_checkpoint(read_torch_file(path), source=os.fspath(path), expected=expected)
-
-
-# --------------------------------------------------------------------------------------------------
 
 
 def stored_input_size(path: str | os.PathLike[str]) -> int | None:

@@ -1,1 +1,2 @@
-"""Tools around the method: loss landscapes, previews of the training data, the procedural CAD models."""
+"""Tools around the method: loss landscapes, the preview of the loss camera, the procedural CAD models, the
+loss renderer's timing, the loss mesh's difference from the model, the original's pickle export."""

@@ -20,11 +20,11 @@ Iterations after the newest checkpoint are simply run again from that state, so 
 moment and restarted ends with the same weights as one never interrupted (same seed, same device;
 bit-exact on the CPU, and on CUDA as far as cuDNN's kernels are deterministic).
 
-Files in ``OUTPUT_PATH``: ``encoder.pt`` (the pretrained encoder, :func:`multipose.models.save_encoder`),
-``config.cfg``, and in ``encoder/``: ``encoder-epoch{N}.pt`` (checkpoints, N = iteration; the newest
-:data:`KEEP_CHECKPOINTS`), ``train-loss.csv`` (``iteration, loss, lr, seconds``: the mean loss of each
-``LOG_INTERVAL`` iterations), ``loss.png`` and ``preview-iter{N}.png`` (input | target |
-reconstruction of :data:`PREVIEW_SAMPLES` fixed samples; with ``[Training] SAVE_IMAGES``).
+Files: the encoder at ``run.out_path`` (:func:`multipose.models.save_encoder`; the run folder's ``encoder.pt``
+as :mod:`multipose.experiment.encoder_training` assembles it), and in ``run.folder``: ``encoder-epoch{N}.pt``
+(checkpoints, N = iteration; the newest :data:`KEEP_CHECKPOINTS`), ``train-loss.csv`` (``iteration, loss, lr,
+seconds``: the mean loss of each ``log_interval`` iterations), ``loss.png`` and ``preview-iter{N}.png`` (input |
+target | reconstruction of :data:`PREVIEW_SAMPLES` fixed samples, when ``run.preview`` holds them).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ pool; early stopping is replayed from the validation losses). An interrupted epo
 that state, so a run killed at any moment and restarted ends with the same weights as one that was never
 interrupted (same seed, same device).
 
-Files (paths given by the caller): ``models/model-epoch{N}.pt`` (the newest ``KEEP_CHECKPOINTS``) and
+Files (paths given by the caller): ``models/model-epoch{N}.pt`` (the checkpoint store keeps the newest few) and
 ``models/model-best.pt`` (the epoch with the lowest validation ``metric``), ``train-loss.csv``,
 ``validation-loss.csv``, ``loss.png``, ``images/`` (with ``saved_images``).
 """
@@ -55,6 +55,7 @@ from multipose.training.validation import ClassifyTerm, evaluate_loss, evaluate_
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "TRAIN_FIELDS",
     "HeadProgress",
     "HeadRun",
     "HeadSchedule",
