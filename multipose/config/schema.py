@@ -114,8 +114,9 @@ SCHEMA: tuple[Key, ...] = (
         "Depth shader of the loss renderer."),
     Key("Rendering", "FACES_PER_PIXEL", _INT_GE1, "1", "Faces kept per pixel by the rasterizer."),
     Key("Rendering", "NORMALIZE_VERTICES", BoolType(), "false",
-        "As the original's data generator: centre the model on its vertex mean and scale it so that its "
-        "largest absolute coordinate is 100 mm."),
+        "Centre the model on its vertex mean and scale it so that its largest absolute coordinate is 100 mm, for "
+        "the training and the loss renders alike (the original normalised its loss renders only, without "
+        "centring: docs/original.md)."),
     Key("Rendering", "IMAGE_SIZE", IntType(min=8), "64",
         "Side of the loss renderer's square depth maps (pixels)."),
     Key("Rendering", "T", TranslationType(), "auto",

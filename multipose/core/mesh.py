@@ -36,7 +36,7 @@ from multipose.infra.errors import MeshError
 logger = logging.getLogger(__name__)
 
 #: Largest absolute vertex coordinate (mm) of a mesh loaded with ``normalize=True`` (config
-#: ``NORMALIZE_VERTICES``), as the original's data generator.
+#: ``NORMALIZE_VERTICES``), the scale the original's loss renderer normalised to.
 NORMALIZED_EXTENT_MM = 100.0
 #: What ``normalize=True`` does, as cache keys record it: a change of meaning changes every key.
 NORMALIZATION = "vertex-mean-centre/max-abs-coordinate-100mm"
@@ -245,7 +245,8 @@ def normalize_vertices(vertices: torch.Tensor, extent: float = NORMALIZED_EXTENT
     """Centre on the vertex mean and scale so that the largest absolute coordinate is ``extent``.
 
     ``(V, 3) -> (V, 3)``: ``(v - m) * extent / max_{i,a} |v_ia - m_a|`` with ``m`` the mean vertex, as
-    the original's data generator (``DatasetGeneratorOpenGL``) did with ``extent`` = 100 mm; the model
+    the original's data generator (``DatasetGeneratorOpenGL``) once did with ``extent`` = 100 mm (later removed
+    there; its final loss renderer scales without centring, docs/original.md); the model
     origin (the rotation centre) becomes the vertex mean. Computed in float64, returned in the input dtype.
     """
     v = vertices.double()

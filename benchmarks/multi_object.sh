@@ -1,0 +1,36 @@
+#!/bin/bash
+# One head of three objects against three heads of one object (issue 26), run from the repository root:
+#   bash benchmarks/multi_object.sh
+# The same encoder for all (the committed one, pretrained on the 2-fold part, saved without its provenance so
+# that it may serve the other objects), the regression head with FINETUNE_ENCODER, 20 epochs, the same samples
+# per object (3,200 per epoch each; the 3-object head 9,600); 300 generated test samples per object. Writes
+# output/objects/{single0,single1,single2,multi}/ and a log per run; about 19 + 27 min on 2 CPU cores.
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+OUT=./output/objects
+mkdir -p "$OUT"
+"$PY" - <<'PYTHON'
+import torch
+
+from multipose.core.mesh import load_mesh
+from multipose.models import save_encoder
+from multipose.models.weights import load_encoder_pt
+
+part = load_mesh("data/cad-files/tless_like_2fold.ply")
+stretched = type(part)(part.vertices * torch.tensor([1.0, 0.6, 1.4]), part.faces, "stretched")
+stretched.to_trimesh().export("output/objects/stretched.ply")
+save_encoder(load_encoder_pt("data/encoders/tless_like_2fold-small.pt"), "output/objects/encoder.pt")
+PYTHON
+OBJS=(./data/cad-files/tless_like_2fold.ply ./data/cad-files/tless_like_revolution.ply "$OUT/stretched.ply")
+COMMON=(--set Training.HEAD=regression --set Training.NUM_ITER=20 --set Evaluation.NUM_SAMPLES=300
+        --set "Dataset.ENCODER_WEIGHTS=$OUT/encoder.pt" --set Dataset.MODEL_PATH_LOSS=)
+for i in 0 1 2; do
+  "$PY" train.py experiment_template.cfg "${COMMON[@]}" --set "Dataset.MODEL_PATH_DATA=${OBJS[$i]}" \
+    --set "Training.OUTPUT_PATH=$OUT/single$i" > "$OUT/single$i.log" 2>&1
+done
+"$PY" train.py experiment_template.cfg "${COMMON[@]}" \
+  --set "Dataset.MODEL_PATH_DATA=[\"${OBJS[0]}\", \"${OBJS[1]}\", \"${OBJS[2]}\"]" \
+  --set Training.LOSS=vsd-union-multi-object --set Training.CLASSIFY_OBJECTS=true \
+  --set Loss_parameters.CLASSIFY_WEIGHT=0.1 --set Training.NUM_SAMPLES=9600 \
+  --set "Training.OUTPUT_PATH=$OUT/multi" > "$OUT/multi.log" 2>&1
+echo "results: $OUT/single*/evaluation/metrics.json, $OUT/multi/evaluation/metrics.json"
