@@ -132,10 +132,10 @@ def _validation_key(cfg: Config) -> str:
 
 def validation_data_from_config(
     cfg: Config, device: torch.device | str = "cpu", progress: bool = True, dist: Dist | None = None,
-    name: str = "validation.npz",
+    path: Path | None = None,
 ) -> SampleSet:
     """The validation set: ``VALID_DATA_PATH`` files (images resized to ``CROP_SIZE`` if needed),
-    or a generated set cached as ``<OUTPUT_PATH>/<name>`` (rebuilt when the config's data
+    or a generated set cached as ``path`` (default ``<OUTPUT_PATH>/validation.npz``; rebuilt when the config's data
     settings change or the file is unreadable; ``dist``: the ranks render it together, rank 0 writes it,
     every rank reads the file). Returns CPU tensors."""
     d = cfg.Dataset
@@ -146,7 +146,7 @@ def validation_data_from_config(
     if not Path(d.MODEL_PATH_DATA).is_file():
         load_mesh(d.MODEL_PATH_DATA)  # raises the right MeshError
     key = _validation_key(cfg)
-    path = RunFolder.of(cfg).root / name
+    path = path or RunFolder.of(cfg).validation
     if path.is_file():
         try:
             samples = load_samples(path)
@@ -184,5 +184,6 @@ def object_validation_from_config(cfg: Config, device: torch.device | str = "cpu
                                   dist: Dist | None = None) -> list[SampleSet]:
     """One validation set per object of a config of N objects: its ``VALID_DATA_PATH`` file, or generated into
     ``<OUTPUT_PATH>/validation-obj<n>.npz``."""
-    return [validation_data_from_config(one, device, progress, dist, name=f"validation-obj{n}.npz")
+    folder = RunFolder.of(cfg)
+    return [validation_data_from_config(one, device, progress, dist, path=folder.object_validation(n))
             for n, one in enumerate(object_configs(cfg))]

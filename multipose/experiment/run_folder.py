@@ -9,6 +9,7 @@
         models/                 pose-head checkpoints model-epoch{N}.pt and model-best.pt
         train-loss.csv, validation-loss.csv, loss.png, images/
         validation.npz          the generated validation set
+        validation-obj<n>.npz   a head of several objects: object n's generated validation set
         timings.json            wall seconds per phase of train.py
         evaluation/             metrics.json, per-sample.csv, BOP results files, figures
         tensorboard/            TensorBoard event files: head/ (training, evaluation), encoder/ (pretraining)
@@ -111,6 +112,10 @@ class RunFolder:
     def validation(self) -> Path:
         """The generated validation set."""
         return self.root / "validation.npz"
+
+    def object_validation(self, n: int) -> Path:
+        """The generated validation set of object ``n`` of a head of several objects."""
+        return self.root / f"validation-obj{n}.npz"
 
     @property
     def timings(self) -> Path:
