@@ -860,6 +860,9 @@ MULTI = f"[Dataset]\n{PATHS}[Training]\nLOSS: vsd-union-multi-object\n"
      "[Dataset] VALID_DATA_PATH names 1 object(s)"),
     (f"[Dataset]\n{PATHS}", "a head of 3 objects needs LOSS: vsd-union-multi-object"),
     (f"{MULTI}HEAD: population\n", "HEAD = population poses one object"),
+    (f"{MULTI}[Evaluation]\nOBJ_ID: 10\n", "[Evaluation] OBJ_ID names 1 object(s), but [Dataset] MODEL_PATH_DATA"),
+    (f"{MULTI}[Evaluation]\nOBJ_ID: [5, 10, 5]\n", "an id appears twice"),
+    (f"{MULTI}[Evaluation]\nOBJ_ID: [5, 0, 17]\n", "[Evaluation] OBJ_ID = '[5, 0, 17]'"),
 ])
 def test_per_object_keys_must_name_every_object_and_the_loss_must_read_blocks(text, expected):
     assert expected in config_error(text)
@@ -869,8 +872,11 @@ def test_several_objects_read_back_and_one_object_stays_a_string():
     cfg = load_config_text(MULTI + "[Rendering]\nT: [[0, 0, 700], [0, 0, 800], [0, 0, 900]]\n")
     assert cfg.Dataset.MODEL_PATH_DATA == ("a.ply", "b.ply", "c.ply") == cfg.Dataset.MODEL_PATH_LOSS
     assert cfg.Rendering.T[2] == (0.0, 0.0, 900.0) and num_objects(cfg) == 3
-    one = load_config_text('[Dataset]\nMODEL_PATH_DATA: ["a.ply"]\n[Rendering]\nT: [[0, 0, 700]]\n')
+    assert load_config_text(MULTI + "[Evaluation]\nOBJ_ID: [5, 10, 17]\n").Evaluation.OBJ_ID == (5, 10, 17)
+    one = load_config_text('[Dataset]\nMODEL_PATH_DATA: ["a.ply"]\n[Rendering]\nT: [[0, 0, 700]]\n'
+                           '[Evaluation]\nOBJ_ID: [10]\n')
     assert one.Dataset.MODEL_PATH_DATA == "a.ply" and one.Rendering.T == (0.0, 0.0, 700.0) and num_objects(one) == 1
+    assert one.Evaluation.OBJ_ID == 10
 
 
 def test_equal_low_and_high_learning_rates_are_a_constant_rate_as_the_originals_final_version():

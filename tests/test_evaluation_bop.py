@@ -9,7 +9,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from support.data import DEPTH_SCALE, REVOLUTION, add_border_cut_image, write_bop19_dataset, write_bop_dataset
+from support.data import (
+    DEPTH_SCALE,
+    REPO_ROOT,
+    REVOLUTION,
+    add_border_cut_image,
+    write_bop19_dataset,
+    write_bop_dataset,
+)
 from torch.testing import assert_close
 
 from multipose.config import load_config_text
@@ -400,3 +407,83 @@ def test_bop_toolkits_own_checks_accept_the_results_files(dataset19, tmp_path):
         assert passed, message
         passed, message, _, timed = inout.check_consistent_timings(inout.load_bop_results(str(path)), "im_id")
         assert passed and timed, message
+
+
+ENCODER_FILE = REPO_ROOT / "data" / "encoders" / "tless_like_2fold-small.pt"  # a file (auto pretrains one object's)
+
+
+def _two_object_split(dataset19, tmp_path):
+    """A copy of the BOP19 split whose models_info.json also describes object 2 (one target, in image 3)."""
+    import json
+
+    split = _copy(dataset19, tmp_path)
+    info_path = split.parent / "models_cad" / "models_info.json"
+    info = json.loads(info_path.read_text())
+    info["2"] = {**info["1"], "diameter": 90.0}
+    info_path.write_text(json.dumps(info))
+    return split
+
+
+def test_a_head_of_two_objects_writes_one_bop_results_file_with_both_objects_rows(dataset19, tmp_path):
+    """[Evaluation] OBJ_ID [1, 2] on one BOP split: each object scored on its own block in obj<n>/, one
+    ``multipose_<dataset>-<split>.csv`` with both objects' rows (one time per image: the sum of the objects'),
+    every object's BOP19 recalls, their mean, and the dataset's (target-weighted, as bop_toolkit pools them)."""
+    import csv
+    import json
+
+    from multipose.experiment.evaluation import evaluate_objects
+
+    split = _two_object_split(dataset19, tmp_path)
+    cfg = _bop19_cfg(dataset19, tmp_path, f"Evaluation.TEST_DATA_PATH={split}", "Evaluation.SAVE_IMAGES=false",
+                     f"Dataset.MODEL_PATH_DATA={json.dumps([str(REVOLUTION)] * 2)}", "Evaluation.OBJ_ID=[1, 2]",
+                     "Training.LOSS=vsd-union-multi-object", f"Dataset.ENCODER_WEIGHTS={ENCODER_FILE}")
+    encoder = Encoder(EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)).eval()
+    head = PoseHead(PoseHeadConfig(num_hypotheses=3, input_dim=16, num_objects=2)).eval()
+    result = evaluate_objects(cfg, encoder, head, tmp_path / "eval", torch.device("cpu"), progress=False)
+    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert m["object_ids"] == [1, 2] and m["bop19"]["objects"]["obj0"]["head"]["num_targets"] == 8
+    assert m["bop19"]["objects"]["obj1"]["head"]["num_targets"] == 1
+    ars = [m["bop19"]["objects"][f"obj{n}"]["head"]["AR"] for n in range(2)]
+    assert m["bop19"]["mean"]["head"]["AR"] == pytest.approx(sum(ars) / 2)
+    assert m["bop19"]["dataset"]["head"]["AR"] == pytest.approx((8 * ars[0] + ars[1]) / 9)
+    assert "BOP19 on 9 targets" in result.summary()
+    with open(tmp_path / "eval" / "multipose_tless-test.csv") as f:
+        rows = list(csv.DictReader(f))
+    parts = [list(csv.DictReader(open(tmp_path / "eval" / f"obj{n}" / "multipose_tless-test.csv"))) for n in range(2)]
+    assert len(rows) == len(parts[0]) + len(parts[1]) == 9 and {r["obj_id"] for r in rows} == {"1", "2"}
+    image3 = [r for r in rows if (r["scene_id"], r["im_id"]) == ("1", "3")]
+    assert [r["obj_id"] for r in image3] == ["1", "2"] and image3[0]["time"] == image3[1]["time"]
+    alone = {r["obj_id"]: float(r["time"]) for p in parts for r in p if (r["scene_id"], r["im_id"]) == ("1", "3")}
+    assert float(image3[0]["time"]) == pytest.approx(alone["1"] + alone["2"], abs=2e-6)
+    assert [(int(r["scene_id"]), int(r["im_id"])) for r in rows] == sorted((int(r["scene_id"]), int(r["im_id"]))
+                                                                            for r in rows)
+    try:  # bop_toolkit's own check where it is importable (not a dependency), as in the test above
+        from bop_toolkit_lib import inout
+    except ImportError:
+        return
+    passed, message = inout.check_bop_results(str(tmp_path / "eval" / "multipose_tless-test.csv"), version="bop19")
+    assert passed, message
+
+
+def test_a_head_of_two_objects_names_what_is_wrong_with_its_test_data(dataset19, tmp_path):
+    """OBJ_ID missing or of another length, an id absent from models_info.json, a dataset file, one
+    MODEL_PATH_EVAL for two objects: one ConfigError each, before any work."""
+    import json
+
+    split = _two_object_split(dataset19, tmp_path)
+    two = (f"Evaluation.TEST_DATA_PATH={split}", f"Dataset.MODEL_PATH_DATA={json.dumps([str(REVOLUTION)] * 2)}",
+           "Training.LOSS=vsd-union-multi-object", f"Dataset.ENCODER_WEIGHTS={ENCODER_FILE}")
+    cases = {
+        "Evaluation.OBJ_ID=": r"needs \[Evaluation\] OBJ_ID, the BOP ids of its objects",
+        "Evaluation.OBJ_ID=[1, 2, 3]": r"OBJ_ID names 3 object\(s\), but \[Dataset\] MODEL_PATH_DATA names 2",
+        "Evaluation.OBJ_ID=[1, 7]": r"models_info.json has no object 7 \(it has \[1, 2\]\)",
+        f"Evaluation.MODEL_PATH_EVAL={REVOLUTION}": r"MODEL_PATH_EVAL names one model, but the head has 2 objects",
+    }
+    for setting, message in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            check_evaluation_inputs(_bop19_cfg(dataset19, tmp_path, *two, "Evaluation.OBJ_ID=[1, 2]", setting))
+    npz = tmp_path / "crops.npz"
+    npz.write_bytes(b"")
+    with pytest.raises(ConfigError, match="a dataset file holds one object's crops"):
+        check_evaluation_inputs(_bop19_cfg(dataset19, tmp_path, *two, "Evaluation.OBJ_ID=[1, 2]",
+                                           f"Evaluation.TEST_DATA_PATH={npz}"))

@@ -23,7 +23,8 @@ from multipose.evaluation.report import read_per_sample
 from multipose.evaluation.testsets import TestSet
 from multipose.experiment.codebook import codebook_from_config
 from multipose.experiment.datasets import generate_samples
-from multipose.experiment.evaluation import evaluate_models, load_pose_checkpoint
+from multipose.experiment.evaluation import evaluate_models
+from multipose.experiment.pose_checkpoints import load_pose_checkpoint
 from multipose.experiment.testsets import check_evaluation_inputs, load_test_set
 from multipose.infra.errors import ConfigError
 from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig, codebook_rotations

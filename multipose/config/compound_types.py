@@ -1,5 +1,6 @@
 """INI value types of the config keys that hold several numbers or a structured string: translations, view
-lists, intrinsics, ranges, int lists and ``VIEW_SAMPLING`` (the scalar types: :mod:`multipose.config.types`)."""
+lists, intrinsics, ranges, int lists, object ids and ``VIEW_SAMPLING`` (the scalar types:
+:mod:`multipose.config.types`)."""
 
 from __future__ import annotations
 
@@ -173,6 +174,31 @@ class IntListType:
 
     def format(self, value: tuple[int, ...]) -> str:
         return json.dumps(list(value))
+
+
+@dataclass(frozen=True)
+class ObjectIdsType:
+    """BOP object ids: an int >= 1, or a JSON list of N (one per object of a head, list order = object index),
+    stored as an int for one object and a tuple of N ints for several."""
+
+    summary: str = "int >= 1, or JSON list of ints >= 1 (one per object)"
+    expected: str = "an object id >= 1, or a JSON list of ids >= 1 with one per object, e.g. [5, 10, 17]"
+
+    def parse(self, text: str) -> int | tuple[int, ...]:
+        value = _json(text) if text.startswith("[") else text
+        if not isinstance(value, list):
+            try:
+                value = [int(value)]
+            except ValueError:
+                raise _Invalid() from None
+        if not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+            raise _Invalid()
+        if len(set(value)) != len(value):
+            raise _Invalid("an id appears twice")
+        return value[0] if len(value) == 1 else tuple(value)
+
+    def format(self, value: int | tuple[int, ...]) -> str:
+        return json.dumps(list(value)) if isinstance(value, tuple) else str(value)
 
 
 def _parse_view_sampling(text: str) -> ViewSampling:

@@ -59,7 +59,8 @@ def num_objects(cfg: Config) -> int:
 
 def check_objects(cfg: Config) -> None:
     """Raise :class:`ConfigError` unless the per-object keys name N objects alike (``MODEL_PATH_LOSS``, ``T``,
-    ``VALID_DATA_PATH`` when set) and the loss fits N (several objects need ``vsd-union-multi-object``)."""
+    ``VALID_DATA_PATH`` and ``[Evaluation] OBJ_ID`` when set) and the loss fits N (several objects need
+    ``vsd-union-multi-object``)."""
     n = num_objects(cfg)
     loss = cfg.Dataset.MODEL_PATH_LOSS
     counts = {("Dataset", "MODEL_PATH_LOSS"): len(loss) if isinstance(loss, tuple) else 1}
@@ -67,6 +68,9 @@ def check_objects(cfg: Config) -> None:
         counts[("Rendering", "T")] = len(cfg.Rendering.T) if isinstance(cfg.Rendering.T[0], tuple) else 1
     if n > 1 and cfg.Dataset.VALID_DATA_PATH:
         counts[("Dataset", "VALID_DATA_PATH")] = len(cfg.Dataset.VALID_DATA_PATH)
+    obj_id = cfg.Evaluation.OBJ_ID
+    if obj_id is not None and (n > 1 or isinstance(obj_id, tuple)):
+        counts[("Evaluation", "OBJ_ID")] = len(obj_id) if isinstance(obj_id, tuple) else 1
     for (section, key), count in counts.items():
         if count != n:
             raise ConfigError(

@@ -13,6 +13,7 @@ from multipose.config.compound_types import (
     FloatRangeType,
     IntListType,
     IntrinsicsType,
+    ObjectIdsType,
     TranslationType,
     ViewSamplingType,
     ViewsType,
@@ -321,8 +322,9 @@ SCHEMA: tuple[Key, ...] = (
     Key("Evaluation", "NUM_SAMPLES", _INT_GE1, "100",
         "Test samples generated when TEST_DATA_PATH is empty; for a file or BOP folder, at most this many "
         "(evenly spaced)."),
-    Key("Evaluation", "OBJ_ID", _INT_GE1, "",
-        "BOP object id to evaluate (needed with a BOP folder, e.g. 10 for T-LESS obj_000010).", optional=True),
+    Key("Evaluation", "OBJ_ID", ObjectIdsType(), "",
+        "BOP object id to evaluate (needed with a BOP folder, e.g. 10 for T-LESS obj_000010); a head of N objects: "
+        "a JSON list of their N ids, in the order of MODEL_PATH_DATA.", optional=True),
     Key("Evaluation", "MODELS_INFO", PathType(), "",
         "BOP models_info.json giving the object's symmetries (symmetry-aware rotation error); empty: looked for "
         "beside a BOP folder (models*/models_info.json), else none.", optional=True),

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BOP_HEADER",
+    "merge_bop_results",
     "plot_error_distribution",
     "plot_examples",
     "plot_recall_curves",
@@ -79,6 +80,34 @@ def write_bop_results(
             writer.writerow([int(scene_id[n]), int(im_id[n]), int(obj_id), f"{float(score[n, m]):.6f}",
                              _numbers(R[n, m]), _numbers(t[n, m]), f"{float(seconds[n]):.6f}"])
     return atomic_write_text(path, buf.getvalue())
+
+
+def merge_bop_results(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:
+    """One BOP results file of every row of ``paths`` (each object's file of one split, as
+    :func:`write_bop_results` writes them), ordered by scene and image (each file's order within an image);
+    ``time`` of an image is the sum of the files' times for it (each object's crops of the image), -1 when one
+    of them is unknown, so that every row of an image has the same time, as BOP's checks require."""
+    rows: list[dict[str, str]] = []
+    for path in paths:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != BOP_HEADER:
+                raise DataError(f"{path}: not a BOP results file (header {reader.fieldnames}, expected {BOP_HEADER})")
+            rows += list(reader)
+    per_file: dict[tuple[str, str, str], float] = {}  # (scene, image, file's object): its time
+    for row in rows:
+        per_file[row["scene_id"], row["im_id"], row["obj_id"]] = float(row["time"])
+    image_time: dict[tuple[str, str], float] = {}
+    for (scene, im, _), seconds in per_file.items():
+        before = image_time.get((scene, im), 0.0)
+        image_time[scene, im] = -1.0 if before < 0 or seconds < 0 else before + seconds
+    rows.sort(key=lambda r: (int(r["scene_id"]), int(r["im_id"])))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(BOP_HEADER)
+    for r in rows:
+        writer.writerow([*(r[c] for c in BOP_HEADER[:-1]), f"{image_time[r['scene_id'], r['im_id']]:.6f}"])
+    return atomic_write_text(out, buf.getvalue())
 
 
 def write_table(path: str | os.PathLike[str], columns: Mapping[str, Sequence[Any] | torch.Tensor]) -> Path:

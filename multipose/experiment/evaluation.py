@@ -34,19 +34,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from multipose.config import Config, check_crop_size, num_hypotheses, resolve_device
+from multipose.config import Config, check_crop_size, resolve_device
 from multipose.config.derived import num_objects
 from multipose.core.mesh import load_loss_mesh
 from multipose.evaluation import bop19, bop_folders, detections
 from multipose.evaluation.metrics import mcnemar_exact, recall
-from multipose.evaluation.report import write_evaluation, write_json
+from multipose.evaluation.report import merge_bop_results, write_evaluation, write_json
 from multipose.evaluation.scoring import BatchScorer, ScoreAccumulator, Scores
 from multipose.evaluation.testsets import TestSet
 from multipose.experiment.codebook import codebook_from_config
-from multipose.experiment.encoders import load_encoder, with_encoder_crop_size
+from multipose.experiment.encoders import with_encoder_crop_size
 from multipose.experiment.factories import load_data_mesh, view_settings
 from multipose.experiment.objects import object_configs
-from multipose.experiment.run_folder import RunFolder, encoder_weights_path, pose_checkpoints
+from multipose.experiment.pose_checkpoints import checked_models, default_checkpoint
+from multipose.experiment.run_folder import RunFolder, encoder_weights_path
 from multipose.experiment.testsets import (
     check_evaluation_inputs,
     eval_model_path,
@@ -56,48 +57,25 @@ from multipose.experiment.testsets import (
 )
 from multipose.infra.board import Board
 from multipose.infra.distributed import Dist
-from multipose.infra.errors import ConfigError, UserInputError
+from multipose.infra.errors import UserInputError
 from multipose.infra.progress import progress_bar
 from multipose.models import Codebook, Encoder, PoseHead
-from multipose.models.head import ObjectBlock, finetuned_encoder, head_encoder_mismatch, head_input, with_decoding
-from multipose.models.head_checkpoint import load_head_checkpoint
-from multipose.models.weights import ModelFileError, encoder_digest, encoder_mismatch
+from multipose.models.head import ObjectBlock, finetuned_encoder, head_input
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "EvaluationResult",
     "batch_scorer",
-    "default_checkpoint",
     "evaluate_checkpoint",
     "evaluate_models",
-    "load_pose_checkpoint",
+    "evaluate_objects",
     "module_bytes",
 ]
 
 # --------------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------------
-
-
-def default_checkpoint(cfg: Config) -> Path:
-    """``<OUTPUT_PATH>/models/model-best.pt``."""
-    return pose_checkpoints(cfg).best_path
-
-
-def load_pose_checkpoint(
-    path: str | os.PathLike[str], cfg: Config | None = None, trust: bool = False
-) -> tuple[PoseHead, dict[str, Any]]:
-    """The pose head of a checkpoint, ours or the original's ``train.py``'s (eval mode, CPU), and the
-    checkpoint dict; the original's is checked against the K and N of ``cfg``, ours must have its N of objects;
-    ``trust``: allow an unsafe load (:func:`multipose.models.head_checkpoint.load_head_checkpoint`)."""
-    if cfg is None:
-        return load_head_checkpoint(path, None, trust)
-    head, state = load_head_checkpoint(path, num_hypotheses(cfg), trust, num_objects(cfg))
-    if head.config.num_objects != num_objects(cfg):
-        raise ModelFileError(f"{path}: holds a head of {head.config.num_objects} object(s), but [Dataset] "
-                             f"MODEL_PATH_DATA names {num_objects(cfg)}; give one model path per object of the head")
-    return head, state
 
 
 def module_bytes(module: nn.Module) -> int:
@@ -126,7 +104,8 @@ class EvaluationResult:
 
     def summary(self) -> str:
         """One line, e.g. ``VSD recall (e < 0.3, tau 20 mm, 100 samples): head 0.52, best-of-K 0.81, ...``,
-        with BOP19's average recalls after it when they were computed."""
+        with BOP19's average recalls after it when they were computed (a head of several objects: the means of its
+        objects' recalls and the dataset's BOP19 recalls)."""
         s = self.metrics["settings"]
         parts = ", ".join(f"{k} {v:.3f}" for k, v in self.recall.items())
         line = (f"VSD recall (e < {s['vsd_threshold']:g}, tau {s['vsd_tau']:g} mm, delta {s['vsd_delta']:g} mm, "
@@ -134,7 +113,7 @@ class EvaluationResult:
         for pair, test in (self.metrics.get("paired") or {}).items():
             line += f"; {pair}: {test['only_a']} vs {test['only_b']} right only, McNemar p {test['p']:.2g}"
         if "bop19" in self.metrics:
-            b = self.metrics["bop19"]
+            b = self.metrics["bop19"].get("dataset", self.metrics["bop19"])  # several objects: all their targets
             ars = "; ".join(f"{m} AR {r['AR']:.3f} (VSD {r['AR_VSD']:.3f}, MSSD {r['AR_MSSD']:.3f}, MSPD "
                             f"{r['AR_MSPD']:.3f})" for m, r in b.items() if isinstance(r, dict))
             line += f"; BOP19 on {next(r for r in b.values() if isinstance(r, dict))['num_targets']} targets: {ars}"
@@ -294,38 +273,45 @@ def _metrics(cfg: Config, scores: Scores, test_set: TestSet, scorer: BatchScorer
     }
 
 
-def _checked_models(cfg: Config, path: Path, trust: bool) -> tuple[PoseHead, dict[str, Any], Encoder]:
-    """The head of checkpoint ``path`` (decoded as the config says), its checkpoint dict, and the config's encoder,
-    checked to be the one the head was trained on."""
-    head, state = load_pose_checkpoint(path, cfg, trust)
-    head = with_decoding(head, cfg.Training.ANCHOR_DECODING)  # how to decode is the config's, not the file's
-    if cfg.Evaluation.CODEBOOK_ENCODER == "finetuned" and head.encoder is None:
-        raise ConfigError(f"[Evaluation] CODEBOOK_ENCODER = finetuned: {path} holds no fine-tuned encoder layer "
-                          "(trained without [Training] FINETUNE_ENCODER); set CODEBOOK_ENCODER: pretrained")
-    encoder = load_encoder(cfg)
-    stored = state.get("encoder_args")
-    if stored is not None and stored != encoder.config.to_dict():
-        raise ModelFileError(
-            f"{path}: the head was trained on an encoder with {stored}, but [Dataset] ENCODER_WEIGHTS gives "
-            f"{encoder.config.to_dict()}; evaluate with the training run's encoder"
-        )
-    mismatch = encoder_mismatch(state, encoder_digest(encoder), path, encoder_weights_path(cfg))
-    if mismatch:
-        raise ModelFileError(f"{mismatch}; its codes would mean nothing to the head: set [Dataset] ENCODER_WEIGHTS "
-                             "to the encoder the head was trained with")
-    unfit = head_encoder_mismatch(head.config, encoder.config)
-    if unfit:
-        raise ModelFileError(f"{path}: {unfit}")
-    return head, state, encoder
+def _objects_bop19(results: list[EvaluationResult]) -> dict[str, Any]:
+    """BOP19's average recalls of a head of several objects on one split: every object's (``obj<n>``, n the
+    object's index), their mean per method,
+    and the dataset's as bop_toolkit computes it (recalls over all objects' targets together, i.e. the objects'
+    ARs weighted by their numbers of targets)."""
+    per_object = {f"obj{n}": {m: r for m, r in res.metrics["bop19"].items() if isinstance(r, dict)}
+                  for n, res in enumerate(results)}
+    methods = list(next(iter(per_object.values())))
+    names = ("AR", "AR_VSD", "AR_MSSD", "AR_MSPD")
+    mean = {m: {a: sum(o[m][a] for o in per_object.values()) / len(per_object) for a in names} for m in methods}
+    pooled = {}
+    for m in methods:
+        targets = sum(o[m]["num_targets"] for o in per_object.values())
+        pooled[m] = {a: sum(o[m][a] * o[m]["num_targets"] for o in per_object.values()) / targets for a in names}
+        pooled[m]["num_targets"] = targets
+    return {"objects": per_object, "mean": mean, "dataset": pooled}
+
+
+def _merged_bop_files(results: list[EvaluationResult], out: Path) -> dict[str, str]:
+    """Every object's BOP results file of each method merged into one in ``out`` (the name of the objects'
+    files: one file per split, as BOP takes it); the names written, keyed as in an object's ``files``."""
+    files = {}
+    for key, name in results[0].metrics.get("files", {}).items():
+        if key.startswith("bop_"):
+            merge_bop_results([r.out_dir / r.metrics["files"][key] for r in results], out / name)
+            files[key] = name
+    return {"metrics": "metrics.json", **files}
 
 
 def _objects_result(cfg: Config, results: list[EvaluationResult], sets: list[TestSet], encoder: Encoder,
                     head: PoseHead, out: Path, device: torch.device, dist: Dist) -> EvaluationResult:
     """A head of several objects: every object's recall, their mean per method, and the classifier's accuracy and
-    confusion matrix on the objects' test sets (rows: the true object); ``metrics.json`` in ``out``."""
+    confusion matrix on the objects' test sets (rows: the true object); on a BOP split, every object's and the
+    dataset's BOP19 recalls and one BOP results file per method with every object's rows; ``metrics.json`` in
+    ``out``."""
     recall = {m: float(sum(r.recall[m] for r in results) / len(results)) for m in results[0].recall}
     metrics: dict[str, Any] = {
         "recall": recall, "objects": {f"obj{n}": r.recall for n, r in enumerate(results)},
+        "object_ids": [t.obj_id for t in sets],
         "object_id_source": cfg.Evaluation.OBJECT_ID_SOURCE, "settings": results[0].metrics["settings"],
         "num_samples": sum(r.metrics["num_samples"] for r in results),
     }
@@ -340,10 +326,40 @@ def _objects_result(cfg: Config, results: list[EvaluationResult], sets: list[Tes
                     confusion[n] += torch.bincount(logits.argmax(dim=1).cpu(), minlength=len(sets))
         metrics["classifier"] = {"accuracy": float(confusion.diag().sum() / confusion.sum()),
                                  "confusion": confusion.tolist()}
+    if "bop19" in results[0].metrics:
+        metrics["bop19"] = _objects_bop19(results)
     if dist.is_main:
+        metrics["files"] = _merged_bop_files(results, out)
         write_json(out / "metrics.json", metrics)
     errors = {m: torch.cat([r.errors[m] for r in results]) for m in results[0].errors}
     return EvaluationResult(out_dir=out, metrics=metrics, errors=errors)
+
+
+def evaluate_objects(
+    cfg: Config, encoder: Encoder, head: PoseHead, out: Path, device: torch.device, *, num_samples: int | None = None,
+    codebook: bool = False, codebook_encoder: Encoder | None = None, extra: dict[str, Any] | None = None,
+    progress: bool = True, dist: Dist | None = None,
+) -> EvaluationResult:
+    """:func:`evaluate_models` on the test set of each object of ``cfg`` (``[Evaluation] NUM_SAMPLES`` or
+    ``num_samples``; with ``codebook`` its AAE codebook of ``codebook_encoder``, default ``encoder``). One object:
+    that evaluation, in ``out``. A head of several: each object in ``out/obj<n>`` scored on its own block (chosen
+    by ``[Evaluation] OBJECT_ID_SOURCE``), and in ``out`` the results of all (:func:`_objects_result`)."""
+    dist = dist or Dist()
+    show = progress and dist.is_main
+    codebook_encoder = codebook_encoder or encoder
+    results, test_sets = [], []
+    for n, one in enumerate(object_configs(cfg)):  # a head of several objects: each object on its own test set
+        scored = head if num_objects(cfg) == 1 else ObjectBlock(head, n if one.Evaluation.OBJECT_ID_SOURCE == "gt"
+                                                                  else None)
+        test_set = load_test_set(one, device, num=num_samples, progress=show, dist=dist)
+        test_sets.append(test_set)
+        cb = codebook_from_config(one, codebook_encoder, device, progress=show, dist=dist) if codebook else None
+        where = out if num_objects(cfg) == 1 else out / f"obj{n}"
+        results.append(evaluate_models(one, encoder, scored, test_set, where, device, codebook=cb,
+                                       codebook_encoder=codebook_encoder, extra=extra, progress=show, dist=dist))
+    if len(results) == 1:
+        return results[0]
+    return _objects_result(cfg, results, test_sets, encoder, head, out, device, dist)
 
 
 def evaluate_checkpoint(
@@ -372,7 +388,7 @@ def evaluate_checkpoint(
     check_evaluation_inputs(cfg)
     device = resolve_device(cfg) if device is None else torch.device(device)
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(cfg)
-    head, state, encoder = _checked_models(cfg, path, trust)
+    head, state, encoder = checked_models(cfg, path, trust)
     check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
     use_codebook = cfg.Evaluation.CODEBOOK_BASELINE if codebook is None else codebook
     cb_encoder = finetuned_encoder(encoder, head) if cfg.Evaluation.CODEBOOK_ENCODER == "finetuned" else encoder
@@ -382,19 +398,8 @@ def evaluate_checkpoint(
              **({"anchor_decoding": head.config.decoding} if head.config.output == "population" else {}),
              "finetuned_encoder_layer": head.encoder is not None,
              **({"codebook_encoder": cfg.Evaluation.CODEBOOK_ENCODER} if use_codebook else {})}
-    show = progress and dist.is_main
-    results, test_sets = [], []
-    for n, one in enumerate(object_configs(cfg)):  # a head of several objects: each object on its own test set
-        scored = head if num_objects(cfg) == 1 else ObjectBlock(head, n if one.Evaluation.OBJECT_ID_SOURCE == "gt"
-                                                                  else None)
-        test_set = load_test_set(one, device, num=num_samples, progress=show, dist=dist)
-        test_sets.append(test_set)
-        cb = codebook_from_config(one, cb_encoder, device, progress=show, dist=dist) if use_codebook else None
-        where = out if num_objects(cfg) == 1 else out / f"obj{n}"
-        results.append(evaluate_models(one, encoder, scored, test_set, where, device, codebook=cb,
-                                       codebook_encoder=cb_encoder, extra=extra, progress=show, dist=dist))
-    result = results[0] if len(results) == 1 else _objects_result(cfg, results, test_sets, encoder, head, out, device,
-                                                                  dist)
+    result = evaluate_objects(cfg, encoder, head, out, device, num_samples=num_samples, codebook=use_codebook,
+                              codebook_encoder=cb_encoder, extra=extra, progress=progress, dist=dist)
     if dist.is_main and RunFolder.of(cfg).root.is_dir():  # the run's TensorBoard: the recall at the checkpoint's epoch
         board = Board(RunFolder.of(cfg).board / "head")
         board.scalars(int(state.get("epoch") or 0), {f"evaluation/recall_{m}": v for m, v in result.recall.items()})

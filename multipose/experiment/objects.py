@@ -14,8 +14,9 @@ def _pick(value: object, n: int) -> object:
 
 
 def object_config(cfg: Config, n: int) -> Config:
-    """Object ``n``'s single-object view of ``cfg``: its ``MODEL_PATH_DATA``, ``MODEL_PATH_LOSS``, ``T`` and
-    ``VALID_DATA_PATH`` entry, the plain ``vsd-union`` loss and no classifier; the rest as ``cfg``."""
+    """Object ``n``'s single-object view of ``cfg``: its ``MODEL_PATH_DATA``, ``MODEL_PATH_LOSS``, ``T``,
+    ``VALID_DATA_PATH`` and ``[Evaluation] OBJ_ID`` entry, the plain ``vsd-union`` loss and no classifier; the
+    rest as ``cfg``."""
     d, t = cfg.Dataset, cfg.Rendering.T
     values = {("Dataset", "MODEL_PATH_DATA"): _pick(d.MODEL_PATH_DATA, n),
               ("Dataset", "MODEL_PATH_LOSS"): _pick(d.MODEL_PATH_LOSS, n),
@@ -24,6 +25,8 @@ def object_config(cfg: Config, n: int) -> Config:
         values["Rendering", "T"] = t[n]
     if d.VALID_DATA_PATH:
         values["Dataset", "VALID_DATA_PATH"] = (d.VALID_DATA_PATH[n],)
+    if isinstance(cfg.Evaluation.OBJ_ID, tuple):
+        values["Evaluation", "OBJ_ID"] = cfg.Evaluation.OBJ_ID[n]
     one = cfg
     for (section, key), value in values.items():
         one = one.with_value(section, key, value, cfg.origin(section, key))

@@ -44,10 +44,11 @@ def check_data(
         *check_cache(first),
         *check_view_sampling(first),
         *check_run_folder(cfg, encoder),
-        *check_test_data(first, quick, progress),
-        *check_eval_model(first),
-        *check_models_info(first),
+        *(f for one in objects for f in check_test_data(one, quick, progress)),
+        *(f for one in objects for f in check_eval_model(one)),
+        *(f for one in objects for f in check_models_info(one)),
     ]
+    findings = list(dict.fromkeys(findings))  # the objects' identical lines (e.g. the same generated test set) once
     root = Path(data_root)
     if data_root and root.is_dir():
         findings += unused_assets(cfg, root)

@@ -23,6 +23,7 @@ from multipose.evaluation.metrics import symmetry_transformations
 from multipose.evaluation.testsets import BOP_VSD_PAD, BOP_VSD_SCALE, TEST_SEED, TestSet
 from multipose.experiment.datasets import generate_samples
 from multipose.experiment.factories import load_data_mesh, view_settings
+from multipose.experiment.objects import object_configs
 from multipose.infra.distributed import Dist
 from multipose.infra.errors import ConfigError, DataError
 
@@ -180,15 +181,14 @@ def _bop_test_set(cfg: Config, path: Path, num: int, progress: bool) -> TestSet:
 def check_evaluation_inputs(cfg: Config) -> None:
     """Cheap checks of the ``[Evaluation]`` inputs (paths exist, ``OBJ_ID`` for a BOP folder), so that a
     bad setting stops ``train.py`` before it trains. Raises :class:`~multipose.infra.errors.ConfigError`. A head
-    of several objects is evaluated on a synthetic test set per object (BOP folders: one object per run)."""
+    of several objects is evaluated on a generated test set per object, or on a BOP split with ``OBJ_ID`` a list
+    of its objects' ids (every one in the split's ``models_info.json``); each object's view is then checked."""
+    if num_objects(cfg) > 1:
+        _check_objects_test_data(cfg)
+        for one in object_configs(cfg):
+            check_evaluation_inputs(one)
+        return
     ev = cfg.Evaluation
-    if num_objects(cfg) > 1 and ev.TEST_DATA_PATH:
-        raise ConfigError(
-            f"{cfg.origin('Evaluation', 'TEST_DATA_PATH')}: [Evaluation] TEST_DATA_PATH = "
-            f"'{cfg._shown('Evaluation', 'TEST_DATA_PATH')}': a head of {num_objects(cfg)} objects is evaluated on "
-            "generated test sets of each object in this version; leave TEST_DATA_PATH empty"
-        )
-
     def bad(key: str, what: str) -> ConfigError:
         return ConfigError(f"{cfg.origin('Evaluation', key)}: [Evaluation] {key} = '{ev[key]}': {what}")
 
@@ -225,6 +225,35 @@ def check_evaluation_inputs(cfg: Config) -> None:
         if not targets.is_file() and not targets.with_name(targets.name + ".gz").is_file():
             raise bad("PROTOCOL", f"bop19 evaluates the targets of {targets}, which does not exist (it comes with "
                                   "the BOP dataset)")
+
+
+def _check_objects_test_data(cfg: Config) -> None:
+    """A head of several objects: a test set other than the generated ones must be a BOP split with ``OBJ_ID``
+    listing the objects' ids (the count is :func:`~multipose.config.derived.check_objects`'), each of them in the
+    ``models_info.json`` found for it, and no single ``MODEL_PATH_EVAL``."""
+    ev, n = cfg.Evaluation, num_objects(cfg)
+    if not ev.TEST_DATA_PATH:
+        return
+    where = f"{cfg.origin('Evaluation', 'TEST_DATA_PATH')}: [Evaluation] TEST_DATA_PATH = '{ev.TEST_DATA_PATH}'"
+    if not Path(ev.TEST_DATA_PATH).is_dir():
+        raise ConfigError(f"{where}: a head of {n} objects is evaluated on a BOP split folder (with OBJ_ID the "
+                          "list of their ids) or on generated test sets (TEST_DATA_PATH empty); a dataset file holds "
+                          "one object's crops")
+    if not isinstance(ev.OBJ_ID, tuple):
+        raise ConfigError(f"{where}: a head of {n} objects needs [Evaluation] OBJ_ID, the BOP ids of its objects in "
+                          f"the order of MODEL_PATH_DATA (e.g. OBJ_ID: {list(range(1, n + 1))})")
+    if ev.MODEL_PATH_EVAL:
+        raise ConfigError(f"{cfg.origin('Evaluation', 'MODEL_PATH_EVAL')}: [Evaluation] MODEL_PATH_EVAL names one "
+                          f"model, but the head has {n} objects: leave it empty (each object's models_eval/"
+                          "obj_<id>.ply beside the BOP folder, else its MODEL_PATH_DATA)")
+    info_path = Path(ev.MODELS_INFO) if ev.MODELS_INFO else bop_folders.find_models_info(Path(ev.TEST_DATA_PATH))
+    if info_path is not None and info_path.is_file():
+        known = bop_folders.read_models_info(info_path)
+        missing = [i for i in ev.OBJ_ID if i not in known]
+        if missing:
+            raise ConfigError(f"{cfg.origin('Evaluation', 'OBJ_ID')}: [Evaluation] OBJ_ID = {list(ev.OBJ_ID)}: "
+                              f"{info_path} has no object {missing[0]} (it has {sorted(known)[:20]}); give the ids of "
+                              "the head's objects in this dataset")
 
 
 def eval_model_path(cfg: Config) -> Path:
