@@ -15,13 +15,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "multipose"
 #: Each layer and the layers it may import (besides itself), top to bottom. ``core.settings`` is the torch-free
 #: part of the core that the config layer builds; ``__main__`` modules (``python -m``) are command lines.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "app": ("tools", "experiment", "config", "training", "evaluation", "data", "models", "core", "core.settings",
-            "infra"),
-    "tools": ("experiment", "config", "training", "evaluation", "data", "models", "core", "core.settings", "infra"),
-    "experiment": ("config", "training", "evaluation", "data", "models", "core", "core.settings", "infra"),
+    "app": ("tools", "experiment", "config", "training", "evaluation", "inference", "data", "models", "core",
+            "core.settings", "infra"),
+    "tools": ("experiment", "config", "training", "evaluation", "inference", "data", "models", "core",
+              "core.settings", "infra"),
+    "experiment": ("config", "training", "evaluation", "inference", "data", "models", "core", "core.settings",
+                   "infra"),
     "config": ("core.settings", "infra"),
     "training": ("data", "models", "core", "core.settings", "infra"),
-    "evaluation": ("data", "models", "core", "core.settings", "infra"),
+    "evaluation": ("inference", "data", "models", "core", "core.settings", "infra"),
+    "inference": ("data", "models", "core", "core.settings", "infra"),
     "data": ("core", "core.settings", "infra"),
     "models": ("core", "core.settings", "infra"),
     "core": ("core.settings", "infra"),
@@ -29,7 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "infra": (),
 }
 #: The layers that never see an experiment config, the run folder or the command line.
-CONFIG_FREE = ("training", "evaluation", "data", "models", "core", "core.settings", "infra")
+CONFIG_FREE = ("training", "evaluation", "inference", "data", "models", "core", "core.settings", "infra")
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 

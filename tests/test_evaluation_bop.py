@@ -22,10 +22,12 @@ from torch.testing import assert_close
 from multipose.config import load_config_text
 from multipose.core.render import MeshRenderer
 from multipose.data.views import ViewSettings
-from multipose.evaluation import bop_folders, bop_images, box_pose
+from multipose.evaluation import bop_folders, bop_images
 from multipose.evaluation.metrics import re, vsd
+from multipose.experiment.codebook import codebook_from_config
 from multipose.experiment.evaluation import evaluate_models
 from multipose.experiment.testsets import check_evaluation_inputs, load_test_set
+from multipose.inference import box_pose
 from multipose.infra.errors import ConfigError, DataError
 from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig
 
@@ -343,10 +345,12 @@ def test_result_names_follow_bops_parser_and_bop19_needs_its_targets(tmp_path, d
         check_evaluation_inputs(load_config_text("[Evaluation]\nPROTOCOL: bop19\n"))
 
 
-def test_detections_replace_the_ground_truth_boxes_for_the_bop19_results(dataset19, tmp_path):
+@pytest.mark.parametrize("finetuned", [False, True])
+def test_detections_replace_the_ground_truth_boxes_for_the_bop19_results(dataset19, tmp_path, finetuned):
     """A BOP detections file whose boxes are the ground truth's (COCO convention) gives the BOP19 results of
     the ground-truth boxes; a low-scored false positive and other objects' detections change nothing; the
-    detector's time is added to the image's."""
+    detector's time is added to the image's. ``finetuned``: a head with a fine-tuned encoder layer (it takes
+    feature maps, not codes) beside a codebook, on the detections too."""
     import csv
     import json
 
@@ -364,16 +368,21 @@ def test_detections_replace_the_ground_truth_boxes_for_the_bop19_results(dataset
                        "time": 0.25})
     (tmp_path / "det.json").write_text(json.dumps(detections))
     encoder = Encoder(EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)).eval()
-    head = PoseHead(PoseHeadConfig(num_hypotheses=3, input_dim=16)).eval()
+    features = encoder.config.flat_features if finetuned else 0
+    head = PoseHead(PoseHeadConfig(num_hypotheses=3, input_dim=16, encoder_features=features)).eval()
     results = {}
     for name, extra in (("gt", ()), ("det", (f"Evaluation.DETECTIONS={tmp_path / 'det.json'}",))):
-        cfg = _bop19_cfg(dataset19, tmp_path, "Evaluation.VSD_MESH_FACES=300", "Evaluation.SAVE_IMAGES=false", *extra)
+        cfg = _bop19_cfg(dataset19, tmp_path, "Evaluation.VSD_MESH_FACES=300", "Evaluation.SAVE_IMAGES=false",
+                         "Evaluation.CODEBOOK_VIEWS=12", "Evaluation.CODEBOOK_INPLANE=2", *extra)
+        codebook = codebook_from_config(cfg, encoder, progress=False) if finetuned else None
         result = evaluate_models(cfg, encoder, head, load_test_set(cfg, progress=False), tmp_path / name,
-                                 progress=False)
+                                 codebook=codebook, progress=False)
         with open(tmp_path / name / "multipose_tless-test.csv") as f:
             results[name] = (result.metrics, list(csv.DictReader(f)))
     (gt, gt_rows), (det, det_rows) = results["gt"], results["det"]
     assert det["bop19"]["head"] == gt["bop19"]["head"]
+    if finetuned:
+        assert det["bop19"]["codebook"] == gt["bop19"]["codebook"]
     assert "det.json: 10 detections" not in det["settings"]["detections"]  # other objects' are not read
     assert "det.json: 9 detections" in det["settings"]["detections"]
     assert [r["im_id"] for r in det_rows] == [r["im_id"] for r in gt_rows]
@@ -391,7 +400,6 @@ def test_bop_toolkits_own_checks_accept_the_results_files(dataset19, tmp_path):
     on the head's and the codebook's results files. bop_toolkit is not a dependency: the test runs where
     ``bop_toolkit_lib`` is importable (e.g. ``PYTHONPATH=path/to/bop_toolkit``) and is skipped elsewhere."""
     inout = pytest.importorskip("bop_toolkit_lib.inout", reason="bop_toolkit is not installed")
-    from multipose.experiment.codebook import codebook_from_config
 
     cfg = _bop19_cfg(dataset19, tmp_path, "Evaluation.VSD_MESH_FACES=300", "Evaluation.SAVE_IMAGES=false",
                      "Evaluation.CODEBOOK_VIEWS=12", "Evaluation.CODEBOOK_INPLANE=2")

@@ -5,8 +5,8 @@ assemble an evaluation from one.
 - :mod:`~multipose.evaluation.metrics` -- ``vsd``, ``re``, ``re_sym``, ``te``, ``recall`` (pure functions);
 - :mod:`~multipose.evaluation.bop_folders` -- BOP split folders (T-LESS ``test_primesense``): instances, targets,
   ``models_info.json``;
-- :mod:`~multipose.evaluation.bop_images` -- their images and the AAE's crops;
-- :mod:`~multipose.evaluation.box_pose` -- the AAE's pose from a box (translation, off-axis rotation correction);
+- :mod:`~multipose.evaluation.bop_images` -- their images and the AAE's crops (cut as
+  :mod:`multipose.inference` cuts any image's, posed by its :mod:`~multipose.inference.box_pose`);
 - :mod:`~multipose.evaluation.testsets` -- :class:`~multipose.evaluation.testsets.TestSet`, the instances an
   evaluation scores;
 - :mod:`~multipose.evaluation.scoring` -- scoring batches: every method's poses, renders and errors;

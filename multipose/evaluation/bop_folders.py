@@ -1,6 +1,6 @@
 """BOP-format test sets (T-LESS ``test_primesense``): the split readers (instances, BOP19 targets,
 ``models_info.json``); the images and crops are :mod:`multipose.evaluation.bop_images`', the AAE's pose from a box
-:mod:`multipose.evaluation.box_pose`'.
+:mod:`multipose.inference.box_pose`'.
 
 Layout read (https://github.com/thodan/bop_toolkit/blob/master/docs/bop_datasets_format.md)::
 
@@ -21,9 +21,9 @@ counterpart of the tight box of our training renders) exactly as training crops 
 (:mod:`multipose.data.views`): a square window of side ``PAD_FACTOR * max(w, h)`` about the box centre,
 resampled to the encoder's input size; the window's intrinsics are ``K_crop = A K``.
 
-The translation from a 2D box (:func:`~multipose.evaluation.box_pose.estimate_translation`) and the rotation
-correction for objects off the optical axis (:func:`~multipose.evaluation.box_pose.correct_rotation`) are in
-:mod:`multipose.evaluation.box_pose`. Every problem with the folder raises
+The translation from a 2D box (:func:`~multipose.inference.box_pose.estimate_translation`) and the rotation
+correction for objects off the optical axis (:func:`~multipose.inference.box_pose.correct_rotation`) are in
+:mod:`multipose.inference.box_pose`. Every problem with the folder raises
 :class:`~multipose.infra.errors.DataError` with a one-line message naming the file.
 """
 

@@ -15,29 +15,12 @@ import torch
 
 from multipose.data.views import crop_intrinsics, crop_windows
 from multipose.evaluation.bop_folders import BopInstance
-from multipose.evaluation.box_pose import box_extent
+from multipose.inference.box_pose import box_extent
+from multipose.inference.images import crop_boxes, crop_square, read_rgb
 from multipose.infra.errors import DataError
 from multipose.infra.progress import progress_bar
 
 logger = logging.getLogger(__name__)
-
-
-def crop_square(
-    image: np.ndarray, window: Sequence[float], size: int, interpolation: int = cv2.INTER_LINEAR
-) -> np.ndarray:
-    """Resample the square ``window = [cx, cy, side]`` of ``image (H, W)`` or ``(H, W, C)`` to
-    ``(size, size[, C])``; outside the image is 0.
-
-    Output pixel ``j`` samples the image at ``u`` with ``j = s (u - u0) - 0.5``, ``s = size / side``,
-    ``u0 = cx - side / 2`` (pixel centres at integer coordinates) -- the same ``A`` as
-    :func:`multipose.data.views.crop_intrinsics`, so a point at pixel ``K_crop x`` of the crop is at
-    ``K x`` in the image.
-    """
-    cx, cy, side = (float(v) for v in window)
-    s = size / side
-    u0, v0 = cx - side / 2.0, cy - side / 2.0
-    M = np.array([[s, 0.0, -s * u0 - 0.5], [0.0, s, -s * v0 - 0.5]], dtype=np.float64)
-    return cv2.warpAffine(image, M, (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 @dataclass(frozen=True)
@@ -71,20 +54,6 @@ class BopCrops:
     scene_id: torch.Tensor
     im_id: torch.Tensor
     image_width: torch.Tensor
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """A colour (or grey, 8/16-bit) test image as ``(H, W, 3)`` uint8 RGB; :class:`DataError` if unreadable."""
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"{path}: cannot read this image")
-    if image.dtype == np.uint16:
-        image = (image / 257.0).round().astype(np.uint8)
-    if image.ndim == 2:
-        return np.repeat(image[:, :, None], 3, axis=2)
-    if image.shape[2] == 4:
-        image = image[:, :, :3]
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_depth(path: Path, scale: float) -> np.ndarray:
@@ -129,8 +98,7 @@ def load_bop_crops(
             cache[inst.image_path] = read_rgb(inst.image_path)
             if inst.depth_path is not None:
                 cache[inst.depth_path] = read_depth(inst.depth_path, inst.depth_scale)
-        crop = crop_square(cache[inst.image_path], windows[n].tolist(), crop_size, cv2.INTER_LINEAR)
-        images.append(torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0)
+        images.append(crop_boxes(cache[inst.image_path], boxes[n:n + 1], crop_size, pad_factor)[0])
         depth = np.zeros((vsd_size, vsd_size), np.float32)
         if inst.depth_path is not None:
             depth = crop_square(cache[inst.depth_path], vsd_windows[n].tolist(), vsd_size, cv2.INTER_NEAREST)

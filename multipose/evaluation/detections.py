@@ -23,12 +23,13 @@ from pathlib import Path
 import torch
 
 from multipose.data.views import ViewSettings
-from multipose.evaluation import box_pose
 from multipose.evaluation.bop19 import Submission, select
 from multipose.evaluation.scoring import Estimates
+from multipose.inference import box_pose
 from multipose.infra.errors import DataError
 from multipose.infra.timing import timed
 from multipose.models import Codebook, Encoder, PoseHead
+from multipose.models.head import codebook_code, head_input
 
 logger = logging.getLogger(__name__)
 
@@ -80,22 +81,24 @@ def read_detections(path: Path, obj_id: int) -> list[dict]:
 @torch.no_grad()
 def detection_submissions(
     detections: Detections, encoder: Encoder, head: PoseHead, codebook: Codebook | None, device: torch.device,
-    view: ViewSettings, vertices: torch.Tensor, batch_size: int,
+    view: ViewSettings, vertices: torch.Tensor, batch_size: int, codebook_encoder: Encoder | None = None,
 ) -> dict[str, Submission]:
     """BOP's rows (:func:`~multipose.evaluation.bop19.select`) of the head's hypotheses (and the codebook's
-    match) on every detection, posed from the detected box (``view``: the crop settings; ``vertices (V, 3)``: the
-    data mesh's), scored by confidence times detection score; in batches of ``batch_size``."""
+    match, on the codes of ``codebook_encoder``, default ``encoder``) on every detection, posed from the detected
+    box (``view``: the crop settings; ``vertices (V, 3)``: the data mesh's), scored by confidence times detection
+    score; in batches of ``batch_size``."""
     settings = view
     vertices = vertices.to(device)
     out: dict[str, list] = {"head": [], "codebook": []}
     seconds = {"encoder": 0.0, "head": 0.0, "codebook": 0.0}
     for part in torch.arange(len(detections)).split(batch_size):
-        code, dt = timed(partial(encoder.encode, detections.images[part].to(device)), device)
+        x, dt = timed(partial(head_input, encoder, head, detections.images[part].to(device)), device)
         seconds["encoder"] += dt
-        hyp, dt = timed(partial(head, code), device)
+        hyp, dt = timed(partial(head, x), device)
         seconds["head"] += dt
         views = {"head": (hyp.R, hyp.confidence)}
         if codebook is not None:
+            code = codebook_code(x, head, codebook_encoder or encoder)
             match, dt = timed(partial(codebook.lookup, code), device)
             seconds["codebook"] += dt
             views["codebook"] = (match.rotations, match.similarity)

@@ -10,7 +10,7 @@ Methods compared (every one gets the same VSD, rotation errors and, for BOP, tra
 - ``stored``: rotations stored with the test set (a pickle's ``Rs_predicted``), when it has them.
 
 For a test set with boxes (BOP) the translation is estimated from the box the AAE way
-(:func:`~multipose.evaluation.box_pose.estimate_translation`) and the rotation corrected for it; otherwise the
+(:func:`~multipose.inference.box_pose.estimate_translation`) and the rotation corrected for it; otherwise the
 ground-truth translation is used. Rotation errors are plain (:func:`~multipose.evaluation.metrics.re`) and
 symmetry-aware (:func:`~multipose.evaluation.metrics.re_sym`, equal to plain when the symmetries are unknown).
 """
@@ -30,12 +30,12 @@ from multipose.core.mesh import Mesh
 from multipose.core.render import MeshRenderer
 from multipose.data.sampling import make_generator
 from multipose.data.views import ViewSettings
-from multipose.evaluation import box_pose
 from multipose.evaluation import metrics as pose_error  # pose_error.re: the name re stays the standard library's
 from multipose.evaluation.testsets import TestSet
+from multipose.inference import box_pose
 from multipose.infra.timing import timed
-from multipose.models import Codebook, CodebookMatch, Encoder, HeadOutput, PoseHead, l2_normalize
-from multipose.models.head import head_input
+from multipose.models import Codebook, CodebookMatch, Encoder, HeadOutput, PoseHead
+from multipose.models.head import codebook_code, head_input
 
 __all__ = ["BatchScorer", "Estimates", "MethodErrors", "ScoreAccumulator", "Scores"]
 
@@ -246,9 +246,7 @@ class BatchScorer:
         """The codebook's best entry for the head's input ``x`` (:func:`~multipose.models.head.head_input`):
         the code itself, or for a fine-tuned head's flat feature maps the codebook encoder's code of them."""
         assert self.codebook is not None
-        if self.head.config.encoder_features:
-            x = l2_normalize(self.codebook_encoder.dense(x))
-        return self.codebook.lookup(x)
+        return self.codebook.lookup(codebook_code(x, self.head, self.codebook_encoder))
 
     def _poses(self, idx: torch.Tensor, R_view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The estimated poses ``R (B, M, 3, 3), t (B, M, 3)`` of rotations in the crop's view: with boxes,

@@ -172,7 +172,7 @@ def evaluate_models(
         found = load_detections(cfg, test_set, progress)  # (every rank: the same estimates)
         submissions.update(detections.detection_submissions(found, scorer.encoder, scorer.head, scorer.codebook,
                                                             scorer.device, scorer.settings, scorer.vertices,
-                                                            ev.BATCH_SIZE))
+                                                            ev.BATCH_SIZE, scorer.codebook_encoder))
         metrics["settings"]["detections"] = (f"{ev.DETECTIONS}: {len(found)} detections for the BOP19 results; "
                                              "ground-truth boxes for the per-instance errors")
     if ev.PROTOCOL == "bop19":

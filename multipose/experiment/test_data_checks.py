@@ -17,6 +17,7 @@ from multipose.evaluation.metrics import symmetry_transformations
 from multipose.experiment.asset_checks import check_sample_files
 from multipose.experiment.findings import SHOWN_FILES, Finding, counted, guarded, setting
 from multipose.experiment.testsets import eval_model_path, object_model
+from multipose.inference.images import read_rgb
 from multipose.infra.errors import UserInputError
 from multipose.infra.progress import progress_bar
 
@@ -79,7 +80,7 @@ def _unreadable_images(instances: Sequence[bop_folders.BopInstance], progress: b
     for inst in progress_bar(instances, desc="reading test images", unit="instance", disable=not progress,
                              leave=False):
         assert inst.image_path is not None  # the readers keep only instances whose image exists
-        reads: list[tuple[Path, Callable[[Path], np.ndarray]]] = [(inst.image_path, bop_images.read_rgb)]
+        reads: list[tuple[Path, Callable[[Path], np.ndarray]]] = [(inst.image_path, read_rgb)]
         if inst.depth_path is not None:
             reads.append((inst.depth_path, partial(bop_images.read_depth, scale=inst.depth_scale)))
         for path, read in reads:

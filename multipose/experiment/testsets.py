@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -15,8 +14,8 @@ from multipose.config import Config, crop_size, render_distance
 from multipose.config.derived import num_objects
 from multipose.core.mesh import load_mesh
 from multipose.data.io import load_samples
-from multipose.data.views import ViewRenderer, crop_windows
-from multipose.evaluation import bop_folders, bop_images, box_pose
+from multipose.data.views import ViewRenderer
+from multipose.evaluation import bop_folders, bop_images
 from multipose.evaluation.bop19 import ObjectModel
 from multipose.evaluation.detections import Detections, read_detections
 from multipose.evaluation.metrics import symmetry_transformations
@@ -24,6 +23,8 @@ from multipose.evaluation.testsets import BOP_VSD_PAD, BOP_VSD_SCALE, TEST_SEED,
 from multipose.experiment.datasets import generate_samples
 from multipose.experiment.factories import load_data_mesh, view_settings
 from multipose.experiment.objects import object_configs
+from multipose.inference import box_pose
+from multipose.inference.images import crop_boxes, read_rgb
 from multipose.infra.distributed import Dist
 from multipose.infra.errors import ConfigError, DataError
 
@@ -304,9 +305,8 @@ def load_detections(cfg: Config, targets: TestSet, progress: bool = False) -> De
     logger.info("detections: %d of object %d in %d target images from %s", len(found), ev.OBJ_ID,
                 len({d["key"] for d in found}), path)
     xywh = torch.tensor([d["bbox"] for d in found], dtype=torch.float64)
-    boxes = box_pose.xywh_to_xyxy(xywh) - 0.5  # COCO's corner convention to pixel centres
+    boxes = box_pose.coco_extent(xywh)
     size = crop_size(cfg)
-    windows = crop_windows(boxes, torch.zeros(len(found), 2, dtype=boxes.dtype), cfg.Dataset.PAD_FACTOR)
     split = Path(ev.TEST_DATA_PATH)
     crops: list[torch.Tensor] = []
     image, loaded = np.zeros((1, 1, 3), np.uint8), None
@@ -316,9 +316,8 @@ def load_detections(cfg: Config, targets: TestSet, progress: bool = False) -> De
             path_rgb = bop_folders.find_image(split / f"{scene:06d}", im, ("rgb", "gray"))
             if path_rgb is None:
                 raise DataError(f"{split / f'{scene:06d}'}: no image {im:06d} for a detection")
-            image, loaded = bop_images.read_rgb(path_rgb), d["key"]
-        crop = bop_images.crop_square(image, windows[n].tolist(), size, cv2.INTER_LINEAR)
-        crops.append(torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255.0)
+            image, loaded = read_rgb(path_rgb), d["key"]
+        crops.append(crop_boxes(image, boxes[n:n + 1], size, cfg.Dataset.PAD_FACTOR)[0])
     index = torch.tensor([first[d["key"]] for d in found])
     inst_count = torch.ones(len(found), dtype=torch.int64)
     if targets.inst_count is not None:

@@ -70,7 +70,7 @@ from torch import nn
 
 from multipose.core.geometry import opencv_from_pytorch3d_camera
 from multipose.models.codebook import codebook_rotations
-from multipose.models.encoder import Encoder, EncoderConfig, nhwc_flatten
+from multipose.models.encoder import Encoder, EncoderConfig, l2_normalize, nhwc_flatten
 
 __all__ = [
     "CONVENTIONS",
@@ -349,6 +349,15 @@ def head_input(encoder: Encoder, head: PoseHead, images: torch.Tensor) -> torch.
     if head.config.encoder_features:
         return nhwc_flatten(encoder.feature_maps(images))
     return encoder.encode(images)
+
+
+def codebook_code(x: torch.Tensor, head: PoseHead, codebook_encoder: Encoder) -> torch.Tensor:
+    """The code a codebook looks up for the head's input ``x`` (:func:`head_input`): ``x`` itself, or for a head
+    with a fine-tuned encoder layer (``x`` the flat feature maps) the L2-normalised code of ``codebook_encoder``'s
+    dense layer (the encoder the codebook was built with)."""
+    if head.config.encoder_features:
+        return l2_normalize(codebook_encoder.dense(x))
+    return x
 
 
 def finetuned_encoder(encoder: Encoder, head: PoseHead) -> Encoder:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from multipose.evaluation.bop_folders import read_bop_split, subsample
-from multipose.evaluation.bop_images import read_rgb
+from multipose.inference.images import read_rgb
 from multipose.infra.errors import DataError
 
 

@@ -14,6 +14,13 @@ def xywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     return torch.cat([boxes[..., :2], boxes[..., :2] + boxes[..., 2:]], dim=-1)
 
 
+def coco_extent(boxes: torch.Tensor) -> torch.Tensor:
+    """Boxes ``[x, y, w, h]`` in COCO's convention (a detector's, BOP's detections files: ``x, y`` the top-left
+    corner of the first pixel, ``w, h`` in pixels) to the extent ``[u_min, v_min, u_max, v_max]`` with pixel
+    centres at integer coordinates: half a pixel less. ``(*, 4) -> (*, 4)``."""
+    return xywh_to_xyxy(boxes) - 0.5
+
+
 def box_extent(boxes: torch.Tensor) -> torch.Tensor:
     """BOP ground-truth boxes ``[x, y, w, h]`` (``scene_gt_info.json``: ``x, y`` the first and ``x + w, y + h``
     the last pixel of the silhouette, as bop_toolkit's ``calc_2d_bbox`` computes them) to the silhouette's
