@@ -8,7 +8,8 @@
 The test set is [Evaluation] TEST_DATA_PATH: empty (synthetic samples made like the validation set), a
 dataset file (.npz, or the original's pickle) or a BOP split folder. Writes metrics.json, per-sample.csv,
 the BOP results CSV and (with [Evaluation] SAVE_IMAGES) recall.png, rotation-error.png and examples.png
-to --out (default <OUTPUT_PATH>/evaluation) and prints the recall line. Under torchrun
+to --out (default <OUTPUT_PATH>/evaluation) and prints the recall line; with --vis N, overlays/ holds the first
+N images of a BOP split with the head's hypotheses (as predict.py --vis draws them) and the ground truth. Under torchrun
 (torchrun --standalone --nproc_per_node=N evaluate.py CFG) each process scores its share of the test set and
 rank 0 writes the results; there write --num-samples for --num (torchrun's own parser takes --num).
 """
@@ -37,6 +38,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             codebook=True if "codebook" in args.baseline else None,
             trust=args.trust_checkpoint,
             dist=dist,
+            vis=args.vis,
         )
     if dist.is_main:
         print(f"{result.summary()}; results in {result.out_dir}")
@@ -59,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", action="append", default=[], choices=["codebook"],
                         help="also evaluate the AAE codebook baseline (the random baseline always runs)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default <OUTPUT_PATH>/evaluation)")
+    parser.add_argument("--vis", type=_positive_int, default=0, metavar="N",
+                        help="a BOP split: draw the head's hypotheses and the ground truth on its first N images "
+                             "(overlays/ in the output folder)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="load a checkpoint that needs Python objects rebuilt (runs code named in the file); "
                              "only for files from a source you trust")

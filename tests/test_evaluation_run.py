@@ -260,7 +260,7 @@ def test_evaluate_py_evaluates_a_checkpoint_of_the_original_with_its_decoding(sh
     wrong_k = subprocess.run(
         [python, "evaluate.py", "experiment_template.cfg", *args, "--set", "Rendering.VIEWS=4", "--checkpoint",
          str(tmp_path / "model-epoch12.pt")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert wrong_k.returncode == 1 and "K = 2, but the config asks for K = 4" in wrong_k.stderr, wrong_k.stderr
+    assert wrong_k.returncode == 2 and "K = 2, but the config asks for K = 4" in wrong_k.stderr, wrong_k.stderr
 
 
 def test_training_starts_from_an_original_checkpoint_and_keeps_its_decoding(shared, tmp_path):

@@ -44,9 +44,11 @@ from multipose.evaluation.scoring import BatchScorer, ScoreAccumulator, Scores
 from multipose.evaluation.testsets import TestSet
 from multipose.experiment.codebook import codebook_from_config
 from multipose.experiment.encoders import with_encoder_crop_size
+from multipose.experiment.estimators import posed_objects
 from multipose.experiment.factories import load_data_mesh, view_settings
 from multipose.experiment.objects import object_configs
 from multipose.experiment.pose_checkpoints import checked_models, default_checkpoint
+from multipose.experiment.prediction import bop_overlays
 from multipose.experiment.run_folder import RunFolder, encoder_weights_path
 from multipose.experiment.testsets import (
     check_evaluation_inputs,
@@ -55,6 +57,7 @@ from multipose.experiment.testsets import (
     load_test_set,
     object_model,
 )
+from multipose.inference.estimator import PoseEstimator
 from multipose.infra.board import Board
 from multipose.infra.distributed import Dist
 from multipose.infra.errors import UserInputError
@@ -338,12 +341,14 @@ def _objects_result(cfg: Config, results: list[EvaluationResult], sets: list[Tes
 def evaluate_objects(
     cfg: Config, encoder: Encoder, head: PoseHead, out: Path, device: torch.device, *, num_samples: int | None = None,
     codebook: bool = False, codebook_encoder: Encoder | None = None, extra: dict[str, Any] | None = None,
-    progress: bool = True, dist: Dist | None = None,
+    progress: bool = True, dist: Dist | None = None, vis: int = 0,
 ) -> EvaluationResult:
     """:func:`evaluate_models` on the test set of each object of ``cfg`` (``[Evaluation] NUM_SAMPLES`` or
     ``num_samples``; with ``codebook`` its AAE codebook of ``codebook_encoder``, default ``encoder``). One object:
     that evaluation, in ``out``. A head of several: each object in ``out/obj<n>`` scored on its own block (chosen
-    by ``[Evaluation] OBJECT_ID_SOURCE``), and in ``out`` the results of all (:func:`_objects_result`)."""
+    by ``[Evaluation] OBJECT_ID_SOURCE``), and in ``out`` the results of all (:func:`_objects_result`). ``vis``: the
+    first ``vis`` images of a BOP split drawn with the head's hypotheses and the ground truth, in
+    ``overlays/`` beside each object's results."""
     dist = dist or Dist()
     show = progress and dist.is_main
     codebook_encoder = codebook_encoder or encoder
@@ -357,9 +362,22 @@ def evaluate_objects(
         where = out if num_objects(cfg) == 1 else out / f"obj{n}"
         results.append(evaluate_models(one, encoder, scored, test_set, where, device, codebook=cb,
                                        codebook_encoder=codebook_encoder, extra=extra, progress=show, dist=dist))
+        if vis and dist.is_main:
+            _overlays(one, PoseEstimator(encoder, head, posed_objects(cfg), device), test_set, where / "overlays", vis)
     if len(results) == 1:
         return results[0]
     return _objects_result(cfg, results, test_sets, encoder, head, out, device, dist)
+
+
+def _overlays(cfg: Config, estimator: PoseEstimator, test_set: TestSet, out: Path, count: int) -> None:
+    """``evaluate.py --vis``: the first ``count`` images of a BOP split drawn (:func:`bop_overlays`)."""
+    if not cfg.Evaluation.TEST_DATA_PATH or not Path(cfg.Evaluation.TEST_DATA_PATH).is_dir():
+        logger.warning("--vis draws the images of a BOP split; this test set (%s) has none: examples.png "
+                       "([Evaluation] SAVE_IMAGES) shows its crops", test_set.description)
+        return
+    files = bop_overlays(estimator, test_set, Path(cfg.Evaluation.TEST_DATA_PATH), out, count,
+                         cfg.Evaluation.OBJ_ID)
+    logger.info("%d overlay(s) in %s", len(files), out)
 
 
 def evaluate_checkpoint(
@@ -373,6 +391,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     trust: bool = False,
     dist: Dist | None = None,
+    vis: int = 0,
 ) -> EvaluationResult:
     """Evaluate a ``train.py`` checkpoint (default ``<OUTPUT_PATH>/models/model-best.pt``) with the
     encoder of ``cfg`` on the test set of ``cfg``; results go to ``out_dir`` (default
@@ -382,7 +401,8 @@ def evaluate_checkpoint(
     checkpoint (``--trust-checkpoint``). An empty ``CROP_SIZE`` follows the encoder file
     (:func:`~multipose.experiment.encoders.with_encoder_crop_size`, as the entry scripts do). ``dist``: this rank of
     a distributed run (the ranks render the synthetic test set and the codebook together, each scores its
-    share of the test set; rank 0 alone writes the results)."""
+    share of the test set; rank 0 alone writes the results). ``vis``: overlays of the first ``vis`` images of a BOP
+    split (``evaluate.py --vis N``)."""
     dist = dist or Dist()
     cfg = with_encoder_crop_size(cfg)
     check_evaluation_inputs(cfg)
@@ -399,7 +419,7 @@ def evaluate_checkpoint(
              "finetuned_encoder_layer": head.encoder is not None,
              **({"codebook_encoder": cfg.Evaluation.CODEBOOK_ENCODER} if use_codebook else {})}
     result = evaluate_objects(cfg, encoder, head, out, device, num_samples=num_samples, codebook=use_codebook,
-                              codebook_encoder=cb_encoder, extra=extra, progress=progress, dist=dist)
+                              codebook_encoder=cb_encoder, extra=extra, progress=progress, dist=dist, vis=vis)
     if dist.is_main and RunFolder.of(cfg).root.is_dir():  # the run's TensorBoard: the recall at the checkpoint's epoch
         board = Board(RunFolder.of(cfg).board / "head")
         board.scalars(int(state.get("epoch") or 0), {f"evaluation/recall_{m}": v for m, v in result.recall.items()})

@@ -28,7 +28,7 @@ def load_pose_checkpoint(
     path: str | os.PathLike[str], cfg: Config | None = None, trust: bool = False
 ) -> tuple[PoseHead, dict[str, Any]]:
     """The pose head of a checkpoint, ours or the original's ``train.py``'s (eval mode, CPU), and the
-    checkpoint dict; the original's is checked against the K and N of ``cfg``, ours must have its N of objects;
+    checkpoint dict, checked against the K and N of ``cfg``;
     ``trust``: allow an unsafe load (:func:`multipose.models.head_checkpoint.load_head_checkpoint`)."""
     if cfg is None:
         return load_head_checkpoint(path, None, trust)
@@ -36,6 +36,10 @@ def load_pose_checkpoint(
     if head.config.num_objects != num_objects(cfg):
         raise ModelFileError(f"{path}: holds a head of {head.config.num_objects} object(s), but [Dataset] "
                              f"MODEL_PATH_DATA names {num_objects(cfg)}; give one model path per object of the head")
+    if head.config.num_hypotheses != num_hypotheses(cfg):
+        raise ModelFileError(f"{path}: holds a head of K = {head.config.num_hypotheses} hypotheses, but [Rendering] "
+                             f"VIEWS asks for K = {num_hypotheses(cfg)}; use the config of the run that trained it "
+                             "(its config.cfg)")
     return head, state
 
 

@@ -73,12 +73,15 @@ def poses_from_boxes(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The AAE's poses of ``M`` rotations read from each of ``B`` crops: ``R_view (B, M, 3, 3)`` in the crop's
     view, ``boxes (B, 4)`` and cameras ``K (B, 3, 3)`` -> ``R (B, M, 3, 3), t (B, M, 3)``: the translation
-    from the box (:func:`estimate_translation`) and the rotation corrected for it (:func:`correct_rotation`)."""
+    from the box (:func:`estimate_translation`) and the rotation corrected for it (:func:`correct_rotation`).
+    Computed in float64 and returned in ``R_view``'s dtype, so that the poses do not depend on how the crops were
+    batched (``predict.py``'s one image against the evaluation's batches)."""
     B, M = R_view.shape[:2]
-    t = estimate_translation(R_view.flatten(0, 1), boxes.repeat_interleave(M, 0), K.repeat_interleave(M, 0), K_train,
-                             radius, vertices)
+    dtype, R_view = R_view.dtype, R_view.double()
+    t = estimate_translation(R_view.flatten(0, 1), boxes.double().repeat_interleave(M, 0),
+                             K.double().repeat_interleave(M, 0), K_train.double(), radius, vertices.double())
     R = correct_rotation(R_view.flatten(0, 1), t)
-    return R.reshape(B, M, 3, 3), t.reshape(B, M, 3)
+    return R.reshape(B, M, 3, 3).to(dtype), t.reshape(B, M, 3).to(dtype)
 
 
 def correct_rotation(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

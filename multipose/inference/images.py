@@ -57,4 +57,4 @@ def crop_boxes(image: np.ndarray, boxes: torch.Tensor, size: int, pad_factor: fl
     ``(B, 3, size, size)`` float32 in [0, 1]."""
     windows = crop_windows(boxes.double(), torch.zeros(len(boxes), 2, dtype=torch.float64), pad_factor)
     crops = [crop_square(image, w.tolist(), size, cv2.INTER_LINEAR) for w in windows]
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float() / 255.0

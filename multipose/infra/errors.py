@@ -28,7 +28,17 @@ class DataError(UserInputError):
 
 
 class ModelFileError(UserInputError):
-    """A weights, encoder or codebook file that cannot be used; the message names the file and tensor."""
+    """A weights, encoder, checkpoint or codebook file that cannot be used (e.g. a head of another K or object);
+    the message names the file and tensor (exit code 2)."""
+
+    exit_code = 2
+
+
+class InputFileError(UserInputError):
+    """An image, camera or boxes file given to ``predict.py`` that cannot be used (exit code 2, nothing
+    written)."""
+
+    exit_code = 2
 
 
 class RunFolderError(UserInputError):

@@ -202,3 +202,40 @@ def write_bop19_dataset(root: Path) -> dict:
     targets.append({"scene_id": 1, "im_id": 3, "obj_id": 2, "inst_count": 1})
     (dataset["split"].parent / "test_targets_bop19.json").write_text(json.dumps(targets))
     return dataset
+
+
+def write_two_part_scene(root: Path) -> dict:
+    """A BOP split ``root/parts/test/000001`` with one 640 x 480 image (0) of two instances of the template part,
+    the second half outside the right border (``bbox_obj`` its whole box, from a render on a wider canvas, as BOP's),
+    RGB on grey, depth, and ``camera.json`` beside the split. Returns the split, the camera ``K``, the poses ``R, t``
+    and the instances' silhouettes ``masks (2, 480, 640)`` inside the image."""
+    scene = root / "parts" / "test" / "000001"
+    (scene / "rgb").mkdir(parents=True)
+    (scene / "depth").mkdir()
+    height, width = 480, 640
+    K = torch.tensor([[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]])
+    R = random_rotations(2, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([[-90.0, 10.0, 650.0], [373.0, -20.0, 700.0]])
+    wide = MeshRenderer(load_mesh(PART)).render_rgb(R, t, K, (height, 2 * width))
+    masks = wide.mask > 0
+    depth = torch.where(masks, wide.depth, torch.full_like(wide.depth, float("inf")))
+    nearer = depth.argmin(dim=0)
+    rgb = wide.rgb.permute(0, 2, 3, 1)[nearer, torch.arange(height)[:, None], torch.arange(2 * width)]
+    seen = masks.any(dim=0)
+    image = np.where(seen.numpy()[..., None], (rgb.numpy() * 255).round(), 90).astype(np.uint8)[:, :width]
+    cv2.imwrite(str(scene / "rgb" / "000000.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    z = torch.where(seen, depth.amin(dim=0), torch.zeros(())).numpy()[:, :width]
+    cv2.imwrite(str(scene / "depth" / "000000.png"), (z / DEPTH_SCALE).round().astype(np.uint16))
+    gts, infos = [], []
+    for k in range(2):
+        ys, xs = np.nonzero(masks[k].numpy())
+        box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
+        visible = (masks[k] & (nearer == k)).numpy()[:, :width]
+        gts.append({"cam_R_m2c": R[k].reshape(-1).tolist(), "cam_t_m2c": t[k].tolist(), "obj_id": 1})
+        infos.append({"bbox_obj": box, "bbox_visib": box, "visib_fract": float(visible.sum() / masks[k].sum())})
+    for name, data in (("scene_gt", {"0": gts}), ("scene_gt_info", {"0": infos}),
+                       ("scene_camera", {"0": {"cam_K": K.reshape(-1).tolist(), "depth_scale": DEPTH_SCALE}})):
+        (scene / f"{name}.json").write_text(json.dumps(data))
+    (root / "camera.json").write_text(json.dumps({"K": K.tolist(), "width": width, "height": height}))
+    return {"split": scene.parent, "K": K, "R": R, "t": t, "masks": masks[:, :, :width], "infos": infos,
+            "image": scene / "rgb" / "000000.png"}
