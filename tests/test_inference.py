@@ -156,6 +156,18 @@ def test_the_python_api_gives_the_poses_of_predict_py(scene, tmp_path):
     np.testing.assert_allclose([b["R"] for b in written], poses.R_top.numpy(), atol=1e-7)
     np.testing.assert_allclose([b["t"] for b in written], poses.t_top.numpy(), atol=1e-4)
     assert len(estimator.predict(read_image(scene["image"], camera), camera.K, torch.zeros(0, 4))) == 0
+    folder = tmp_path / "images"  # a folder of images, the boxes keyed by image name (an image without boxes)
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        (folder / name).write_bytes(scene["image"].read_bytes())
+    keyed = json.loads((scene["root"] / "boxes.json").read_text())
+    (tmp_path / "keyed.json").write_text(json.dumps({"a.png": keyed}))
+    predict = _predict_module()
+    assert run(predict.main, predict.build_parser(), [
+        str(scene["cfg"]), "--image", str(folder), "--camera", str(scene["root"] / "camera.json"), "--boxes",
+        str(tmp_path / "keyed.json"), "--out", str(tmp_path / "f")]) == 0
+    by_image = json.loads((tmp_path / "f" / "poses.json").read_text())["images"]
+    assert list(by_image) == ["a.png"] and [b["R"] for b in by_image["a.png"]] == [b["R"] for b in written]
 
 
 def test_a_head_of_two_objects_poses_each_box_as_its_object_or_as_its_classifier_says():
