@@ -495,3 +495,21 @@ def test_a_head_of_two_objects_names_what_is_wrong_with_its_test_data(dataset19,
     with pytest.raises(ConfigError, match="a dataset file holds one object's crops"):
         check_evaluation_inputs(_bop19_cfg(dataset19, tmp_path, *two, "Evaluation.OBJ_ID=[1, 2]",
                                            f"Evaluation.TEST_DATA_PATH={npz}"))
+
+
+def test_a_targets_file_of_ones_own_replaces_bops(dataset19, tmp_path):
+    """[Evaluation] TARGETS_FILE (e.g. the original's targets on T-LESS's train split): its targets are evaluated;
+    a missing file, or one given without PROTOCOL bop19, is one ConfigError naming TARGETS_FILE."""
+    import json
+
+    mine = tmp_path / "my_targets.json"
+    mine.write_text(json.dumps([{"scene_id": 1, "im_id": 0, "obj_id": 1, "inst_count": 1},
+                                {"scene_id": 2, "im_id": 7, "obj_id": 1, "inst_count": 2}]))
+    cfg = _bop19_cfg(dataset19, tmp_path, f"Evaluation.TARGETS_FILE={mine}")
+    test_set = load_test_set(cfg, progress=False)
+    assert test_set.num_targets == 3 and sorted(set(test_set.im_id.tolist())) == [0, 7]
+    with pytest.raises(ConfigError, match=r"TARGETS_FILE = .*nothing.json.*which does not exist"):
+        check_evaluation_inputs(_bop19_cfg(dataset19, tmp_path, f"Evaluation.TARGETS_FILE={tmp_path / 'nothing.json'}"))
+    with pytest.raises(ConfigError, match="a targets file is read by PROTOCOL: bop19"):
+        check_evaluation_inputs(_bop19_cfg(dataset19, tmp_path, f"Evaluation.TARGETS_FILE={mine}",
+                                           "Evaluation.PROTOCOL=sixd17"))

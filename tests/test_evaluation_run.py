@@ -212,7 +212,7 @@ def test_train_py_evaluates_at_the_end_and_evaluate_py_writes_its_files(shared, 
     (tmp_path / "bad.pt").write_bytes(b"\x00" * 100)
     bad = subprocess.run([python, "evaluate.py", "experiment_template.cfg", *args, "--checkpoint",
                           str(tmp_path / "bad.pt")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # a model file that cannot be used: bad input
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "bad.pt" in lines[0], bad.stderr
 

@@ -247,7 +247,8 @@ def read_bop19_targets(folder: str | os.PathLike[str], obj_id: int, targets: str
     with the largest visible fractions (BOP's rule, no visibility threshold). Instances that cannot be cropped
     (an empty box) still count in ``num_targets``."""
     folder = Path(folder)
-    wanted = read_targets(targets if targets is not None else folder.resolve().parent / TARGETS_FILE, obj_id)
+    targets = Path(targets) if targets is not None else folder.resolve().parent / TARGETS_FILE
+    wanted = read_targets(targets, obj_id)
     scenes = sorted(p for p in folder.iterdir() if _is_scene(p)) if folder.is_dir() else []
     instances: list[BopInstance] = []
     per_image: dict[tuple[int, int], int] = {}
@@ -268,7 +269,7 @@ def read_bop19_targets(folder: str | os.PathLike[str], obj_id: int, targets: str
                     instances.append(replace(inst, inst_count=count))
     if not instances:
         raise DataError(f"{folder}: no BOP19 target of object {obj_id} to evaluate ([Evaluation] OBJ_ID; targets in "
-                        f"{TARGETS_FILE})")
+                        f"{targets})")
     if uncroppable:
         logger.warning("BOP %s: %d target instance(s) of object %d have no box or image: counted as not found",
                        folder, uncroppable, obj_id)

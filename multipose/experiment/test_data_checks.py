@@ -16,7 +16,7 @@ from multipose.evaluation.detections import read_detections
 from multipose.evaluation.metrics import symmetry_transformations
 from multipose.experiment.asset_checks import check_sample_files
 from multipose.experiment.findings import SHOWN_FILES, Finding, counted, guarded, setting
-from multipose.experiment.testsets import eval_model_path, object_model
+from multipose.experiment.testsets import eval_model_path, object_model, targets_path
 from multipose.inference.images import read_rgb
 from multipose.infra.errors import UserInputError
 from multipose.infra.progress import progress_bar
@@ -34,7 +34,7 @@ def check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[Fi
 
     def check() -> list[Finding]:
         if ev.PROTOCOL == "bop19":
-            split = bop_folders.read_bop19_targets(folder, ev.OBJ_ID)
+            split = bop_folders.read_bop19_targets(folder, ev.OBJ_ID, targets_path(cfg))
             used, targets = split.bop19_images(ev.NUM_SAMPLES)
             images = len({(i.scene_id, i.im_id) for i in used})
             text = (f"{folder}: {counted(split.num_targets or 0, 'BOP19 target')} of object {ev.OBJ_ID} in "

@@ -161,7 +161,7 @@ def _bop_test_set(cfg: Config, path: Path, num: int, progress: bool) -> TestSet:
     ev = cfg.Evaluation
     size = crop_size(cfg)
     if ev.PROTOCOL == "bop19":
-        instances, num_targets = bop_folders.read_bop19_targets(path, ev.OBJ_ID).bop19_images(num)
+        instances, num_targets = bop_folders.read_bop19_targets(path, ev.OBJ_ID, targets_path(cfg)).bop19_images(num)
     else:
         instances = bop_folders.read_bop_split(path, ev.OBJ_ID, ev.MIN_VISIB_FRACT).instances
         instances = [instances[i] for i in bop_folders.subsample(len(instances), num)]
@@ -219,13 +219,25 @@ def check_evaluation_inputs(cfg: Config) -> None:
         if not ev.TEST_DATA_PATH or not Path(ev.TEST_DATA_PATH).is_dir():
             raise bad("PROTOCOL", "bop19 evaluates a BOP split folder: set [Evaluation] TEST_DATA_PATH to one "
                                   "(e.g. tless/test_primesense), or use PROTOCOL: sixd17")
-        targets = Path(ev.TEST_DATA_PATH).resolve().parent / bop_folders.TARGETS_FILE
+        targets = targets_path(cfg)
         if cfg.Rendering.NORMALIZE_VERTICES:
             raise bad("PROTOCOL", "bop19 measures the BOP poses of the models as given (mm), which "
                                   "[Rendering] NORMALIZE_VERTICES would move and rescale: set it to false")
         if not targets.is_file() and not targets.with_name(targets.name + ".gz").is_file():
-            raise bad("PROTOCOL", f"bop19 evaluates the targets of {targets}, which does not exist (it comes with "
-                                  "the BOP dataset)")
+            key = "TARGETS_FILE" if ev.TARGETS_FILE else "PROTOCOL"
+            raise bad(key, f"bop19 evaluates the targets of {targets}, which does not exist (it comes with "
+                           "the BOP dataset; [Evaluation] TARGETS_FILE names another)")
+    elif ev.TARGETS_FILE:
+        raise bad("TARGETS_FILE", "a targets file is read by PROTOCOL: bop19; set it, or leave TARGETS_FILE empty")
+
+
+def targets_path(cfg: Config) -> Path:
+    """The BOP targets file of ``PROTOCOL: bop19``: ``[Evaluation] TARGETS_FILE``, else ``test_targets_bop19.json``
+    in the dataset folder (the BOP split's parent)."""
+    ev = cfg.Evaluation
+    if ev.TARGETS_FILE:
+        return Path(ev.TARGETS_FILE)
+    return Path(ev.TEST_DATA_PATH).resolve().parent / bop_folders.TARGETS_FILE
 
 
 def _check_objects_test_data(cfg: Config) -> None:
