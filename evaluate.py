@@ -12,6 +12,8 @@ to --out (default <OUTPUT_PATH>/evaluation) and prints the recall line; with --v
 N images of a BOP split with the head's hypotheses (as predict.py --vis draws them) and the ground truth. Under torchrun
 (torchrun --standalone --nproc_per_node=N evaluate.py CFG) each process scores its share of the test set and
 rank 0 writes the results; there write --num-samples for --num (torchrun's own parser takes --num).
+A whole BOP dataset: [Evaluation] CHECKPOINTS maps each object id to its train.py run, OBJ_ID is all (or a list),
+and one results file per method holds every object's rows (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -21,13 +23,22 @@ import sys
 
 from multipose.app.cli import make_parser, run
 from multipose.config import Config
+from multipose.infra.errors import ConfigError
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     from multipose.config import resolve_device  # heavy imports after the config is known to be valid
+    from multipose.experiment.dataset_evaluation import evaluate_dataset
     from multipose.experiment.evaluation import evaluate_checkpoint
     from multipose.infra.distributed import process_group
 
+    if cfg.Evaluation.CHECKPOINTS:  # one run per object, the whole dataset
+        if args.checkpoint:
+            raise ConfigError("--checkpoint names one head, [Evaluation] CHECKPOINTS one per object: give one of them")
+        result = evaluate_dataset(cfg, args.out, num_samples=args.num, codebook=True if args.baseline else None,
+                                  trust=args.trust_checkpoint, vis=args.vis)
+        print(f"{result.summary()}; results in {result.out_dir}")
+        return 0
     with process_group(resolve_device(cfg)) as (dist, device):  # torchrun: each rank scores its share
         result = evaluate_checkpoint(
             cfg,

@@ -116,7 +116,8 @@ def test_defaults():
     }
     assert dict(cfg.Evaluation) == {
         "BATCH_SIZE": 50, "SAVE_IMAGES": True, "TEST_DATA_PATH": None, "AFTER_TRAINING": True, "NUM_SAMPLES": 100,
-        "OBJ_ID": None, "MODELS_INFO": None, "MIN_VISIB_FRACT": 0.1, "PROTOCOL": "sixd17", "TARGETS_FILE": None,
+        "OBJ_ID": None, "CHECKPOINTS": None, "MODELS_INFO": None, "MIN_VISIB_FRACT": 0.1, "PROTOCOL": "sixd17",
+        "TARGETS_FILE": None,
         "DETECTIONS": None,
         "MODEL_PATH_EVAL": None,
         "VSD_DELTA": 15.0, "VSD_TAU": 20.0,

@@ -3,6 +3,7 @@ PNGs in 0.1 mm units like T-LESS): instances, crops, the AAE translation, and an
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import replace
 
 import cv2
@@ -513,3 +514,57 @@ def test_a_targets_file_of_ones_own_replaces_bops(dataset19, tmp_path):
     with pytest.raises(ConfigError, match="a targets file is read by PROTOCOL: bop19"):
         check_evaluation_inputs(_bop19_cfg(dataset19, tmp_path, f"Evaluation.TARGETS_FILE={mine}",
                                            "Evaluation.PROTOCOL=sixd17"))
+
+
+@pytest.mark.slow
+def test_one_run_per_object_is_evaluated_as_one_dataset(dataset19, tmp_path, capsys):
+    """[Evaluation] CHECKPOINTS {1: run, 2: run} and OBJ_ID all: each object evaluated with its run's config in
+    obj<id>/, one results file with both objects' rows, the dataset's BOP19 recalls; evaluate.py does it; an id
+    without a run, or CHECKPOINTS in a training config, is one ConfigError."""
+    import csv
+    import json
+
+    from multipose.app.cli import run
+    from multipose.config import load_config
+    from multipose.experiment.dataset_evaluation import evaluate_dataset
+    from multipose.experiment.pose_training import train_pose_head
+    from multipose.models import save_encoder
+
+    split = _two_object_split(dataset19, tmp_path)
+    encoder_file = save_encoder(Encoder(EncoderConfig(image_size=32, channels=(8, 8, 16, 16), latent_size=16)),
+                                tmp_path / "encoder.pt")  # of no model in particular
+    runs = {}
+    for obj_id in (1, 2):
+        runs[obj_id] = tmp_path / f"run{obj_id}"
+        cfg = load_config(REPO_ROOT / "experiment_template.cfg", [
+            f"Dataset.MODEL_PATH_DATA={REVOLUTION}", f"Dataset.ENCODER_WEIGHTS={encoder_file}",
+            f"Dataset.CACHE_DIR={tmp_path / 'cache'}", "Dataset.NOOF_TRAINING_IMGS=8", "Dataset.NOOF_VALID_IMGS=4",
+            "Dataset.NOOF_BG_IMGS=4", "Rendering.IMAGE_SIZE=24", "Rendering.LOSS_MESH_FACES=300",
+            "Rendering.VIEWS=2", f"Training.OUTPUT_PATH={runs[obj_id]}", "Training.HEAD=regression",
+            "Training.NUM_ITER=1", "Training.NUM_SAMPLES=8", "Training.BATCH_SIZE=8", "Training.SAVE_IMAGES=false",
+            "Training.DEVICE=cpu", "Evaluation.AFTER_TRAINING=false", f"Training.RANDOM_SEED={obj_id}"])
+        train_pose_head(cfg, torch.device("cpu"), progress=False)
+    mapping = json.dumps({str(k): str(v) for k, v in runs.items()})
+    settings = [f"Evaluation.TEST_DATA_PATH={split}", "Evaluation.PROTOCOL=bop19", "Evaluation.OBJ_ID=all",
+                f"Evaluation.CHECKPOINTS={mapping}", "Evaluation.SAVE_IMAGES=false", "Evaluation.VSD_MESH_FACES=300",
+                f"Training.OUTPUT_PATH={tmp_path / 'dataset'}", "Training.DEVICE=cpu", "Evaluation.MODELS_INFO="]
+    cfg = load_config(REPO_ROOT / "experiment_template.cfg", settings)
+    result = evaluate_dataset(cfg, tmp_path / "eval", progress=False)
+    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert m["object_ids"] == [1, 2] and m["bop19"]["dataset"]["head"]["num_targets"] == 9
+    assert (tmp_path / "eval" / "obj1" / "metrics.json").is_file() and (tmp_path / "eval" / "obj2").is_dir()
+    with open(tmp_path / "eval" / "multipose_tless-test.csv") as f:
+        assert sorted({r["obj_id"] for r in csv.DictReader(f)}) == ["1", "2"]
+    assert "BOP19 on 9 targets" in result.summary()
+    evaluate_script = importlib.util.spec_from_file_location("evaluate_script", REPO_ROOT / "evaluate.py")
+    assert evaluate_script is not None and evaluate_script.loader is not None
+    module = importlib.util.module_from_spec(evaluate_script)
+    evaluate_script.loader.exec_module(module)
+    code = run(module.main, module.build_parser(), ["experiment_template.cfg", *(a for s in settings for a in
+                                                                                ("--set", s)), "--out",
+                                                    str(tmp_path / "cli")])
+    assert code == 0 and (tmp_path / "cli" / "multipose_tless-test.csv").is_file(), capsys.readouterr().err
+    with pytest.raises(ConfigError, match="has no run of object 5"):
+        evaluate_dataset(load_config(REPO_ROOT / "experiment_template.cfg", [*settings, "Evaluation.OBJ_ID=[1, 5]"]))
+    with pytest.raises(ConfigError, match="is read by evaluate.py alone"):
+        check_evaluation_inputs(cfg)

@@ -179,12 +179,15 @@ class IntListType:
 @dataclass(frozen=True)
 class ObjectIdsType:
     """BOP object ids: an int >= 1, or a JSON list of N (one per object of a head, list order = object index),
-    stored as an int for one object and a tuple of N ints for several."""
+    stored as an int for one object and a tuple of N ints for several; ``all`` (every object of ``[Evaluation]
+    CHECKPOINTS``) stays ``"all"``."""
 
-    summary: str = "int >= 1, or JSON list of ints >= 1 (one per object)"
-    expected: str = "an object id >= 1, or a JSON list of ids >= 1 with one per object, e.g. [5, 10, 17]"
+    summary: str = "int >= 1, JSON list of ints >= 1 (one per object), or all"
+    expected: str = "an object id >= 1, a JSON list of ids >= 1 with one per object (e.g. [5, 10, 17]), or all"
 
-    def parse(self, text: str) -> int | tuple[int, ...]:
+    def parse(self, text: str) -> int | tuple[int, ...] | str:
+        if text.lower() == "all":
+            return "all"
         value = _json(text) if text.startswith("[") else text
         if not isinstance(value, list):
             try:
@@ -197,8 +200,34 @@ class ObjectIdsType:
             raise _Invalid("an id appears twice")
         return value[0] if len(value) == 1 else tuple(value)
 
-    def format(self, value: int | tuple[int, ...]) -> str:
+    def format(self, value: int | tuple[int, ...] | str) -> str:
         return json.dumps(list(value)) if isinstance(value, tuple) else str(value)
+
+
+@dataclass(frozen=True)
+class CheckpointMapType:
+    """A JSON object of BOP object id -> a ``train.py`` run folder or a checkpoint file in one, stored as a tuple of
+    ``(id, path)`` pairs in increasing id."""
+
+    summary: str = 'JSON object {"obj_id": run folder or checkpoint}'
+    expected: str = 'a JSON object of object id -> run folder or checkpoint, e.g. {"1": "output/obj01", "2": ...}'
+
+    def parse(self, text: str) -> tuple[tuple[int, str], ...] | None:
+        if not text:
+            return None
+        value = _json(text)
+        if not isinstance(value, dict) or not value:
+            raise _Invalid()
+        try:
+            pairs = sorted((int(k), v) for k, v in value.items())
+        except ValueError:
+            raise _Invalid("its keys must be object ids") from None
+        if any(k < 1 or not isinstance(v, str) or not v for k, v in pairs):
+            raise _Invalid("ids >= 1, each with a path")
+        return tuple(pairs)
+
+    def format(self, value: tuple[tuple[int, str], ...] | None) -> str:
+        return "" if value is None else json.dumps({str(k): v for k, v in value})
 
 
 def _parse_view_sampling(text: str) -> ViewSampling:

@@ -68,8 +68,8 @@ def check_objects(cfg: Config) -> None:
         counts[("Rendering", "T")] = len(cfg.Rendering.T) if isinstance(cfg.Rendering.T[0], tuple) else 1
     if n > 1 and cfg.Dataset.VALID_DATA_PATH:
         counts[("Dataset", "VALID_DATA_PATH")] = len(cfg.Dataset.VALID_DATA_PATH)
-    obj_id = cfg.Evaluation.OBJ_ID
-    if obj_id is not None and (n > 1 or isinstance(obj_id, tuple)):
+    obj_id = cfg.Evaluation.OBJ_ID  # with CHECKPOINTS: the ids of its runs, not of this head
+    if obj_id not in (None, "all") and (n > 1 or isinstance(obj_id, tuple)) and not cfg.Evaluation.CHECKPOINTS:
         counts[("Evaluation", "OBJ_ID")] = len(obj_id) if isinstance(obj_id, tuple) else 1
     for (section, key), count in counts.items():
         if count != n:
@@ -92,6 +92,14 @@ def check_objects(cfg: Config) -> None:
             f"of one object; a head of {n} objects needs an encoder of all of them: give its file (e.g. the AAE's "
             "encoder of T-LESS objects 1-18, encoder.npy)"
         )
+    ev = cfg.Evaluation
+    if ev.OBJ_ID == "all" and not ev.CHECKPOINTS:
+        raise ConfigError(f"{cfg.origin('Evaluation', 'OBJ_ID')}: [Evaluation] OBJ_ID = all means every object of "
+                          "[Evaluation] CHECKPOINTS (one run per object), which is empty: give the id(s), or "
+                          "CHECKPOINTS")
+    if ev.CHECKPOINTS and n > 1:
+        raise ConfigError(f"{cfg.origin('Evaluation', 'CHECKPOINTS')}: [Evaluation] CHECKPOINTS gives one run per "
+                          f"object, but [Dataset] MODEL_PATH_DATA names {n} objects of one head: use one of the two")
     if n > 1 and cfg.Training.HEAD == "population":
         raise ConfigError(f"{cfg.origin('Training', 'HEAD')}: [Training] HEAD = population poses one object; use "
                           f"HEAD: regression for a head of {n} objects")

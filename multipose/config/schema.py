@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from multipose.config.compound_types import (
+    CheckpointMapType,
     EulerListType,
     FloatRangeType,
     IntListType,
@@ -324,7 +325,12 @@ SCHEMA: tuple[Key, ...] = (
         "(evenly spaced)."),
     Key("Evaluation", "OBJ_ID", ObjectIdsType(), "",
         "BOP object id to evaluate (needed with a BOP folder, e.g. 10 for T-LESS obj_000010); a head of N objects: "
-        "a JSON list of their N ids, in the order of MODEL_PATH_DATA.", optional=True),
+        "a JSON list of their N ids, in the order of MODEL_PATH_DATA; with CHECKPOINTS: all, or a list of its ids.",
+        optional=True),
+    Key("Evaluation", "CHECKPOINTS", CheckpointMapType(), "",
+        "evaluate.py on a BOP split: one train.py run per object, a JSON object of BOP id -> run folder (its "
+        "config.cfg and models/model-best.pt) or a checkpoint in one; every object (OBJ_ID all or a list) is "
+        "evaluated and one results file holds all their rows.", optional=True),
     Key("Evaluation", "MODELS_INFO", PathType(), "",
         "BOP models_info.json giving the object's symmetries (symmetry-aware rotation error); empty: looked for "
         "beside a BOP folder (models*/models_info.json), else none.", optional=True),

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BOP_HEADER",
+    "combine_bop19",
     "merge_bop_results",
+    "merge_results_files",
     "plot_error_distribution",
     "plot_examples",
     "plot_recall_curves",
@@ -108,6 +110,34 @@ def merge_bop_results(paths: Sequence[str | os.PathLike[str]], out: str | os.Pat
     for r in rows:
         writer.writerow([*(r[c] for c in BOP_HEADER[:-1]), f"{image_time[r['scene_id'], r['im_id']]:.6f}"])
     return atomic_write_text(out, buf.getvalue())
+
+
+def merge_results_files(evaluations: Sequence[tuple[Path, Mapping[str, str]]], out: Path) -> dict[str, str]:
+    """The BOP results files of several objects' evaluations of one split (each ``(folder, files)``, ``files`` as
+    ``metrics.json`` lists them) merged into one per method in ``out`` (:func:`merge_bop_results`, the objects'
+    file name: one file per split, as BOP takes it); the names written, keyed as in ``files``."""
+    merged = {}
+    for key, name in evaluations[0][1].items():
+        if key.startswith("bop_"):
+            merge_bop_results([folder / files[key] for folder, files in evaluations], out / name)
+            merged[key] = name
+    return {"metrics": "metrics.json", **merged}
+
+
+def combine_bop19(per_object: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """BOP19's average recalls of several objects on one split (each object's ``metrics.json`` ``bop19``): every
+    object's (``obj<n>``, n its place in ``per_object``), their mean per method, and the dataset's as bop_toolkit
+    computes it (recalls over all objects' targets together, i.e. the objects' ARs weighted by their targets)."""
+    objects = {f"obj{n}": {m: r for m, r in b.items() if isinstance(r, dict)} for n, b in enumerate(per_object)}
+    methods = list(next(iter(objects.values())))
+    names = ("AR", "AR_VSD", "AR_MSSD", "AR_MSPD")
+    mean = {m: {a: sum(o[m][a] for o in objects.values()) / len(objects) for a in names} for m in methods}
+    pooled: dict[str, dict[str, float]] = {}
+    for m in methods:
+        targets = sum(o[m]["num_targets"] for o in objects.values())
+        pooled[m] = {a: sum(o[m][a] * o[m]["num_targets"] for o in objects.values()) / targets for a in names}
+        pooled[m]["num_targets"] = targets
+    return {"objects": objects, "mean": mean, "dataset": pooled}
 
 
 def write_table(path: str | os.PathLike[str], columns: Mapping[str, Sequence[Any] | torch.Tensor]) -> Path:

@@ -39,7 +39,7 @@ from multipose.config.derived import num_objects
 from multipose.core.mesh import load_loss_mesh
 from multipose.evaluation import bop19, bop_folders, detections
 from multipose.evaluation.metrics import mcnemar_exact, recall
-from multipose.evaluation.report import merge_bop_results, write_evaluation, write_json
+from multipose.evaluation.report import combine_bop19, merge_results_files, write_evaluation, write_json
 from multipose.evaluation.scoring import BatchScorer, ScoreAccumulator, Scores
 from multipose.evaluation.testsets import TestSet
 from multipose.experiment.codebook import codebook_from_config
@@ -276,35 +276,6 @@ def _metrics(cfg: Config, scores: Scores, test_set: TestSet, scorer: BatchScorer
     }
 
 
-def _objects_bop19(results: list[EvaluationResult]) -> dict[str, Any]:
-    """BOP19's average recalls of a head of several objects on one split: every object's (``obj<n>``, n the
-    object's index), their mean per method,
-    and the dataset's as bop_toolkit computes it (recalls over all objects' targets together, i.e. the objects'
-    ARs weighted by their numbers of targets)."""
-    per_object = {f"obj{n}": {m: r for m, r in res.metrics["bop19"].items() if isinstance(r, dict)}
-                  for n, res in enumerate(results)}
-    methods = list(next(iter(per_object.values())))
-    names = ("AR", "AR_VSD", "AR_MSSD", "AR_MSPD")
-    mean = {m: {a: sum(o[m][a] for o in per_object.values()) / len(per_object) for a in names} for m in methods}
-    pooled = {}
-    for m in methods:
-        targets = sum(o[m]["num_targets"] for o in per_object.values())
-        pooled[m] = {a: sum(o[m][a] * o[m]["num_targets"] for o in per_object.values()) / targets for a in names}
-        pooled[m]["num_targets"] = targets
-    return {"objects": per_object, "mean": mean, "dataset": pooled}
-
-
-def _merged_bop_files(results: list[EvaluationResult], out: Path) -> dict[str, str]:
-    """Every object's BOP results file of each method merged into one in ``out`` (the name of the objects'
-    files: one file per split, as BOP takes it); the names written, keyed as in an object's ``files``."""
-    files = {}
-    for key, name in results[0].metrics.get("files", {}).items():
-        if key.startswith("bop_"):
-            merge_bop_results([r.out_dir / r.metrics["files"][key] for r in results], out / name)
-            files[key] = name
-    return {"metrics": "metrics.json", **files}
-
-
 def _objects_result(cfg: Config, results: list[EvaluationResult], sets: list[TestSet], encoder: Encoder,
                     head: PoseHead, out: Path, device: torch.device, dist: Dist) -> EvaluationResult:
     """A head of several objects: every object's recall, their mean per method, and the classifier's accuracy and
@@ -330,9 +301,9 @@ def _objects_result(cfg: Config, results: list[EvaluationResult], sets: list[Tes
         metrics["classifier"] = {"accuracy": float(confusion.diag().sum() / confusion.sum()),
                                  "confusion": confusion.tolist()}
     if "bop19" in results[0].metrics:
-        metrics["bop19"] = _objects_bop19(results)
+        metrics["bop19"] = combine_bop19([r.metrics["bop19"] for r in results])
     if dist.is_main:
-        metrics["files"] = _merged_bop_files(results, out)
+        metrics["files"] = merge_results_files([(r.out_dir, r.metrics.get("files", {})) for r in results], out)
         write_json(out / "metrics.json", metrics)
     errors = {m: torch.cat([r.errors[m] for r in results]) for m in results[0].errors}
     return EvaluationResult(out_dir=out, metrics=metrics, errors=errors)

@@ -18,6 +18,7 @@ from multipose.experiment.asset_checks import (
     check_view_sampling,
     unused_assets,
 )
+from multipose.experiment.dataset_evaluation import object_runs
 from multipose.experiment.findings import FAILING, Finding
 from multipose.experiment.objects import object_configs
 from multipose.experiment.test_data_checks import check_eval_model, check_models_info, check_test_data
@@ -34,6 +35,7 @@ def check_data(
     """
     objects = object_configs(cfg)  # each object's assets checked on its own view of the config
     first = objects[0]
+    tested = [one for _, one, _ in object_runs(cfg)] if cfg.Evaluation.CHECKPOINTS else objects  # their runs
     encoder_findings, encoder = check_encoder(first)
     findings = [
         *(f for one in objects for f in check_mesh(one, "MODEL_PATH_DATA")),
@@ -44,9 +46,9 @@ def check_data(
         *check_cache(first),
         *check_view_sampling(first),
         *check_run_folder(cfg, encoder),
-        *(f for one in objects for f in check_test_data(one, quick, progress)),
-        *(f for one in objects for f in check_eval_model(one)),
-        *(f for one in objects for f in check_models_info(one)),
+        *(f for one in tested for f in check_test_data(one, quick, progress)),
+        *(f for one in tested for f in check_eval_model(one)),
+        *(f for one in tested for f in check_models_info(one)),
     ]
     findings = list(dict.fromkeys(findings))  # the objects' identical lines (e.g. the same generated test set) once
     root = Path(data_root)

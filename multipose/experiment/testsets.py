@@ -184,6 +184,9 @@ def check_evaluation_inputs(cfg: Config) -> None:
     bad setting stops ``train.py`` before it trains. Raises :class:`~multipose.infra.errors.ConfigError`. A head
     of several objects is evaluated on a generated test set per object, or on a BOP split with ``OBJ_ID`` a list
     of its objects' ids (every one in the split's ``models_info.json``); each object's view is then checked."""
+    if cfg.Evaluation.CHECKPOINTS:
+        raise ConfigError(f"{cfg.origin('Evaluation', 'CHECKPOINTS')}: [Evaluation] CHECKPOINTS (one run per object) "
+                          "is read by evaluate.py alone; remove it from the config of a run")
     if num_objects(cfg) > 1:
         _check_objects_test_data(cfg)
         for one in object_configs(cfg):
