@@ -499,7 +499,7 @@ def test_a_head_of_two_objects_names_what_is_wrong_with_its_test_data(dataset19,
 
 
 def test_a_targets_file_of_ones_own_replaces_bops(dataset19, tmp_path):
-    """[Evaluation] TARGETS_FILE (e.g. the original's targets on T-LESS's train split): its targets are evaluated;
+    """[Evaluation] TARGETS_FILE (e.g. targets of another split): its targets are evaluated;
     a missing file, or one given without PROTOCOL bop19, is one ConfigError naming TARGETS_FILE."""
     import json
 

@@ -341,7 +341,7 @@ SCHEMA: tuple[Key, ...] = (
         "test_targets_bop19.json beside it): BOP's average recalls AR_VSD, AR_MSSD, AR_MSPD and AR."),
     Key("Evaluation", "TARGETS_FILE", PathType(), "",
         "PROTOCOL bop19: the BOP targets file (scene_id, im_id, obj_id, inst_count) to evaluate; empty: "
-        "test_targets_bop19.json beside the BOP folder (e.g. the original's own targets on T-LESS's train split).",
+        "test_targets_bop19.json beside the BOP folder (e.g. targets of another split, such as T-LESS's train split).",
         optional=True),
     Key("Evaluation", "DETECTIONS", PathType(), "",
         "BOP, PROTOCOL bop19: a BOP detections file (JSON: scene_id, image_id, category_id, bbox, score, time) "
