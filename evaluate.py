@@ -19,6 +19,7 @@ and one results file per method holds every object's rows (docs/evaluation.md).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from multipose.app.cli import make_parser, run
@@ -35,6 +36,9 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     if cfg.Evaluation.CHECKPOINTS:  # one run per object, the whole dataset
         if args.checkpoint:
             raise ConfigError("--checkpoint names one head, [Evaluation] CHECKPOINTS one per object: give one of them")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("[Evaluation] CHECKPOINTS (one run per object) is evaluated by one process; run "
+                              "evaluate.py without torchrun")
         result = evaluate_dataset(cfg, args.out, num_samples=args.num, codebook=True if args.baseline else None,
                                   trust=args.trust_checkpoint, vis=args.vis)
         print(f"{result.summary()}; results in {result.out_dir}")
