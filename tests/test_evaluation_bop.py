@@ -22,6 +22,7 @@ from torch.testing import assert_close
 
 from multipose.config import load_config_text
 from multipose.core.render import MeshRenderer
+from multipose.data import bop_files
 from multipose.data.views import ViewSettings
 from multipose.evaluation import bop_folders, bop_images
 from multipose.evaluation.metrics import re, vsd
@@ -40,7 +41,7 @@ def dataset(tmp_path_factory) -> dict:
 
 def test_reader_finds_the_instances_of_one_object(dataset):
     split = dataset["split"]
-    assert bop_folders.is_bop_split(split) and not bop_folders.is_bop_split(split / "000001")
+    assert bop_files.is_bop_split(split) and not bop_files.is_bop_split(split / "000001")
     instances = bop_folders.read_bop_split(split, obj_id=1, min_visib_fract=0.1).instances
     assert [(i.scene_id, i.im_id, i.gt_index) for i in instances] == [(1, 0, 0), (1, 3, 1)]
     first = instances[0]
@@ -165,7 +166,7 @@ def test_silent_data_problems_are_errors_or_counted(dataset, tmp_path, caplog):
     with gzip.open(scene / "scene_gt.json.gz", "wt") as f:
         f.write(gt_text)
     (scene / "scene_gt.json").unlink()
-    assert bop_folders.is_bop_split(split)
+    assert bop_files.is_bop_split(split)
     assert len(bop_folders.read_bop_split(split, obj_id=1).instances) == 2  # read from scene_gt.json.gz
 
     info = json.loads((scene / "scene_gt_info.json").read_text())

@@ -29,18 +29,17 @@ correction for objects off the optical axis (:func:`~multipose.inference.box_pos
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from multipose.data.bop_files import find_image, is_scene, read_json
 from multipose.infra.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -49,9 +48,7 @@ __all__ = [
     "BopInstance",
     "BopSplit",
     "TARGETS_FILE",
-    "find_image",
     "find_models_info",
-    "is_bop_split",
     "read_bop19_targets",
     "read_bop_split",
     "read_models_info",
@@ -59,9 +56,6 @@ __all__ = [
     "result_name",
     "subsample",
 ]
-
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-
 
 @dataclass(frozen=True)
 class BopInstance:
@@ -94,37 +88,6 @@ class BopInstance:
     inst_count: int | None = None
 
 
-def _json_file(path: Path) -> Path | None:
-    """``path``, or its gzipped ``path.gz`` (BOP ships some large JSON files gzipped), or None."""
-    gz = path.with_name(path.name + ".gz")
-    return path if path.is_file() else gz if gz.is_file() else None
-
-
-def _is_scene(folder: Path) -> bool:
-    return folder.is_dir() and _json_file(folder / "scene_gt.json") is not None
-
-
-def is_bop_split(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a folder holding at least one scene folder with a ``scene_gt.json`` (or
-    ``scene_gt.json.gz``)."""
-    path = Path(path)
-    return path.is_dir() and any(_is_scene(p) for p in path.iterdir())
-
-
-def _read_json(path: Path, why: str = "every BOP scene folder needs it") -> Any:
-    """A BOP JSON file, or its ``.gz``; a missing one is a :class:`DataError` saying ``why`` it is needed."""
-    found = _json_file(path)
-    if found is None:
-        raise DataError(f"{path}: missing ({why})")
-    try:
-        if found.suffix == ".gz":
-            with gzip.open(found, "rt", encoding="utf-8") as f:
-                return json.load(f)
-        return json.loads(found.read_text(encoding="utf-8"))
-    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{found}: not a readable JSON file ({exc})") from None
-
-
 def _matrix(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64).reshape(shape)
@@ -133,16 +96,6 @@ def _matrix(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise DataError(f"{where}: non-finite values")
     return array
-
-
-def find_image(folder: Path, im_id: int, kinds: Sequence[str]) -> Path | None:
-    """``<folder>/<kind>/<im_id:06d>.<png|jpg|...>`` for the first ``kind`` that has it, or None."""
-    for kind in kinds:
-        for suffix in _IMAGE_SUFFIXES:
-            path = folder / kind / f"{im_id:06d}{suffix}"
-            if path.is_file():
-                return path
-    return None
 
 
 @dataclass(frozen=True)
@@ -192,7 +145,7 @@ def read_bop_split(folder: str | os.PathLike[str], obj_id: int, min_visib_fract:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: BOP test folder not found")
-    scenes = sorted(p for p in folder.iterdir() if _is_scene(p))
+    scenes = sorted(p for p in folder.iterdir() if is_scene(p))
     if not scenes:
         raise DataError(
             f"{folder}: no scene folders with scene_gt.json; expected a BOP split folder such as "
@@ -232,7 +185,7 @@ def read_targets(path: str | os.PathLike[str], obj_id: int) -> dict[tuple[int, i
     """``(scene_id, im_id) -> inst_count`` of object ``obj_id`` in a BOP targets file
     (``test_targets_bop19.json``: a list of ``{"scene_id", "im_id", "obj_id", "inst_count"}``)."""
     path = Path(path)
-    entries = _read_json(path, f"the BOP19 protocol evaluates its targets; it comes with the BOP dataset ({path.name})")
+    entries = read_json(path, f"the BOP19 protocol evaluates its targets; it comes with the BOP dataset ({path.name})")
     try:
         return {(int(e["scene_id"]), int(e["im_id"])): int(e["inst_count"]) for e in entries
                 if int(e["obj_id"]) == obj_id}
@@ -249,7 +202,7 @@ def read_bop19_targets(folder: str | os.PathLike[str], obj_id: int, targets: str
     folder = Path(folder)
     targets = Path(targets) if targets is not None else folder.resolve().parent / TARGETS_FILE
     wanted = read_targets(targets, obj_id)
-    scenes = sorted(p for p in folder.iterdir() if _is_scene(p)) if folder.is_dir() else []
+    scenes = sorted(p for p in folder.iterdir() if is_scene(p)) if folder.is_dir() else []
     instances: list[BopInstance] = []
     per_image: dict[tuple[int, int], int] = {}
     uncroppable = 0
@@ -283,10 +236,10 @@ def _scene_instances(scene: Path, obj_id: int) -> Iterator[BopInstance]:
         scene_id = int(scene.name)
     except ValueError:
         raise DataError(f"{scene}: a BOP scene folder name must be a number (e.g. 000001)") from None
-    gt = _read_json(scene / "scene_gt.json")
-    cameras = _read_json(scene / "scene_camera.json")
+    gt = read_json(scene / "scene_gt.json")
+    cameras = read_json(scene / "scene_camera.json")
     info_path = scene / "scene_gt_info.json"
-    info = _read_json(info_path, "the ground-truth boxes (bbox_obj) and visible fractions come from it; "
+    info = read_json(info_path, "the ground-truth boxes (bbox_obj) and visible fractions come from it; "
                                  "bop_toolkit's scripts/calc_gt_info.py writes it")
     for key in sorted(gt, key=lambda k: int(k)):
         im_id = int(key)
@@ -341,7 +294,7 @@ def find_models_info(folder: str | os.PathLike[str]) -> Path | None:
 def read_models_info(path: str | os.PathLike[str]) -> dict[int, dict[str, Any]]:
     """``models_info.json``: ``{obj_id: {"diameter": ..., "symmetries_discrete": ..., ...}}``."""
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object keyed by object id")
     try:

@@ -13,10 +13,10 @@ from PIL import Image
 
 from multipose.config import Config, check_crop_size, crop_size, view_sampling
 from multipose.core.mesh import load_mesh, loss_mesh_cache_file
+from multipose.data import bop_files
 from multipose.data.backgrounds import READ_ERRORS, chosen_background_files, find_background_files, read_background_crop
 from multipose.data.io import load_samples
 from multipose.data.sampling import load_view_sampling_file
-from multipose.evaluation import bop_folders
 from multipose.experiment.encoders import load_encoder
 from multipose.experiment.findings import SHOWN_FILES, Finding, counted, folder_bytes, guarded, setting, shown_names
 from multipose.experiment.run_folder import (
@@ -294,7 +294,7 @@ def unused_assets(cfg: Config, root: Path) -> list[Finding]:
         ("encoder weights", sorted(root.glob("encoder/**/*.npy")), "ENCODER_WEIGHTS"),
         ("validation sets", sorted(root.glob("validationsets/*")), "VALID_DATA_PATH"),
         ("backgrounds", [p for p in (root / "VOC2012",) if p.is_dir()], "BACKGROUND_IMAGES"),
-        ("BOP splits", sorted(p for p in root.glob("*/*") if p.is_dir() and bop_folders.is_bop_split(p)),
+        ("BOP splits", sorted(p for p in root.glob("*/*") if p.is_dir() and bop_files.is_bop_split(p)),
          "TEST_DATA_PATH"),
     )
     for name, paths, key in groups:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from multipose.config import Config
-from multipose.evaluation import bop_folders
+from multipose.data import bop_files
 from multipose.evaluation.report import write_json
 from multipose.evaluation.testsets import TestSet
 from multipose.experiment.estimators import estimator_from_config
@@ -146,7 +146,7 @@ def bop_overlays(estimator: PoseEstimator, test_set: TestSet, split: Path, out: 
     files = []
     for scene, im in keys:
         rows = torch.nonzero((test_set.scene_id == scene) & (test_set.im_id == im)).flatten()
-        path = bop_folders.find_image(split / f"{scene:06d}", im, ("rgb", "gray"))
+        path = bop_files.find_image(split / f"{scene:06d}", im, ("rgb", "gray"))
         if path is None:
             continue
         image = read_image(path, Camera(K=test_set.K[rows[0]].double()))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from multipose.config import Config, crop_size
+from multipose.data import bop_files
 from multipose.evaluation import bop_folders, bop_images
 from multipose.evaluation.detections import read_detections
 from multipose.evaluation.metrics import symmetry_transformations
@@ -25,7 +26,7 @@ from multipose.infra.progress import progress_bar
 def check_bop(cfg: Config, folder: Path, quick: bool, progress: bool) -> list[Finding]:
     what = setting("Evaluation", "TEST_DATA_PATH")
     ev = cfg.Evaluation
-    if not bop_folders.is_bop_split(folder):
+    if not bop_files.is_bop_split(folder):
         return [Finding("malformed", what, f"{folder}: a folder without BOP scene folders (NNNNNN/scene_gt.json); "
                                            "point TEST_DATA_PATH at a split such as tless/test_primesense")]
     if ev.OBJ_ID is None:

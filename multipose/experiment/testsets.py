@@ -13,6 +13,7 @@ import torch
 from multipose.config import Config, crop_size, render_distance
 from multipose.config.derived import num_objects
 from multipose.core.mesh import load_mesh
+from multipose.data import bop_files
 from multipose.data.io import load_samples
 from multipose.data.views import ViewRenderer
 from multipose.evaluation import bop_folders, bop_images
@@ -199,7 +200,7 @@ def check_evaluation_inputs(cfg: Config) -> None:
     if ev.TEST_DATA_PATH:
         path = Path(ev.TEST_DATA_PATH)
         if path.is_dir():
-            if not bop_folders.is_bop_split(path):
+            if not bop_files.is_bop_split(path):
                 raise bad("TEST_DATA_PATH", "expected a BOP split folder (scene folders with scene_gt.json), "
                                             "a dataset file (.npz, .p) or empty")
             if ev.OBJ_ID is None:
@@ -328,7 +329,7 @@ def load_detections(cfg: Config, targets: TestSet, progress: bool = False) -> De
     for n, d in enumerate(found):
         if d["key"] != loaded:
             scene, im = d["key"]
-            path_rgb = bop_folders.find_image(split / f"{scene:06d}", im, ("rgb", "gray"))
+            path_rgb = bop_files.find_image(split / f"{scene:06d}", im, ("rgb", "gray"))
             if path_rgb is None:
                 raise DataError(f"{split / f'{scene:06d}'}: no image {im:06d} for a detection")
             image, loaded = read_rgb(path_rgb), d["key"]
