@@ -39,6 +39,7 @@ __all__ = [
     "icosphere_points",
     "intrinsics_from_fov",
     "matrix_to_rotation_6d",
+    "off_axis_correction",
     "opencv_from_pytorch3d_camera",
     "project_points",
     "random_rotations",
@@ -242,3 +243,26 @@ def project_points(
     z = cam[..., 2]
     uvw = cam @ K.transpose(-1, -2)
     return uvw[..., :2] / uvw[..., 2:3], z
+
+
+def off_axis_correction(t: torch.Tensor) -> torch.Tensor:
+    """The AAE's correction for an object off the optical axis: ``t (B, 3) -> C (B, 3, 3)``, so that a rotation
+    ``R_view`` read from a crop centred on the object is ``C @ R_view`` in the camera (and a camera rotation ``R``
+    is ``C^T @ R`` in the crop's view).
+
+    Training views show the object on the optical axis; an object at ``t`` is seen from a direction
+    turned by about ``a_x = atan(t_x / t_z)`` and ``a_y = atan(t_y / t_z)``, so the camera-frame
+    rotation is ``R_y(a_x) R_x(-a_y) R`` (``R_x(a)``, ``R_y(a)``: right-handed rotations about the
+    camera's x and y axes), which maps the optical axis onto the direction of ``t`` to first order
+    (exactly for ``t`` in the xz or yz plane). The identity for ``t = [0, 0, z]``.
+    """
+    ax = torch.atan2(t[:, 0], t[:, 2])
+    ay = torch.atan2(t[:, 1], t[:, 2])
+    one, zero = torch.ones_like(ax), torch.zeros_like(ax)
+    # R_corr_y of the AAE with d_alpha_x = -ax: [[cos, 0, -sin], [0, 1, 0], [sin, 0, cos]](-ax)
+    Ry = torch.stack([torch.cos(ax), zero, torch.sin(ax), zero, one, zero, -torch.sin(ax), zero, torch.cos(ax)],
+                     -1).reshape(-1, 3, 3)
+    # R_corr_x of the AAE with d_alpha_y = -ay: [[1, 0, 0], [0, cos, -sin], [0, sin, cos]](-ay)
+    Rx = torch.stack([one, zero, zero, zero, torch.cos(ay), torch.sin(ay), zero, -torch.sin(ay), torch.cos(ay)],
+                     -1).reshape(-1, 3, 3)
+    return Ry @ Rx

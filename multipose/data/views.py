@@ -21,8 +21,11 @@ on black, with their depth and silhouette.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import cv2
+import numpy as np
 import torch
 
 from multipose.core.geometry import project_points
@@ -38,6 +41,7 @@ __all__ = [
     "ViewSettings",
     "Views",
     "crop_intrinsics",
+    "crop_square",
     "crop_windows",
     "random_light_directions",
     "tight_boxes",
@@ -208,3 +212,21 @@ class ViewRenderer:
         out = self.renderer.render_rgb(R, t, K, st.size, light_dir=headlight, color=st.color)
         assert out.rgb is not None  # render_rgb always shades
         return (out.rgb * 255.0).round().to(torch.uint8)
+
+
+def crop_square(
+    image: np.ndarray, window: Sequence[float], size: int, interpolation: int = cv2.INTER_LINEAR
+) -> np.ndarray:
+    """Resample the square ``window = [cx, cy, side]`` of ``image (H, W)`` or ``(H, W, C)`` to
+    ``(size, size[, C])``; outside the image is 0.
+
+    Output pixel ``j`` samples the image at ``u`` with ``j = s (u - u0) - 0.5``, ``s = size / side``,
+    ``u0 = cx - side / 2`` (pixel centres at integer coordinates) -- the same ``A`` as
+    :func:`multipose.data.views.crop_intrinsics`, so a point at pixel ``K_crop x`` of the crop is at
+    ``K x`` in the image.
+    """
+    cx, cy, side = (float(v) for v in window)
+    s = size / side
+    u0, v0 = cx - side / 2.0, cy - side / 2.0
+    M = np.array([[s, 0.0, -s * u0 - 0.5], [0.0, s, -s * v0 - 0.5]], dtype=np.float64)
+    return cv2.warpAffine(image, M, (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)

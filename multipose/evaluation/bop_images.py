@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import torch
 
-from multipose.data.views import crop_intrinsics, crop_windows
+from multipose.data.views import crop_intrinsics, crop_square, crop_windows
 from multipose.evaluation.bop_folders import BopInstance
 from multipose.inference.box_pose import box_extent
-from multipose.inference.images import crop_boxes, crop_square, read_rgb
+from multipose.inference.images import crop_boxes, read_rgb
 from multipose.infra.errors import DataError
 from multipose.infra.progress import progress_bar
 

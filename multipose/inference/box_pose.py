@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from multipose.core.geometry import off_axis_correction
 from multipose.data.views import tight_boxes
 
 
@@ -86,21 +87,6 @@ def poses_from_boxes(
 
 def correct_rotation(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """The AAE's correction of a rotation read from a crop of an object off the optical axis:
-    ``R (B, 3, 3), t (B, 3) -> (B, 3, 3)``.
-
-    Training views show the object on the optical axis; an object at ``t`` is seen from a direction
-    turned by about ``a_x = atan(t_x / t_z)`` and ``a_y = atan(t_y / t_z)``, so the camera-frame
-    rotation is ``R_y(a_x) R_x(-a_y) R`` (``R_x(a)``, ``R_y(a)``: right-handed rotations about the
-    camera's x and y axes), which maps the optical axis onto the direction of ``t`` to first order
-    (exactly for ``t`` in the xz or yz plane). Identity for ``t = [0, 0, z]``.
-    """
-    ax = torch.atan2(t[:, 0], t[:, 2])
-    ay = torch.atan2(t[:, 1], t[:, 2])
-    one, zero = torch.ones_like(ax), torch.zeros_like(ax)
-    # R_corr_y of the AAE with d_alpha_x = -ax: [[cos, 0, -sin], [0, 1, 0], [sin, 0, cos]](-ax)
-    Ry = torch.stack([torch.cos(ax), zero, torch.sin(ax), zero, one, zero, -torch.sin(ax), zero, torch.cos(ax)],
-                     -1).reshape(-1, 3, 3)
-    # R_corr_x of the AAE with d_alpha_y = -ay: [[1, 0, 0], [0, cos, -sin], [0, sin, cos]](-ay)
-    Rx = torch.stack([one, zero, zero, zero, torch.cos(ay), torch.sin(ay), zero, -torch.sin(ay), torch.cos(ay)],
-                     -1).reshape(-1, 3, 3)
-    return Ry.to(R) @ Rx.to(R) @ R
+    ``R (B, 3, 3), t (B, 3) -> (B, 3, 3)``, ``off_axis_correction(t) @ R``
+    (:func:`~multipose.core.geometry.off_axis_correction`). Identity for ``t = [0, 0, z]``."""
+    return off_axis_correction(t).to(R) @ R

@@ -4,17 +4,16 @@ windows) -- the same for the evaluation's BOP images and for poses of users' own
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from multipose.data.views import crop_windows
+from multipose.data.views import crop_square, crop_windows
 from multipose.infra.errors import DataError
 
-__all__ = ["crop_boxes", "crop_square", "read_rgb"]
+__all__ = ["crop_boxes", "read_rgb"]
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -30,24 +29,6 @@ def read_rgb(path: Path) -> np.ndarray:
         image = image[:, :, :3]
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
-
-
-def crop_square(
-    image: np.ndarray, window: Sequence[float], size: int, interpolation: int = cv2.INTER_LINEAR
-) -> np.ndarray:
-    """Resample the square ``window = [cx, cy, side]`` of ``image (H, W)`` or ``(H, W, C)`` to
-    ``(size, size[, C])``; outside the image is 0.
-
-    Output pixel ``j`` samples the image at ``u`` with ``j = s (u - u0) - 0.5``, ``s = size / side``,
-    ``u0 = cx - side / 2`` (pixel centres at integer coordinates) -- the same ``A`` as
-    :func:`multipose.data.views.crop_intrinsics`, so a point at pixel ``K_crop x`` of the crop is at
-    ``K x`` in the image.
-    """
-    cx, cy, side = (float(v) for v in window)
-    s = size / side
-    u0, v0 = cx - side / 2.0, cy - side / 2.0
-    M = np.array([[s, 0.0, -s * u0 - 0.5], [0.0, s, -s * v0 - 0.5]], dtype=np.float64)
-    return cv2.warpAffine(image, M, (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def crop_boxes(image: np.ndarray, boxes: torch.Tensor, size: int, pad_factor: float) -> torch.Tensor:
