@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="DIR", help="output folder (default <OUTPUT_PATH>/evaluation)")
     parser.add_argument("--vis", type=_positive_int, default=0, metavar="N",
                         help="a BOP split: draw the head's hypotheses and the ground truth on its first N images "
-                             "(overlays/ in the output folder)")
+                             "(overlays/ in the output folder; with several objects in each object's obj<n>/)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="load a checkpoint that needs Python objects rebuilt (runs code named in the file); "
                              "only for files from a source you trust")

@@ -561,11 +561,40 @@ def test_one_run_per_object_is_evaluated_as_one_dataset(dataset19, tmp_path, cap
     assert evaluate_script is not None and evaluate_script.loader is not None
     module = importlib.util.module_from_spec(evaluate_script)
     evaluate_script.loader.exec_module(module)
-    code = run(module.main, module.build_parser(), ["experiment_template.cfg", *(a for s in settings for a in
-                                                                                ("--set", s)), "--out",
-                                                    str(tmp_path / "cli")])
+    argv = ["experiment_template.cfg", *(a for s in settings for a in ("--set", s)), "--out", str(tmp_path / "cli")]
+    code = run(module.main, module.build_parser(), argv, preflight=True, several_objects=True)  # as its __main__
     assert code == 0 and (tmp_path / "cli" / "multipose_tless-test.csv").is_file(), capsys.readouterr().err
     with pytest.raises(ConfigError, match="has no run of object 5"):
         evaluate_dataset(load_config(REPO_ROOT / "experiment_template.cfg", [*settings, "Evaluation.OBJ_ID=[1, 5]"]))
     with pytest.raises(ConfigError, match="is read by evaluate.py alone"):
         check_evaluation_inputs(cfg)
+
+
+def test_merged_results_count_a_detectors_time_once_and_the_dataset_weighs_objects_by_targets(tmp_path):
+    """merge_bop_results: an image's time is the sum of the objects' times with the detector's (in every object's
+    rows) counted once; rows by scene and image. combine_bop19: the mean of the objects' ARs, and the dataset's
+    weighted by their targets (bop_toolkit pools the matches)."""
+    import csv
+
+    from multipose.evaluation.report import BOP_HEADER, combine_bop19, merge_bop_results
+
+    rows = {1: [(2, 7, 0.9, 0.30), (1, 3, 0.8, 0.25)], 2: [(1, 3, 0.7, 0.35)]}  # object: (scene, image, score, time)
+    paths = []
+    for obj, entries in rows.items():
+        path = tmp_path / f"obj{obj}.csv"
+        lines = [",".join(BOP_HEADER)] + [f"{sc},{im},{obj},{score},1 0 0 0 1 0 0 0 1,0 0 700,{t}"
+                                          for sc, im, score, t in entries]
+        path.write_text("\n".join(lines) + "\n")
+        paths.append(path)
+    merged = merge_bop_results(paths, tmp_path / "all.csv", shared={(1, 3): 0.2, (2, 7): 0.2})
+    with open(merged) as f:
+        out = list(csv.DictReader(f))
+    assert [(r["scene_id"], r["im_id"], r["obj_id"]) for r in out] == [("1", "3", "1"), ("1", "3", "2"),
+                                                                        ("2", "7", "1")]
+    assert [float(r["time"]) for r in out] == pytest.approx([0.40, 0.40, 0.30])  # 0.25 + 0.35 - 0.2; alone 0.30
+    one = {"head": {"AR": 0.5, "AR_VSD": 0.4, "AR_MSSD": 0.5, "AR_MSPD": 0.6, "num_targets": 30}}
+    two = {"head": {"AR": 0.2, "AR_VSD": 0.1, "AR_MSSD": 0.2, "AR_MSPD": 0.3, "num_targets": 10}, "eval_model": "x"}
+    both = combine_bop19([one, two], ["obj5", "obj9"])
+    assert set(both["objects"]) == {"obj5", "obj9"} and both["mean"]["head"]["AR"] == pytest.approx(0.35)
+    assert both["dataset"]["head"]["AR"] == pytest.approx((30 * 0.5 + 10 * 0.2) / 40)
+    assert both["dataset"]["head"]["num_targets"] == 40

@@ -25,6 +25,7 @@ from multipose.inference.export import ExportedPoseModel, export_model
 from multipose.inference.overlay import COLOURS
 from multipose.infra.errors import UserInputError
 from multipose.models import Encoder, EncoderConfig, PoseHead, PoseHeadConfig
+from multipose.models.head import head_input
 from multipose.models.weights import load_encoder_pt
 
 ENCODER = REPO_ROOT / "data" / "encoders" / "tless_like_2fold-small.pt"
@@ -185,11 +186,14 @@ def test_a_head_of_two_objects_poses_each_box_as_its_object_or_as_its_classifier
     image = np.full((120, 160, 3), 90, np.uint8)
     poses = estimator.predict(image, torch.tensor([[200.0, 0, 80], [0, 200.0, 60], [0, 0, 1]]),
                               torch.tensor([[40.0, 30, 80, 70], [90, 40, 130, 90]]), torch.tensor([10, 0]))
-    assert poses.object[0] == 1 and poses.obj_id[0] == 10 and poses.obj_id[1] in (5, 10)
+    crops = estimator.crops(image, torch.tensor([[40.0, 30, 80, 70], [90, 40, 130, 90]], dtype=torch.float64))
+    with torch.no_grad():
+        chosen = int(head(head_input(encoder, head, crops)).object_logits[1].argmax())
+    assert poses.object.tolist() == [1, chosen] and poses.obj_id.tolist() == [10, (5, 10)[chosen]]
     with pytest.raises(UserInputError, match="a box of object 3"):
         estimator.object_index(torch.tensor([3]))
     plain = PoseEstimator(encoder, PoseHead(PoseHeadConfig(num_hypotheses=2, input_dim=16, num_objects=2)), objects)
-    with pytest.raises(UserInputError, match="no classifier to choose its object"):
+    with pytest.raises(UserInputError, match="has no classifier to choose its block"):
         plain.object_index(torch.tensor([0]))
 
 

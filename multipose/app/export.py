@@ -4,7 +4,8 @@
     python -m multipose.app.export their/model-epoch50.pt --config their.cfg --format torchscript --out their.pt
 
 Input: crops (B, S, S, 3) uint8 RGB, cut around a box as predict.py cuts them (S: the encoder's input size);
-outputs: confidence (B, K) and R (B, K, 3, 3) in the crop's view (model to OpenCV camera). The encoder is the one
+outputs: confidence (B, K) and R (B, K, 3, 3) in the crop's view (model to OpenCV camera); a head of N objects:
+(B, N, K), (B, N, K, 3, 3) and, with its classifier, object_logits (B, N). The encoder is the one
 of the run's config.cfg (or --config), checked to be the one the head was trained on. docs/inference.md shows how
 to call the file from C++ and Python.
 """

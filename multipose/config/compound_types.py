@@ -222,6 +222,8 @@ class CheckpointMapType:
             pairs = sorted((int(k), v) for k, v in value.items())
         except ValueError:
             raise _Invalid("its keys must be object ids") from None
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise _Invalid("an object id appears twice")
         if any(k < 1 or not isinstance(v, str) or not v for k, v in pairs):
             raise _Invalid("ids >= 1, each with a path")
         return tuple(pairs)

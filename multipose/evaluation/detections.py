@@ -33,7 +33,7 @@ from multipose.models.head import codebook_code, head_input
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Detections", "detection_submissions", "read_detections"]
+__all__ = ["Detections", "detection_submissions", "detector_seconds", "read_detections"]
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,10 @@ class Detections:
         return int(self.images.shape[0])
 
 
-def read_detections(path: Path, obj_id: int) -> list[dict]:
-    """The detections of ``obj_id`` in a BOP detections file: ``{"key": (scene_id, image_id), "bbox": [x, y, w,
-    h], "score", "time"}`` each. Raises :class:`DataError` for a missing or malformed file."""
+def read_detections(path: Path, obj_id: int | None) -> list[dict]:
+    """The detections of ``obj_id`` (None: of every object) in a BOP detections file: ``{"key": (scene_id,
+    image_id), "bbox": [x, y, w, h], "score", "time"}`` each. Raises :class:`DataError` for a missing or malformed
+    file."""
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -72,10 +73,19 @@ def read_detections(path: Path, obj_id: int) -> list[dict]:
     try:
         return [{"key": (int(e["scene_id"]), int(e["image_id"])), "bbox": [float(v) for v in e["bbox"]],
                  "score": float(e.get("score", 1.0)), "time": float(e.get("time", 0.0))}
-                for e in entries if int(e["category_id"]) == obj_id]
+                for e in entries if obj_id is None or int(e["category_id"]) == obj_id]
     except (TypeError, KeyError, ValueError):
         raise DataError(f"{path}: expected a BOP detections list of {{scene_id, image_id, category_id, bbox, score, "
                         "time}} objects") from None
+
+
+def detector_seconds(path: Path) -> dict[tuple[int, int], float]:
+    """The detector's seconds of each image of a BOP detections file (``(scene_id, image_id) -> time``; BOP files
+    repeat it on every detection of the image): what every object's results rows of the image include once."""
+    seconds: dict[tuple[int, int], float] = {}
+    for d in read_detections(path, None):
+        seconds[d["key"]] = max(seconds.get(d["key"], 0.0), d["time"])
+    return seconds
 
 
 @torch.no_grad()

@@ -84,11 +84,13 @@ def write_bop_results(
     return atomic_write_text(path, buf.getvalue())
 
 
-def merge_bop_results(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:
+def merge_bop_results(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
+                      shared: Mapping[tuple[int, int], float] | None = None) -> Path:
     """One BOP results file of every row of ``paths`` (each object's file of one split, as
     :func:`write_bop_results` writes them), ordered by scene and image (each file's order within an image);
     ``time`` of an image is the sum of the files' times for it (each object's crops of the image), -1 when one
-    of them is unknown, so that every row of an image has the same time, as BOP's checks require."""
+    of them is unknown, so that every row of an image has the same time, as BOP's checks require. ``shared``:
+    seconds per ``(scene_id, im_id)`` that every file's time of the image includes (a detector's), counted once."""
     rows: list[dict[str, str]] = []
     for path in paths:
         with open(path, newline="") as f:
@@ -101,8 +103,10 @@ def merge_bop_results(paths: Sequence[str | os.PathLike[str]], out: str | os.Pat
         per_file[row["scene_id"], row["im_id"], row["obj_id"]] = float(row["time"])
     image_time: dict[tuple[str, str], float] = {}
     for (scene, im, _), seconds in per_file.items():
-        before = image_time.get((scene, im), 0.0)
-        image_time[scene, im] = -1.0 if before < 0 or seconds < 0 else before + seconds
+        before = image_time.get((scene, im))
+        once = (shared or {}).get((int(scene), int(im)), 0.0) if before is not None else 0.0
+        before = before or 0.0
+        image_time[scene, im] = -1.0 if before < 0 or seconds < 0 else before + seconds - once
     rows.sort(key=lambda r: (int(r["scene_id"]), int(r["im_id"])))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -112,23 +116,26 @@ def merge_bop_results(paths: Sequence[str | os.PathLike[str]], out: str | os.Pat
     return atomic_write_text(out, buf.getvalue())
 
 
-def merge_results_files(evaluations: Sequence[tuple[Path, Mapping[str, str]]], out: Path) -> dict[str, str]:
+def merge_results_files(evaluations: Sequence[tuple[Path, Mapping[str, str]]], out: Path,
+                        shared: Mapping[tuple[int, int], float] | None = None) -> dict[str, str]:
     """The BOP results files of several objects' evaluations of one split (each ``(folder, files)``, ``files`` as
     ``metrics.json`` lists them) merged into one per method in ``out`` (:func:`merge_bop_results`, the objects'
-    file name: one file per split, as BOP takes it); the names written, keyed as in ``files``."""
+    file name: one file per split, as BOP takes it; ``shared``: a detector's seconds per image, counted once);
+    the names written, keyed as in ``files``."""
     merged = {}
     for key, name in evaluations[0][1].items():
         if key.startswith("bop_"):
-            merge_bop_results([folder / files[key] for folder, files in evaluations], out / name)
+            merge_bop_results([folder / files[key] for folder, files in evaluations], out / name, shared)
             merged[key] = name
     return {"metrics": "metrics.json", **merged}
 
 
-def combine_bop19(per_object: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def combine_bop19(per_object: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
     """BOP19's average recalls of several objects on one split (each object's ``metrics.json`` ``bop19``): every
-    object's (``obj<n>``, n its place in ``per_object``), their mean per method, and the dataset's as bop_toolkit
-    computes it (recalls over all objects' targets together, i.e. the objects' ARs weighted by their targets)."""
-    objects = {f"obj{n}": {m: r for m, r in b.items() if isinstance(r, dict)} for n, b in enumerate(per_object)}
+    object's (keyed by ``names``), their mean per method, and the dataset's as bop_toolkit computes it (recalls over
+    all objects' targets together, i.e. the objects' ARs weighted by their targets)."""
+    objects = {name: {m: r for m, r in b.items() if isinstance(r, dict)}
+               for name, b in zip(names, per_object, strict=True)}
     methods = list(next(iter(objects.values())))
     names = ("AR", "AR_VSD", "AR_MSSD", "AR_MSPD")
     mean = {m: {a: sum(o[m][a] for o in objects.values()) / len(objects) for a in names} for m in methods}

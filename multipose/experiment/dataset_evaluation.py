@@ -18,15 +18,16 @@ from typing import Any
 
 import torch
 
-from multipose.config import Config, load_config, num_objects, resolve_device
+from multipose.config import Config, check_crop_size, load_config, num_objects, resolve_device
 from multipose.config.schema import SCHEMA
 from multipose.evaluation.report import combine_bop19, merge_results_files, write_json
 from multipose.experiment.encoders import with_encoder_crop_size
-from multipose.experiment.evaluation import EvaluationResult, evaluate_objects
+from multipose.experiment.evaluation import EvaluationResult, detector_image_seconds, evaluate_objects
 from multipose.experiment.pose_checkpoints import checked_models
-from multipose.experiment.run_folder import RunFolder
+from multipose.experiment.run_folder import RunFolder, encoder_weights_path
 from multipose.experiment.testsets import check_evaluation_inputs
 from multipose.infra.errors import ConfigError
+from multipose.models.head import finetuned_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +66,25 @@ def object_runs(cfg: Config) -> list[tuple[int, Config, Path]]:
     return found
 
 
-def check_dataset_inputs(cfg: Config) -> None:
-    """Cheap checks of a whole-dataset evaluation before any work: a BOP split, every object's run and its
-    evaluation inputs (:func:`~multipose.experiment.testsets.check_evaluation_inputs`)."""
+def check_dataset_inputs(cfg: Config) -> list[tuple[int, Config, Path]]:
+    """Cheap checks of a whole-dataset evaluation before any work: a BOP split, no single ``MODEL_PATH_EVAL``, and
+    every object's run and its evaluation inputs (:func:`~multipose.experiment.testsets.check_evaluation_inputs`);
+    returns :func:`object_runs`."""
     ev = cfg.Evaluation
+    where = f"{cfg.origin('Evaluation', 'CHECKPOINTS')}: [Evaluation] CHECKPOINTS"
     if not ev.TEST_DATA_PATH or not Path(ev.TEST_DATA_PATH).is_dir():
-        raise ConfigError(f"{cfg.origin('Evaluation', 'CHECKPOINTS')}: [Evaluation] CHECKPOINTS evaluates one run "
-                          "per object on a BOP split: set [Evaluation] TEST_DATA_PATH to one (e.g. "
-                          "tless/test_primesense)")
-    for _, one, checkpoint in object_runs(cfg):
+        raise ConfigError(f"{where} evaluates one run per object on a BOP split: set [Evaluation] TEST_DATA_PATH to "
+                          "one (e.g. tless/test_primesense)")
+    if ev.MODEL_PATH_EVAL:
+        raise ConfigError(f"{cfg.origin('Evaluation', 'MODEL_PATH_EVAL')}: [Evaluation] MODEL_PATH_EVAL names one "
+                          "model, but CHECKPOINTS evaluates several objects: leave it empty (each object's "
+                          "models_eval/obj_<id>.ply beside the BOP folder, else its run's MODEL_PATH_DATA)")
+    runs = object_runs(cfg)
+    for _, one, checkpoint in runs:
         if not checkpoint.is_file():
-            raise ConfigError(f"{cfg.origin('Evaluation', 'CHECKPOINTS')}: [Evaluation] CHECKPOINTS: {checkpoint}: no "
-                              "such checkpoint (has the run trained?)")
+            raise ConfigError(f"{where}: {checkpoint}: no such checkpoint (has the run trained?)")
         check_evaluation_inputs(one)
+    return runs
 
 
 def evaluate_dataset(
@@ -85,39 +92,46 @@ def evaluate_dataset(
     num_samples: int | None = None, codebook: bool | None = None, progress: bool = True, trust: bool = False,
     vis: int = 0,
 ) -> EvaluationResult:
-    """Evaluate every object's run of ``[Evaluation] CHECKPOINTS`` on the BOP split (module docstring); results in
-    ``out_dir`` (default ``<OUTPUT_PATH>/evaluation``). ``num_samples``, ``codebook``, ``trust`` and ``vis`` as for
-    :func:`~multipose.experiment.evaluation.evaluate_checkpoint`, for each object."""
-    check_dataset_inputs(cfg)
+    """Evaluate every object's run of ``[Evaluation] CHECKPOINTS`` on the BOP split (module docstring) on
+    ``device`` (default the given config's); results in ``out_dir`` (default ``<OUTPUT_PATH>/evaluation``).
+    ``num_samples``, ``codebook``, ``trust`` and ``vis`` as for
+    :func:`~multipose.experiment.evaluation.evaluate_checkpoint`, for each object. Every object's checkpoint is
+    loaded and checked against its run before the first is evaluated."""
+    runs = [(obj_id, with_encoder_crop_size(one), checkpoint) for obj_id, one, checkpoint in check_dataset_inputs(cfg)]
+    models = [checked_models(one, checkpoint, trust) for _, one, checkpoint in runs]
+    for (_, one, _), (_, _, encoder) in zip(runs, models, strict=True):
+        check_crop_size(one, encoder.config.image_size, f"the encoder {encoder_weights_path(one)}")
     out = Path(out_dir) if out_dir is not None else RunFolder.of(cfg).evaluation
-    results, ids, sources = [], [], {}
-    for obj_id, one, checkpoint in object_runs(cfg):
-        one = with_encoder_crop_size(one)
-        head, state, encoder = checked_models(one, checkpoint, trust)
-        run_device = resolve_device(one) if device is None else torch.device(device)
+    run_device = resolve_device(cfg) if device is None else torch.device(device)
+    results = []
+    for (obj_id, one, checkpoint), (head, state, encoder) in zip(runs, models, strict=True):
         use_codebook = one.Evaluation.CODEBOOK_BASELINE if codebook is None else codebook
+        cb_encoder = finetuned_encoder(encoder, head) if one.Evaluation.CODEBOOK_ENCODER == "finetuned" else encoder
         logger.info("object %d: %s (epoch %s)", obj_id, checkpoint, state.get("epoch"))
+        extra = {"checkpoint": os.fspath(checkpoint), "epoch": state.get("epoch"),
+                 **({"codebook_encoder": one.Evaluation.CODEBOOK_ENCODER} if use_codebook else {})}
         results.append(evaluate_objects(one, encoder, head, out / f"obj{obj_id}", run_device, num_samples=num_samples,
-                                        codebook=use_codebook, extra={"checkpoint": os.fspath(checkpoint)},
+                                        codebook=use_codebook, codebook_encoder=cb_encoder, extra=extra,
                                         progress=progress, vis=vis))
-        ids.append(obj_id)
-        sources[str(obj_id)] = os.fspath(checkpoint)
-    return _dataset_result(results, ids, sources, out)
+    return _dataset_result(cfg, results, [(obj_id, os.fspath(ckpt)) for obj_id, _, ckpt in runs], out)
 
 
-def _dataset_result(results: list[EvaluationResult], ids: list[int], sources: dict[str, str],
+def _dataset_result(cfg: Config, results: list[EvaluationResult], runs: list[tuple[int, str]],
                     out: Path) -> EvaluationResult:
-    """The objects' evaluations together: recall per object and its mean, BOP19's per object, mean and dataset,
-    merged results files; ``out/metrics.json``."""
+    """The objects' evaluations together (keyed ``obj<id>``, as their folders): recall per object and its mean,
+    BOP19's per object, mean and dataset, merged results files; ``out/metrics.json``."""
+    names = [f"obj{obj_id}" for obj_id, _ in runs]
     recall = {m: float(sum(r.recall[m] for r in results) / len(results)) for m in results[0].recall}
     metrics: dict[str, Any] = {
-        "recall": recall, "objects": {f"obj{n}": r.recall for n, r in enumerate(results)}, "object_ids": ids,
-        "checkpoints": sources, "settings": results[0].metrics["settings"],
-        "num_samples": sum(r.metrics["num_samples"] for r in results),
+        "recall": recall, "objects": {name: r.recall for name, r in zip(names, results, strict=True)},
+        "object_ids": [obj_id for obj_id, _ in runs], "checkpoints": dict(zip(names, (c for _, c in runs),
+                                                                               strict=True)),
+        "settings": results[0].metrics["settings"], "num_samples": sum(r.metrics["num_samples"] for r in results),
     }
     if "bop19" in results[0].metrics:
-        metrics["bop19"] = combine_bop19([r.metrics["bop19"] for r in results])
-    metrics["files"] = merge_results_files([(r.out_dir, r.metrics.get("files", {})) for r in results], out)
+        metrics["bop19"] = combine_bop19([r.metrics["bop19"] for r in results], names)
+    metrics["files"] = merge_results_files([(r.out_dir, r.metrics.get("files", {})) for r in results], out,
+                                           detector_image_seconds(cfg))
     write_json(out / "metrics.json", metrics)
     errors = {m: torch.cat([r.errors[m] for r in results]) for m in results[0].errors}
     return EvaluationResult(out_dir=out, metrics=metrics, errors=errors)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from multipose.config import Config, load_config, resolve_device
+from multipose.config import Config, check_crop_size, load_config, resolve_device
 from multipose.experiment.encoders import with_encoder_crop_size
 from multipose.experiment.factories import load_data_mesh, view_settings
 from multipose.experiment.objects import object_configs
 from multipose.experiment.pose_checkpoints import checked_models, default_checkpoint
-from multipose.experiment.run_folder import RunFolder
+from multipose.experiment.run_folder import RunFolder, encoder_weights_path
 from multipose.inference.estimator import PosedObject, PoseEstimator
 from multipose.inference.export import export_model
 from multipose.infra.errors import RunFolderError
@@ -42,6 +42,7 @@ def estimator_from_config(
     cfg = with_encoder_crop_size(cfg)
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(cfg)
     head, _, encoder = checked_models(cfg, path, trust)
+    check_crop_size(cfg, encoder.config.image_size, f"the encoder {encoder_weights_path(cfg)}")
     return PoseEstimator(encoder, head, posed_objects(cfg), resolve_device(cfg) if device is None else device)
 
 

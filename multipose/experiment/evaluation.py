@@ -72,6 +72,7 @@ __all__ = [
     "batch_scorer",
     "evaluate_checkpoint",
     "evaluate_models",
+    "detector_image_seconds",
     "evaluate_objects",
     "module_bytes",
 ]
@@ -276,6 +277,11 @@ def _metrics(cfg: Config, scores: Scores, test_set: TestSet, scorer: BatchScorer
     }
 
 
+def detector_image_seconds(cfg: Config) -> dict[tuple[int, int], float] | None:
+    """``[Evaluation] DETECTIONS``' seconds per image (every object's results rows include them), or None."""
+    return detections.detector_seconds(Path(cfg.Evaluation.DETECTIONS)) if cfg.Evaluation.DETECTIONS else None
+
+
 def _objects_result(cfg: Config, results: list[EvaluationResult], sets: list[TestSet], encoder: Encoder,
                     head: PoseHead, out: Path, device: torch.device, dist: Dist) -> EvaluationResult:
     """A head of several objects: every object's recall, their mean per method, and the classifier's accuracy and
@@ -301,9 +307,10 @@ def _objects_result(cfg: Config, results: list[EvaluationResult], sets: list[Tes
         metrics["classifier"] = {"accuracy": float(confusion.diag().sum() / confusion.sum()),
                                  "confusion": confusion.tolist()}
     if "bop19" in results[0].metrics:
-        metrics["bop19"] = combine_bop19([r.metrics["bop19"] for r in results])
+        metrics["bop19"] = combine_bop19([r.metrics["bop19"] for r in results], list(metrics["objects"]))
     if dist.is_main:
-        metrics["files"] = merge_results_files([(r.out_dir, r.metrics.get("files", {})) for r in results], out)
+        metrics["files"] = merge_results_files([(r.out_dir, r.metrics.get("files", {})) for r in results], out,
+                                               detector_image_seconds(cfg))
         write_json(out / "metrics.json", metrics)
     errors = {m: torch.cat([r.errors[m] for r in results]) for m in results[0].errors}
     return EvaluationResult(out_dir=out, metrics=metrics, errors=errors)
@@ -346,8 +353,9 @@ def _overlays(cfg: Config, estimator: PoseEstimator, test_set: TestSet, out: Pat
         logger.warning("--vis draws the images of a BOP split; this test set (%s) has none: examples.png "
                        "([Evaluation] SAVE_IMAGES) shows its crops", test_set.description)
         return
+    by_gt = cfg.Evaluation.OBJECT_ID_SOURCE == "gt" or len(estimator.objects) == 1  # else the classifier's block
     files = bop_overlays(estimator, test_set, Path(cfg.Evaluation.TEST_DATA_PATH), out, count,
-                         cfg.Evaluation.OBJ_ID)
+                         cfg.Evaluation.OBJ_ID if by_gt else None)
     logger.info("%d overlay(s) in %s", len(files), out)
 
 

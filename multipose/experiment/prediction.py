@@ -35,7 +35,7 @@ from multipose.inference.inputs import (
 )
 from multipose.inference.overlay import draw_poses
 from multipose.infra.atomic import atomic_write_bytes
-from multipose.infra.errors import DataError
+from multipose.infra.errors import DataError, InputFileError
 from multipose.infra.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -110,13 +110,19 @@ def predict_images(
 ) -> Prediction:
     """The poses of the boxes of ``boxes`` in ``images`` taken with ``camera`` by the head of ``checkpoint`` (default
     the run's ``model-best.pt``): ``out/poses.json`` and, with ``vis``, ``out/<image stem>-poses.png``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"{out}: a file, not a folder; give --out a folder (new or existing)")
     cam = read_camera(camera)
     paths = list_images(images)
-    per_image = read_boxes(boxes, paths)
     estimator = estimator_from_config(cfg, checkpoint, trust=trust)
+    known = [o.obj_id for o in estimator.objects]
+    per_image = read_boxes(boxes, paths, None if None in known else {int(i) for i in known if i is not None})
     work = _checked_images(paths, cam, per_image, os.fspath(boxes), estimator)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputFileError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     estimator.warm_up()
     found: dict[str, Poses] = {}
     files: list[Path] = []
@@ -139,7 +145,8 @@ def predict_images(
 def bop_overlays(estimator: PoseEstimator, test_set: TestSet, split: Path, out: Path, count: int,
                  obj_id: int | None = None) -> list[Path]:
     """Overlays of the first ``count`` images of a BOP test set: every evaluated instance's hypotheses (posed from
-    its box as the evaluation posed it) and its ground truth; ``out/<scene>_<image>.png``."""
+    its box as the evaluation posed it; a head of several objects: the block of ``obj_id``, None: its classifier's
+    choice) and its ground truth; ``out/<scene>_<image>.png``."""
     assert test_set.scene_id is not None and test_set.im_id is not None and test_set.boxes is not None
     assert test_set.K is not None  # a BOP test set has its boxes and camera
     keys = list(dict.fromkeys(zip(test_set.scene_id.tolist(), test_set.im_id.tolist(), strict=True)))[:count]

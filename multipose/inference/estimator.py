@@ -11,8 +11,8 @@ One call, :meth:`PoseEstimator.predict` ``(image, K, boxes)``:
 
 Rotations are BOP's ``cam_R_m2c`` (model to OpenCV camera: x right, y down, z forward), translations in mm.
 The evaluation of BOP splits cuts and poses its crops with the same functions, so both give the same poses for
-the same boxes. Nothing here reads a config: :func:`multipose.experiment.estimators.load_estimator` builds one
-from a training run.
+the same boxes. Nothing here reads a config: :func:`multipose.experiment.estimators.estimator_from_run` (or
+``estimator_from_config``) builds one from a training run.
 """
 
 from __future__ import annotations
@@ -138,8 +138,10 @@ class PoseEstimator:
                 index[b] = ids.index(i)
             elif len(ids) > 1:
                 if not self.head.config.classify:
-                    raise InputFileError(f"a box without obj_id, and the head of {len(ids)} objects {ids} has no "
-                                         "classifier to choose its object: give each box's obj_id")
+                    raise InputFileError(
+                        f"a box of object {i or 'unknown'}, and the head of {len(ids)} objects has no classifier to "
+                        "choose its block: give each box's obj_id" + (
+                            "" if i == 0 else " and the objects' BOP ids as [Evaluation] OBJ_ID (a list)"))
                 index[b] = -1
         return index
 
@@ -179,16 +181,17 @@ class PoseEstimator:
         integers: :func:`~multipose.inference.box_pose.coco_extent` converts a detector's ``[x, y, w, h]``) of
         ``image (H, W, 3)`` uint8 RGB taken with intrinsics ``K (3, 3)``; ``obj_id (B,)`` BOP ids (0 or None:
         the head's object, or its classifier's choice), ``box_score (B,)`` the detector's scores."""
-        boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+        boxes = torch.as_tensor(boxes, dtype=torch.float64).cpu().reshape(-1, 4)
         B = len(boxes)
-        obj_id = torch.zeros(B, dtype=torch.int64) if obj_id is None else obj_id.to(torch.int64)
+        obj_id = torch.zeros(B, dtype=torch.int64) if obj_id is None else obj_id.cpu().to(torch.int64)
+        box_score = None if box_score is None else box_score.cpu()
         objects = self.object_index(obj_id)
         if B == 0:
             k = self.num_hypotheses
             return Poses(boxes=torch.zeros(0, 4), obj_id=obj_id, object=objects, R=torch.zeros(0, k, 3, 3),
                          t=torch.zeros(0, k, 3), confidence=torch.zeros(0, k), score=torch.zeros(0),
                          seconds={"encoder+head": 0.0, "translation": 0.0})
-        K_all = torch.as_tensor(K, dtype=torch.float32).reshape(1, 3, 3).expand(B, 3, 3)
+        K_all = torch.as_tensor(K, dtype=torch.float32).cpu().reshape(1, 3, 3).expand(B, 3, 3)
         crops = self.crops(image, boxes)
         (R_view, confidence, objects), net = timed(partial(self.hypotheses, crops, objects), self.device)
         (R, t), pose = timed(partial(self.poses, R_view, boxes.float().to(self.device), K_all.to(self.device),

@@ -12,7 +12,8 @@ every image must have that size.
 - an object keyed by image file name (``--image FOLDER``): ``{"000001.png": [{"bbox": ...}, ...], ...}``;
 - a BOP detections file (the BOP 2022+ default detections): ``[{"scene_id", "image_id", "category_id", "bbox",
   "score", "time"}, ...]``, matched to the images whose file name is the image id (``000012.png`` is 12),
-  ``category_id`` the object id; one scene per call (``scene_id``).
+  ``category_id`` the object id; only the detections of the head's objects are used, and of a file of several
+  scenes those of the images' scene (the number of the folder above ``rgb/``, BOP's layout).
 
 The box conventions: ``"bbox"`` is COCO's (a detector's; BOP's detections files): ``x, y`` the top-left corner
 of the first pixel, ``w, h`` the size in pixels. ``"bbox_obj"`` is BOP's ground-truth convention
@@ -28,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +145,35 @@ def _box(entry: Any, where: str) -> tuple[list[float], int, float]:
     return extent(torch.tensor(xywh, dtype=torch.float64)).tolist(), obj_id, score
 
 
-def _per_image(data: Any, path: Path, images: list[Path]) -> dict[str, list[Any]]:
+def _detections_per_image(data: list[Any], path: Path, images: list[Path],
+                          keep: Collection[int] | None) -> dict[str, list[Any]]:
+    """A BOP detections file's entries by image file name: those of the images' scene (the number of the folder
+    above ``rgb/``, BOP's layout; needed when the file holds several scenes) and of the objects ``keep`` (None:
+    all), matched to the images whose file name is the image id."""
+    if not all(isinstance(e, dict) and isinstance(e.get("image_id"), int) and isinstance(e.get("scene_id", 0), int)
+               for e in data):
+        raise InputFileError(f"{path}: expected a BOP detections list of {{scene_id, image_id, category_id, bbox, "
+                             "score, time}} objects with integer ids")
+    scenes = {e.get("scene_id") for e in data}
+    if len(scenes) > 1:
+        folder = images[0].parent.parent.name
+        if not folder.isdigit():
+            raise InputFileError(f"{path}: detections of {len(scenes)} scenes, and {images[0].parent} is not in a BOP "
+                                 "scene folder (NNNNNN/rgb/) that says which: give the detections of one scene")
+        data = [e for e in data if e.get("scene_id") == int(folder)]
+    if keep is not None:
+        data = [e for e in data if int(e.get("category_id", 0)) in keep]
+    by_id = {int(p.stem): p.name for p in images if p.stem.isdigit()}
+    out: dict[str, list[Any]] = {}
+    for e in data:
+        if e["image_id"] not in by_id:
+            raise InputFileError(f"{path}: a detection of image {e['image_id']}, which is not among the images "
+                                 "(their file names are the image ids, e.g. 000012.png)")
+        out.setdefault(by_id[e["image_id"]], []).append(e)
+    return out
+
+
+def _per_image(data: Any, path: Path, images: list[Path], keep: Collection[int] | None) -> dict[str, list[Any]]:
     """The boxes file's entries by image file name."""
     if isinstance(data, dict):
         missing = sorted(set(data) - {p.name for p in images})
@@ -155,32 +185,20 @@ def _per_image(data: Any, path: Path, images: list[Path]) -> dict[str, list[Any]
         raise InputFileError(f"{path}: expected a list of boxes, an object keyed by image name, or a BOP "
                              "detections list")
     if data and isinstance(data[0], dict) and "image_id" in data[0]:  # a BOP detections file
-        scenes = {e.get("scene_id") for e in data if isinstance(e, dict)}
-        if len(scenes) > 1:
-            raise InputFileError(f"{path}: detections of scenes {sorted(map(str, scenes))[:5]}; give the images "
-                                 "and detections of one scene per call")
-        by_id = {}
-        for p in images:
-            if p.stem.isdigit():
-                by_id[int(p.stem)] = p.name
-        out: dict[str, list[Any]] = {}
-        for e in data:
-            if e.get("image_id") not in by_id:
-                raise InputFileError(f"{path}: a detection of image {e.get('image_id')}, which is not among the "
-                                     "images (their file names are the image ids, e.g. 000012.png)")
-            out.setdefault(by_id[e["image_id"]], []).append(e)
-        return out
+        return _detections_per_image(data, path, images, keep)
     if len(images) > 1:
         raise InputFileError(f"{path}: one list of boxes for {len(images)} images; key the boxes by image file "
                              "name, e.g. {\"000001.png\": [{\"bbox\": [x, y, w, h]}]}")
     return {images[0].name: data}
 
 
-def read_boxes(path: str | os.PathLike[str], images: list[Path]) -> dict[str, Boxes]:
-    """The boxes of each image (module docstring), by image file name (images without boxes: none)."""
+def read_boxes(path: str | os.PathLike[str], images: list[Path], keep: Collection[int] | None = None
+               ) -> dict[str, Boxes]:
+    """The boxes of each image (module docstring), by image file name (images without boxes: none); of a BOP
+    detections file only the detections of objects ``keep`` (None: all) and of the images' scene."""
     path = Path(path)
     found = {}
-    for name, entries in _per_image(_read_json(path, "boxes"), path, images).items():
+    for name, entries in _per_image(_read_json(path, "boxes"), path, images, keep).items():
         parsed = [_box(e, f"{path}: {name}, box {i}") for i, e in enumerate(entries)]
         found[name] = Boxes(boxes=torch.tensor([p[0] for p in parsed], dtype=torch.float64).reshape(-1, 4),
                             obj_id=torch.tensor([p[1] for p in parsed], dtype=torch.int64),

@@ -71,7 +71,7 @@ def draw_poses(
             R, t = torch.cat([R, truth[0][b:b + 1]]), torch.cat([t, truth[1][b:b + 1]])
             objects = poses.object[b].expand(k + 1)
         outlines = _outlines(renderer, R, t, K, poses.boxes[b], objects)
-        u0, v0, u1, v1 = (round(float(v)) for v in poses.boxes[b])
+        u0, v0, u1, v1 = (math.floor(float(v) + 0.5) for v in poses.boxes[b])  # the pixel of each side
         cv2.rectangle(out, (u0, v0), (u1, v1), COLOURS["box"], 1, cv2.LINE_AA)
         truth_outline = outlines.pop() if truth is not None else []
         for rank in reversed(range(k)):
