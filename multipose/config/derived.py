@@ -92,6 +92,7 @@ def check_objects(cfg: Config) -> None:
             f"of one object; a head of {n} objects needs an encoder of all of them: give its file (e.g. the AAE's "
             "encoder of T-LESS objects 1-18, encoder.npy)"
         )
+    _check_pbr(cfg, n)
     ev = cfg.Evaluation
     if ev.OBJ_ID == "all" and not ev.CHECKPOINTS:
         raise ConfigError(f"{cfg.origin('Evaluation', 'OBJ_ID')}: [Evaluation] OBJ_ID = all means every object of "
@@ -103,6 +104,20 @@ def check_objects(cfg: Config) -> None:
     if n > 1 and cfg.Training.HEAD == "population":
         raise ConfigError(f"{cfg.origin('Training', 'HEAD')}: [Training] HEAD = population poses one object; use "
                           f"HEAD: regression for a head of {n} objects")
+
+
+def _check_pbr(cfg: Config, n: int) -> None:
+    """``PBR_PATH`` needs ``PBR_OBJ_IDS``, one id per object."""
+    d = cfg.Dataset
+    if d.PBR_PATH and d.PBR_OBJ_IDS is None:
+        raise ConfigError(f"{cfg.origin('Dataset', 'PBR_PATH')}: [Dataset] PBR_PATH needs PBR_OBJ_IDS, the BOP id of "
+                          "each object in it (e.g. PBR_OBJ_IDS: 10, or a list in the order of MODEL_PATH_DATA)")
+    ids = d.PBR_OBJ_IDS
+    count = len(ids) if isinstance(ids, tuple) else 1
+    if d.PBR_PATH and (ids == "all" or count != n):
+        raise ConfigError(f"{cfg.origin('Dataset', 'PBR_OBJ_IDS')}: [Dataset] PBR_OBJ_IDS = "
+                          f"'{cfg._shown('Dataset', 'PBR_OBJ_IDS')}': expected {n} BOP id(s), one per object of "
+                          "MODEL_PATH_DATA, in its order")
 
 
 def validation_metric(cfg: Config) -> str:

@@ -91,6 +91,25 @@ SCHEMA: tuple[Key, ...] = (
         "Frozen encoder weights: .npy (original AAE weights dict), .pt, or auto."),
     Key("Dataset", "BACKGROUND_IMAGES", BackgroundType(), "procedural",
         "Folder of JPEG/PNG background images, or procedural (empty means procedural)."),
+    Key("Dataset", "PBR_PATH", PathType(), "",
+        "BOP photorealistic training images (a train_pbr folder: scenes with scene_gt.json, scene_gt_info.json, rgb/), "
+        "cropped around each instance with visib_fract >= 0.5 and mixed into the training batches (PBR_MIX); empty: "
+        "synthetic renders only.", optional=True),
+    Key("Dataset", "PBR_OBJ_IDS", ObjectIdsType(), "",
+        "The BOP ids of the objects in PBR_PATH, one per object, in the order of MODEL_PATH_DATA.", optional=True),
+    Key("Dataset", "PBR_MIX", FloatType(min=0.0, max=1.0, min_inclusive=False), "1.0",
+        "Fraction of every training batch cut from PBR_PATH, the rest synthetic renders; 1.0: PBR crops alone (the "
+        "original's)."),
+    Key("Dataset", "PBR_CROP", ChoiceType(("aae", "original")), "aae",
+        "aae: PAD_FACTOR x the whole box about its centre with the training offsets (MAX_REL_OFFSET), bilinear, "
+        "augmented as the renders; original: 1.2 x the visible box clipped at the border, nearest-neighbour, no offset "
+        "or augmentation."),
+    Key("Dataset", "PBR_ROTATION", ChoiceType(("corrected", "scene")), "corrected",
+        "corrected: the instance's rotation in its crop's view (the AAE's off-axis correction undone); scene: "
+        "cam_R_m2c as it is (the original's)."),
+    Key("Dataset", "PBR_OBJECTS", ChoiceType(("uniform", "instances")), "uniform",
+        "uniform: each PBR sample's object drawn uniformly; instances: every usable instance alike (the original's: "
+        "objects weigh by their instance counts)."),
     Key("Dataset", "CACHE_DIR", PathType(), "./cache",
         "Where decimated meshes and rendered view caches are stored."),
     Key("Dataset", "CROP_SIZE", IntType(min=8), "",

@@ -131,9 +131,13 @@ class TrainingData:
         """Batches per epoch."""
         return math.ceil(self.num_samples / self.batch_size)
 
+    def start_epoch(self) -> None:
+        """Begin an epoch of the pose sampler (a mix that draws batches itself calls it)."""
+        self.sampler.start_epoch()
+
     def __iter__(self) -> Iterator[Batch]:
         """One epoch of batches."""
-        self.sampler.start_epoch()
+        self.start_epoch()
         for start in range(0, self.num_samples, self.batch_size):
             yield self.batch(min(self.batch_size, self.num_samples - start))
 

@@ -42,9 +42,13 @@ class ObjectMix:
         """Batches per epoch."""
         return math.ceil(self.num_samples / self.batch_size)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def start_epoch(self) -> None:
+        """Begin an epoch of every object's pose sampler."""
         for part in self.parts:
-            part.sampler.start_epoch()
+            part.start_epoch()
+
+    def __iter__(self) -> Iterator[Batch]:
+        self.start_epoch()
         for start in range(0, self.num_samples, self.batch_size):
             yield self.batch(min(self.batch_size, self.num_samples - start))
 

@@ -19,6 +19,7 @@ from multipose.config.derived import check_crop_size, num_hypotheses, validation
 from multipose.data.datasets import TrainingData
 from multipose.data.io import SampleSet
 from multipose.data.objects import ObjectMix
+from multipose.data.pbr import PbrMix
 from multipose.experiment.datasets import (
     object_mix_from_config,
     object_validation_from_config,
@@ -28,6 +29,7 @@ from multipose.experiment.datasets import (
 from multipose.experiment.encoder_training import ensure_encoder
 from multipose.experiment.encoders import load_encoder, with_encoder_crop_size
 from multipose.experiment.factories import loss_from_config
+from multipose.experiment.pbr import pbr_mix_from_config
 from multipose.experiment.run_folder import RunFolder, encoder_weights_path, pose_checkpoints, prepare_run_folder
 from multipose.infra.distributed import Dist
 from multipose.infra.errors import UserInputError
@@ -198,15 +200,20 @@ def anchor_settings(cfg: Config) -> AnchorSettings:
 
 
 def _data(cfg: Config, device: torch.device, progress: bool, dist: Dist
-          ) -> tuple[TrainingData | ObjectMix, SampleSet | list[SampleSet]]:
-    """The training data and the validation set (several objects: mixed data, one set per object); in a
-    distributed run the ranks render the view cache together (rank 0 writes it), and so ``validation.npz``."""
+          ) -> tuple[TrainingData | ObjectMix | PbrMix, SampleSet | list[SampleSet]]:
+    """The training data and the validation set (several objects: mixed data, one set per object; with
+    ``PBR_PATH`` PBR crops mixed in); in a distributed run the ranks render the view cache together (rank 0 writes
+    it), and so ``validation.npz``."""
     show = progress and dist.is_main
-    if num_objects(cfg) > 1:
-        return (object_mix_from_config(cfg, device, progress=show, dist=dist),
-                object_validation_from_config(cfg, device, progress=show, dist=dist))
-    data = training_data_from_config(cfg, device, progress=show, dist=dist)
-    validation = validation_data_from_config(cfg, device, progress=show, dist=dist)
+    several = num_objects(cfg) > 1
+    synthetic: TrainingData | ObjectMix | None = None
+    if not cfg.Dataset.PBR_PATH or cfg.Dataset.PBR_MIX < 1.0:  # PBR crops alone need no renders
+        synthetic = (object_mix_from_config(cfg, device, progress=show, dist=dist) if several
+                     else training_data_from_config(cfg, device, progress=show, dist=dist))
+    data = pbr_mix_from_config(cfg, synthetic, device, progress=show) if cfg.Dataset.PBR_PATH else synthetic
+    assert data is not None  # synthetic renders, PBR crops, or both
+    validation = (object_validation_from_config(cfg, device, progress=show, dist=dist) if several
+                  else validation_data_from_config(cfg, device, progress=show, dist=dist))
     return data, validation
 
 

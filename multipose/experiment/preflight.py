@@ -21,6 +21,7 @@ from multipose.experiment.asset_checks import (
 from multipose.experiment.dataset_evaluation import object_runs
 from multipose.experiment.findings import FAILING, Finding
 from multipose.experiment.objects import object_configs
+from multipose.experiment.pbr import check_pbr
 from multipose.experiment.test_data_checks import check_eval_model, check_models_info, check_test_data
 from multipose.infra.errors import PreflightError
 
@@ -44,6 +45,7 @@ def check_data(
         *encoder_findings,
         *(f for one in objects for f in check_validation(one)),
         *check_cache(first),
+        *check_pbr(cfg),
         *check_view_sampling(first),
         *check_run_folder(cfg, encoder),
         *(f for one in tested for f in check_test_data(one, quick, progress)),

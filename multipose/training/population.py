@@ -14,6 +14,7 @@ from multipose.core.losses import AnchorTargets, MultiPoseLoss
 from multipose.data.datasets import TrainingData
 from multipose.data.io import Batch
 from multipose.data.objects import ObjectMix
+from multipose.data.pbr import PbrMix
 from multipose.infra.distributed import Dist
 from multipose.infra.progress import progress_bar
 from multipose.models.head import PoseHead
@@ -33,8 +34,8 @@ class PopulationTargets:
     table: tuple[torch.Tensor, torch.Tensor] | None
 
     @classmethod
-    def build(cls, head: PoseHead, loss_fn: MultiPoseLoss, data: TrainingData | ObjectMix, settings: AnchorSettings,
-              progress: bool, dist: Dist) -> PopulationTargets | None:
+    def build(cls, head: PoseHead, loss_fn: MultiPoseLoss, data: TrainingData | ObjectMix | PbrMix,
+              settings: AnchorSettings, progress: bool, dist: Dist) -> PopulationTargets | None:
         """None for a regression head; in a distributed run each rank computes its share of the table."""
         if head.config.output != "population":
             return None
@@ -59,13 +60,18 @@ class PopulationTargets:
         return cls(anchors, table)
 
     def for_batch(self, batch: Batch, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        """``index (n, M)``, ``prob (n, M)`` of the batch's ``rows``."""
+        """``index (n, M)``, ``prob (n, M)`` of the batch's ``rows`` (rows with ``index`` -1, not from the view
+        cache, computed for their rotations)."""
         if self.table is None:
             index, prob, _ = self.anchors(batch.R[rows])
             return index, prob
         assert batch.index is not None  # batches drawn from the view cache carry their pool positions
         pool = batch.index[rows]
-        return self.table[0][pool], self.table[1][pool]
+        index, prob = self.table[0][pool.clamp(min=0)], self.table[1][pool.clamp(min=0)]
+        outside = torch.nonzero(pool < 0, as_tuple=True)[0]  # e.g. PBR crops: computed for their rotations
+        if len(outside):
+            index[outside], prob[outside], _ = self.anchors(batch.R[rows][outside])
+        return index, prob
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from multipose.core.losses import MultiPoseLoss, population_loss
 from multipose.data.datasets import TrainingData
 from multipose.data.io import Batch, SampleSet
 from multipose.data.objects import ObjectMix
+from multipose.data.pbr import PbrMix
 from multipose.infra.board import Board
 from multipose.infra.checkpoint import CheckpointStore
 from multipose.infra.distributed import Dist, data_parallel
@@ -262,7 +263,7 @@ class HeadRun:
     encoder: Encoder
     head: PoseHead
     loss_fn: MultiPoseLoss
-    data: TrainingData | ObjectMix
+    data: TrainingData | ObjectMix | PbrMix
     validation: SampleSet | list[SampleSet]  # a head of several objects: one set per object
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
