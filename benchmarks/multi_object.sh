@@ -45,7 +45,7 @@ if [ "$RUNS" != singles ]; then
   "$PY" train.py experiment_template.cfg "${COMMON[@]}" \
     --set "Dataset.MODEL_PATH_DATA=[\"${OBJS[0]}\", \"${OBJS[1]}\", \"${OBJS[2]}\"]" \
     --set Training.LOSS=vsd-union-multi-object --set Training.CLASSIFY_OBJECTS=true \
-    --set Loss_parameters.CLASSIFY_WEIGHT=0.1 --set Training.NUM_SAMPLES=9600 \
+    --set Loss_parameters.CLASSIFY_WEIGHT=0.1 --set Training.NUM_SAMPLES=9600 --set Evaluation.OBJ_ID= \
     --set "Training.CLASSIFICATION_LOSS=$CLASSIFICATION_LOSS" \
     --set "Training.OUTPUT_PATH=$RUN_OUT/$MULTI" > "$RUN_OUT/$MULTI.log" 2>&1
 fi
