@@ -135,5 +135,11 @@ def test_a_run_mixing_pbr_crops_with_renders_trains_and_resumes_exactly(pbr, tmp
     assert len(pbr_index_from_config(cfg, progress=False)) == usable
     (found,) = check_pbr(cfg)
     assert found.status == "ok" and f"object 1: {usable}" in found.message
+    (quick,) = check_pbr(cfg, quick=True)  # the pre-flight check: from the cached index
+    assert quick.status == "ok" and f"object 1: {usable}" in quick.message
+    (fresh,) = check_pbr(cfg.with_value("Dataset", "CACHE_DIR", str(tmp_path / "empty"), "test"), quick=True)
+    assert fresh.status == "note" and "indexed on first use" in fresh.message
+    (absent,) = check_pbr(cfg.with_value("Dataset", "PBR_PATH", str(tmp_path / "nothing"), "test"), quick=True)
+    assert absent.status == "missing"
     alone = train_pose_head(_cfg(pbr, tmp_path / "c", "Training.NUM_ITER=1"), torch.device("cpu"), progress=False)
     assert alone.last_epoch == 1  # PBR crops alone (the original's): no view cache needed

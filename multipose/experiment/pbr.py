@@ -44,13 +44,19 @@ def _index_key(folder: Path, ids: tuple[int, ...]) -> str:
                         "min_visib": MIN_VISIB_FRACT, "version": 1})
 
 
+def _cached_index(cfg: Config) -> Path:
+    """Where the index of ``PBR_PATH`` for ``PBR_OBJ_IDS`` is cached (the key of its annotation files)."""
+    folder = Path(cfg.Dataset.PBR_PATH)
+    return Path(cfg.Dataset.CACHE_DIR) / "pbr" / f"index-{_index_key(folder, pbr_ids(cfg))[:24]}.npz"
+
+
 def pbr_index_from_config(cfg: Config, progress: bool = True, write: bool = True) -> PbrIndex:
     """The usable instances of ``PBR_PATH``'s objects ``PBR_OBJ_IDS``, from the cache when its key matches, else
     indexed (and with ``write`` cached)."""
     folder, ids = Path(cfg.Dataset.PBR_PATH), pbr_ids(cfg)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder ([Dataset] PBR_PATH: a BOP train_pbr folder)")
-    path = Path(cfg.Dataset.CACHE_DIR) / "pbr" / f"index-{_index_key(folder, ids)[:24]}.npz"
+    path = _cached_index(cfg)
     if path.is_file():
         try:
             return load_index(path)
@@ -78,11 +84,18 @@ def pbr_mix_from_config(cfg: Config, synthetic: Any, device: torch.device | str 
                   several=num_objects(cfg) > 1)
 
 
-def check_pbr(cfg: Config) -> list[Finding]:
-    """``python -m multipose.app.check_data``: how many PBR instances of each object are usable (nothing written)."""
+def check_pbr(cfg: Config, quick: bool = False) -> list[Finding]:
+    """``python -m multipose.app.check_data``: how many PBR instances of each object are usable (nothing written);
+    ``quick`` (every script's pre-flight check): from the cached index, else only that the folder holds scenes."""
     if not cfg.Dataset.PBR_PATH:
         return [Finding("note", setting("Dataset", "PBR_PATH"), "none: synthetic renders only")]
     what = setting("Dataset", "PBR_PATH")
+    folder = Path(cfg.Dataset.PBR_PATH)
+    if not folder.is_dir() or not any(is_scene(p) for p in folder.iterdir()):
+        return [Finding("missing", what, f"{folder}: no BOP scene folders (NNNNNN/scene_gt.json); give a BOP "
+                                         "train_pbr folder")]
+    if quick and not _cached_index(cfg).is_file():
+        return [Finding("note", what, f"{folder}: BOP scenes; indexed on first use")]
 
     def check() -> list[Finding]:
         index = pbr_index_from_config(cfg, progress=False, write=False)

@@ -45,7 +45,7 @@ def check_data(
         *encoder_findings,
         *(f for one in objects for f in check_validation(one)),
         *check_cache(first),
-        *check_pbr(cfg),
+        *check_pbr(cfg, quick),
         *check_view_sampling(first),
         *check_run_folder(cfg, encoder),
         *(f for one in tested for f in check_test_data(one, quick, progress)),
