@@ -25,7 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from multipose.config import load_config  # noqa: E402
+from multipose.config import crop_size, load_config  # noqa: E402
 from multipose.experiment.datasets import training_data_from_config  # noqa: E402
 from multipose.experiment.encoders import with_encoder_crop_size  # noqa: E402
 from multipose.experiment.pbr import pbr_index_from_config, pbr_mix_from_config  # noqa: E402
@@ -51,7 +51,7 @@ def main() -> int:
         overrides.append("Dataset.PBR_OBJ_IDS=1")
     cfg = with_encoder_crop_size(load_config(args.config, overrides))
     results: dict = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                     "batch_size": cfg.Training.BATCH_SIZE, "crop": cfg.Dataset.CROP_SIZE}
+                     "batch_size": cfg.Training.BATCH_SIZE, "crop": crop_size(cfg)}
     with tempfile.TemporaryDirectory() as cache:
         fresh = cfg.with_value("Dataset", "CACHE_DIR", cache, "benchmark")
         start = time.perf_counter()
