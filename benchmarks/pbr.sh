@@ -7,11 +7,13 @@
 # (seed 1) and a 100-image test split (seed 2, with depth and test_targets_bop19.json). Every run is the template
 # (population head, 30 epochs of 3,200 samples) with the same budget; each is evaluated on the template's synthetic
 # test set (500 samples, after training) and on the PBR-like test split (sixd17: VSD against its depth, the
-# translation from the ground-truth boxes). RUNS (default "synthetic pbr mix original") picks runs; output/pbr/.
+# translation from the ground-truth boxes). RUNS (default "synthetic pbr mix original scene") picks runs;
+# "original" is the original's choices (PBR only, its crops, cam_R_m2c as is, objects weighed by instances),
+# "scene" is "pbr" with only the rotation left uncorrected (what the off-axis correction changes); output/pbr/.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=./output/pbr
-RUNS=${RUNS:-synthetic pbr mix original}
+RUNS=${RUNS:-synthetic pbr mix original scene}
 PART=./data/cad-files/tless_like_2fold.ply
 [ -d "$OUT/train/train_pbr" ] || "$PY" -m multipose.tools.pbr_like --model "$PART" --obj-id 1 \
   --out "$OUT/train/train_pbr" --images 400 --seed 1
@@ -25,6 +27,7 @@ for run in $RUNS; do
     mix) extra=("${PBR[@]}" --set Dataset.PBR_MIX=0.5) ;;
     original) extra=("${PBR[@]}" --set Dataset.PBR_MIX=1.0 --set Dataset.PBR_CROP=original
                      --set Dataset.PBR_ROTATION=scene --set Dataset.PBR_OBJECTS=instances) ;;
+    scene) extra=("${PBR[@]}" --set Dataset.PBR_MIX=1.0 --set Dataset.PBR_ROTATION=scene) ;;
     *) echo "unknown run $run" >&2; exit 2 ;;
   esac
   "$PY" train.py experiment_template.cfg "${extra[@]}" --set "Training.OUTPUT_PATH=$OUT/$run" > "$OUT/$run.log" 2>&1
