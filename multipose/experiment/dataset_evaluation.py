@@ -5,8 +5,8 @@ object's rows, as a BOP submission takes it (``evaluate.py``).
 Each object is evaluated with its own run's ``config.cfg`` (its model, encoder, K, crops) and the evaluation
 settings of the config given to ``evaluate.py`` (its whole ``[Evaluation]`` section, ``OBJ_ID`` set to the object),
 into ``<out>/obj<id>/``; ``<out>`` gets the merged results files and ``metrics.json`` with every object's figures,
-their mean and, under ``PROTOCOL: bop19``, the dataset's average recalls (:func:`~multipose.evaluation.report.
-combine_bop19`).
+their mean and, under ``PROTOCOL: bop19``, the dataset's average recalls
+(:func:`~multipose.experiment.evaluation.combine_objects`).
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from multipose.config import Config, check_crop_size, load_config, num_objects, resolve_device
 from multipose.config.schema import SCHEMA
-from multipose.evaluation.report import combine_bop19, merge_results_files, write_json
 from multipose.experiment.encoders import with_encoder_crop_size
-from multipose.experiment.evaluation import EvaluationResult, detector_image_seconds, evaluate_objects
+from multipose.experiment.evaluation import EvaluationResult, combine_objects, detector_image_seconds, evaluate_objects
 from multipose.experiment.pose_checkpoints import checked_models
 from multipose.experiment.run_folder import RunFolder, encoder_weights_path
 from multipose.experiment.testsets import check_evaluation_inputs
@@ -113,25 +111,8 @@ def evaluate_dataset(
         results.append(evaluate_objects(one, encoder, head, out / f"obj{obj_id}", run_device, num_samples=num_samples,
                                         codebook=use_codebook, codebook_encoder=cb_encoder, extra=extra,
                                         progress=progress, vis=vis))
-    return _dataset_result(cfg, results, [(obj_id, os.fspath(ckpt)) for obj_id, _, ckpt in runs], out)
+    names = [f"obj{obj_id}" for obj_id, _, _ in runs]
+    return combine_objects(results, names, [obj_id for obj_id, _, _ in runs], out, detector_image_seconds(cfg),
+                           {"checkpoints": {n: os.fspath(c) for n, (_, _, c) in zip(names, runs, strict=True)}})
 
 
-def _dataset_result(cfg: Config, results: list[EvaluationResult], runs: list[tuple[int, str]],
-                    out: Path) -> EvaluationResult:
-    """The objects' evaluations together (keyed ``obj<id>``, as their folders): recall per object and its mean,
-    BOP19's per object, mean and dataset, merged results files; ``out/metrics.json``."""
-    names = [f"obj{obj_id}" for obj_id, _ in runs]
-    recall = {m: float(sum(r.recall[m] for r in results) / len(results)) for m in results[0].recall}
-    metrics: dict[str, Any] = {
-        "recall": recall, "objects": {name: r.recall for name, r in zip(names, results, strict=True)},
-        "object_ids": [obj_id for obj_id, _ in runs], "checkpoints": dict(zip(names, (c for _, c in runs),
-                                                                               strict=True)),
-        "settings": results[0].metrics["settings"], "num_samples": sum(r.metrics["num_samples"] for r in results),
-    }
-    if "bop19" in results[0].metrics:
-        metrics["bop19"] = combine_bop19([r.metrics["bop19"] for r in results], names)
-    metrics["files"] = merge_results_files([(r.out_dir, r.metrics.get("files", {})) for r in results], out,
-                                           detector_image_seconds(cfg))
-    write_json(out / "metrics.json", metrics)
-    errors = {m: torch.cat([r.errors[m] for r in results]) for m in results[0].errors}
-    return EvaluationResult(out_dir=out, metrics=metrics, errors=errors)

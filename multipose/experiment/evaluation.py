@@ -70,6 +70,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "EvaluationResult",
     "batch_scorer",
+    "combine_objects",
     "evaluate_checkpoint",
     "evaluate_models",
     "detector_image_seconds",
@@ -282,38 +283,43 @@ def detector_image_seconds(cfg: Config) -> dict[tuple[int, int], float] | None:
     return detections.detector_seconds(Path(cfg.Evaluation.DETECTIONS)) if cfg.Evaluation.DETECTIONS else None
 
 
-def _objects_result(cfg: Config, results: list[EvaluationResult], sets: list[TestSet], encoder: Encoder,
-                    head: PoseHead, out: Path, device: torch.device, dist: Dist) -> EvaluationResult:
-    """A head of several objects: every object's recall, their mean per method, and the classifier's accuracy and
-    confusion matrix on the objects' test sets (rows: the true object); on a BOP split, every object's and the
-    dataset's BOP19 recalls and one BOP results file per method with every object's rows; ``metrics.json`` in
-    ``out``."""
+def combine_objects(results: list[EvaluationResult], names: list[str], object_ids: list[int], out: Path,
+                    detector_seconds: dict[tuple[int, int], float] | None, extra: dict[str, Any] | None = None,
+                    write: bool = True) -> EvaluationResult:
+    """Several objects' evaluations as one (a head of several objects, or a dataset's heads): every object's recall
+    (keyed by ``names``) and their mean per method, ``extra`` entries, on a BOP split every object's and the
+    dataset's BOP19 recalls; with ``write`` (the main rank) one BOP results file per method with every object's
+    rows (:func:`~multipose.evaluation.report.merge_results_files`, a detector's ``detector_seconds`` counted once
+    per image) and ``out/metrics.json``."""
     recall = {m: float(sum(r.recall[m] for r in results) / len(results)) for m in results[0].recall}
     metrics: dict[str, Any] = {
-        "recall": recall, "objects": {f"obj{n}": r.recall for n, r in enumerate(results)},
-        "object_ids": [t.obj_id for t in sets],
-        "object_id_source": cfg.Evaluation.OBJECT_ID_SOURCE, "settings": results[0].metrics["settings"],
+        "recall": recall, "objects": {name: r.recall for name, r in zip(names, results, strict=True)},
+        "object_ids": object_ids, **(extra or {}), "settings": results[0].metrics["settings"],
         "num_samples": sum(r.metrics["num_samples"] for r in results),
     }
-    if head.config.classify:
-        confusion = torch.zeros(len(sets), len(sets), dtype=torch.int64)
-        head = head.to(device).eval()
-        with torch.no_grad():
-            for n, test_set in enumerate(sets):
-                for images in test_set.images.split(cfg.Evaluation.BATCH_SIZE):
-                    logits = head(head_input(encoder.to(device), head, images.to(device))).object_logits
-                    assert logits is not None  # a head with a classifier
-                    confusion[n] += torch.bincount(logits.argmax(dim=1).cpu(), minlength=len(sets))
-        metrics["classifier"] = {"accuracy": float(confusion.diag().sum() / confusion.sum()),
-                                 "confusion": confusion.tolist()}
     if "bop19" in results[0].metrics:
-        metrics["bop19"] = combine_bop19([r.metrics["bop19"] for r in results], list(metrics["objects"]))
-    if dist.is_main:
+        metrics["bop19"] = combine_bop19([r.metrics["bop19"] for r in results], names)
+    if write:
         metrics["files"] = merge_results_files([(r.out_dir, r.metrics.get("files", {})) for r in results], out,
-                                               detector_image_seconds(cfg))
+                                               detector_seconds)
         write_json(out / "metrics.json", metrics)
     errors = {m: torch.cat([r.errors[m] for r in results]) for m in results[0].errors}
     return EvaluationResult(out_dir=out, metrics=metrics, errors=errors)
+
+
+def _classifier(head: PoseHead, encoder: Encoder, sets: list[TestSet], batch_size: int,
+                device: torch.device) -> dict[str, Any]:
+    """A head of several objects' classifier on the objects' test sets: accuracy and confusion matrix (rows: the
+    true object)."""
+    confusion = torch.zeros(len(sets), len(sets), dtype=torch.int64)
+    head = head.to(device).eval()
+    with torch.no_grad():
+        for n, test_set in enumerate(sets):
+            for images in test_set.images.split(batch_size):
+                logits = head(head_input(encoder.to(device), head, images.to(device))).object_logits
+                assert logits is not None  # a head with a classifier
+                confusion[n] += torch.bincount(logits.argmax(dim=1).cpu(), minlength=len(sets))
+    return {"accuracy": float(confusion.diag().sum() / confusion.sum()), "confusion": confusion.tolist()}
 
 
 def evaluate_objects(
@@ -324,13 +330,15 @@ def evaluate_objects(
     """:func:`evaluate_models` on the test set of each object of ``cfg`` (``[Evaluation] NUM_SAMPLES`` or
     ``num_samples``; with ``codebook`` its AAE codebook of ``codebook_encoder``, default ``encoder``). One object:
     that evaluation, in ``out``. A head of several: each object in ``out/obj<n>`` scored on its own block (chosen
-    by ``[Evaluation] OBJECT_ID_SOURCE``), and in ``out`` the results of all (:func:`_objects_result`). ``vis``: the
+    by ``[Evaluation] OBJECT_ID_SOURCE``), and in ``out`` the results of all (:func:`combine_objects`, with the
+    classifier's accuracy and confusion matrix). ``vis``: the
     first ``vis`` images of a BOP split drawn with the head's hypotheses and the ground truth, in
     ``overlays/`` beside each object's results."""
     dist = dist or Dist()
     show = progress and dist.is_main
     codebook_encoder = codebook_encoder or encoder
     results, test_sets = [], []
+    drawer = PoseEstimator(encoder, head, posed_objects(cfg), device) if vis and dist.is_main else None
     for n, one in enumerate(object_configs(cfg)):  # a head of several objects: each object on its own test set
         scored = head if num_objects(cfg) == 1 else ObjectBlock(head, n if one.Evaluation.OBJECT_ID_SOURCE == "gt"
                                                                   else None)
@@ -340,11 +348,15 @@ def evaluate_objects(
         where = out if num_objects(cfg) == 1 else out / f"obj{n}"
         results.append(evaluate_models(one, encoder, scored, test_set, where, device, codebook=cb,
                                        codebook_encoder=codebook_encoder, extra=extra, progress=show, dist=dist))
-        if vis and dist.is_main:
-            _overlays(one, PoseEstimator(encoder, head, posed_objects(cfg), device), test_set, where / "overlays", vis)
+        if drawer is not None:
+            _overlays(one, drawer, test_set, where / "overlays", vis)
     if len(results) == 1:
         return results[0]
-    return _objects_result(cfg, results, test_sets, encoder, head, out, device, dist)
+    extra_metrics: dict[str, Any] = {"object_id_source": cfg.Evaluation.OBJECT_ID_SOURCE}
+    if head.config.classify:
+        extra_metrics["classifier"] = _classifier(head, encoder, test_sets, cfg.Evaluation.BATCH_SIZE, device)
+    return combine_objects(results, [f"obj{n}" for n in range(len(results))], [t.obj_id for t in test_sets], out,
+                           detector_image_seconds(cfg), extra_metrics, write=dist.is_main)
 
 
 def _overlays(cfg: Config, estimator: PoseEstimator, test_set: TestSet, out: Path, count: int) -> None:
