@@ -10,19 +10,24 @@
 # translation from the ground-truth boxes). RUNS (default "synthetic pbr mix original scene") picks runs;
 # "original" is the original's choices (PBR only, its crops, cam_R_m2c as is, objects weighed by instances),
 # "scene" is "pbr" with only the rotation left uncorrected (what the off-axis correction changes); output/pbr/.
+# SEED (Training.RANDOM_SEED, default 10, the template's): another seed trains on the same image sets into
+# output/pbr/seed<SEED>/.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=./output/pbr
+SEED=${SEED:-10}
+if [ "$SEED" != 10 ]; then RUN_OUT="$OUT/seed$SEED"; else RUN_OUT="$OUT"; fi
+mkdir -p "$RUN_OUT"
 RUNS=${RUNS:-synthetic pbr mix original scene}
 PART=./data/cad-files/tless_like_2fold.ply
 [ -d "$OUT/train/train_pbr" ] || "$PY" -m multipose.tools.pbr_like --model "$PART" --obj-id 1 \
   --out "$OUT/train/train_pbr" --images 400 --seed 1
 [ -d "$OUT/test/test" ] || "$PY" -m multipose.tools.pbr_like --model "$PART" --obj-id 1 \
   --out "$OUT/test/test" --images 100 --seed 2 --max-instances 2
-PBR=(--set "Dataset.PBR_PATH=$OUT/train/train_pbr" --set Dataset.PBR_OBJ_IDS=1)
+PBR=(--set "Dataset.PBR_PATH=$OUT/train/train_pbr" --set Dataset.PBR_OBJ_IDS=1 --set "Training.RANDOM_SEED=$SEED")
 for run in $RUNS; do
   case $run in
-    synthetic) extra=() ;;
+    synthetic) extra=(--set "Training.RANDOM_SEED=$SEED") ;;
     pbr) extra=("${PBR[@]}" --set Dataset.PBR_MIX=1.0) ;;
     mix) extra=("${PBR[@]}" --set Dataset.PBR_MIX=0.5) ;;
     original) extra=("${PBR[@]}" --set Dataset.PBR_MIX=1.0 --set Dataset.PBR_CROP=original
@@ -30,9 +35,10 @@ for run in $RUNS; do
     scene) extra=("${PBR[@]}" --set Dataset.PBR_MIX=1.0 --set Dataset.PBR_ROTATION=scene) ;;
     *) echo "unknown run $run" >&2; exit 2 ;;
   esac
-  "$PY" train.py experiment_template.cfg "${extra[@]}" --set "Training.OUTPUT_PATH=$OUT/$run" > "$OUT/$run.log" 2>&1
-  "$PY" evaluate.py experiment_template.cfg "${extra[@]}" --set "Training.OUTPUT_PATH=$OUT/$run" \
-    --set "Evaluation.TEST_DATA_PATH=$OUT/test/test" --set Evaluation.OBJ_ID=1 --out "$OUT/$run/evaluation-pbr" \
-    >> "$OUT/$run.log" 2>&1
+  "$PY" train.py experiment_template.cfg "${extra[@]}" --set "Training.OUTPUT_PATH=$RUN_OUT/$run" \
+    > "$RUN_OUT/$run.log" 2>&1
+  "$PY" evaluate.py experiment_template.cfg "${extra[@]}" --set "Training.OUTPUT_PATH=$RUN_OUT/$run" \
+    --set "Evaluation.TEST_DATA_PATH=$OUT/test/test" --set Evaluation.OBJ_ID=1 --out "$RUN_OUT/$run/evaluation-pbr" \
+    >> "$RUN_OUT/$run.log" 2>&1
 done
-echo "results: $OUT/<run>/evaluation/metrics.json (synthetic test set), $OUT/<run>/evaluation-pbr/metrics.json"
+echo "results: $RUN_OUT/<run>/evaluation/metrics.json (synthetic test set), $RUN_OUT/<run>/evaluation-pbr/metrics.json"

@@ -6,8 +6,11 @@ backgrounds, augmentation), of PBR crops (JPEG decode, crop, augmentation) and o
     python benchmarks/pbr_data.py --pbr path/to/tless/train_pbr --set Dataset.PBR_OBJ_IDS=10
 
 The config is the template (``--config``, with ``--set`` overrides; ``PBR_OBJ_IDS`` 1 unless set); batches of its
-``BATCH_SIZE`` on the CPU, ``--batches`` of them after a warm-up batch, in the training process (no background
-loader). Also prints the seconds to index the PBR folder from scratch and from its cache.
+``BATCH_SIZE`` on the CPU: the synthetic renders ``--batches`` of them after a warm-up batch; the PBR crops and the
+mix a whole epoch (``NUM_SAMPLES``) after a warm-up epoch, as training iterates them, with the crops cut by each of
+``--workers`` background processes (``[Dataset] PBR_WORKERS``; 0: in this process). Nothing trains here: with
+workers these rates are the decoding's, which training overlaps with its own work. Also prints the seconds to index
+the PBR folder from scratch and from its cache.
 """
 
 from __future__ import annotations
@@ -39,12 +42,22 @@ def _rate(source, batches: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _epoch_rate(source) -> float:
+    """Images per second of iterating an epoch of ``source`` after one warm-up epoch (the workers' start)."""
+    for _ in source:
+        pass
+    start = time.perf_counter()
+    n = sum(batch.image.shape[0] for batch in source)
+    return n / (time.perf_counter() - start)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pbr", required=True, help="a BOP PBR folder (scene folders)")
     parser.add_argument("--config", default=str(REPO / "experiment_template.cfg"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--batches", type=int, default=10)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     overrides = [f"Dataset.PBR_PATH={args.pbr}", "Training.DEVICE=cpu", *args.overrides]
     if not any(o.startswith("Dataset.PBR_OBJ_IDS=") for o in overrides):
@@ -64,10 +77,13 @@ def main() -> int:
     results["images"] = len(index.images)
     synthetic = training_data_from_config(cfg, "cpu", progress=False)
     results["synthetic_images_per_s"] = round(_rate(synthetic, args.batches), 1)
-    results["pbr_images_per_s"] = round(_rate(pbr_mix_from_config(cfg, None, "cpu", progress=False), args.batches), 1)
-    mix = cfg.with_value("Dataset", "PBR_MIX", 0.5, "benchmark")
-    results["mix_0.5_images_per_s"] = round(_rate(pbr_mix_from_config(mix, synthetic, "cpu", progress=False),
-                                                  args.batches), 1)
+    for workers in args.workers:
+        alone = cfg.with_value("Dataset", "PBR_WORKERS", workers, "benchmark")
+        results[f"pbr_images_per_s_{workers}_workers"] = round(_epoch_rate(
+            pbr_mix_from_config(alone, None, "cpu", progress=False)), 1)
+        mix = alone.with_value("Dataset", "PBR_MIX", 0.5, "benchmark")
+        results[f"mix_0.5_images_per_s_{workers}_workers"] = round(_epoch_rate(
+            pbr_mix_from_config(mix, synthetic, "cpu", progress=False)), 1)
     print(json.dumps(results, indent=1))
     return 0
 

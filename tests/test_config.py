@@ -93,8 +93,8 @@ def test_defaults():
     assert cfg.Dataset.BACKGROUND_IMAGES == "procedural"
     assert cfg.Dataset.CACHE_DIR == "./cache"
     d = cfg.Dataset
-    assert (d.PBR_PATH, d.PBR_OBJ_IDS, d.PBR_MIX, d.PBR_CROP, d.PBR_ROTATION, d.PBR_OBJECTS) == (
-        None, None, 1.0, "aae", "corrected", "uniform")
+    assert (d.PBR_PATH, d.PBR_OBJ_IDS, d.PBR_MIX, d.PBR_CROP, d.PBR_ROTATION, d.PBR_OBJECTS, d.PBR_WORKERS) == (
+        None, None, 1.0, "aae", "corrected", "uniform", 1)
     r = cfg.Rendering
     assert (r.SHADER, r.FACES_PER_PIXEL, r.NORMALIZE_VERTICES, r.IMAGE_SIZE) == ("hard-depth", 1, False, 64)
     assert (r.T, r.T_FILL, r.FOV, r.VIEWS, r.LOSS_MESH_FACES) == (None, 0.6, 15.0, 1, 800)

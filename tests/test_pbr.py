@@ -13,16 +13,23 @@ import pytest
 import torch
 from support.data import PART, REPO_ROOT, REVOLUTION, tiny_mesh, write_mesh
 
-from multipose.config import load_config
-from multipose.core.geometry import off_axis_correction
-from multipose.data.pbr import MIN_VISIB_FRACT, PbrCrops, index_pbr
+from multipose.config import LossParameters, load_config
+from multipose.core.geometry import off_axis_correction, random_rotations
+from multipose.core.losses import AnchorTargets
+from multipose.core.mesh import load_mesh, simplify_mesh
+from multipose.core.render import LossView, MeshRenderer
+from multipose.data.io import Batch
+from multipose.data.pbr import MIN_VISIB_FRACT, PbrCrops, PbrMix, index_pbr
 from multipose.experiment.pbr import check_pbr, pbr_index_from_config
 from multipose.experiment.pose_training import train_pose_head
+from multipose.experiment.run_folder import stored_config_changes
 from multipose.inference.box_pose import box_extent
 from multipose.inference.images import crop_boxes, read_rgb
 from multipose.infra.checkpoint import CheckpointStore
+from multipose.infra.distributed import Dist
 from multipose.infra.errors import ConfigError, DataError
 from multipose.tools.pbr_like import write_pbr_like
+from multipose.training.population import PopulationTargets, anchor_table
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +82,9 @@ def test_crops_match_their_boxes_and_rotations_are_in_the_crops_view(pbr):
     for row in range(len(index)):
         image = read_rgb(Path(index.images[int(index.image[row])]))
         expected = crop_boxes(image, box_extent(index.bbox_obj[row : row + 1].double()), 32, 1.2)[0]
-        got = torch.from_numpy(ours._crop(row, torch.zeros(2))).permute(2, 0, 1).float() / 255.0
+        got = torch.from_numpy(ours.cutter.crop(row, torch.zeros(2))).permute(2, 0, 1).float() / 255.0
         torch.testing.assert_close(got, expected, atol=1 / 255, rtol=0)
-        original = theirs._crop(row, torch.zeros(2)).reshape(-1, 3)
+        original = theirs.cutter.crop(row, torch.zeros(2)).reshape(-1, 3)
         colours = {tuple(c) for c in image.reshape(-1, 3)[:: 7].tolist()} | {tuple(c) for c in image.reshape(-1, 3)
                                                                               .tolist()}
         assert all(tuple(c) in colours for c in original[::37].tolist())  # nearest: the image's own pixels
@@ -86,6 +93,42 @@ def test_crops_match_their_boxes_and_rotations_are_in_the_crops_view(pbr):
     assert torch.equal(theirs.R, index.R)
     batch = ours.batch(6)
     assert batch.image.shape == (6, 3, 32, 32) and batch.objects is not None and (batch.index == -1).all()
+
+
+def test_background_workers_cut_the_same_crops_and_pbr_rows_take_their_targets_from_the_table(pbr):
+    """Two epochs of PBR batches cut by a background worker equal those cut in this process (the workers do not
+    draw); each PBR row names its instance; a population head's targets for PBR rows are looked up in the table of
+    the instances' rotations, equal to the targets computed for the rows' rotations."""
+    index = index_pbr(pbr, (1, 2, 3), progress=False)
+
+    def epochs(workers: int) -> list[Batch]:
+        crops = PbrCrops(index, 32, 1.2, 0.1, style="aae", rotation="corrected", objects="uniform", augmenter=None,
+                         generator=torch.Generator().manual_seed(5), workers=workers)
+        mix = PbrMix(None, crops, 1.0, batch_size=4, num_samples=10, several=True)
+        return [*mix, *mix]
+
+    here, ahead = epochs(0), epochs(1)
+    assert [len(b.R) for b in here] == [4, 4, 2] * 2
+    for a, b in zip(here, ahead, strict=True):
+        assert torch.equal(a.image, b.image) and torch.equal(a.pbr, b.pbr) and torch.equal(a.R, b.R)
+        assert torch.equal(a.objects, index.object[a.pbr]) and (a.index == -1).all()
+    assert not torch.equal(here[0].image, here[3].image)  # each epoch draws anew
+
+    crops = PbrCrops(index, 32, 1.2, 0.1, style="aae", rotation="corrected", objects="uniform", augmenter=None,
+                     generator=torch.Generator().manual_seed(5))
+    view = LossView(MeshRenderer(simplify_mesh(load_mesh(PART), 300)), t=(0.0, 0.0, 140.0), fov_deg=60.0,
+                    image_size=24)
+    anchors = AnchorTargets(view, random_rotations(24, generator=torch.Generator().manual_seed(1)),
+                            LossParameters(depth_max=30.0, pose_max=40.0, gamma=0.25), 0.03, 4)
+    targets = PopulationTargets(anchors, None, anchor_table(anchors, crops.R, "PBR instances", False, Dist()))
+    batch = here[0]
+    rendered = Batch(image=batch.image[:1], R=random_rotations(1, generator=torch.Generator().manual_seed(2)),
+                     index=torch.tensor([-1]), pbr=torch.tensor([-1]))
+    mixed = Batch.cat([rendered, batch])  # a row from neither table is computed for its rotation
+    index_got, prob_got = targets.for_batch(mixed, slice(0, 5))
+    index_expected, prob_expected, _ = anchors(mixed.R)
+    assert torch.equal(index_got, index_expected)
+    torch.testing.assert_close(prob_got, prob_expected, atol=1e-5, rtol=0)
 
 
 def test_bad_pbr_folders_name_the_file_or_id(pbr, tmp_path):
@@ -119,11 +162,17 @@ def _cfg(pbr: Path, out: Path, *extra: str):
 
 @pytest.mark.slow
 def test_a_run_mixing_pbr_crops_with_renders_trains_and_resumes_exactly(pbr, tmp_path):
-    """PBR_MIX 0.5: half of every batch PBR crops of object 1; stopped after epoch 1 and resumed, the weights are
-    those of an uninterrupted run; the index is cached once; check_data counts the usable instances."""
-    whole = train_pose_head(_cfg(pbr, tmp_path / "a", "Dataset.PBR_MIX=0.5"), torch.device("cpu"), progress=False)
-    cfg = _cfg(pbr, tmp_path / "b", "Dataset.PBR_MIX=0.5")
-    train_pose_head(cfg, torch.device("cpu"), progress=False, stop_after_epoch=1)
+    """PBR_MIX 0.5 with a population head: half of every batch PBR crops of object 1 (their targets from the PBR
+    table, the rest from the view cache's); epoch 1 with the crops cut in the training process, then resumed with a
+    background worker (a resumable key), the weights are those of an uninterrupted run; the index is cached once;
+    check_data counts the usable instances."""
+    mix = ("Dataset.PBR_MIX=0.5", "Training.HEAD=population", "Training.HEAD_WIDTH=32", "Training.ANCHOR_VIEWS=12",
+           "Training.ANCHOR_INPLANE=4", "Training.ANCHOR_CANDIDATES=8")
+    whole = train_pose_head(_cfg(pbr, tmp_path / "a", *mix), torch.device("cpu"), progress=False)
+    train_pose_head(_cfg(pbr, tmp_path / "b", *mix, "Dataset.PBR_WORKERS=0"), torch.device("cpu"), progress=False,
+                    stop_after_epoch=1)
+    cfg = _cfg(pbr, tmp_path / "b", *mix)
+    assert stored_config_changes(cfg) == []  # the number of workers may change on resuming
     resumed = train_pose_head(cfg, torch.device("cpu"), progress=False)
     assert whole.last_epoch == resumed.last_epoch == 2
     a, _ = CheckpointStore(tmp_path / "a" / "models").load_latest()

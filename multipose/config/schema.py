@@ -110,6 +110,9 @@ SCHEMA: tuple[Key, ...] = (
     Key("Dataset", "PBR_OBJECTS", ChoiceType(("uniform", "instances")), "uniform",
         "uniform: each PBR sample's object drawn uniformly; instances: every usable instance alike (the original's: "
         "objects weigh by their instance counts)."),
+    Key("Dataset", "PBR_WORKERS", IntType(min=0), "1",
+        "Background processes decoding and cropping the PBR images ahead of training (a PyTorch DataLoader's "
+        "workers; 0: in the training process). The crops do not depend on it."),
     Key("Dataset", "CACHE_DIR", PathType(), "./cache",
         "Where decimated meshes and rendered view caches are stored."),
     Key("Dataset", "CROP_SIZE", IntType(min=8), "",

@@ -72,6 +72,8 @@ class Batch(TensorRecord):
         target: ``(B, 3, S, S)`` float the reconstruction target of each sample (encoder pretraining: the
             clean, centred, headlit image of the same rotation), or None.
         objects: ``(B,)`` int64 the object of each sample (batches of several objects), or None: one object.
+        pbr: ``(B,)`` int64 the row of the PBR index each sample was cut from, -1 for rendered samples
+            (:mod:`multipose.data.pbr`), or None: no PBR crops.
     """
 
     image: torch.Tensor
@@ -82,6 +84,7 @@ class Batch(TensorRecord):
     index: torch.Tensor | None = None
     target: torch.Tensor | None = None
     objects: torch.Tensor | None = None
+    pbr: torch.Tensor | None = None
 
 
 @dataclass(frozen=True, eq=False)

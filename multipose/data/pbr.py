@@ -33,7 +33,7 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ from multipose.infra.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MIN_VISIB_FRACT", "PbrCrops", "PbrIndex", "PbrMix", "index_pbr", "load_index", "save_index"]
+__all__ = ["MIN_VISIB_FRACT", "PbrCrops", "PbrCutter", "PbrIndex", "PbrMix", "index_pbr", "load_index", "save_index"]
 
 #: The original's rule: instances less visible than this are not used.
 MIN_VISIB_FRACT = 0.5
@@ -179,56 +179,41 @@ def load_index(path: str | os.PathLike[str]) -> PbrIndex:
                         **tensors)
 
 
-class PbrCrops:
-    """Batches of crops of PBR instances (module docstring), on ``device``.
+class PbrCutter:
+    """Cuts crops of a PBR index's instances (module docstring's crop styles), what the background data loader's
+    workers run: ``cut(rows, offsets)`` decodes the instances' images (the last few kept decoded) and returns
+    ``(n, S, S, 3)`` uint8 RGB crops, a function of its arguments only.
 
     Args:
-        index: the usable instances; size: the crop side (pixels); pad_factor, max_rel_offset: the ``aae``
-            crop's window (``[Dataset] PAD_FACTOR``, ``[Training] MAX_REL_OFFSET``).
-        style: ``"aae"`` or ``"original"``; rotation: ``"corrected"`` or ``"scene"``; objects: ``"uniform"`` or
-            ``"instances"``; augmenter: applied to ``aae`` crops (None: none).
-        generator: draws the instances, offsets and augmentation.
+        index: the usable instances; size: the crop side (pixels); pad_factor: the ``aae`` crop's window
+            (``[Dataset] PAD_FACTOR``); style: ``"aae"`` or ``"original"``.
     """
 
-    def __init__(self, index: PbrIndex, size: int, pad_factor: float, max_rel_offset: float, *, style: str,
-                 rotation: str, objects: str, augmenter: Augmenter | None, generator: torch.Generator,
-                 device: torch.device | str = "cpu") -> None:
-        if style not in ("aae", "original") or rotation not in ("corrected", "scene") or objects not in (
-                "uniform", "instances"):
-            raise ValueError(f"bad PBR crop settings: {style}, {rotation}, {objects}")
-        self.index, self.size = index, int(size)
-        self.pad_factor, self.max_rel_offset = float(pad_factor), float(max_rel_offset)
-        self.style, self.objects = style, objects
-        self.augmenter = augmenter if style == "aae" else None
-        self.generator = generator
-        self.device = torch.device(device)
-        self.R = index.R if rotation == "scene" else off_axis_correction(index.t).transpose(1, 2) @ index.R
-        self._by_object = [torch.nonzero(index.object == n).flatten() for n in range(len(index.obj_ids))]
+    def __init__(self, index: PbrIndex, size: int, pad_factor: float, style: str) -> None:
+        if style not in ("aae", "original"):
+            raise ValueError(f"bad PBR crop style: {style}")
+        self.index, self.size, self.pad_factor, self.style = index, int(size), float(pad_factor), style
         self._decoded: OrderedDict[int, np.ndarray] = OrderedDict()
 
-    def draw(self, n: int) -> torch.Tensor:
-        """``n`` instances: each sample's object uniformly, then one of its instances (``instances``: any)."""
-        if self.objects == "instances":
-            return torch.randint(len(self.index), (n,), generator=self.generator)
-        objects = torch.randint(len(self._by_object), (n,), generator=self.generator)
-        sizes = torch.tensor([len(r) for r in self._by_object])[objects]
-        pick = (torch.rand(n, generator=self.generator, dtype=torch.float64) * sizes).long().clamp(max=sizes - 1)
-        return torch.stack([self._by_object[o][p] for o, p in zip(objects.tolist(), pick.tolist(), strict=True)])
+    def cut(self, rows: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """``(n, S, S, 3)`` uint8 crops of instances ``rows (n,)``, the ``aae`` windows moved by ``offsets (n, 2)``
+        (fractions of the box)."""
+        crops = [self.crop(int(i), offsets[k]) for k, i in enumerate(rows.tolist())]
+        return torch.from_numpy(np.stack(crops)) if crops else torch.zeros(0, self.size, self.size, 3,
+                                                                           dtype=torch.uint8)
 
-    def batch(self, n: int) -> Batch:
-        """``n`` crops: ``image (n, 3, S, S)``, ``R`` their rotations, ``objects`` their object indices,
-        ``index`` -1 (not from the view cache)."""
-        rows = self.draw(n)
-        offsets = (torch.rand(n, 2, generator=self.generator) * 2 - 1) * self.max_rel_offset
-        crops = [self._crop(int(i), offsets[k]) for k, i in enumerate(rows.tolist())]
-        image = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float().div(255.0).to(self.device)
-        if self.augmenter is not None:
-            image = self.augmenter(image, self.generator)
-        return Batch(image=image, R=self.R[rows].to(self.device), objects=self.index.object[rows].to(self.device),
-                     index=torch.full((n,), -1, dtype=torch.int64, device=self.device))
+    def crop(self, i: int, offset: torch.Tensor) -> np.ndarray:
+        """Instance ``i``'s crop ``(S, S, 3)`` uint8."""
+        image = self._image(int(self.index.image[i]))
+        if self.style == "original":
+            return _original_crop(image, self.index.bbox_visib[i].tolist(), self.size)
+        x, y, w, h = self.index.bbox_obj[i].tolist()
+        box = torch.tensor([[x - 0.5, y - 0.5, x + w + 0.5, y + h + 0.5]], dtype=torch.float64)  # BOP's box extent
+        window = crop_windows(box, offset[None].double(), self.pad_factor)[0].tolist()
+        return crop_square(image, window, self.size)
 
     def _image(self, k: int) -> np.ndarray:
-        """Image ``k`` of the index as ``(H, W, 3)`` uint8 RGB (the last few kept decoded)."""
+        """Image ``k`` of the index as ``(H, W, 3)`` uint8 RGB."""
         if k not in self._decoded:
             path = self.index.images[k]
             bgr = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -239,15 +224,92 @@ class PbrCrops:
                 self._decoded.popitem(last=False)
         return self._decoded[k]
 
-    def _crop(self, i: int, offset: torch.Tensor) -> np.ndarray:
-        """Instance ``i``'s crop ``(S, S, 3)`` uint8."""
-        image = self._image(int(self.index.image[i]))
-        if self.style == "original":
-            return _original_crop(image, self.index.bbox_visib[i].tolist(), self.size)
-        x, y, w, h = self.index.bbox_obj[i].tolist()
-        box = torch.tensor([[x - 0.5, y - 0.5, x + w + 0.5, y + h + 0.5]], dtype=torch.float64)  # BOP's box extent
-        window = crop_windows(box, offset[None].double(), self.pad_factor)[0].tolist()
-        return crop_square(image, window, self.size)
+
+class _Plans(torch.utils.data.Dataset[torch.Tensor]):
+    """The background loader's dataset: item ``(rows, offsets)`` -> :meth:`PbrCutter.cut`; its sampler is the
+    epoch's list of plans (replaced every epoch, the workers persist)."""
+
+    def __init__(self, cutter: PbrCutter) -> None:
+        self.cutter = cutter
+        self.plans: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __getitem__(self, plan: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return self.cutter.cut(*plan)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # the sampler
+        return iter(self.plans)
+
+
+class PbrCrops:
+    """Batches of crops of PBR instances (module docstring), on ``device``: instances and offsets drawn by
+    :meth:`plan`, cut by a :class:`PbrCutter` (in this process, or in ``workers`` background processes by
+    :meth:`cut_all`), then augmented by :meth:`finish`. The workers do not draw: the crops are the same for any
+    number of workers.
+
+    Args:
+        index: the usable instances; size: the crop side (pixels); pad_factor, max_rel_offset: the ``aae``
+            crop's window (``[Dataset] PAD_FACTOR``, ``[Training] MAX_REL_OFFSET``).
+        style: ``"aae"`` or ``"original"``; rotation: ``"corrected"`` or ``"scene"``; objects: ``"uniform"`` or
+            ``"instances"``; augmenter: applied to ``aae`` crops (None: none).
+        generator: draws the instances, offsets and augmentation.
+        workers: background processes decoding and cutting (``[Dataset] PBR_WORKERS``; 0: this process).
+    """
+
+    def __init__(self, index: PbrIndex, size: int, pad_factor: float, max_rel_offset: float, *, style: str,
+                 rotation: str, objects: str, augmenter: Augmenter | None, generator: torch.Generator,
+                 device: torch.device | str = "cpu", workers: int = 0) -> None:
+        if rotation not in ("corrected", "scene") or objects not in ("uniform", "instances") or workers < 0:
+            raise ValueError(f"bad PBR crop settings: {rotation}, {objects}, {workers} workers")
+        self.index, self.cutter = index, PbrCutter(index, size, pad_factor, style)
+        self.max_rel_offset, self.objects, self.workers = float(max_rel_offset), objects, int(workers)
+        self.augmenter = augmenter if style == "aae" else None
+        self.generator = generator
+        self.device = torch.device(device)
+        self.R = index.R if rotation == "scene" else off_axis_correction(index.t).transpose(1, 2) @ index.R
+        self._by_object = [torch.nonzero(index.object == n).flatten() for n in range(len(index.obj_ids))]
+        self._loader: torch.utils.data.DataLoader[torch.Tensor] | None = None
+
+    def draw(self, n: int) -> torch.Tensor:
+        """``n`` instances: each sample's object uniformly, then one of its instances (``instances``: any)."""
+        if self.objects == "instances":
+            return torch.randint(len(self.index), (n,), generator=self.generator)
+        objects = torch.randint(len(self._by_object), (n,), generator=self.generator)
+        sizes = torch.tensor([len(r) for r in self._by_object])[objects]
+        pick = (torch.rand(n, generator=self.generator, dtype=torch.float64) * sizes).long().clamp(max=sizes - 1)
+        return torch.stack([self._by_object[o][p] for o, p in zip(objects.tolist(), pick.tolist(), strict=True)]
+                           ) if n else torch.zeros(0, dtype=torch.int64)
+
+    def plan(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` instances ``rows (n,)`` and their windows' ``offsets (n, 2)``."""
+        rows = self.draw(n)
+        return rows, (torch.rand(n, 2, generator=self.generator) * 2 - 1) * self.max_rel_offset
+
+    def cut_all(self, plans: list[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[torch.Tensor]:
+        """The crops ``(n, S, S, 3)`` uint8 of each plan in turn, cut ahead by the workers (if any)."""
+        if self.workers == 0:
+            return (self.cutter.cut(*plan) for plan in plans)
+        if self._loader is None:
+            dataset = _Plans(self.cutter)
+            self._loader = torch.utils.data.DataLoader(dataset, sampler=dataset, batch_size=None,
+                                                       num_workers=self.workers, persistent_workers=True)
+        self._loader.dataset.plans = plans  # type: ignore[attr-defined]
+        return iter(self._loader)
+
+    def finish(self, rows: torch.Tensor, crops: torch.Tensor) -> Batch:
+        """The batch of instances ``rows (n,)`` cut as ``crops (n, S, S, 3)`` uint8: ``image (n, 3, S, S)``
+        (augmented), ``R`` their rotations, ``objects`` their object indices, ``index`` -1 (not from the view
+        cache), ``pbr`` the rows."""
+        n = len(rows)
+        image = crops.to(self.device).permute(0, 3, 1, 2).contiguous().float().div(255.0)
+        if self.augmenter is not None and n:
+            image = self.augmenter(image, self.generator)
+        return Batch(image=image, R=self.R[rows].to(self.device), objects=self.index.object[rows].to(self.device),
+                     index=torch.full((n,), -1, dtype=torch.int64, device=self.device), pbr=rows.to(self.device))
+
+    def batch(self, n: int) -> Batch:
+        """``n`` crops, planned, cut in this process and finished."""
+        rows, offsets = self.plan(n)
+        return self.finish(rows, self.cutter.cut(rows, offsets))
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
@@ -291,25 +353,38 @@ class PbrMix:
         return math.ceil(self.num_samples / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
+        """An epoch's batches; its PBR instances and offsets are drawn at its start, so that the workers can cut
+        ahead (the same crops for any number of workers)."""
         if self.synthetic is not None:
             self.synthetic.start_epoch()
-        for start in range(0, self.num_samples, self.batch_size):
-            yield self.batch(min(self.batch_size, self.num_samples - start))
+        sizes = [min(self.batch_size, self.num_samples - start) for start in range(0, self.num_samples,
+                                                                                   self.batch_size)]
+        plans = [self.pbr.plan(self._pbr_rows(n)) for n in sizes]
+        for n, (rows, _), crops in zip(sizes, plans, self.pbr.cut_all(plans), strict=True):
+            yield self._assemble(n, self.pbr.finish(rows, crops))
 
     def batch(self, n: int | None = None) -> Batch:
-        """``n`` samples: ``round(fraction * n)`` PBR crops after the synthetic ones; ``index`` -1 for PBR rows."""
+        """``n`` samples: ``round(fraction * n)`` PBR crops (cut in this process) after the synthetic ones."""
         n = self.batch_size if n is None else int(n)
-        k = n if self.synthetic is None else int(round(self.fraction * n))
+        return self._assemble(n, self.pbr.batch(self._pbr_rows(n)))
+
+    def _pbr_rows(self, n: int) -> int:
+        return n if self.synthetic is None else int(round(self.fraction * n))
+
+    def _assemble(self, n: int, pbr: Batch) -> Batch:
+        """The batch of ``n`` samples ending with the PBR crops ``pbr``: the synthetic rows drawn before them
+        (``pbr`` -1 there), ``index`` -1 and ``pbr`` the instance for PBR rows; ``objects`` for several objects."""
+        k = len(pbr.R)
         parts = []
         if k < n:
             rendered = self.synthetic.batch(n - k)
-            parts.append(Batch(image=rendered.image, R=rendered.R, index=rendered.index, objects=(
-                rendered.objects if rendered.objects is not None else torch.zeros(n - k, dtype=torch.int64,
-                                                                                  device=self.device))))
+            minus = torch.full((n - k,), -1, dtype=torch.int64, device=self.device)
+            parts.append(Batch(image=rendered.image, R=rendered.R, index=rendered.index, pbr=minus, objects=(
+                rendered.objects if rendered.objects is not None else torch.zeros_like(minus))))
         if k > 0:
-            parts.append(self.pbr.batch(k))
+            parts.append(pbr)
         batch = Batch.cat(parts)
-        return batch if self.several else Batch(image=batch.image, R=batch.R, index=batch.index)
+        return batch if self.several else replace(batch, objects=None)
 
     def update(self, batch: Batch, per_sample_loss: torch.Tensor) -> None:
         """The synthetic rows' losses to the synthetic pipeline (hard-sample mining); PBR rows have none to keep."""

@@ -79,7 +79,8 @@ def pbr_mix_from_config(cfg: Config, synthetic: Any, device: torch.device | str 
     crops = PbrCrops(pbr_index_from_config(cfg, progress), crop_size(cfg), d.PAD_FACTOR, cfg.Training.MAX_REL_OFFSET,
                      style=d.PBR_CROP, rotation=d.PBR_ROTATION, objects=d.PBR_OBJECTS,
                      augmenter=Augmenter(augment_settings(cfg)) if cfg.Training.AUGMENT_IMGS else None,
-                     generator=make_generator(cfg.Training.RANDOM_SEED, "training-pbr"), device=device)
+                     generator=make_generator(cfg.Training.RANDOM_SEED, "training-pbr"), device=device,
+                     workers=d.PBR_WORKERS)
     return PbrMix(synthetic, crops, d.PBR_MIX, cfg.Training.BATCH_SIZE, cfg.Training.NUM_SAMPLES,
                   several=num_objects(cfg) > 1)
 

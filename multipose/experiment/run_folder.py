@@ -17,7 +17,8 @@
 Re-running the same command resumes; running a *different* config into the same folder is refused
 (naming the keys that differ) unless ``--force``, because mixing two experiments' epochs in one folder
 silently is how results get lost. Keys that cannot change what the finished epochs computed
-(:data:`RESUMABLE_KEYS`: how long to train, where to run, what to save) may differ.
+(:data:`RESUMABLE_KEYS`: how long to train, where to run, what to save, how many processes cut PBR crops) may
+differ.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ RESUMABLE_KEYS = frozenset(
         ("Training", "DEVICE"),
         ("Training", "SAVE_IMAGES"),
         ("Dataset", "CACHE_DIR"),
+        ("Dataset", "PBR_WORKERS"),
         ("Encoder", "NUM_ITER"),
         ("Encoder", "SAVE_INTERVAL"),
         ("Encoder", "LOG_INTERVAL"),
