@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -240,6 +241,14 @@ class _Plans(torch.utils.data.Dataset[torch.Tensor]):
         return iter(self.plans)
 
 
+def _ignore_stop_signals(worker: int) -> None:
+    """A worker leaves Ctrl-C and SIGTERM (sent to the whole process group) to the training process, which stops
+    cleanly after its batch and then ends the workers; a worker killed by them would abort the training process
+    with the DataLoader's error instead."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class PbrCrops:
     """Batches of crops of PBR instances (module docstring), on ``device``: instances and offsets drawn by
     :meth:`plan`, cut by a :class:`PbrCutter` (in this process, or in ``workers`` background processes by
@@ -291,7 +300,8 @@ class PbrCrops:
         if self._loader is None:
             dataset = _Plans(self.cutter)
             self._loader = torch.utils.data.DataLoader(dataset, sampler=dataset, batch_size=None,
-                                                       num_workers=self.workers, persistent_workers=True)
+                                                       num_workers=self.workers, persistent_workers=True,
+                                                       worker_init_fn=_ignore_stop_signals)
         self._loader.dataset.plans = plans  # type: ignore[attr-defined]
         return iter(self._loader)
 
