@@ -34,6 +34,23 @@ def test_plots_sorted_errors_and_differences(tmp_path, python, repo_root):
     proc = subprocess.run([python, "plot_error_dist.py", str(run), "--metric", "re", "--methods", "head", "--out",
                            str(tmp_path / "re.png")], cwd=repo_root, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "head: median 10" in proc.stdout and (tmp_path / "re.png").is_file(), proc.stderr
+    other = _evaluation(tmp_path / "other", [0.3, 0.4, 0.8, 0.2], [0.3, 0.4, 0.8, 1.0])
+    proc = subprocess.run([python, "plot_error_dist.py", str(run), str(other), "--methods", "head", "--out",
+                           str(tmp_path / "two.png")], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.splitlines()[:2]
+    assert first.endswith("recall 0.500 (error < 0.3)")  # 0.1 and 0.2
+    assert second.endswith(f"recall 0.250 (error < 0.3); only head ({run}) / only this right 2 / 1, McNemar p 1")
+    proc = subprocess.run([python, "plot_error_dist.py", str(run), "--threshold", "0.6", "--out",
+                           str(tmp_path / "t.png")], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert "codebook: median 0.6, mean 0.625 over 4 instances; recall 0.500 (error < 0.6); only head / only this " \
+           "right 1 / 0, McNemar p 1" in proc.stdout, proc.stdout
+    shifted = tmp_path / "shifted"
+    shifted.mkdir()
+    write_table(shifted / "per-sample.csv", {"index": [1, 2, 3, 4], "vsd_head": [0.1, 0.5, 0.2, 0.9]})
+    proc = subprocess.run([python, "plot_error_dist.py", str(run), str(shifted), "--methods", "head"], cwd=repo_root,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "hold different test instances" in proc.stderr
     bad = subprocess.run([python, "plot_error_dist.py", str(run), "--methods", "stored"], cwd=repo_root,
                          capture_output=True, text=True, timeout=120)
     assert (
