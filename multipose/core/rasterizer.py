@@ -87,9 +87,11 @@ def rasterize_nearest(
 
 @dataclass(frozen=True)
 class _Faces:
-    """Every face of every image, projected: ``count (B, F)`` pixel centres to test (0: skipped), ``first (B, F,
-    2)`` the first covered pixel and ``extent (B, F, 2)`` how many per axis, ``edges (B, F, 3, 3)`` the edge
-    functions (barycentric ``b_i = a_i u + b_i v + c_i``), ``inv_z (B, F, 3)`` its vertices' 1/z; ``num_faces`` F."""
+    """The faces of every image, projected: ``count (B, F')`` pixel centres to test (0: skipped), ``first (B, F',
+    2)`` the first covered pixel and ``extent (B, F', 2)`` how many per axis, ``edges (B, F', 3, 3)`` the edge
+    functions (barycentric ``b_i = a_i u + b_i v + c_i``), ``inv_z (B, F', 3)`` its vertices' 1/z; ``num_faces`` F
+    of the mesh; ``ids (B, F')`` the mesh's face of each column (with a face mask: each image's own faces, F' the
+    most any image has), or None: F' = F, every face."""
 
     count: torch.Tensor
     first: torch.Tensor
@@ -97,23 +99,34 @@ class _Faces:
     edges: torch.Tensor
     inv_z: torch.Tensor
     num_faces: int
+    ids: torch.Tensor | None = None
 
 
 def _face_setup(verts: torch.Tensor, faces: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor,
                 size: tuple[int, int], cull_backfaces: int, face_mask: torch.Tensor | None) -> _Faces:
-    """Project every face (arguments as :func:`rasterize_nearest`'s)."""
+    """Project the faces of each image (arguments as :func:`rasterize_nearest`'s): every face, or with
+    ``face_mask`` only each image's own (a renderer of several objects sets up one object's faces per image, not
+    the joined mesh's)."""
     H, W = size
     cam = verts[None] @ R.transpose(1, 2) + t[:, None, :]  # (B, V, 3)
     uv = (cam @ K.transpose(1, 2))[..., :2] / cam[..., 2:3]
-    corner, face_uv = cam[:, faces], uv[:, faces]  # (B, F, 3, 3) camera-space vertices, (B, F, 3, 2)
+    ids = own = None
+    if face_mask is None:
+        corner, face_uv = cam[:, faces], uv[:, faces]  # (B, F, 3, 3) camera-space vertices, (B, F, 3, 2)
+    else:  # each image's faces first, in the mesh's order (so ties resolve as without the mask)
+        counts = face_mask.sum(dim=1)
+        ids = torch.argsort((~face_mask).to(torch.uint8), dim=1, stable=True)[:, : int(counts.max())]  # (B, F')
+        own = torch.arange(ids.shape[1], device=ids.device)[None] < counts[:, None]  # (B, F') real columns
+        image = torch.arange(R.shape[0], device=R.device)[:, None, None]
+        corner, face_uv = cam[image, faces[ids]], uv[image, faces[ids]]  # (B, F', 3, 3), (B, F', 3, 2)
     face_z = corner[..., 2]  # (B, F, 3)
     lo, hi = face_uv.amin(dim=2), face_uv.amax(dim=2)  # (B, F, 2) bounding boxes in pixels
     first = lo.ceil().clamp(min=0).long()
     last = torch.minimum(hi.floor(), torch.tensor([W - 1.0, H - 1.0], device=R.device)).long()
     extent = (last - first + 1).clamp(min=0)  # (B, F, 2) pixel centres covered per axis
     count = extent[..., 0] * extent[..., 1] * (face_z.amin(dim=2) > 0)  # (B, F) candidates
-    if face_mask is not None:
-        count = count * face_mask
+    if own is not None:
+        count = count * own
     if cull_backfaces:
         normal = torch.linalg.cross(corner[:, :, 1] - corner[:, :, 0], corner[:, :, 2] - corner[:, :, 0])
         count = count * ((normal * corner[:, :, 0]).sum(dim=-1) * cull_backfaces < 0)  # front faces only
@@ -128,7 +141,7 @@ def _face_setup(verts: torch.Tensor, faces: torch.Tensor, R: torch.Tensor, t: to
         coef.append(torch.stack([-(c[..., 1] - a[..., 1]), c[..., 0] - a[..., 0],
                                  (c[..., 1] - a[..., 1]) * a[..., 0] - (c[..., 0] - a[..., 0]) * a[..., 1]], -1))
     edges = torch.stack(coef, dim=2) / area[..., None, None]  # (B, F, 3, 3): rows b_0..b_2
-    return _Faces(count, first, extent, edges, 1.0 / face_z, faces.shape[0])
+    return _Faces(count, first, extent, edges, 1.0 / face_z, faces.shape[0], ids)
 
 
 def _rasterize_group(images: slice, faces: _Faces, size: tuple[int, int], pix_to_face: torch.Tensor,
@@ -157,5 +170,6 @@ def _rasterize_group(images: slice, faces: _Faces, size: tuple[int, int], pix_to
     zbuf.scatter_reduce_(0, pixel, depth, "amin")
     win = depth == zbuf[pixel]  # on a tie (a shared edge at equal depth) one of the faces is kept
     pixel, depth = pixel[win], depth[win]
+    f = f if faces.ids is None else faces.ids[b, f]  # the mesh's face
     pix_to_face[pixel] = b[win] * F + f[win]
     bary[pixel] = weighted[win] * depth[:, None]
