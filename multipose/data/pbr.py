@@ -24,6 +24,10 @@ the training renders show the object (on the optical axis) and how the test pose
 
 **The objects** of a batch: ``uniform`` (each sample's object drawn uniformly, as the synthetic renders draw
 them) or ``instances`` (the original: every usable instance alike, so objects weigh by their instance counts).
+
+**Decoding** (:class:`PbrMix` iterating an epoch): the epoch's instances and offsets are drawn at its start, then
+cut by :class:`PbrCutter` in background ``DataLoader`` workers (``[Dataset] PBR_WORKERS``) or in this process; the
+workers draw nothing, so the batches do not depend on their number.
 """
 
 from __future__ import annotations
