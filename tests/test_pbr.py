@@ -192,3 +192,13 @@ def test_a_run_mixing_pbr_crops_with_renders_trains_and_resumes_exactly(pbr, tmp
     assert absent.status == "missing"
     alone = train_pose_head(_cfg(pbr, tmp_path / "c", "Training.NUM_ITER=1"), torch.device("cpu"), progress=False)
     assert alone.last_epoch == 1  # PBR crops alone (the original's): no view cache needed
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh runs it)")
+def test_a_population_head_trains_on_pbr_crops_mixed_with_renders_on_cuda(pbr, tmp_path):
+    """On CUDA: the PBR index's rotations, the crops (cut by a worker on the CPU) and the PBR table meet the
+    view cache's on the device."""
+    cfg = _cfg(pbr, tmp_path / "cuda", "Dataset.PBR_MIX=0.5", "Training.HEAD=population", "Training.HEAD_WIDTH=32",
+               "Training.ANCHOR_VIEWS=12", "Training.ANCHOR_INPLANE=4", "Training.ANCHOR_CANDIDATES=8",
+               "Training.NUM_ITER=1", "Training.DEVICE=cuda")
+    assert train_pose_head(cfg, torch.device("cuda"), progress=False).last_epoch == 1

@@ -48,7 +48,8 @@ class PopulationTargets:
         anchors = AnchorTargets(loss_fn.view, head.anchors, loss_fn.params, settings.temperature,
                                 min(settings.candidates, num_anchors))
         table = anchor_table(anchors, data.cache.views.R, "training poses", progress, dist) if data.cache else None
-        pbr = anchor_table(anchors, data.pbr.R, "PBR instances", progress, dist) if isinstance(data, PbrMix) else None
+        pbr = (anchor_table(anchors, data.pbr.R.to(anchors.depth.device), "PBR instances", progress, dist)
+               if isinstance(data, PbrMix) else None)  # (the index's rotations are on the CPU)
         return cls(anchors, table, pbr)
 
     def for_batch(self, batch: Batch, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
