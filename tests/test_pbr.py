@@ -5,6 +5,7 @@ bad folders, and a run mixing PBR crops with renders that resumes exactly."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 from pathlib import Path
 
@@ -142,6 +143,16 @@ def test_bad_pbr_folders_name_the_file_or_id(pbr, tmp_path):
     shutil.copy(mixed / "000001" / "rgb" / "000000.jpg", mixed / "000001" / "rgb" / "000009.png")
     with pytest.raises(DataError, match=r"000001/rgb: a mix of \.jpg and \.png images"):
         index_pbr(mixed, (1,), progress=False)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(pbr, corrupt)
+    for image in corrupt.glob("*/rgb/*.jpg"):
+        image.write_bytes(b"not a JPEG")
+    crops = PbrCrops(index_pbr(corrupt, (1,), progress=False), 32, 1.2, 0.0, style="aae", rotation="corrected",
+                     objects="uniform", augmenter=None, generator=torch.Generator().manual_seed(0), workers=1)
+    with pytest.raises(DataError, match=r"rgb/\d{6}\.jpg: cannot read this PBR image$") as raised:
+        list(PbrMix(None, crops, 1.0, batch_size=2, num_samples=2, several=False))  # cut by a worker
+    assert "Traceback" not in str(raised.value)
+    assert not multiprocessing.active_children()  # the worker ended with the error, not at the interpreter's exit
     with pytest.raises(DataError, match="no instance of object 7 with visib_fract >= 0.5"):
         index_pbr(pbr, (1, 7), progress=False)
     with pytest.raises(ConfigError, match="PBR_PATH needs PBR_OBJ_IDS"):

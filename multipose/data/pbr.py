@@ -37,7 +37,7 @@ import math
 import os
 import signal
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -230,19 +230,28 @@ class PbrCutter:
         return self._decoded[k]
 
 
-class _Plans(torch.utils.data.Dataset[torch.Tensor]):
-    """The background loader's dataset: item ``(rows, offsets)`` -> :meth:`PbrCutter.cut`; its sampler is the
-    epoch's list of plans (replaced every epoch, the workers persist)."""
+class _Plans(torch.utils.data.Dataset[torch.Tensor | DataError]):
+    """The background loader's dataset: item ``(rows, offsets)`` -> :meth:`PbrCutter.cut` (its error returned, not
+    raised); its sampler is the epoch's list of plans."""
 
-    def __init__(self, cutter: PbrCutter) -> None:
-        self.cutter = cutter
-        self.plans: list[tuple[torch.Tensor, torch.Tensor]] = []
+    def __init__(self, cutter: PbrCutter, plans: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.cutter, self.plans = cutter, plans
 
-    def __getitem__(self, plan: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        return self.cutter.cut(*plan)
+    def __getitem__(self, plan: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor | DataError:
+        try:
+            return self.cutter.cut(*plan)
+        except DataError as exc:  # handed to the training process as it is (the loader would wrap its traceback)
+            return exc
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # the sampler
         return iter(self.plans)
+
+
+def _raised(crops: torch.Tensor | DataError) -> torch.Tensor:
+    """A worker's crops, or its error raised here."""
+    if isinstance(crops, DataError):
+        raise crops
+    return crops
 
 
 def _ignore_stop_signals(worker: int) -> None:
@@ -280,7 +289,6 @@ class PbrCrops:
         self.device = torch.device(device)
         self.R = index.R if rotation == "scene" else off_axis_correction(index.t).transpose(1, 2) @ index.R
         self._by_object = [torch.nonzero(index.object == n).flatten() for n in range(len(index.obj_ids))]
-        self._loader: torch.utils.data.DataLoader[torch.Tensor] | None = None
 
     def draw(self, n: int) -> torch.Tensor:
         """``n`` instances: each sample's object uniformly, then one of its instances (``instances``: any)."""
@@ -297,17 +305,20 @@ class PbrCrops:
         rows = self.draw(n)
         return rows, (torch.rand(n, 2, generator=self.generator) * 2 - 1) * self.max_rel_offset
 
-    def cut_all(self, plans: list[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[torch.Tensor]:
-        """The crops ``(n, S, S, 3)`` uint8 of each plan in turn, cut ahead by the workers (if any)."""
+    def cut_all(self, plans: list[tuple[torch.Tensor, torch.Tensor]]) -> Generator[torch.Tensor, None, None]:
+        """The crops ``(n, S, S, 3)`` uint8 of each plan in turn, cut ahead by the workers (if any: started for
+        these plans, and ended when the iterator is exhausted, closed, or raises)."""
         if self.workers == 0:
-            return (self.cutter.cut(*plan) for plan in plans)
-        if self._loader is None:
-            dataset = _Plans(self.cutter)
-            self._loader = torch.utils.data.DataLoader(dataset, sampler=dataset, batch_size=None,
-                                                       num_workers=self.workers, persistent_workers=True,
-                                                       worker_init_fn=_ignore_stop_signals)
-        self._loader.dataset.plans = plans  # type: ignore[attr-defined]
-        return iter(self._loader)
+            yield from (self.cutter.cut(*plan) for plan in plans)
+            return
+        dataset = _Plans(self.cutter, plans)
+        ahead = iter(torch.utils.data.DataLoader(dataset, sampler=dataset, batch_size=None, num_workers=self.workers,
+                                                 worker_init_fn=_ignore_stop_signals))
+        try:
+            for crops in ahead:
+                yield _raised(crops)
+        finally:
+            ahead._shutdown_workers()  # type: ignore[attr-defined]  # now, not whenever it is collected
 
     def finish(self, rows: torch.Tensor, crops: torch.Tensor) -> Batch:
         """The batch of instances ``rows (n,)`` cut as ``crops (n, S, S, 3)`` uint8: ``image (n, 3, S, S)``
@@ -374,8 +385,12 @@ class PbrMix:
         sizes = [min(self.batch_size, self.num_samples - start) for start in range(0, self.num_samples,
                                                                                    self.batch_size)]
         plans = [self.pbr.plan(self._pbr_rows(n)) for n in sizes]
-        for n, (rows, _), crops in zip(sizes, plans, self.pbr.cut_all(plans), strict=True):
-            yield self._assemble(n, self.pbr.finish(rows, crops))
+        cut = self.pbr.cut_all(plans)
+        try:
+            for n, (rows, _), crops in zip(sizes, plans, cut, strict=True):
+                yield self._assemble(n, self.pbr.finish(rows, crops))
+        finally:
+            cut.close()  # an epoch left early (a stop, an error) ends its workers
 
     def batch(self, n: int | None = None) -> Batch:
         """``n`` samples: ``round(fraction * n)`` PBR crops (cut in this process) after the synthetic ones."""
